@@ -1,0 +1,28 @@
+"""bpfast: backpropagation exactly as the slides derive it, and fast.
+
+- `Network`: z^(l), a^(l), C_0 and ∇C of a fully connected sigmoid network (fast Cython kernels);
+- `reference`: the same calculus in slow, readable pure Python, loops over j and k;
+- `chain.Chain`: the slides' one-neuron-per-layer chain rule, link by link, in plain floats;
+- `check`: the kernels against the reference and against finite differences, on your network.
+
+Names and conventions follow NOTATION.md: weights[l-1] is w^(l) of shape (n_l, n_{l−1}),
+C_0 = Σ_j (a_j^(L) − y_j)² with no factor ½, and a batch has one example per row.
+"""
+from . import chain, reference
+from .activations import sigmoid, sigmoid_prime
+from .crosscheck import CheckReport, check
+from .network import Gradient, Network, Trace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckReport",
+    "Gradient",
+    "Network",
+    "Trace",
+    "chain",
+    "check",
+    "reference",
+    "sigmoid",
+    "sigmoid_prime",
+]

@@ -1,0 +1,133 @@
+"""Validation at the boundary: every public entry point passes its input through here once.
+
+The kernels skip bounds checks, so nothing reaches them that has not been converted to the
+network's dtype, made C-contiguous, and checked for shape and finiteness. Messages name the
+argument and the problem, in the manner of scikit-learn's.
+"""
+import numbers
+
+import numpy as np
+
+#: BLAS takes 32-bit ints for dimensions.
+_MAX_DIM = 2**31 - 1
+
+DTYPES = ("float32", "float64")
+
+
+def check_dtype(dtype):
+    """The network's dtype as a numpy dtype: float32 or float64."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved is None or resolved.name not in DTYPES:
+        raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}.")
+    return resolved
+
+
+def check_sizes(sizes):
+    """sizes = [n0, n1, ..., nL] as a tuple of Python ints, each ≥ 1, at least two of them."""
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
+        raise TypeError(
+            f"sizes must be a sequence of layer widths such as [784, 30, 10], got {sizes!r}."
+        )
+    if np.ndim(sizes) != 1:
+        raise ValueError(f"sizes must be a flat sequence of layer widths, got {sizes!r}.")
+    if len(sizes) < 2:
+        raise ValueError(
+            f"sizes needs at least two layers (inputs and outputs), got {list(sizes)!r}."
+        )
+    checked = []
+    for l, n in enumerate(sizes):
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral):
+            raise TypeError(f"sizes[{l}] must be an integer, got {n!r} ({type(n).__name__}).")
+        if not 1 <= n <= _MAX_DIM:
+            raise ValueError(f"sizes[{l}] must be a positive integer, got {n}.")
+        checked.append(int(n))
+    return tuple(checked)
+
+
+def check_positive_real(value, name):
+    """A finite real number > 0 (a learning rate, a step size)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__}).")
+    value = float(value)
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
+    return value
+
+
+def as_real_array(value, name, dtype):
+    """`value` as an array of `dtype`; refuses what is not real numbers (strings, complex, objects)."""
+    if isinstance(value, np.ndarray):
+        array = value
+    else:
+        try:
+            array = np.asarray(value)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{name} could not be converted to a numeric array: {error}") from None
+    if array.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} must hold real numbers, got an array of dtype {array.dtype}."
+        )
+    # Values beyond float32's range become inf here; check_finite then names them.
+    with np.errstate(over="ignore"):
+        array = np.asarray(array, dtype=dtype, order="C")
+    check_finite(array, name)
+    return array
+
+
+def check_finite(array, name):
+    """Refuse NaN and ±inf, saying which (after conversion, inf may mean "too large for float32")."""
+    if not np.isfinite(array).all():
+        if np.isnan(array).any():
+            raise ValueError(f"Input {name} contains NaN.")
+        raise ValueError(
+            f"Input {name} contains infinity or a value too large for dtype('{array.dtype}')."
+        )
+
+
+def as_examples(value, name, width, width_name, dtype, ndims=(1, 2)):
+    """One example (1-D, length `width`) or a batch (2-D, one example per row), C-contiguous.
+
+    Lists, integer arrays, Fortran-ordered, strided and read-only arrays are accepted and
+    converted once; nothing is copied when `value` already has the right layout and dtype.
+    """
+    array = as_real_array(value, name, dtype)
+    if array.ndim not in ndims:
+        expected = " or ".join({1: "1-D (one example)", 2: "2-D (one example per row)"}[d]
+                               for d in ndims)
+        hint = ""
+        if array.ndim == 1 and 2 in ndims:
+            hint = f" Reshape a single example with {name}.reshape(1, -1)."
+        raise ValueError(f"{name} must be {expected}, got an array of shape {array.shape}.{hint}")
+    if array.shape[-1] != width:
+        raise ValueError(
+            f"{name} has {array.shape[-1]} values per example, but the network expects "
+            f"{width_name} = {width}."
+        )
+    if array.ndim == 2 and array.shape[0] == 0:
+        raise ValueError(
+            f"Found array with 0 examples (shape={array.shape}) while a minimum of 1 is "
+            f"required ({name})."
+        )
+    if array.ndim == 2 and array.shape[0] > _MAX_DIM:
+        raise ValueError(f"{name} has {array.shape[0]} rows; at most {_MAX_DIM} are supported.")
+    return array
+
+
+def as_pair(X, Y, sizes, dtype, ndims=(1, 2)):
+    """Inputs X and targets Y that go together: same dimensionality, same number of examples."""
+    X = as_examples(X, "X", sizes[0], "n0 (sizes[0])", dtype, ndims)
+    Y = as_examples(Y, "Y", sizes[-1], "nL (sizes[-1])", dtype, ndims)
+    if X.ndim != Y.ndim:
+        raise ValueError(
+            f"X and Y must both be one example (1-D) or both a batch (2-D), got X of shape "
+            f"{X.shape} and Y of shape {Y.shape}."
+        )
+    if X.ndim == 2 and X.shape[0] != Y.shape[0]:
+        raise ValueError(
+            "Found input variables with inconsistent numbers of samples: "
+            f"[{X.shape[0]}, {Y.shape[0]}] (X, Y)."
+        )
+    return X, Y

@@ -1,0 +1,88 @@
+"""The slides' simplification: one neuron per layer, the last two layers, in plain floats.
+
+    a^(L−1) ──w, b──▶ z^(L) = w a^(L−1) + b ──σ──▶ a^(L) = σ(z^(L)) ──▶ C_0 = (a^(L) − y)²
+
+Each attribute of `Chain` is computed by the formula of its slide, so a learner can print the
+three links of the chain rule and their products and check them by hand.
+"""
+import math
+import numbers
+
+from .reference import sigmoid, sigmoid_prime
+
+
+def _real(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__}).")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}.")
+    return value
+
+
+def _operand(x):
+    """x to 6 significant digits, in parentheses when negative: 0.5·(−1), not 0.5·-1."""
+    text = f"{x:.6g}"
+    return f"({text})" if x < 0 else text
+
+
+class Chain:
+    """One weight w, one bias b, the previous activation a^(L−1) and the target y.
+
+    Attributes, each from its slide:
+
+    - ``z``  = w a^(L−1) + b, ``a`` = σ(z), ``C0`` = (a − y)²       (la carte des variables)
+    - ``dz_dw``  = ∂z/∂w  = a^(L−1)                                  (link 1)
+    - ``da_dz``  = ∂a/∂z  = σ'(z)                                    (link 2)
+    - ``dC0_da`` = ∂C_0/∂a = 2 (a − y)                               (link 3)
+    - ``dC0_dw`` = dz_dw · da_dz · dC0_da                            (la synthèse pour w)
+    - ``dC0_db`` = 1 · da_dz · dC0_da                                (et pour le biais)
+    - ``dC0_da_prev`` = w · da_dz · dC0_da                           (remonter le courant)
+    """
+
+    def __init__(self, w, b, a_prev, y):
+        self.w = _real(w, "w")
+        self.b = _real(b, "b")
+        self.a_prev = _real(a_prev, "a_prev")
+        self.y = _real(y, "y")
+
+        self.z = self.w * self.a_prev + self.b
+        self.a = sigmoid(self.z)
+        self.C0 = (self.a - self.y) ** 2
+
+        self.dz_dw = self.a_prev
+        self.dz_db = 1.0
+        self.dz_da_prev = self.w
+        self.da_dz = sigmoid_prime(self.z)
+        self.dC0_da = 2 * (self.a - self.y)
+
+        self.dC0_dw = self.dz_dw * self.da_dz * self.dC0_da
+        self.dC0_db = self.dz_db * self.da_dz * self.dC0_da
+        self.dC0_da_prev = self.dz_da_prev * self.da_dz * self.dC0_da
+
+    def __repr__(self):
+        return (f"Chain(w={self.w!r}, b={self.b!r}, a_prev={self.a_prev!r}, y={self.y!r}): "
+                f"C0={self.C0:.6g}, dC0_dw={self.dC0_dw:.6g}, dC0_db={self.dC0_db:.6g}, "
+                f"dC0_da_prev={self.dC0_da_prev:.6g}")
+
+    def __str__(self):
+        f = _operand
+        rows = [
+            ("z = w·a(L-1) + b", f"{f(self.w)}·{f(self.a_prev)} + {f(self.b)}", self.z),
+            ("a = σ(z)", f"σ({f(self.z)})", self.a),
+            ("C0 = (a − y)²", f"({f(self.a)} − {f(self.y)})²", self.C0),
+            ("link 1  ∂z/∂w  = a(L-1)", f(self.a_prev), self.dz_dw),
+            ("link 2  ∂a/∂z  = σ'(z)", f"σ'({f(self.z)})", self.da_dz),
+            ("link 3  ∂C0/∂a = 2(a − y)", f"2·({f(self.a)} − {f(self.y)})", self.dC0_da),
+            ("∂C0/∂w = link 1 · link 2 · link 3",
+             f"{f(self.dz_dw)} · {f(self.da_dz)} · {f(self.dC0_da)}", self.dC0_dw),
+            ("∂C0/∂b = 1 · link 2 · link 3",
+             f"1 · {f(self.da_dz)} · {f(self.dC0_da)}", self.dC0_db),
+            ("∂C0/∂a(L-1) = w · link 2 · link 3",
+             f"{f(self.w)} · {f(self.da_dz)} · {f(self.dC0_da)}", self.dC0_da_prev),
+        ]
+        name_width = max(len(name) for name, _, _ in rows)
+        work_width = max(len(work) for _, work, _ in rows)
+        lines = [f"{name:<{name_width}}  = {work:<{work_width}}  = {value: .6g}"
+                 for name, work, value in rows]
+        return "\n".join(lines)

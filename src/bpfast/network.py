@@ -1,0 +1,364 @@
+"""The public network API, in the slides' notation, over the fast kernels.
+
+A `Network` with sizes [n0, …, nL] computes z^(l), a^(l), C_0 and ∂C_0/∂w^(l), ∂C_0/∂b^(l) as
+NOTATION.md defines them. Its parameters live in one vector θ in the slides' order (w^(1), b^(1),
+…, w^(L), b^(L)); ``weights`` and ``biases`` are views into it, and a `Gradient` has the same
+layout, so ∇C and a gradient-descent step need no copying. Every method validates its input here
+and only then calls `bpfast._kernels`, which trusts what it is given.
+"""
+import numpy as np
+
+from . import _kernels
+from ._validation import (
+    as_examples,
+    as_pair,
+    as_real_array,
+    check_dtype,
+    check_positive_real,
+    check_sizes,
+)
+from .activations import ACTIVATIONS
+
+#: The costs a Network can use (the keyword ``cost=``).
+COSTS = ("quadratic",)
+
+
+def _check_choice(value, name, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}.")
+    return value
+
+
+def _layer_offsets(sizes):
+    """Where w^(l) and b^(l) start in θ, for l = 1..L, and the length P of θ."""
+    offsets = []
+    P = 0
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        offsets.append((P, P + n_out * n_in))
+        P += n_out * (n_in + 1)
+    return offsets, P
+
+
+def _split(theta, sizes):
+    """The views w^(l), b^(l) of a flat vector (or of each row of a stack of them)."""
+    offsets, _ = _layer_offsets(sizes)
+    lead = theta.shape[:-1]
+    w, b = [], []
+    for (w_start, b_start), n_in, n_out in zip(offsets, sizes[:-1], sizes[1:]):
+        w.append(theta[..., w_start:b_start].reshape(lead + (n_out, n_in)))
+        b.append(theta[..., b_start:b_start + n_out])
+    return w, b
+
+
+class Trace:
+    """What the forward pass computes: ``z[l-1]`` is z^(l) (l = 1..L), ``a[l]`` is a^(l), a[0] = x.
+
+    For one example (x 1-D) the arrays are 1-D; for a batch they have one row per example.
+    """
+
+    def __init__(self, z, a):
+        self.z = z
+        self.a = a
+
+    def __repr__(self):
+        shapes = ", ".join(str(a_l.shape) for a_l in self.a)
+        return f"Trace(L={len(self.z)}, a shapes: {shapes})"
+
+
+class Gradient:
+    """∂C/∂w^(l) and ∂C/∂b^(l) for l = 1..L: ``w[l-1]`` is shaped like w^(l), ``b[l-1]`` like b^(l).
+
+    The arrays are views of one vector ∇C in the slides' order, which `vector` returns. Per-example
+    gradients carry a leading axis of length n on every array (and ``vector()`` is then (n, P)).
+    """
+
+    def __init__(self, vector, sizes):
+        self._vector = vector
+        self.sizes = tuple(sizes)
+        self.w, self.b = _split(vector, self.sizes)
+
+    @classmethod
+    def from_vector(cls, vector, sizes):
+        """A Gradient from ∇C flattened in the slides' order (a copy), for ``sizes``."""
+        sizes = check_sizes(sizes)
+        vector = np.asarray(vector)
+        dtype = vector.dtype if vector.dtype in (np.float32, np.float64) else np.float64
+        vector = as_real_array(vector, "vector", dtype)
+        P = _layer_offsets(sizes)[1]
+        if vector.ndim not in (1, 2) or vector.shape[-1] != P:
+            raise ValueError(
+                f"vector must have length P = {P} for sizes {list(sizes)} (or shape (n, {P})), "
+                f"got shape {vector.shape}."
+            )
+        return cls(vector.copy(), sizes)
+
+    @property
+    def per_example(self):
+        """True when the arrays carry a leading axis of examples."""
+        return self._vector.ndim == 2
+
+    @property
+    def dtype(self):
+        return self._vector.dtype
+
+    def vector(self):
+        """∇C = (∂C/∂w^(1), ∂C/∂b^(1), …, ∂C/∂w^(L), ∂C/∂b^(L)), flattened (a copy)."""
+        return self._vector.copy()
+
+    def mean(self):
+        """The batch mean of per-example gradients: (1/n) Σ_k ∂C_k/∂θ."""
+        if not self.per_example:
+            return Gradient(self._vector.copy(), self.sizes)
+        return Gradient(self._vector.mean(axis=0), self.sizes)
+
+    def __repr__(self):
+        lead = f"n={self._vector.shape[0]}, " if self.per_example else ""
+        return f"Gradient({lead}sizes={list(self.sizes)}, dtype={self.dtype.name})"
+
+
+class Network:
+    """A fully connected network: z^(l) = w^(l) a^(l−1) + b^(l), a^(l) = σ(z^(l)), l = 1..L.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        [n0, n1, …, nL]: n0 inputs, L layers of weights, nL outputs.
+    activation : {"sigmoid"}
+        σ, the activation of every layer.
+    cost : {"quadratic"}
+        C_0 = Σ_j (a_j^(L) − y_j)², with no factor ½, so ∂C_0/∂a^(L) = 2 (a^(L) − y).
+    dtype : {"float64", "float32"}
+        The precision of parameters and of every computation.
+    seed : None, int or numpy.random.Generator
+        Seeds the initialisation: w^(l) ~ N(0, 1/n_{l−1}) entrywise, b^(l) ~ N(0, 1).
+
+    Attributes
+    ----------
+    sizes : tuple of int
+    L : int, the number of weight layers.
+    weights : tuple of arrays; ``weights[l-1]`` is w^(l), of shape (n_l, n_{l−1}).
+    biases : tuple of arrays; ``biases[l-1]`` is b^(l), of shape (n_l,).
+    dtype : numpy.dtype
+    """
+
+    def __init__(self, sizes, *, activation="sigmoid", cost="quadratic", dtype="float64",
+                 seed=None):
+        self.sizes = check_sizes(sizes)
+        self.activation = _check_choice(activation, "activation", ACTIVATIONS)
+        self.cost_function = _check_choice(cost, "cost", COSTS)
+        self.dtype = check_dtype(dtype)
+        self._sizes_array = np.asarray(self.sizes, dtype=np.intp)
+        offsets, P = _layer_offsets(self.sizes)
+        # Drawn in float64 whatever the dtype, so that one seed gives the same network (rounded)
+        # in float32 and in float64.
+        rng = np.random.default_rng(seed)
+        theta = np.empty(P)
+        w, b = _split(theta, self.sizes)
+        for l in range(self.L):
+            w[l][...] = rng.normal(0.0, 1.0 / np.sqrt(self.sizes[l]), size=w[l].shape)
+            b[l][...] = rng.normal(0.0, 1.0, size=b[l].shape)
+        self._theta = theta.astype(self.dtype)
+
+    @classmethod
+    def from_params(cls, weights, biases, *, activation="sigmoid", cost="quadratic", dtype=None):
+        """A network with the given w^(1..L) and b^(1..L) (copied); sizes are read off their shapes.
+
+        dtype defaults to float32 when every array is float32, and to float64 otherwise.
+        """
+        weights, biases = list(weights), list(biases)
+        if not weights:
+            raise ValueError("weights must hold at least one matrix w^(1).")
+        if len(weights) != len(biases):
+            raise ValueError(
+                f"weights and biases must have one entry per layer, got {len(weights)} weight "
+                f"matrices and {len(biases)} bias vectors."
+            )
+        if dtype is None:
+            all_float32 = all(np.asarray(p).dtype == np.float32 for p in weights + biases)
+            dtype = "float32" if all_float32 else "float64"
+        dtype = check_dtype(dtype)
+        weights = [as_real_array(w, f"weights[{l}]", dtype) for l, w in enumerate(weights)]
+        biases = [as_real_array(b, f"biases[{l}]", dtype) for l, b in enumerate(biases)]
+        for l, w in enumerate(weights):
+            if w.ndim != 2 or 0 in w.shape:
+                raise ValueError(
+                    f"weights[{l}] must be a non-empty 2-D array, got shape {w.shape}."
+                )
+        sizes = [weights[0].shape[1]] + [w.shape[0] for w in weights]
+        net = cls(sizes, activation=activation, cost=cost, dtype=dtype, seed=0)
+        net.weights = weights
+        net.biases = biases
+        return net
+
+    # --- parameters ------------------------------------------------------------------------------
+
+    @property
+    def L(self):
+        """The number of weight layers."""
+        return len(self.sizes) - 1
+
+    @property
+    def n_params(self):
+        """P = Σ_l n_l (n_{l−1} + 1), the length of ∇C."""
+        return self._theta.shape[0]
+
+    @property
+    def weights(self):
+        return tuple(_split(self._theta, self.sizes)[0])
+
+    @weights.setter
+    def weights(self, values):
+        self._assign(values, 0, "weights")
+
+    @property
+    def biases(self):
+        return tuple(_split(self._theta, self.sizes)[1])
+
+    @biases.setter
+    def biases(self, values):
+        self._assign(values, 1, "biases")
+
+    def _assign(self, values, which, name):
+        """Copy new w^(l) (which=0) or b^(l) (which=1) into θ, all of them checked first."""
+        targets = _split(self._theta, self.sizes)[which]
+        values = list(values)
+        if len(values) != self.L:
+            raise ValueError(f"{name} must hold L = {self.L} arrays, got {len(values)}.")
+        checked = []
+        for l, (value, target) in enumerate(zip(values, targets)):
+            value = as_real_array(value, f"{name}[{l}]", self.dtype)
+            if value.shape != target.shape:
+                raise ValueError(
+                    f"{name}[{l}] must have shape {target.shape} for sizes {list(self.sizes)}, "
+                    f"got {value.shape}."
+                )
+            checked.append(value)
+        for value, target in zip(checked, targets):
+            target[...] = value
+
+    def parameters_vector(self):
+        """θ = (w^(1), b^(1), …, w^(L), b^(L)) flattened in the slides' order (a copy)."""
+        return self._theta.copy()
+
+    def set_parameters_vector(self, vector):
+        """Replace θ by ``vector`` (same order as `parameters_vector`)."""
+        vector = as_real_array(vector, "vector", self.dtype)
+        if vector.shape != self._theta.shape:
+            raise ValueError(
+                f"vector must have shape ({self.n_params},) for sizes {list(self.sizes)}, "
+                f"got {vector.shape}."
+            )
+        self._theta[...] = vector
+
+    # --- the forward pass ------------------------------------------------------------------------
+
+    def _batch_buffer(self, n):
+        """A flat buffer holding one (n, n_l) block per layer l = 1..L."""
+        return np.empty(n * sum(self.sizes[1:]), dtype=self.dtype)
+
+    def _blocks(self, buffer, n, single):
+        """The per-layer views of a `_batch_buffer`: (n, n_l) each, or (n_l,) for one example."""
+        blocks, start = [], 0
+        for n_l in self.sizes[1:]:
+            block = buffer[start:start + n * n_l].reshape(n, n_l)
+            blocks.append(block[0] if single else block)
+            start += n * n_l
+        return blocks
+
+    def forward(self, x):
+        """The forward pass: z^(l) = w^(l) a^(l−1) + b^(l) and a^(l) = σ(z^(l)) for l = 1..L.
+
+        ``x`` is one example (1-D, length n0) or a batch (2-D, one example per row). Returns a
+        `Trace` with ``z`` (L arrays) and ``a`` (L+1 arrays, ``a[0]`` the input).
+        """
+        X, single = self._as_batch(x, "X")
+        n = X.shape[0]
+        Z, A = self._batch_buffer(n), self._batch_buffer(n)
+        _kernels.forward(self._theta, self._sizes_array, X, Z, A)
+        a0 = X[0].copy() if single else X.copy()
+        return Trace(self._blocks(Z, n, single), [a0] + self._blocks(A, n, single))
+
+    def predict(self, X):
+        """a^(L), the network's output, for one example or a batch."""
+        return self.forward(X).a[-1].copy()
+
+    def cost(self, X, Y):
+        """C_0 = Σ_j (a_j^(L) − y_j)² of one example; for a batch, the mean C = (1/n) Σ_k C_k."""
+        X, Y = as_pair(X, Y, self.sizes, self.dtype)
+        a_L = self.forward(X).a[-1]
+        C0 = np.square(a_L - Y).sum(axis=-1)
+        return float(C0.mean())
+
+    def _as_batch(self, x, name):
+        array = as_examples(x, name, self.sizes[0], "n0 (sizes[0])", self.dtype)
+        if array.ndim == 1:
+            return array.reshape(1, -1), True
+        return array, False
+
+    # --- the backward pass -----------------------------------------------------------------------
+
+    def _gradient(self, X, Y, per_example):
+        n = X.shape[0]
+        A, S = self._batch_buffer(n), self._batch_buffer(n)
+        T = np.empty(n * max(self.sizes[1:-1], default=1), dtype=self.dtype)
+        grad = np.empty((n, self.n_params) if per_example else self.n_params, dtype=self.dtype)
+        _kernels.gradient(self._theta, self._sizes_array, X, Y, A, S, T, grad.reshape(-1),
+                          per_example)
+        return Gradient(grad, self.sizes)
+
+    def backprop(self, x, y):
+        """∂C_0/∂w^(l) and ∂C_0/∂b^(l) of one example (x, y 1-D), as a `Gradient`.
+
+            δ^(L)   = σ'(z^(L)) ⊙ 2 (a^(L) − y)
+            δ^(l−1) = σ'(z^(l−1)) ⊙ (w^(l))ᵀ δ^(l)
+            ∂C_0/∂w^(l) = δ^(l) (a^(l−1))ᵀ,   ∂C_0/∂b^(l) = δ^(l)
+        """
+        x, y = as_pair(x, y, self.sizes, self.dtype, ndims=(1,))
+        return self._gradient(x.reshape(1, -1), y.reshape(1, -1), per_example=False)
+
+    def gradient(self, X, Y):
+        """The batch mean ∂C/∂θ = (1/n) Σ_k ∂C_k/∂θ, as a `Gradient` (X, Y one row per example)."""
+        X, Y = as_pair(X, Y, self.sizes, self.dtype)
+        return self._gradient(np.atleast_2d(X), np.atleast_2d(Y), per_example=False)
+
+    def per_example_gradients(self, X, Y):
+        """Each example's ∂C_k/∂θ, computed in one kernel call: every array has a leading axis n."""
+        X, Y = as_pair(X, Y, self.sizes, self.dtype, ndims=(2,))
+        return self._gradient(X, Y, per_example=True)
+
+    # --- gradient descent ------------------------------------------------------------------------
+
+    def step(self, gradient, learning_rate):
+        """One step of gradient descent, in place: θ ← θ − η ∇C.
+
+        The network is left unchanged if the step would make a parameter non-finite.
+        """
+        if not isinstance(gradient, Gradient):
+            raise TypeError(
+                f"gradient must be a bpfast.Gradient (from net.gradient), got "
+                f"{type(gradient).__name__}."
+            )
+        if gradient.sizes != self.sizes:
+            raise ValueError(
+                f"gradient is for sizes {list(gradient.sizes)}, but this network has sizes "
+                f"{list(self.sizes)}."
+            )
+        if gradient.per_example:
+            raise ValueError(
+                "gradient holds per-example gradients; step takes their mean: "
+                "net.step(gradient.mean(), learning_rate)."
+            )
+        eta = check_positive_real(learning_rate, "learning_rate")
+        g = as_real_array(gradient._vector, "gradient", self.dtype)
+        with np.errstate(over="ignore", invalid="ignore"):
+            theta = self._theta - self.dtype.type(eta) * g
+        if not np.isfinite(theta).all():
+            raise ValueError(
+                f"the step with learning_rate={eta!r} would make parameters non-finite; "
+                "the network is unchanged. Use a smaller learning rate."
+            )
+        self._theta[...] = theta
+
+    def __repr__(self):
+        return (f"Network(sizes={list(self.sizes)}, activation={self.activation!r}, "
+                f"cost={self.cost_function!r}, dtype={self.dtype.name!r})")

@@ -1,0 +1,206 @@
+"""Every public entry point refuses bad input with a clear exception, and the model survives it."""
+import numpy as np
+import pytest
+
+import bpfast
+
+from conftest import make_problem
+
+
+@pytest.fixture
+def problem():
+    return make_problem([4, 3, 2], 5)
+
+
+# --- constructing a network ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("sizes,error,message", [
+    ("784", TypeError, "sizes must be a sequence"),
+    (784, TypeError, "sizes must be a sequence"),
+    ([3], ValueError, "at least two layers"),
+    ([], ValueError, "at least two layers"),
+    ([[3, 2]], ValueError, "flat sequence"),
+    ([3, 0], ValueError, r"sizes\[1\] must be a positive integer, got 0"),
+    ([3, -2], ValueError, r"sizes\[1\] must be a positive integer, got -2"),
+    ([3, 2.5], TypeError, r"sizes\[1\] must be an integer"),
+    ([3.0, 2], TypeError, r"sizes\[0\] must be an integer"),
+    ([3, True], TypeError, r"sizes\[1\] must be an integer"),
+    ([3, "2"], TypeError, r"sizes\[1\] must be an integer"),
+])
+def test_bad_sizes(sizes, error, message):
+    with pytest.raises(error, match=message):
+        bpfast.Network(sizes)
+
+
+def test_numpy_integer_sizes_are_fine():
+    assert bpfast.Network(np.array([3, 2])).sizes == (3, 2)
+
+
+@pytest.mark.parametrize("keyword,value,message", [
+    ("activation", "relu", r"activation must be one of \['sigmoid'\], got 'relu'"),
+    ("cost", "cross_entropy", r"cost must be one of \['quadratic'\], got 'cross_entropy'"),
+    ("dtype", "int32", r"dtype must be one of \['float32', 'float64'\]"),
+    ("dtype", "float16", "dtype must be one of"),
+    ("dtype", "banana", "dtype must be one of"),
+])
+def test_unknown_choices_list_the_valid_ones(keyword, value, message):
+    with pytest.raises(ValueError, match=message):
+        bpfast.Network([3, 2], **{keyword: value})
+
+
+def test_bad_seed():
+    with pytest.raises((TypeError, ValueError)):
+        bpfast.Network([3, 2], seed="abc")
+
+
+@pytest.mark.parametrize("weights,biases,message", [
+    ([], [], "at least one matrix"),
+    ([np.ones((2, 3))], [], "one entry per layer"),
+    ([np.ones(3)], [np.ones(3)], r"weights\[0\] must be a non-empty 2-D array"),
+    ([np.ones((0, 3))], [np.ones(0)], r"weights\[0\] must be a non-empty 2-D array"),
+    ([np.full((2, 3), np.nan)], [np.ones(2)], r"Input weights\[0\] contains NaN"),
+    ([np.ones((2, 3))], [[1.0, np.inf]], r"Input biases\[0\] contains infinity"),
+    ([np.ones((2, 3), dtype=complex)], [np.ones(2)], r"weights\[0\] must hold real numbers"),
+])
+def test_bad_from_params(weights, biases, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        bpfast.Network.from_params(weights, biases)
+
+
+# --- inputs and targets --------------------------------------------------------------------------
+
+BAD_X = [
+    (np.ones((5, 3)), ValueError, "X has 3 values per example, but the network expects n0"),
+    (np.ones(7), ValueError, "X has 7 values per example"),
+    (np.ones((5, 4, 1)), ValueError, r"X must be 1-D \(one example\) or 2-D"),
+    (np.float64(1.0), ValueError, "X must be 1-D"),
+    (np.ones((0, 4)), ValueError, "Found array with 0 examples"),
+    (np.full((5, 4), np.nan), ValueError, "Input X contains NaN"),
+    (np.full((5, 4), np.inf), ValueError, "Input X contains infinity"),
+    (np.full((5, 4), "a"), TypeError, "X must hold real numbers, got an array of dtype <U1"),
+    (np.ones((5, 4), dtype=complex), TypeError, "X must hold real numbers"),
+    (np.array([[1, None, 2, 3]] * 5), TypeError, "X must hold real numbers, got an array of dtype object"),
+    ([[1, 2, 3, 4], [1, 2]], ValueError, "X could not be converted to a numeric array"),
+]
+
+
+@pytest.mark.parametrize("X,error,message", BAD_X)
+def test_bad_X_in_forward(problem, X, error, message):
+    net, _, _ = problem
+    with pytest.raises(error, match=message):
+        net.forward(X)
+
+
+@pytest.mark.parametrize("X,error,message", BAD_X)
+def test_bad_X_in_gradient(problem, X, error, message):
+    net, _, Y = problem
+    with pytest.raises(error, match=message):
+        net.gradient(X, Y)
+
+
+@pytest.mark.parametrize("method", ["cost", "gradient", "per_example_gradients"])
+@pytest.mark.parametrize("Y,error,message", [
+    (np.ones((4, 2)), ValueError, r"inconsistent numbers of samples: \[5, 4\]"),
+    (np.ones((5, 3)), ValueError, "Y has 3 values per example, but the network expects nL"),
+    (np.full((5, 2), np.nan), ValueError, "Input Y contains NaN"),
+    (np.full((5, 2), -np.inf), ValueError, "Input Y contains infinity"),
+    (np.full((5, 2), "x"), TypeError, "Y must hold real numbers"),
+])
+def test_bad_Y(problem, method, Y, error, message):
+    net, X, _ = problem
+    with pytest.raises(error, match=message):
+        getattr(net, method)(X, Y)
+
+
+def test_one_example_and_a_batch_cannot_be_mixed(problem):
+    net, X, Y = problem
+    with pytest.raises(ValueError, match="both be one example"):
+        net.gradient(X[0], Y)
+
+
+def test_backprop_takes_one_example(problem):
+    net, X, Y = problem
+    with pytest.raises(ValueError, match=r"X must be 1-D \(one example\)"):
+        net.backprop(X, Y)
+
+
+def test_per_example_gradients_take_a_batch(problem):
+    net, X, Y = problem
+    with pytest.raises(ValueError, match=r"X must be 2-D .* X.reshape\(1, -1\)"):
+        net.per_example_gradients(X[0], Y[0])
+
+
+def test_values_too_large_for_float32_are_refused():
+    net, X, Y = make_problem([4, 3, 2], 5, "float32")
+    X[1, 2] = 1e300
+    with pytest.raises(ValueError, match=r"infinity or a value too large for dtype\('float32'\)"):
+        net.gradient(X, Y)
+
+
+# --- parameters and steps ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("rate,error,message", [
+    (0.0, ValueError, "learning_rate must be a finite number > 0, got 0.0"),
+    (-0.1, ValueError, "learning_rate must be a finite number > 0"),
+    (float("nan"), ValueError, "learning_rate must be a finite number > 0, got nan"),
+    (float("inf"), ValueError, "learning_rate must be a finite number > 0"),
+    ("0.1", TypeError, "learning_rate must be a real number"),
+    (True, TypeError, "learning_rate must be a real number"),
+    (None, TypeError, "learning_rate must be a real number"),
+])
+def test_bad_learning_rate_leaves_the_network_unchanged(problem, rate, error, message):
+    net, X, Y = problem
+    theta = net.parameters_vector()
+    with pytest.raises(error, match=message):
+        net.step(net.gradient(X, Y), rate)
+    np.testing.assert_array_equal(net.parameters_vector(), theta)
+
+
+def test_step_needs_a_matching_mean_gradient(problem):
+    net, X, Y = problem
+    with pytest.raises(TypeError, match="gradient must be a bpfast.Gradient"):
+        net.step(net.gradient(X, Y).vector(), 0.1)
+    other = bpfast.Network([4, 5, 2], seed=0)
+    with pytest.raises(ValueError, match=r"gradient is for sizes \[4, 5, 2\]"):
+        net.step(other.gradient(X, Y), 0.1)
+    with pytest.raises(ValueError, match="per-example gradients"):
+        net.step(net.per_example_gradients(X, Y), 0.1)
+
+
+def test_step_refuses_a_non_finite_gradient(problem):
+    net, X, Y = problem
+    g = net.gradient(X, Y)
+    g.w[0][0, 0] = np.nan
+    theta = net.parameters_vector()
+    with pytest.raises(ValueError, match="Input gradient contains NaN"):
+        net.step(g, 0.1)
+    np.testing.assert_array_equal(net.parameters_vector(), theta)
+
+
+@pytest.mark.parametrize("vector,message", [
+    (np.ones(5), r"vector must have shape \(23,\)"),
+    (np.ones((1, 23)), r"vector must have shape \(23,\)"),
+    (np.full(23, np.nan), "Input vector contains NaN"),
+])
+def test_bad_parameters_vector_leaves_the_network_unchanged(problem, vector, message):
+    net, _, _ = problem
+    theta = net.parameters_vector()
+    with pytest.raises(ValueError, match=message):
+        net.set_parameters_vector(vector)
+    np.testing.assert_array_equal(net.parameters_vector(), theta)
+
+
+def test_a_bad_array_among_new_weights_changes_none_of_them(problem):
+    net, _, _ = problem
+    theta = net.parameters_vector()
+    with pytest.raises(ValueError, match=r"weights\[1\] must have shape \(2, 3\)"):
+        net.weights = [np.zeros((3, 4)), np.zeros((3, 3))]
+    with pytest.raises(ValueError, match="must hold L = 2 arrays"):
+        net.biases = [np.zeros(3)]
+    np.testing.assert_array_equal(net.parameters_vector(), theta)
+
+
+def test_bad_check_arguments(problem):
+    net, X, Y = problem
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        bpfast.check(net, X, Y[:2])
