@@ -42,7 +42,9 @@ def _compiler_supports_openmp():
 debug = _flag("BPFAST_DEBUG", "0")
 use_openmp = _flag("BPFAST_OPENMP", "1") and sys.platform != "win32" and _compiler_supports_openmp()
 
-compile_args = ["-O0", "-g"] if debug else ["-O3"]
+# -fno-trapping-math lets gcc turn the sigmoid's select into vector blends (with it, gcc assumes
+# a comparison may raise an FP exception and keeps the branch); nothing in bpfast reads FP flags.
+compile_args = ["-O0", "-g"] if debug else ["-O3", "-fno-trapping-math"]
 link_args = []
 if _flag("BPFAST_NATIVE", "0"):
     compile_args.append("-march=native")

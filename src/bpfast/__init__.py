@@ -12,14 +12,17 @@ from . import chain, reference
 from .activations import sigmoid, sigmoid_prime
 from .crosscheck import CheckReport, check
 from .network import Gradient, Network, Trace
+from .training import History, TrainingDiverged
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CheckReport",
     "Gradient",
+    "History",
     "Network",
     "Trace",
+    "TrainingDiverged",
     "chain",
     "check",
     "reference",

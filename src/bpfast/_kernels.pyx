@@ -1,54 +1,157 @@
-"""Fast kernels of bpfast: the forward pass, the backward pass and the gradient of a batch.
+"""Fast kernels of bpfast: the forward pass, the backward pass, the gradient, and whole epochs.
 
 Design
 1. The parameters θ live in one contiguous vector in the slides' order: w^(1) (row-major,
    shape (n_1, n_0)), b^(1), w^(2), b^(2), …, w^(L), b^(L). `sizes` = [n_0, …, n_L] gives every
-   offset. A gradient has the same layout, so ∇C is written straight into its final place.
+   offset. A gradient has the same layout, so ∇C is written straight into its final place, and a
+   gradient-descent step is a GEMM that updates θ in place (beta = 1).
 2. A batch is row-major, one example per row. Matrix products are BLAS GEMMs from
    scipy.linalg.cython_blas. BLAS is column-major, so a row-major matrix M is handed over as Mᵀ
    and the operands swap: Z = A wᵀ is computed as Zᵀ = w Aᵀ.
-3. Per-layer batch buffers are flat too: layer l's block of shape (n, n_l) starts at
+3. Per-layer batch buffers are flat: layer l's block of shape (n, n_l) starts at
    n · (n_1 + … + n_{l−1}). Z holds z^(l), A holds a^(l) (a^(0) is X itself), S holds σ'(z^(l))
    and is overwritten, layer by layer from the top, with δ^(l) = ∂C_0/∂z^(l).
-4. `cdef … noexcept nogil` functions over `floating` do the arithmetic; the `def` twins at the
-   bottom release the GIL around them. Nothing here checks its arguments: bpfast.network
-   validates every shape, dtype and value before calling in.
+4. Threads share a mini-batch by neurons: in every layer, thread t of n_threads owns a contiguous
+   range of neurons j, computes their z_j, a_j, δ_j and updates their row w_j and b_j; BLAS is
+   called single-threaded on those sub-blocks. `_barrier()` separates the phases that read what
+   other threads wrote. Each neuron's arithmetic is done by one thread in a fixed order, so a
+   given n_threads gives bitwise-reproducible results. Outside a parallel region (or built
+   without OpenMP) the same code runs with n_threads = 1 and the barriers do nothing.
+5. `cdef … noexcept nogil` functions over `floating` do the arithmetic; the `def` twins at the
+   bottom release the GIL around them. Nothing here checks its arguments: bpfast.network and
+   bpfast.training validate every shape, dtype and value before calling in.
 """
-from libc.math cimport exp, expf, fabs, fabsf
+from cython.parallel cimport parallel
+from libc.math cimport fabs, fabsf
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 from cython cimport floating
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    #define BPFAST_HAVE_OPENMP 1
+    #define BPFAST_BARRIER() _Pragma("omp barrier")
+    static int bpfast_thread(void) { return omp_get_thread_num(); }
+    static int bpfast_n_threads(void) { return omp_get_num_threads(); }
+    #else
+    #define BPFAST_HAVE_OPENMP 0
+    #define BPFAST_BARRIER()
+    static int bpfast_thread(void) { return 0; }
+    static int bpfast_n_threads(void) { return 1; }
+    #endif
+    """
+    const int HAVE_OPENMP "BPFAST_HAVE_OPENMP"
+    void _barrier "BPFAST_BARRIER" () noexcept nogil
+    int _thread "bpfast_thread" () noexcept nogil
+    int _n_threads "bpfast_n_threads" () noexcept nogil
+
+#: Whether this build shares work between threads (OpenMP was found at build time).
+openmp = bool(HAVE_OPENMP)
 
 
 # --- one neuron: the activation and its slope --------------------------------------------------
 
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    /* 2^n, for an integer n held in the low bits of t's mantissa (see _exp_negative):
+       n + bias, shifted into the exponent field. memcpy is how C spells a bit cast. */
+    static inline double bpfast_pow2_from_low_bits(double t) {
+        uint64_t bits; memcpy(&bits, &t, 8);
+        bits = (bits + 1023u) << 52;
+        double r; memcpy(&r, &bits, 8); return r;
+    }
+    static inline float bpfast_pow2_from_low_bits_f(float t) {
+        uint32_t bits; memcpy(&bits, &t, 4);
+        bits = (bits + 127u) << 23;
+        float r; memcpy(&r, &bits, 4); return r;
+    }
+    """
+    double _pow2_from_low_bits "bpfast_pow2_from_low_bits" (double t) noexcept nogil
+    float _pow2_from_low_bits_f "bpfast_pow2_from_low_bits_f" (float t) noexcept nogil
+
+
+cdef inline floating _exp_negative(floating x) noexcept nogil:
+    """e^x for x ≤ 0, within a few ulp; 0 where e^x is below the smallest normal number"""
+    # Written without calls or tables so that the compiler vectorizes the loops that use it:
+    # e^x = 2^n e^r with n = round(x / ln 2) and |r| ≤ ln(2)/2, e^r by its Taylor series (to
+    # r^13 in float64, r^7 in float32: truncation below half an ulp). Adding 1.5·2^52 (2^23)
+    # rounds x / ln 2 to an integer n that then sits in the low bits of t.
+    cdef floating t, n, r, p, e
+    if floating is double:
+        t = x * 1.4426950408889634 + 6755399441055744.0
+        n = t - 6755399441055744.0
+        r = (x - n * 0.6931471803691238) - n * 1.9082149292705877e-10
+        p = 1.0 / 6227020800.0
+        p = p * r + 1.0 / 479001600.0
+        p = p * r + 1.0 / 39916800.0
+        p = p * r + 1.0 / 3628800.0
+        p = p * r + 1.0 / 362880.0
+        p = p * r + 1.0 / 40320.0
+        p = p * r + 1.0 / 5040.0
+        p = p * r + 1.0 / 720.0
+        p = p * r + 1.0 / 120.0
+        p = p * r + 1.0 / 24.0
+        p = p * r + 1.0 / 6.0
+        p = p * r + 0.5
+        p = p * r + 1.0
+        p = p * r + 1.0
+        e = p * _pow2_from_low_bits(t)
+        return e if x > -708.0 else 0.0
+    else:
+        # The same in float arithmetic: every constant is cast, or C would compute in double.
+        t = x * <float> 1.44269504 + <float> 12582912.0
+        n = t - <float> 12582912.0
+        r = (x - n * <float> 0.693359375) + n * <float> 2.12194440e-4
+        p = <float> (1.0 / 5040.0)
+        p = p * r + <float> (1.0 / 720.0)
+        p = p * r + <float> (1.0 / 120.0)
+        p = p * r + <float> (1.0 / 24.0)
+        p = p * r + <float> (1.0 / 6.0)
+        p = p * r + <float> 0.5
+        p = p * r + <float> 1.0
+        p = p * r + <float> 1.0
+        e = p * _pow2_from_low_bits_f(t)
+        return e if x > <float> -87.0 else <float> 0.0
+
+
 cdef inline void _sigmoid(floating z, floating* a, floating* slope) noexcept nogil:
     """a = σ(z) = 1 / (1 + e^(−z));  slope = σ'(z) = e^(−|z|) / (1 + e^(−|z|))²"""
     # Both come from e = e^(−|z|) ≤ 1, so nothing overflows: σ(−1000) = 0 and σ(1000) = 1
-    # exactly, and the slope keeps its full relative precision where σ saturates.
-    cdef floating e, inv
-    if floating is float:
-        e = expf(-fabsf(z))
+    # exactly, and the slope keeps its full relative precision where σ saturates. Both
+    # candidates for a are computed before one is picked: a branch-free body vectorizes.
+    cdef floating e, inv, a_negative
+    if floating is double:
+        e = _exp_negative(-fabs(z))
     else:
-        e = exp(-fabs(z))
-    inv = 1 / (1 + e)
-    a[0] = inv if z >= 0 else e * inv
-    if slope != NULL:
-        slope[0] = e * inv * inv
+        e = _exp_negative(-fabsf(z))
+    inv = (<floating> 1) / ((<floating> 1) + e)
+    a_negative = e * inv
+    a[0] = inv if z >= 0 else a_negative
+    slope[0] = a_negative * inv
 
 
 # --- BLAS ----------------------------------------------------------------------------------------
 
-cdef inline void _gemm(char transa, char transb, int m, int n, int k,
-                       floating alpha, const floating* A, int lda,
-                       const floating* B, int ldb,
-                       floating beta, floating* C, int ldc) noexcept nogil:
+cdef inline void _gemm(char transa, char transb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                       floating alpha, const floating* A, Py_ssize_t lda,
+                       const floating* B, Py_ssize_t ldb,
+                       floating beta, floating* C, Py_ssize_t ldc) noexcept nogil:
     """C := alpha · op(A) · op(B) + beta · C   (column-major, as BLAS sees it)"""
+    cdef int m_ = <int> m, n_ = <int> n, k_ = <int> k
+    cdef int lda_ = <int> lda, ldb_ = <int> ldb, ldc_ = <int> ldc
+    if m == 0 or n == 0:                 # a thread that owns no neuron of this layer
+        return
     if floating is double:
-        dgemm(&transa, &transb, &m, &n, &k, &alpha, <double*> A, &lda,
-              <double*> B, &ldb, &beta, C, &ldc)
+        dgemm(&transa, &transb, &m_, &n_, &k_, &alpha, <double*> A, &lda_,
+              <double*> B, &ldb_, &beta, C, &ldc_)
     else:
-        sgemm(&transa, &transb, &m, &n, &k, &alpha, <float*> A, &lda,
-              <float*> B, &ldb, &beta, C, &ldc)
+        sgemm(&transa, &transb, &m_, &n_, &k_, &alpha, <float*> A, &lda_,
+              <float*> B, &ldb_, &beta, C, &ldc_)
 
 
 # --- the layers ----------------------------------------------------------------------------------
@@ -62,12 +165,18 @@ cdef inline Py_ssize_t _n_params(const Py_ssize_t* sizes, int L) noexcept nogil:
     return P
 
 
+cdef inline Py_ssize_t _first(Py_ssize_t n, int thread, int n_threads) noexcept nogil:
+    """The first of the neurons (or rows) 0..n−1 that `thread` owns; it owns up to the next's."""
+    return n * thread // n_threads
+
+
 cdef void _forward(const floating* theta, const Py_ssize_t* sizes, int L, Py_ssize_t n,
-                   const floating* X, floating* Z, floating* A, floating* S) noexcept nogil:
+                   const floating* X, floating* Z, floating* A, floating* S,
+                   int thread, int n_threads) noexcept nogil:
     """z^(l) = a^(l−1) w^(l)ᵀ + b^(l),  a^(l) = σ(z^(l)),  S ← σ'(z^(l)) for l = 1..L (rows = examples)
 
-    S may be NULL (no slopes wanted) or equal to Z (the slopes replace z, which the backward
-    pass does not need).
+    S may equal Z (the slopes replace z, which the backward pass does not need). The thread
+    computes its own neurons of every layer.
     """
     cdef const floating* w
     cdef const floating* b
@@ -75,7 +184,7 @@ cdef void _forward(const floating* theta, const Py_ssize_t* sizes, int L, Py_ssi
     cdef floating* z
     cdef floating* a
     cdef floating* s
-    cdef Py_ssize_t offset = 0, block = 0, k, j, i, n_out, n_in
+    cdef Py_ssize_t offset = 0, block = 0, k, j, j0, j1, n_out, n_in
     cdef int l
     for l in range(1, L + 1):
         n_in = sizes[l - 1]
@@ -85,43 +194,69 @@ cdef void _forward(const floating* theta, const Py_ssize_t* sizes, int L, Py_ssi
         offset += n_out * (n_in + 1)
         z = Z + block
         a = A + block
-        s = S + block if S != NULL else NULL
+        s = S + block
         block += n * n_out
+        j0 = _first(n_out, thread, n_threads)
+        j1 = _first(n_out, thread + 1, n_threads)
 
         for k in range(n):                      # z ← b, then z += a_prev wᵀ
-            for j in range(n_out):
+            for j in range(j0, j1):
                 z[k * n_out + j] = b[j]
-        _gemm(c'T', c'N', <int> n_out, <int> n, <int> n_in,
-              1, w, <int> n_in, a_prev, <int> n_in, 1, z, <int> n_out)
-        if s != NULL:
-            for i in range(n * n_out):
-                _sigmoid(z[i], &a[i], &s[i])
-        else:
-            for i in range(n * n_out):
-                _sigmoid(z[i], &a[i], <floating*> NULL)
+        _gemm(c'T', c'N', j1 - j0, n, n_in,
+              1, w + j0 * n_in, n_in, a_prev, n_in, 1, z + j0, n_out)
+        for k in range(n):
+            for j in range(j0, j1):
+                _sigmoid(z[k * n_out + j], &a[k * n_out + j], &s[k * n_out + j])
+        if l < L:
+            _barrier()                          # the next layer reads every a_j
         a_prev = a
 
 
-cdef void _backward(const floating* theta, const Py_ssize_t* sizes, int L, Py_ssize_t n,
-                    const floating* X, const floating* Y, const floating* A, floating* S,
-                    floating* T, floating* grad, bint per_example) noexcept nogil:
+cdef inline void _add_column_sums(floating* out, const floating* M, Py_ssize_t rows,
+                                  Py_ssize_t cols, Py_ssize_t j0, Py_ssize_t j1,
+                                  floating scale) noexcept nogil:
+    """out_j += scale · Σ_k M_kj for j0 ≤ j < j1   (M row-major, rows × cols)"""
+    cdef Py_ssize_t k, j
+    cdef floating total
+    for j in range(j0, j1):
+        total = 0
+        for k in range(rows):
+            total += M[k * cols + j]
+        out[j] += scale * total
+
+
+# What `_backward` does with ∂C/∂θ once it has it.
+cdef enum Mode:
+    MEAN = 0          # grad ← ∂C/∂θ = (1/n) Σ_k ∂C_k/∂θ
+    PER_EXAMPLE = 1   # grad[k·P:(k+1)·P] ← ∂C_k/∂θ
+    STEP = 2          # θ ← θ − η ∂C/∂θ, in place (grad is θ itself)
+
+
+cdef double _backward(const floating* theta, const Py_ssize_t* sizes, int L, Py_ssize_t n,
+                      const floating* X, const floating* Y, const floating* A, floating* S,
+                      floating* T, floating* grad, Mode mode, floating eta,
+                      int thread, int n_threads) noexcept nogil:
     """δ^(L) = σ'(z^(L)) ⊙ 2(a^(L) − y),  δ^(l−1) = σ'(z^(l−1)) ⊙ δ^(l) w^(l),
-    ∂C/∂w^(l) = (1/n) Σ_k δ_k^(l) a_k^(l−1)ᵀ,  ∂C/∂b^(l) = (1/n) Σ_k δ_k^(l)
+    ∂C/∂w^(l) = (1/n) Σ_k δ_k^(l) a_k^(l−1)ᵀ,  ∂C/∂b^(l) = (1/n) Σ_k δ_k^(l);
+    returns Σ_k C_k over the thread's own output neurons.
 
     On entry S holds the slopes σ'(z^(l)) from `_forward`; it is overwritten with δ^(l).
-    T is scratch of n × max(n_1, …, n_{L−1}). With `per_example`, grad has n rows of length P
-    and row k receives ∂C_k/∂θ instead of the mean being accumulated.
+    T is scratch of n × max(n_1, …, n_{L−1}). `mode` says where ∂C/∂θ goes (see Mode); δ^(l−1)
+    is always computed from w^(l) before w^(l) changes, as gradient descent requires.
     """
     cdef Py_ssize_t P = _n_params(sizes, L)
-    cdef Py_ssize_t k, j, i, n_out, n_in, w_offset, b_offset
+    cdef Py_ssize_t k, j, i, j0, j1, i0, i1, n_out, n_in, w_offset, b_offset
     cdef Py_ssize_t block = 0
     cdef const floating* a_prev
     cdef const floating* a
     cdef floating* delta
     cdef floating* delta_below
     cdef floating* g
-    cdef floating d
+    cdef floating d, error
+    cdef double sum_C = 0
     cdef floating inv_n = (<floating> 1) / n
+    cdef floating scale = -eta * inv_n if mode == STEP else inv_n
+    cdef floating beta = 1 if mode == STEP else 0
     cdef int l
 
     for l in range(1, L):
@@ -132,8 +267,14 @@ cdef void _backward(const floating* theta, const Py_ssize_t* sizes, int L, Py_ss
     n_out = sizes[L]
     delta = S + block
     a = A + block
-    for i in range(n * n_out):
-        delta[i] = delta[i] * 2 * (a[i] - Y[i])
+    j0 = _first(n_out, thread, n_threads)
+    j1 = _first(n_out, thread + 1, n_threads)
+    for k in range(n):
+        for j in range(j0, j1):
+            i = k * n_out + j
+            error = a[i] - Y[i]
+            sum_C += error * error
+            delta[i] = delta[i] * 2 * error
 
     for l in range(L, 0, -1):
         n_out = sizes[l]
@@ -141,39 +282,76 @@ cdef void _backward(const floating* theta, const Py_ssize_t* sizes, int L, Py_ss
         w_offset -= n_out * (n_in + 1)
         b_offset = w_offset + n_out * n_in
         delta = S + block
+        j0 = _first(n_out, thread, n_threads)
+        j1 = _first(n_out, thread + 1, n_threads)
+        i0 = _first(n_in, thread, n_threads)
+        i1 = _first(n_in, thread + 1, n_threads)
         if l > 1:
             block -= n * n_in
             a_prev = A + block
+            _barrier()                          # every δ_j^(l) is ready
+            # The sum over j: ∂C_0/∂a_i^(l−1) = Σ_j w_ji^(l) δ_j^(l) for the thread's own i, into T.
+            _gemm(c'N', c'N', i1 - i0, n, n_out,
+                  1, theta + w_offset + i0, n_in, delta, n_out, 0, T + i0, n_in)
+            _barrier()                          # nobody changes w^(l) while others read it
         else:
             a_prev = X
 
-        # Link 1: ∂z_j/∂w_jk = a_k^(l−1) and ∂z_j/∂b_j = 1.
-        if per_example:
+        # Link 1: ∂z_j/∂w_ji = a_i^(l−1) and ∂z_j/∂b_j = 1, for the thread's own rows j.
+        if mode == PER_EXAMPLE:
             for k in range(n):
                 g = grad + k * P
-                for j in range(n_out):
+                for j in range(j0, j1):
                     d = delta[k * n_out + j]
                     for i in range(n_in):
                         g[w_offset + j * n_in + i] = d * a_prev[k * n_in + i]
                     g[b_offset + j] = d
         else:
-            _gemm(c'N', c'T', <int> n_in, <int> n_out, <int> n,
-                  inv_n, a_prev, <int> n_in, delta, <int> n_out, 0, grad + w_offset, <int> n_in)
-            for j in range(n_out):
-                grad[b_offset + j] = 0
-            for k in range(n):
-                for j in range(n_out):
-                    grad[b_offset + j] += delta[k * n_out + j]
-            for j in range(n_out):
-                grad[b_offset + j] *= inv_n
+            _gemm(c'N', c'T', n_in, j1 - j0, n,
+                  scale, a_prev, n_in, delta + j0, n_out, beta, grad + w_offset + j0 * n_in, n_in)
+            g = grad + b_offset
+            if mode == MEAN:
+                for j in range(j0, j1):
+                    g[j] = 0
+            _add_column_sums(g, delta, n, n_out, j0, j1, scale)
 
         if l > 1:
-            # The sum over j: ∂C_0/∂a_k^(l−1) = Σ_j w_jk^(l) δ_j^(l), then times σ'(z_k^(l−1)).
-            _gemm(c'N', c'N', <int> n_in, <int> n, <int> n_out,
-                  1, theta + w_offset, <int> n_in, delta, <int> n_out, 0, T, <int> n_in)
+            # ... times link 2 of the layer below: δ_i^(l−1) = σ'(z_i^(l−1)) · T_i, own i.
             delta_below = S + block
-            for i in range(n * n_in):
-                delta_below[i] = delta_below[i] * T[i]
+            for k in range(n):
+                for i in range(i0, i1):
+                    delta_below[k * n_in + i] *= T[k * n_in + i]
+    return sum_C
+
+
+# --- training -------------------------------------------------------------------------------------
+
+cdef double _train_epoch(floating* theta, const Py_ssize_t* sizes, int L,
+                         const floating* X, const floating* Y, const Py_ssize_t* order,
+                         Py_ssize_t N, Py_ssize_t batch, floating eta,
+                         floating* Xb, floating* Yb, floating* A, floating* S, floating* T,
+                         int thread, int n_threads) noexcept nogil:
+    """θ ← θ − η ∂C/∂θ for each mini-batch of `batch` examples taken in `order`; returns the
+    thread's share of Σ_k C_k.
+
+    Each C_k is evaluated with the parameters in force when its mini-batch was visited. The last
+    mini-batch may be shorter: its gradient is the mean over its own size.
+    """
+    cdef Py_ssize_t n0 = sizes[0], nL = sizes[L]
+    cdef Py_ssize_t start, k, m, i_batch
+    cdef double sum_C = 0
+    for i_batch in range((N + batch - 1) // batch):
+        start = i_batch * batch
+        m = min(batch, N - start)
+        for k in range(_first(m, thread, n_threads), _first(m, thread + 1, n_threads)):
+            memcpy(Xb + k * n0, X + order[start + k] * n0, n0 * sizeof(floating))
+            memcpy(Yb + k * nL, Y + order[start + k] * nL, nL * sizeof(floating))
+        _barrier()                              # the whole mini-batch is gathered
+        _forward(theta, sizes, L, m, Xb, S, A, S, thread, n_threads)
+        sum_C += _backward(theta, sizes, L, m, Xb, Yb, A, S, T, theta, STEP, eta,
+                           thread, n_threads)
+        _barrier()                              # w^(1) is updated from Xb before it changes
+    return sum_C
 
 
 # --- Python-visible twins ------------------------------------------------------------------------
@@ -187,11 +365,11 @@ def sigmoid(const floating[::1] z, floating[::1] a, floating[::1] slope):
 
 
 def forward(const floating[::1] theta, const Py_ssize_t[::1] sizes, const floating[:, ::1] X,
-            floating[::1] Z, floating[::1] A):
-    """Z ← z^(1..L), A ← a^(1..L) for the batch X (flat per-layer blocks, see Design 3)."""
+            floating[::1] Z, floating[::1] A, floating[::1] S):
+    """Z ← z^(1..L), A ← a^(1..L), S ← σ'(z^(1..L)) for the batch X (flat blocks, Design 3)."""
     cdef int L = <int> sizes.shape[0] - 1
     with nogil:
-        _forward(&theta[0], &sizes[0], L, X.shape[0], &X[0, 0], &Z[0], &A[0], <floating*> NULL)
+        _forward(&theta[0], &sizes[0], L, X.shape[0], &X[0, 0], &Z[0], &A[0], &S[0], 0, 1)
 
 
 def gradient(const floating[::1] theta, const Py_ssize_t[::1] sizes,
@@ -206,6 +384,36 @@ def gradient(const floating[::1] theta, const Py_ssize_t[::1] sizes,
     cdef int L = <int> sizes.shape[0] - 1
     cdef Py_ssize_t n = X.shape[0]
     with nogil:
-        _forward(&theta[0], &sizes[0], L, n, &X[0, 0], &S[0], &A[0], &S[0])
+        _forward(&theta[0], &sizes[0], L, n, &X[0, 0], &S[0], &A[0], &S[0], 0, 1)
         _backward(&theta[0], &sizes[0], L, n, &X[0, 0], &Y[0, 0], &A[0], &S[0], &T[0],
-                  &grad[0], per_example)
+                  &grad[0], PER_EXAMPLE if per_example else MEAN, 0, 0, 1)
+
+
+def train_epoch(floating[::1] theta, const Py_ssize_t[::1] sizes,
+                const floating[:, ::1] X, const floating[:, ::1] Y, const Py_ssize_t[::1] order,
+                Py_ssize_t batch, floating eta,
+                floating[::1] Xb, floating[::1] Yb, floating[::1] A, floating[::1] S,
+                floating[::1] T, int n_threads=1):
+    """One epoch of mini-batch gradient descent on θ in place; returns Σ_k C_k over the epoch.
+
+    Work buffers: Xb of batch · n0, Yb of batch · nL, A and S of batch · (n_1 + … + n_L),
+    T of batch · max(n_1..n_{L−1}, 1). Every index in `order` must be a row of X and Y.
+    n_threads threads share each mini-batch (Design 4); BLAS should be single-threaded then.
+    """
+    cdef int L = <int> sizes.shape[0] - 1
+    cdef double* shares = <double*> calloc(n_threads, sizeof(double))
+    cdef double sum_C = 0
+    cdef int t
+    if shares == NULL:
+        raise MemoryError()
+    try:
+        with nogil, parallel(num_threads=n_threads):
+            t = _thread()
+            shares[t] = _train_epoch(&theta[0], &sizes[0], L, &X[0, 0], &Y[0, 0], &order[0],
+                                     order.shape[0], batch, eta, &Xb[0], &Yb[0], &A[0], &S[0],
+                                     &T[0], t, _n_threads())
+        for t in range(n_threads):              # in a fixed order: reproducible
+            sum_C += shares[t]
+    finally:
+        free(shares)
+    return sum_C

@@ -8,7 +8,7 @@ and only then calls `bpfast._kernels`, which trusts what it is given.
 """
 import numpy as np
 
-from . import _kernels
+from . import _kernels, training
 from ._validation import (
     as_examples,
     as_pair,
@@ -273,8 +273,8 @@ class Network:
         """
         X, single = self._as_batch(x, "X")
         n = X.shape[0]
-        Z, A = self._batch_buffer(n), self._batch_buffer(n)
-        _kernels.forward(self._theta, self._sizes_array, X, Z, A)
+        Z, A, slopes = self._batch_buffer(n), self._batch_buffer(n), self._batch_buffer(n)
+        _kernels.forward(self._theta, self._sizes_array, X, Z, A, slopes)
         a0 = X[0].copy() if single else X.copy()
         return Trace(self._blocks(Z, n, single), [a0] + self._blocks(A, n, single))
 
@@ -358,6 +358,22 @@ class Network:
                 "the network is unchanged. Use a smaller learning rate."
             )
         self._theta[...] = theta
+
+    # --- training ------------------------------------------------------------------------------
+
+    def fit(self, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=None):
+        """Train in place by mini-batch gradient descent; returns a `bpfast.training.History`.
+
+        Each epoch visits the examples (rows of X and Y) in a random order drawn from ``seed``,
+        in mini-batches of ``batch_size`` (the last one may be shorter and is averaged over its
+        own size), and takes one step w ← w − η ∂C/∂w per mini-batch, C being the mini-batch's
+        mean cost. The whole epoch runs in the kernels with the GIL released.
+
+        n_threads : the threads that share each mini-batch (default: all cores). The same seed
+            and the same n_threads give bitwise-identical weights.
+        """
+        return training.fit(self, X, Y, epochs=epochs, batch_size=batch_size,
+                   learning_rate=learning_rate, seed=seed, n_threads=n_threads)
 
     def __repr__(self):
         return (f"Network(sizes={list(self.sizes)}, activation={self.activation!r}, "

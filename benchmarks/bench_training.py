@@ -1,0 +1,130 @@
+"""Seconds per epoch of mini-batch SGD: bpfast beside its peers, measured in one run.
+
+    python benchmarks/bench_training.py [--workloads W1 W2 W3 W4] [--repeat 3]
+
+For each workload, every implementation trains from the same initial parameters on the same
+data in the same order; the table gives seconds per epoch (best of --repeat), GFLOP/s in the
+model 6·P·N, bpfast's speed-up over each peer, and the GEMM throughput numpy reaches here (the
+ceiling). Peers whose library is missing (`pip install ".[bench]"`) are reported as skipped.
+"""
+import argparse
+import datetime
+import os
+import platform
+import time
+
+import numpy as np
+
+import bpfast
+from _common import gemm_gflops, model_flops
+from peers import (
+    make_sklearn_epoch,
+    make_torch_epoch,
+    numpy_matrix_epoch,
+    numpy_per_example_epoch,
+)
+
+WORKLOADS = {
+    # name: (sizes, batch size, dtype, examples)
+    "W1": ([784, 30, 10], 10, "float64", 50_000),
+    "W2": ([784, 16, 16, 10], 32, "float64", 50_000),
+    "W3": ([784, 512, 512, 10], 128, "float32", 20_000),
+    "W4": ([64, 30, 10], 10, "float64", 18_000),
+}
+LEARNING_RATE = 0.5
+# The per-example loop takes seconds per epoch: time a slice of the epoch and scale it up.
+SLOW_FRACTION = 0.2
+
+
+def workload_data(sizes, dtype, N, seed=0):
+    """Inputs in [0, 1) and one-hot targets, like scaled MNIST pixels and labels."""
+    rng = np.random.default_rng(seed)
+    X = rng.random((N, sizes[0])).astype(dtype)
+    Y = np.eye(sizes[-1], dtype=dtype)[rng.integers(0, sizes[-1], N)]
+    return X, Y
+
+
+def time_epochs(train_one_epoch, repeat):
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        train_one_epoch()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def measure(name, repeat):
+    sizes, batch, dtype, N = WORKLOADS[name]
+    X, Y = workload_data(sizes, dtype, N)
+    order = np.random.default_rng(1).permutation(N)
+    net = bpfast.Network(sizes, dtype=dtype, seed=0)
+    params = lambda: ([w.copy() for w in net.weights], [b.copy() for b in net.biases])
+
+    results = {}
+    results["bpfast"] = time_epochs(
+        lambda: net.fit(X, Y, epochs=1, batch_size=batch, learning_rate=LEARNING_RATE, seed=0),
+        repeat)
+
+    weights, biases = params()
+    slice_ = order[: int(N * SLOW_FRACTION) // batch * batch]
+    results["numpy per-example loop"] = time_epochs(
+        lambda: numpy_per_example_epoch(weights, biases, X, Y, batch, LEARNING_RATE, slice_),
+        1) * N / len(slice_)
+
+    weights, biases = params()
+    results["numpy matrix batch"] = time_epochs(
+        lambda: numpy_matrix_epoch(weights, biases, X, Y, batch, LEARNING_RATE, order), repeat)
+
+    for peer_name, make in (("PyTorch eager", make_torch_epoch),
+                            ("scikit-learn MLP", make_sklearn_epoch)):
+        epoch = make()
+        if epoch is None:
+            results[peer_name] = None
+            continue
+        weights, biases = params()
+        epoch(weights, biases, X, Y, batch, LEARNING_RATE, order)        # warm up, build
+        results[peer_name] = time_epochs(
+            lambda: epoch(weights, biases, X, Y, batch, LEARNING_RATE, order), repeat)
+    return sizes, batch, dtype, N, results
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    versions = [f"numpy {np.__version__}"]
+    for module in ("torch", "sklearn"):
+        try:
+            versions.append(f"{module} {__import__(module).__version__}")
+        except ImportError:
+            versions.append(f"{module} missing")
+    print(f"bpfast {bpfast.__version__} training benchmark, {datetime.date.today()}, "
+          f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores; {', '.join(versions)}")
+    ceilings = {dtype: gemm_gflops(dtype) for dtype in ("float64", "float32")}
+    print(f"numpy GEMM ceiling: {ceilings['float64']:.1f} GFLOP/s float64, "
+          f"{ceilings['float32']:.1f} GFLOP/s float32\n")
+
+    header = f"{'workload':<8} {'implementation':<24} {'s/epoch':>8} {'GFLOP/s':>8} {'% ceil':>7} {'bpfast is':>10}"
+    print(header)
+    print("-" * len(header))
+    for name in args.workloads:
+        sizes, batch, dtype, N, results = measure(name, args.repeat)
+        flops = model_flops(sizes, N)
+        ours = results["bpfast"]
+        label = f"{name}"
+        for implementation, seconds in results.items():
+            if seconds is None:
+                print(f"{label:<8} {implementation:<24} {'skipped (not installed)':>36}")
+            else:
+                gflops = flops / seconds / 1e9
+                ratio = "" if implementation == "bpfast" else f"{seconds / ours:9.1f}x"
+                print(f"{label:<8} {implementation:<24} {seconds:8.3f} {gflops:8.1f} "
+                      f"{100 * gflops / ceilings[dtype]:6.1f}% {ratio:>10}")
+            label = ""
+        print(f"{'':<8} ({sizes}, batch {batch}, {dtype}, {N} examples)")
+
+
+if __name__ == "__main__":
+    main()

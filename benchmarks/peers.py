@@ -1,0 +1,102 @@
+"""The peers bpfast is measured against, each training one epoch of mini-batch SGD.
+
+Every peer takes (sizes, weights, biases, X, Y, batch_size, learning_rate, order) and trains
+in place or on its own copy; the same math as bpfast (sigmoid on every layer, the cost
+Σ_j (a_j − y_j)² averaged over the mini-batch) except scikit-learn, which is timing only.
+A peer whose library is missing is reported as skipped.
+"""
+import warnings
+
+import numpy as np
+
+from _common import numpy_matrix_gradient, numpy_sigmoid
+
+
+def numpy_per_example_epoch(weights, biases, X, Y, batch_size, eta, order):
+    """Nielsen's network.py, in numpy: backprop one example at a time, sum, then step."""
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        nabla_w = [np.zeros_like(w) for w in weights]
+        nabla_b = [np.zeros_like(b) for b in biases]
+        for k in rows:
+            activation, activations, zs = X[k], [X[k]], []
+            for w, b in zip(weights, biases):
+                z = w @ activation + b
+                zs.append(z)
+                activation = numpy_sigmoid(z)
+                activations.append(activation)
+            delta = 2 * (activations[-1] - Y[k]) * activation * (1 - activation)
+            for l in range(len(weights) - 1, -1, -1):
+                nabla_w[l] += np.outer(delta, activations[l])
+                nabla_b[l] += delta
+                if l > 0:
+                    a = activations[l]
+                    delta = (weights[l].T @ delta) * a * (1 - a)
+        for w, b, nw, nb in zip(weights, biases, nabla_w, nabla_b):
+            w -= (eta / len(rows)) * nw
+            b -= (eta / len(rows)) * nb
+
+
+def numpy_matrix_epoch(weights, biases, X, Y, batch_size, eta, order):
+    """The matrix form: a whole mini-batch per numpy call."""
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        grad_w, grad_b = numpy_matrix_gradient(weights, biases, X[rows], Y[rows])
+        for w, b, gw, gb in zip(weights, biases, grad_w, grad_b):
+            w -= eta * gw
+            b -= eta * gb
+
+
+def make_torch_epoch():
+    """PyTorch eager on the CPU, or None when torch is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+
+    def torch_epoch(weights, biases, X, Y, batch_size, eta, order, _cache={}):
+        key = id(weights)
+        if key not in _cache:                       # build the model once per workload
+            layers = []
+            for w, b in zip(weights, biases):
+                linear = torch.nn.Linear(w.shape[1], w.shape[0], dtype=torch.from_numpy(w).dtype)
+                with torch.no_grad():
+                    linear.weight.copy_(torch.from_numpy(w))
+                    linear.bias.copy_(torch.from_numpy(b))
+                layers += [linear, torch.nn.Sigmoid()]
+            model = torch.nn.Sequential(*layers)
+            _cache[key] = (model, torch.optim.SGD(model.parameters(), lr=eta),
+                           torch.from_numpy(X), torch.from_numpy(Y))
+        model, optimizer, Xt, Yt = _cache[key]
+        order_t = torch.from_numpy(order)
+        for start in range(0, len(order), batch_size):
+            rows = order_t[start:start + batch_size]
+            optimizer.zero_grad()
+            loss = ((model(Xt[rows]) - Yt[rows]) ** 2).sum(1).mean()
+            loss.backward()
+            optimizer.step()
+
+    return torch_epoch
+
+
+def make_sklearn_epoch():
+    """scikit-learn's MLPRegressor(solver="sgd"), one partial_fit = one epoch; or None."""
+    try:
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.neural_network import MLPRegressor
+    except ImportError:
+        return None
+
+    def sklearn_epoch(weights, biases, X, Y, batch_size, eta, order, _cache={}):
+        key = id(weights)
+        if key not in _cache:
+            hidden = tuple(w.shape[0] for w in weights[:-1])
+            _cache[key] = MLPRegressor(hidden_layer_sizes=hidden, activation="logistic",
+                                       solver="sgd", batch_size=batch_size,
+                                       learning_rate_init=eta, momentum=0.0, alpha=0.0,
+                                       nesterovs_momentum=False, shuffle=True, random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            _cache[key].partial_fit(X, Y)
+
+    return sklearn_epoch

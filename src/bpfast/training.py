@@ -1,0 +1,133 @@
+"""Training by mini-batch gradient descent: whole epochs inside the kernels.
+
+For each epoch: a seeded random order of the examples, then for each mini-batch of
+``batch_size`` examples in that order (the last one may be shorter), one step
+
+    w ← w − η ∂C/∂w,    b ← b − η ∂C/∂b,    C = (1/m) Σ_k C_k over the mini-batch's m examples,
+
+as NOTATION.md defines gradient descent. Python is only visited between epochs.
+"""
+import contextlib
+import functools
+import numbers
+import os
+import time
+
+import numpy as np
+from threadpoolctl import ThreadpoolController
+
+from . import _kernels
+from ._validation import as_pair, check_positive_real
+
+
+class TrainingDiverged(ArithmeticError):
+    """The parameters became non-finite during `fit`; the network keeps those before the epoch."""
+
+    def __init__(self, message, epoch, history):
+        super().__init__(message)
+        self.epoch = epoch
+        self.history = history
+
+
+class History:
+    """What `fit` measured, one entry per epoch.
+
+    Attributes
+    ----------
+    cost : list of float
+        The mean training cost of the epoch, (1/N) Σ_k C_k, each C_k evaluated with the
+        parameters in force when its mini-batch was visited (the figure PyTorch and Keras
+        training loops report; it costs nothing extra, being a by-product of the forward pass).
+    seconds : list of float
+        Wall-clock time of the epoch.
+    """
+
+    def __init__(self):
+        self.cost = []
+        self.seconds = []
+
+    @property
+    def epochs(self):
+        return len(self.cost)
+
+    def _record(self, cost, seconds):
+        self.cost.append(cost)
+        self.seconds.append(seconds)
+
+    def __len__(self):
+        return self.epochs
+
+    def __repr__(self):
+        last = f", last cost {self.cost[-1]:.6g}" if self.cost else ""
+        return f"History({self.epochs} epochs{last}, {sum(self.seconds):.3g} s)"
+
+
+def _check_count(value, name, minimum):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__}).")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer ≥ {minimum}, got {value}.")
+    return int(value)
+
+
+def default_threads():
+    """All the cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:                      # not on Linux
+        return os.cpu_count() or 1
+
+
+@functools.lru_cache(maxsize=None)
+def _blas_controller():
+    """Finds the loaded BLAS libraries once (scipy's, which the kernels call, among them)."""
+    return ThreadpoolController()
+
+
+def _single_threaded_blas():
+    """While the kernels share a mini-batch between their own threads, BLAS must not add its own:
+    each thread calls BLAS on its share of the neurons, and two levels of threads on the same
+    cores only wait for each other. Without OpenMP, BLAS's threads are the only parallelism."""
+    if not _kernels.openmp:
+        return contextlib.nullcontext()
+    return _blas_controller().limit(limits=1, user_api="blas")
+
+
+def fit(net, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=None):
+    """Train ``net`` in place by mini-batch gradient descent; see `Network.fit`."""
+    X, Y = as_pair(X, Y, net.sizes, net.dtype, ndims=(2,))
+    epochs = _check_count(epochs, "epochs", 0)
+    batch_size = _check_count(batch_size, "batch_size", 1)
+    eta = check_positive_real(learning_rate, "learning_rate")
+    n_threads = default_threads() if n_threads is None else _check_count(n_threads, "n_threads", 1)
+    N = X.shape[0]
+    batch = min(batch_size, N)
+
+    rng = np.random.default_rng(seed)
+    dtype = net.dtype
+    width = sum(net.sizes[1:])
+    buffers = dict(
+        Xb=np.empty(batch * net.sizes[0], dtype),
+        Yb=np.empty(batch * net.sizes[-1], dtype),
+        A=np.empty(batch * width, dtype),
+        S=np.empty(batch * width, dtype),
+        T=np.empty(batch * max(net.sizes[1:-1], default=1), dtype),
+    )
+    theta = net._theta
+    history = History()
+    with _single_threaded_blas():
+        for epoch in range(epochs):
+            order = rng.permutation(N).astype(np.intp, copy=False)
+            before = theta.copy()
+            start = time.perf_counter()
+            sum_C = _kernels.train_epoch(theta, net._sizes_array, X, Y, order, batch,
+                                         dtype.type(eta), n_threads=n_threads, **buffers)
+            seconds = time.perf_counter() - start
+            if not (np.isfinite(sum_C) and np.isfinite(theta).all()):
+                theta[...] = before
+                raise TrainingDiverged(
+                    f"training diverged in epoch {epoch + 1}: the parameters became non-finite; "
+                    f"the network keeps those from before that epoch. Try a smaller learning "
+                    f"rate than {eta!r}.", epoch + 1, history)
+            history._record(float(sum_C) / N, seconds)
+    return history

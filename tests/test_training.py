@@ -1,0 +1,158 @@
+"""fit: mini-batch gradient descent in the kernels, checked against a plain numpy re-implementation."""
+import numpy as np
+import pytest
+
+import bpfast
+from bpfast.crosscheck import relative_difference
+
+from conftest import make_problem
+
+
+def numpy_sgd(weights, biases, X, Y, *, epochs, batch_size, learning_rate, seed):
+    """The same SGD as fit, written out in numpy: same orders, same mini-batches, same steps."""
+    weights = [w.astype(np.float64) for w in weights]
+    biases = [b.astype(np.float64) for b in biases]
+    rng = np.random.default_rng(seed)
+    N = X.shape[0]
+    costs = []
+    for _ in range(epochs):
+        order = rng.permutation(N)
+        total = 0.0
+        for start in range(0, N, batch_size):
+            rows = order[start:start + batch_size]
+            a = [X[rows]]
+            for w, b in zip(weights, biases):
+                a.append(1 / (1 + np.exp(-(a[-1] @ w.T + b))))
+            total += np.sum((a[-1] - Y[rows]) ** 2)
+            delta = a[-1] * (1 - a[-1]) * 2 * (a[-1] - Y[rows])
+            for l in range(len(weights) - 1, -1, -1):
+                grad_w = delta.T @ a[l] / len(rows)
+                grad_b = delta.mean(axis=0)
+                if l > 0:
+                    delta = (delta @ weights[l]) * a[l] * (1 - a[l])
+                weights[l] -= learning_rate * grad_w
+                biases[l] -= learning_rate * grad_b
+        costs.append(total / N)
+    return weights, biases, costs
+
+
+def flat(weights, biases):
+    return np.concatenate([np.concatenate([w.ravel(), b]) for w, b in zip(weights, biases)])
+
+
+@pytest.mark.parametrize("sizes,N,batch_size,n_threads", [
+    ([5, 4, 3], 23, 5, 1),          # a shorter last mini-batch of 3
+    ([5, 4, 3], 23, 5, 2),
+    ([6, 8, 7, 2], 40, 8, 2),
+    ([3, 1, 2], 17, 4, 3),          # more threads than neurons in a layer
+    ([4, 2], 9, 100, 2),            # batch_size > N: one mini-batch of everything
+])
+def test_fit_matches_numpy_sgd(sizes, N, batch_size, n_threads):
+    net, X, Y = make_problem(sizes, N, seed=N)
+    expected_w, expected_b, expected_costs = numpy_sgd(
+        net.weights, net.biases, X, Y, epochs=3, batch_size=batch_size, learning_rate=0.7,
+        seed=5)
+    history = net.fit(X, Y, epochs=3, batch_size=batch_size, learning_rate=0.7, seed=5,
+                      n_threads=n_threads)
+    assert relative_difference(net.parameters_vector(), flat(expected_w, expected_b)) <= 1e-12
+    np.testing.assert_allclose(history.cost, expected_costs, rtol=1e-12)
+
+
+def test_fit_in_float32_stays_float32_and_matches():
+    net, X, Y = make_problem([6, 5, 3], 30, "float32", seed=3)
+    expected_w, expected_b, _ = numpy_sgd(net.weights, net.biases, X, Y, epochs=2,
+                                          batch_size=4, learning_rate=0.5, seed=1)
+    net.fit(X, Y, epochs=2, batch_size=4, learning_rate=0.5, seed=1)
+    assert net.parameters_vector().dtype == np.float32
+    assert relative_difference(net.parameters_vector(), flat(expected_w, expected_b)) <= 1e-5
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_same_seed_and_threads_give_bitwise_identical_weights(n_threads):
+    runs = []
+    for _ in range(2):
+        net, X, Y = make_problem([20, 16, 16, 4], 200, seed=4)
+        net.fit(X, Y, epochs=2, batch_size=7, learning_rate=0.3, seed=11, n_threads=n_threads)
+        runs.append(net.parameters_vector())
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_the_seed_sets_the_order():
+    a, X, Y = make_problem([4, 3, 2], 50)
+    b, _, _ = make_problem([4, 3, 2], 50)
+    a.fit(X, Y, epochs=1, batch_size=5, learning_rate=0.5, seed=1)
+    b.fit(X, Y, epochs=1, batch_size=5, learning_rate=0.5, seed=2)
+    assert not np.array_equal(a.parameters_vector(), b.parameters_vector())
+
+
+def test_history_records_each_epoch_and_training_lowers_the_cost():
+    rng = np.random.default_rng(0)
+    X = rng.random((400, 2))
+    Y = (X[:, :1] > X[:, 1:]).astype(float)          # which coordinate is larger
+    net = bpfast.Network([2, 8, 1], seed=0)
+    history = net.fit(X, Y, epochs=30, batch_size=10, learning_rate=3.0, seed=0)
+    assert len(history) == history.epochs == 30
+    assert len(history.seconds) == 30 and all(s > 0 for s in history.seconds)
+    assert history.cost[-1] < 0.25 * history.cost[0]
+    assert net.cost(X, Y) < 0.05
+    assert "30 epochs" in repr(history)
+
+
+def test_zero_epochs_changes_nothing():
+    net, X, Y = make_problem([4, 3, 2], 10)
+    theta = net.parameters_vector()
+    assert len(net.fit(X, Y, epochs=0, batch_size=2, learning_rate=1.0)) == 0
+    np.testing.assert_array_equal(net.parameters_vector(), theta)
+
+
+def test_fit_does_not_modify_its_inputs():
+    net, X, Y = make_problem([4, 3, 2], 10)
+    X0, Y0 = X.copy(), Y.copy()
+    net.fit(X, Y, epochs=2, batch_size=3, learning_rate=1.0, seed=0)
+    np.testing.assert_array_equal(X, X0)
+    np.testing.assert_array_equal(Y, Y0)
+
+
+def test_divergence_raises_and_keeps_the_last_finite_parameters():
+    # With w^(1) = 0 no unit saturates, so ∂C/∂w^(1) = δ^(1) x is about 1e4 for x about 1e5,
+    # and a step of η = 1e307 overflows.
+    _, X, Y = make_problem([3, 4, 2], 20)
+    net = bpfast.Network.from_params([np.zeros((4, 3)), np.ones((2, 4))], [np.zeros(4), np.zeros(2)])
+    X = X * 1e5
+    theta = net.parameters_vector()
+    with pytest.raises(bpfast.TrainingDiverged, match="smaller learning rate") as caught:
+        net.fit(X, Y, epochs=3, batch_size=4, learning_rate=1e307, seed=0)
+    assert isinstance(caught.value, ArithmeticError)
+    assert caught.value.epoch == 1
+    np.testing.assert_array_equal(net.parameters_vector(), theta)
+
+
+@pytest.mark.parametrize("keyword,value,error,message", [
+    ("epochs", -1, ValueError, "epochs must be an integer ≥ 0, got -1"),
+    ("epochs", 2.5, TypeError, "epochs must be an integer"),
+    ("batch_size", 0, ValueError, "batch_size must be an integer ≥ 1, got 0"),
+    ("batch_size", -3, ValueError, "batch_size must be an integer ≥ 1"),
+    ("batch_size", "10", TypeError, "batch_size must be an integer"),
+    ("learning_rate", float("nan"), ValueError, "learning_rate must be a finite number > 0"),
+    ("learning_rate", 0, ValueError, "learning_rate must be a finite number > 0"),
+    ("n_threads", 0, ValueError, "n_threads must be an integer ≥ 1"),
+    ("n_threads", 1.5, TypeError, "n_threads must be an integer"),
+])
+def test_bad_fit_arguments_leave_the_network_unchanged(keyword, value, error, message):
+    net, X, Y = make_problem([4, 3, 2], 10)
+    theta = net.parameters_vector()
+    arguments = dict(epochs=1, batch_size=2, learning_rate=0.5)
+    arguments[keyword] = value
+    with pytest.raises(error, match=message):
+        net.fit(X, Y, **arguments)
+    np.testing.assert_array_equal(net.parameters_vector(), theta)
+
+
+def test_fit_needs_a_batch_of_matching_inputs_and_targets():
+    net, X, Y = make_problem([4, 3, 2], 10)
+    with pytest.raises(ValueError, match=r"X must be 2-D"):
+        net.fit(X[0], Y[0], epochs=1, batch_size=1, learning_rate=0.1)
+    with pytest.raises(ValueError, match=r"inconsistent numbers of samples: \[10, 9\]"):
+        net.fit(X, Y[:9], epochs=1, batch_size=1, learning_rate=0.1)
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        net.fit(np.full_like(X, np.nan), Y, epochs=1, batch_size=1, learning_rate=0.1)
