@@ -30,7 +30,7 @@ def gemm_gflops(dtype, n=2000):
     rng = np.random.default_rng(0)
     a = rng.random((n, n)).astype(dtype)
     b = rng.random((n, n)).astype(dtype)
-    return 2 * n**3 / best_time(lambda: a @ b, repeat=3) / 1e9
+    return 2 * n**3 / best_time(lambda: a @ b, repeat=7) / 1e9
 
 
 def model_flops(sizes, n_examples):

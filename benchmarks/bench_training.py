@@ -44,48 +44,47 @@ def workload_data(sizes, dtype, N, seed=0):
     return X, Y
 
 
-def time_epochs(train_one_epoch, repeat):
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        train_one_epoch()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def measure(name, repeat):
+    """Seconds per epoch of each implementation on workload `name`: the best of `repeat`, the
+    implementations taking turns so that a noisy moment of the machine hits them all alike."""
     sizes, batch, dtype, N = WORKLOADS[name]
     X, Y = workload_data(sizes, dtype, N)
     order = np.random.default_rng(1).permutation(N)
     net = bpfast.Network(sizes, dtype=dtype, seed=0)
-    params = lambda: ([w.copy() for w in net.weights], [b.copy() for b in net.biases])
 
-    results = {}
-    results["bpfast"] = time_epochs(
-        lambda: net.fit(X, Y, epochs=1, batch_size=batch, learning_rate=LEARNING_RATE, seed=0),
-        repeat)
+    def copy_of_parameters():
+        return [w.copy() for w in net.weights], [b.copy() for b in net.biases]
 
-    weights, biases = params()
-    slice_ = order[: int(N * SLOW_FRACTION) // batch * batch]
-    results["numpy per-example loop"] = time_epochs(
-        lambda: numpy_per_example_epoch(weights, biases, X, Y, batch, LEARNING_RATE, slice_),
-        1) * N / len(slice_)
-
-    weights, biases = params()
-    results["numpy matrix batch"] = time_epochs(
-        lambda: numpy_matrix_epoch(weights, biases, X, Y, batch, LEARNING_RATE, order), repeat)
-
+    epochs = {"bpfast": lambda: net.fit(X, Y, epochs=1, batch_size=batch,
+                                        learning_rate=LEARNING_RATE, seed=0)}
+    weights, biases = copy_of_parameters()
+    epochs["numpy matrix batch"] = lambda: numpy_matrix_epoch(weights, biases, X, Y, batch,
+                                                              LEARNING_RATE, order)
     for peer_name, make in (("PyTorch eager", make_torch_epoch),
                             ("scikit-learn MLP", make_sklearn_epoch)):
         epoch = make()
-        if epoch is None:
-            results[peer_name] = None
-            continue
-        weights, biases = params()
-        epoch(weights, biases, X, Y, batch, LEARNING_RATE, order)        # warm up, build
-        results[peer_name] = time_epochs(
-            lambda: epoch(weights, biases, X, Y, batch, LEARNING_RATE, order), repeat)
-    return sizes, batch, dtype, N, results
+        if epoch is not None:
+            peer_weights, peer_biases = copy_of_parameters()
+            epochs[peer_name] = (lambda epoch=epoch, w=peer_weights, b=peer_biases:
+                                 epoch(w, b, X, Y, batch, LEARNING_RATE, order))
+
+    best = {implementation: float("inf") for implementation in epochs}
+    for _ in range(repeat + 1):                       # the first round warms up and builds
+        for implementation, epoch in epochs.items():
+            start = time.perf_counter()
+            epoch()
+            best[implementation] = min(best[implementation], time.perf_counter() - start)
+
+    # The per-example loop takes seconds per epoch: time a slice of one and scale it up.
+    weights, biases = copy_of_parameters()
+    part = order[: int(N * SLOW_FRACTION) // batch * batch]
+    start = time.perf_counter()
+    numpy_per_example_epoch(weights, biases, X, Y, batch, LEARNING_RATE, part)
+    best["numpy per-example loop"] = (time.perf_counter() - start) * N / len(part)
+
+    rows = ["bpfast", "numpy per-example loop", "numpy matrix batch", "PyTorch eager",
+            "scikit-learn MLP"]
+    return sizes, batch, dtype, N, {row: best.get(row) for row in rows}
 
 
 def main():

@@ -156,3 +156,12 @@ def test_fit_needs_a_batch_of_matching_inputs_and_targets():
         net.fit(X, Y[:9], epochs=1, batch_size=1, learning_rate=0.1)
     with pytest.raises(ValueError, match="Input X contains NaN"):
         net.fit(np.full_like(X, np.nan), Y, epochs=1, batch_size=1, learning_rate=0.1)
+
+
+def test_default_threads_leave_small_mini_batches_to_one_thread(monkeypatch):
+    monkeypatch.setattr(bpfast.training, "available_cores", lambda: 8)
+    small = bpfast.Network([64, 30, 10], seed=0)          # 6·P·batch = 1.4e5 FLOPs
+    large = bpfast.Network([784, 30, 10], seed=0)         # 1.4e6 FLOPs
+    assert bpfast.training.default_threads(small, 10) == 1
+    assert bpfast.training.default_threads(large, 10) == 5
+    assert bpfast.training.default_threads(large, 1000) == 8

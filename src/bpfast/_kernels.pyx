@@ -30,6 +30,7 @@ from cython cimport floating
 
 cdef extern from *:
     """
+    #define BPFAST_PREFETCH(p) __builtin_prefetch(p)
     #ifdef _OPENMP
     #include <omp.h>
     #define BPFAST_HAVE_OPENMP 1
@@ -47,6 +48,7 @@ cdef extern from *:
     void _barrier "BPFAST_BARRIER" () noexcept nogil
     int _thread "bpfast_thread" () noexcept nogil
     int _n_threads "bpfast_n_threads" () noexcept nogil
+    void _prefetch "BPFAST_PREFETCH" (const void* p) noexcept nogil
 
 #: Whether this build shares work between threads (OpenMP was found at build time).
 openmp = bool(HAVE_OPENMP)
@@ -338,7 +340,8 @@ cdef double _train_epoch(floating* theta, const Py_ssize_t* sizes, int L,
     mini-batch may be shorter: its gradient is the mean over its own size.
     """
     cdef Py_ssize_t n0 = sizes[0], nL = sizes[L]
-    cdef Py_ssize_t start, k, m, i_batch
+    cdef Py_ssize_t start, k, m, i_batch, next_m, byte
+    cdef const char* row
     cdef double sum_C = 0
     for i_batch in range((N + batch - 1) // batch):
         start = i_batch * batch
@@ -347,6 +350,13 @@ cdef double _train_epoch(floating* theta, const Py_ssize_t* sizes, int L,
             memcpy(Xb + k * n0, X + order[start + k] * n0, n0 * sizeof(floating))
             memcpy(Yb + k * nL, Y + order[start + k] * nL, nL * sizeof(floating))
         _barrier()                              # the whole mini-batch is gathered
+        # The next mini-batch's rows are scattered over the training set, out of cache: ask
+        # for them now, so that memory fetches them while this mini-batch is computed.
+        next_m = min(batch, N - start - m)
+        for k in range(_first(next_m, thread, n_threads), _first(next_m, thread + 1, n_threads)):
+            row = <const char*> (X + order[start + m + k] * n0)
+            for byte in range(0, n0 * <Py_ssize_t> sizeof(floating), 64):
+                _prefetch(row + byte)
         _forward(theta, sizes, L, m, Xb, S, A, S, thread, n_threads)
         sum_C += _backward(theta, sizes, L, m, Xb, Yb, A, S, T, theta, STEP, eta,
                            thread, n_threads)

@@ -369,8 +369,27 @@ class Network:
         own size), and takes one step w ← w − η ∂C/∂w per mini-batch, C being the mini-batch's
         mean cost. The whole epoch runs in the kernels with the GIL released.
 
-        n_threads : the threads that share each mini-batch (default: all cores). The same seed
-            and the same n_threads give bitwise-identical weights.
+        Parameters
+        ----------
+        X, Y : the training set, one example per row (converted to the network's dtype once,
+            and only if it is not already C-contiguous in that dtype).
+        epochs : int ≥ 0;  batch_size : int ≥ 1;  learning_rate : η > 0.
+        seed : None, int or numpy.random.Generator, for the order of the examples.
+        n_threads : int ≥ 1 or None
+            The threads that share each mini-batch, each computing its own neurons of every
+            layer. None means all cores, but fewer when a mini-batch is too small to be worth
+            sharing (`bpfast.training.MIN_FLOPS_PER_THREAD`). While fit runs, BLAS is kept to one
+            thread (threadpoolctl): each of these threads calls BLAS on its own share, and BLAS
+            threads of its own would only compete with them for the same cores. (A build without
+            OpenMP runs one thread and leaves BLAS its threads.) The same seed and the same
+            n_threads give bitwise-identical weights.
+
+        Returns
+        -------
+        `bpfast.training.History`: per epoch, the mean training cost and the time taken.
+
+        Raises `bpfast.TrainingDiverged` (an ArithmeticError) if the parameters become
+        non-finite; the network then keeps the parameters it had before that epoch.
         """
         return training.fit(self, X, Y, epochs=epochs, batch_size=batch_size,
                    learning_rate=learning_rate, seed=seed, n_threads=n_threads)

@@ -70,12 +70,25 @@ def _check_count(value, name, minimum):
     return int(value)
 
 
-def default_threads():
-    """All the cores this process may run on."""
+def available_cores():
+    """The cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:                      # not on Linux
         return os.cpu_count() or 1
+
+
+#: A thread's share of a mini-batch should be at least this many FLOPs (6·P per example):
+#: below it, the barriers between the phases of a step cost more than the work they split.
+#: Measured with benchmarks/bench_training.py: W4 ([64, 30, 10], batch 10, 1.4e5 FLOPs) is no
+#: faster on two threads, W1 ([784, 30, 10], batch 10, 1.4e6 FLOPs) is.
+MIN_FLOPS_PER_THREAD = 250_000
+
+
+def default_threads(net, batch):
+    """All cores, but no more threads than the mini-batch has work for."""
+    flops = 6 * net.n_params * batch
+    return max(1, min(available_cores(), flops // MIN_FLOPS_PER_THREAD))
 
 
 @functools.lru_cache(maxsize=None)
@@ -99,9 +112,11 @@ def fit(net, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=No
     epochs = _check_count(epochs, "epochs", 0)
     batch_size = _check_count(batch_size, "batch_size", 1)
     eta = check_positive_real(learning_rate, "learning_rate")
-    n_threads = default_threads() if n_threads is None else _check_count(n_threads, "n_threads", 1)
     N = X.shape[0]
     batch = min(batch_size, N)
+    if n_threads is None:
+        n_threads = default_threads(net, batch)
+    n_threads = _check_count(n_threads, "n_threads", 1)
 
     rng = np.random.default_rng(seed)
     dtype = net.dtype
