@@ -234,41 +234,86 @@ cdef enum Mode:
     STEP = 2          # θ ← θ − η ∂C/∂θ, in place (grad is θ itself)
 
 
+cdef inline Py_ssize_t _w_offset(const Py_ssize_t* sizes, int l) noexcept nogil:
+    """Where w^(l) starts in θ (b^(l) follows it)"""
+    cdef Py_ssize_t offset = 0
+    cdef int m
+    for m in range(1, l):
+        offset += sizes[m] * (sizes[m - 1] + 1)
+    return offset
+
+
+cdef inline Py_ssize_t _block(const Py_ssize_t* sizes, int l, Py_ssize_t n) noexcept nogil:
+    """Where layer l's (n, n_l) block starts in the per-layer batch buffers"""
+    cdef Py_ssize_t block = 0
+    cdef int m
+    for m in range(1, l):
+        block += n * sizes[m]
+    return block
+
+
+cdef void _link_one(floating* grad, Py_ssize_t P, const Py_ssize_t* sizes, int l, Py_ssize_t n,
+                    const floating* X, const floating* A, const floating* S, Mode mode,
+                    floating eta, int thread, int n_threads) noexcept nogil:
+    """∂C/∂w_ji^(l) = (1/n) Σ_k δ_kj^(l) a_ki^(l−1),  ∂C/∂b_j^(l) = (1/n) Σ_k δ_kj^(l), own rows j
+
+    Link 1 of the chain: ∂z_j/∂w_ji = a_i^(l−1) and ∂z_j/∂b_j = 1. S holds δ^(l); `mode` says
+    where the result goes (see Mode); P is the length of a per-example gradient row.
+    """
+    cdef Py_ssize_t n_out = sizes[l], n_in = sizes[l - 1]
+    cdef Py_ssize_t w_offset = _w_offset(sizes, l)
+    cdef Py_ssize_t b_offset = w_offset + n_out * n_in
+    cdef Py_ssize_t j0 = _first(n_out, thread, n_threads), j1 = _first(n_out, thread + 1, n_threads)
+    cdef const floating* delta = S + _block(sizes, l, n)
+    cdef const floating* a_prev = X if l == 1 else A + _block(sizes, l - 1, n)
+    cdef Py_ssize_t k, j, i
+    cdef floating d
+    cdef floating* g
+    cdef floating inv_n = (<floating> 1) / n
+    cdef floating scale = -eta * inv_n if mode == STEP else inv_n
+    if mode == PER_EXAMPLE:
+        for k in range(n):
+            g = grad + k * P
+            for j in range(j0, j1):
+                d = delta[k * n_out + j]
+                for i in range(n_in):
+                    g[w_offset + j * n_in + i] = d * a_prev[k * n_in + i]
+                g[b_offset + j] = d
+        return
+    _gemm(c'N', c'T', n_in, j1 - j0, n, scale, a_prev, n_in, delta + j0, n_out,
+          1 if mode == STEP else 0, grad + w_offset + j0 * n_in, n_in)
+    g = grad + b_offset
+    if mode == MEAN:
+        for j in range(j0, j1):
+            g[j] = 0
+    _add_column_sums(g, delta, n, n_out, j0, j1, scale)
+
+
 cdef double _backward(const floating* theta, const Py_ssize_t* sizes, int L, Py_ssize_t n,
                       const floating* X, const floating* Y, const floating* A, floating* S,
                       floating* T, floating* grad, Mode mode, floating eta,
                       int thread, int n_threads) noexcept nogil:
-    """δ^(L) = σ'(z^(L)) ⊙ 2(a^(L) − y),  δ^(l−1) = σ'(z^(l−1)) ⊙ δ^(l) w^(l),
-    ∂C/∂w^(l) = (1/n) Σ_k δ_k^(l) a_k^(l−1)ᵀ,  ∂C/∂b^(l) = (1/n) Σ_k δ_k^(l);
-    returns Σ_k C_k over the thread's own output neurons.
+    """δ^(L) = σ'(z^(L)) ⊙ 2(a^(L) − y),  δ^(l−1) = σ'(z^(l−1)) ⊙ δ^(l) w^(l), then `_link_one`
+    for every layer; returns Σ_k C_k over the thread's own output neurons.
 
     On entry S holds the slopes σ'(z^(l)) from `_forward`; it is overwritten with δ^(l).
-    T is scratch of n × max(n_1, …, n_{L−1}). `mode` says where ∂C/∂θ goes (see Mode); δ^(l−1)
-    is always computed from w^(l) before w^(l) changes, as gradient descent requires.
+    T is scratch of n × max(n_1, …, n_{L−1}). δ^(l−1) is computed from w^(l) before w^(l)
+    changes, as gradient descent requires: layer l's own rows are updated only after the barrier
+    that follows every thread's use of w^(l), the one that also gathers δ^(l−1).
     """
     cdef Py_ssize_t P = _n_params(sizes, L)
-    cdef Py_ssize_t k, j, i, j0, j1, i0, i1, n_out, n_in, w_offset, b_offset
-    cdef Py_ssize_t block = 0
-    cdef const floating* a_prev
+    cdef Py_ssize_t k, j, i, j0, j1, i0, i1, n_out, n_in
     cdef const floating* a
     cdef floating* delta
     cdef floating* delta_below
-    cdef floating* g
-    cdef floating d, error
+    cdef floating error
     cdef double sum_C = 0
-    cdef floating inv_n = (<floating> 1) / n
-    cdef floating scale = -eta * inv_n if mode == STEP else inv_n
-    cdef floating beta = 1 if mode == STEP else 0
     cdef int l
-
-    for l in range(1, L):
-        block += n * sizes[l]
-    w_offset = P
 
     # δ^(L) = σ'(z^(L)) ⊙ ∂C_0/∂a^(L), with ∂C_0/∂a^(L) = 2(a^(L) − y): link 2 times link 3.
     n_out = sizes[L]
-    delta = S + block
-    a = A + block
+    delta = S + _block(sizes, L, n)
+    a = A + _block(sizes, L, n)
     j0 = _first(n_out, thread, n_threads)
     j1 = _first(n_out, thread + 1, n_threads)
     for k in range(n):
@@ -278,51 +323,27 @@ cdef double _backward(const floating* theta, const Py_ssize_t* sizes, int L, Py_
             sum_C += error * error
             delta[i] = delta[i] * 2 * error
 
-    for l in range(L, 0, -1):
+    for l in range(L, 1, -1):
         n_out = sizes[l]
         n_in = sizes[l - 1]
-        w_offset -= n_out * (n_in + 1)
-        b_offset = w_offset + n_out * n_in
-        delta = S + block
-        j0 = _first(n_out, thread, n_threads)
-        j1 = _first(n_out, thread + 1, n_threads)
         i0 = _first(n_in, thread, n_threads)
         i1 = _first(n_in, thread + 1, n_threads)
-        if l > 1:
-            block -= n * n_in
-            a_prev = A + block
-            _barrier()                          # every δ_j^(l) is ready
-            # The sum over j: ∂C_0/∂a_i^(l−1) = Σ_j w_ji^(l) δ_j^(l) for the thread's own i, into T.
-            _gemm(c'N', c'N', i1 - i0, n, n_out,
-                  1, theta + w_offset + i0, n_in, delta, n_out, 0, T + i0, n_in)
-            _barrier()                          # nobody changes w^(l) while others read it
-        else:
-            a_prev = X
-
-        # Link 1: ∂z_j/∂w_ji = a_i^(l−1) and ∂z_j/∂b_j = 1, for the thread's own rows j.
-        if mode == PER_EXAMPLE:
-            for k in range(n):
-                g = grad + k * P
-                for j in range(j0, j1):
-                    d = delta[k * n_out + j]
-                    for i in range(n_in):
-                        g[w_offset + j * n_in + i] = d * a_prev[k * n_in + i]
-                    g[b_offset + j] = d
-        else:
-            _gemm(c'N', c'T', n_in, j1 - j0, n,
-                  scale, a_prev, n_in, delta + j0, n_out, beta, grad + w_offset + j0 * n_in, n_in)
-            g = grad + b_offset
-            if mode == MEAN:
-                for j in range(j0, j1):
-                    g[j] = 0
-            _add_column_sums(g, delta, n, n_out, j0, j1, scale)
-
-        if l > 1:
-            # ... times link 2 of the layer below: δ_i^(l−1) = σ'(z_i^(l−1)) · T_i, own i.
-            delta_below = S + block
-            for k in range(n):
-                for i in range(i0, i1):
-                    delta_below[k * n_in + i] *= T[k * n_in + i]
+        delta = S + _block(sizes, l, n)
+        delta_below = S + _block(sizes, l - 1, n)
+        _barrier()                              # every δ^(l) is ready; w^(l+1) is read no more
+        if l < L:
+            _link_one(grad, P, sizes, l + 1, n, X, A, S, mode, eta, thread, n_threads)
+        # The sum over j: ∂C_0/∂a_i^(l−1) = Σ_j w_ji^(l) δ_j^(l) for the thread's own i, into T,
+        # then times link 2 of the layer below: δ_i^(l−1) = σ'(z_i^(l−1)) · T_i.
+        _gemm(c'N', c'N', i1 - i0, n, n_out,
+              1, theta + _w_offset(sizes, l) + i0, n_in, delta, n_out, 0, T + i0, n_in)
+        for k in range(n):
+            for i in range(i0, i1):
+                delta_below[k * n_in + i] *= T[k * n_in + i]
+    if L > 1:
+        _barrier()                              # w^(2) is read no more
+        _link_one(grad, P, sizes, 2, n, X, A, S, mode, eta, thread, n_threads)
+    _link_one(grad, P, sizes, 1, n, X, A, S, mode, eta, thread, n_threads)
     return sum_C
 
 
@@ -342,14 +363,20 @@ cdef double _train_epoch(floating* theta, const Py_ssize_t* sizes, int L,
     cdef Py_ssize_t n0 = sizes[0], nL = sizes[L]
     cdef Py_ssize_t start, k, m, i_batch, next_m, byte
     cdef const char* row
+    cdef floating* x
+    cdef floating* y
     cdef double sum_C = 0
     for i_batch in range((N + batch - 1) // batch):
         start = i_batch * batch
         m = min(batch, N - start)
+        # Mini-batches alternate between two halves of Xb and Yb: a thread may gather the next
+        # one while another still updates w^(1) from this one, with no barrier in between.
+        x = Xb + (i_batch % 2) * batch * n0
+        y = Yb + (i_batch % 2) * batch * nL
         for k in range(_first(m, thread, n_threads), _first(m, thread + 1, n_threads)):
-            memcpy(Xb + k * n0, X + order[start + k] * n0, n0 * sizeof(floating))
-            memcpy(Yb + k * nL, Y + order[start + k] * nL, nL * sizeof(floating))
-        _barrier()                              # the whole mini-batch is gathered
+            memcpy(x + k * n0, X + order[start + k] * n0, n0 * sizeof(floating))
+            memcpy(y + k * nL, Y + order[start + k] * nL, nL * sizeof(floating))
+        _barrier()                              # the mini-batch is gathered; the last one is done
         # The next mini-batch's rows are scattered over the training set, out of cache: ask
         # for them now, so that memory fetches them while this mini-batch is computed.
         next_m = min(batch, N - start - m)
@@ -357,10 +384,9 @@ cdef double _train_epoch(floating* theta, const Py_ssize_t* sizes, int L,
             row = <const char*> (X + order[start + m + k] * n0)
             for byte in range(0, n0 * <Py_ssize_t> sizeof(floating), 64):
                 _prefetch(row + byte)
-        _forward(theta, sizes, L, m, Xb, S, A, S, thread, n_threads)
-        sum_C += _backward(theta, sizes, L, m, Xb, Yb, A, S, T, theta, STEP, eta,
+        _forward(theta, sizes, L, m, x, S, A, S, thread, n_threads)
+        sum_C += _backward(theta, sizes, L, m, x, y, A, S, T, theta, STEP, eta,
                            thread, n_threads)
-        _barrier()                              # w^(1) is updated from Xb before it changes
     return sum_C
 
 
@@ -406,7 +432,7 @@ def train_epoch(floating[::1] theta, const Py_ssize_t[::1] sizes,
                 floating[::1] T, int n_threads=1):
     """One epoch of mini-batch gradient descent on θ in place; returns Σ_k C_k over the epoch.
 
-    Work buffers: Xb of batch · n0, Yb of batch · nL, A and S of batch · (n_1 + … + n_L),
+    Work buffers: Xb of 2 · batch · n0, Yb of 2 · batch · nL, A and S of batch · (n_1 + … + n_L),
     T of batch · max(n_1..n_{L−1}, 1). Every index in `order` must be a row of X and Y.
     n_threads threads share each mini-batch (Design 4); BLAS should be single-threaded then.
     """

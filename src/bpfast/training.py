@@ -122,8 +122,8 @@ def fit(net, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=No
     dtype = net.dtype
     width = sum(net.sizes[1:])
     buffers = dict(
-        Xb=np.empty(batch * net.sizes[0], dtype),
-        Yb=np.empty(batch * net.sizes[-1], dtype),
+        Xb=np.empty(2 * batch * net.sizes[0], dtype),
+        Yb=np.empty(2 * batch * net.sizes[-1], dtype),
         A=np.empty(batch * width, dtype),
         S=np.empty(batch * width, dtype),
         T=np.empty(batch * max(net.sizes[1:-1], default=1), dtype),
