@@ -137,6 +137,22 @@ cdef inline void _sigmoid(floating z, floating* a, floating* slope) noexcept nog
     slope[0] = a_negative * inv
 
 
+cdef inline void _activate(floating* z, const floating* b, floating* a, floating* s,
+                           Py_ssize_t count) noexcept nogil:
+    """z ← z + b,  a = σ(z),  s = σ'(z), elementwise over `count` neurons (s may be z itself)"""
+    # Two loops, so that the compiler sees when s is z and vectorizes the in-place one too.
+    cdef Py_ssize_t i
+    cdef floating z_i
+    if s == z:
+        for i in range(count):
+            _sigmoid(z[i] + b[i], &a[i], &z[i])
+    else:
+        for i in range(count):
+            z_i = z[i] + b[i]
+            z[i] = z_i
+            _sigmoid(z_i, &a[i], &s[i])
+
+
 # --- BLAS ----------------------------------------------------------------------------------------
 
 cdef inline void _gemm(char transa, char transb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
@@ -201,14 +217,10 @@ cdef void _forward(const floating* theta, const Py_ssize_t* sizes, int L, Py_ssi
         j0 = _first(n_out, thread, n_threads)
         j1 = _first(n_out, thread + 1, n_threads)
 
-        for k in range(n):                      # z ← b, then z += a_prev wᵀ
-            for j in range(j0, j1):
-                z[k * n_out + j] = b[j]
         _gemm(c'T', c'N', j1 - j0, n, n_in,
-              1, w + j0 * n_in, n_in, a_prev, n_in, 1, z + j0, n_out)
+              1, w + j0 * n_in, n_in, a_prev, n_in, 0, z + j0, n_out)
         for k in range(n):
-            for j in range(j0, j1):
-                _sigmoid(z[k * n_out + j], &a[k * n_out + j], &s[k * n_out + j])
+            _activate(z + k * n_out + j0, b + j0, a + k * n_out + j0, s + k * n_out + j0, j1 - j0)
         if l < L:
             _barrier()                          # the next layer reads every a_j
         a_prev = a
