@@ -65,6 +65,8 @@ directives = {
 extension = Extension(
     "bpfast._kernels",
     sources=["src/bpfast/_kernels.pyx"],
+    depends=["src/bpfast/_microkernels.h"],
+    include_dirs=["src/bpfast"],
     extra_compile_args=compile_args,
     extra_link_args=link_args,
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],

@@ -16,6 +16,10 @@ SHAPES = [
     ([10, 64, 64, 1], 2),
     ([2, 1, 8, 1, 2], 30),            # bottlenecks of one neuron between wider layers
     ([7, 3, 5], 1),
+    ([300, 7, 3], 11),                # more inputs than one cache block of float64 (256)
+    ([520, 5, 2], 5),                 # ... and of float32 (512)
+    ([9, 7, 5], 70),                  # batches of 64 and more go to BLAS instead
+    ([33, 17, 3], 64),
 ]
 
 

@@ -46,6 +46,7 @@ def flat(weights, biases):
     ([6, 8, 7, 2], 40, 8, 2),
     ([3, 1, 2], 17, 4, 3),          # more threads than neurons in a layer
     ([4, 2], 9, 100, 2),            # batch_size > N: one mini-batch of everything
+    ([10, 9, 3], 150, 70, 2),       # mini-batches of 64 and more go to BLAS
 ])
 def test_fit_matches_numpy_sgd(sizes, N, batch_size, n_threads):
     net, X, Y = make_problem(sizes, N, seed=N)

@@ -17,7 +17,10 @@ Design
    other threads wrote. Each neuron's arithmetic is done by one thread in a fixed order, so a
    given n_threads gives bitwise-reproducible results. Outside a parallel region (or built
    without OpenMP) the same code runs with n_threads = 1 and the barriers do nothing.
-5. `cdef … noexcept nogil` functions over `floating` do the arithmetic; the `def` twins at the
+5. Mini-batches of fewer than SMALL_BATCH examples use the small products of _microkernels.h
+   (AVX2/FMA where the CPU has it, chosen at load time) instead of BLAS, whose packing of the
+   operands costs more than the arithmetic at that size; larger ones go to BLAS.
+6. `cdef … noexcept nogil` functions over `floating` do the arithmetic; the `def` twins at the
    bottom release the GIL around them. Nothing here checks its arguments: bpfast.network and
    bpfast.training validate every shape, dtype and value before calling in.
 """
@@ -172,6 +175,73 @@ cdef inline void _gemm(char transa, char transb, Py_ssize_t m, Py_ssize_t n, Py_
               <float*> B, &ldb_, &beta, C, &ldc_)
 
 
+# --- the three products of backpropagation -------------------------------------------------------
+
+cdef extern from "_microkernels.h":
+    void bpfast_abt_d(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, const double* A, Py_ssize_t lda,
+                      const double* W, Py_ssize_t ldw, double* Z, Py_ssize_t ldz) noexcept nogil
+    void bpfast_abt_s(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, const float* A, Py_ssize_t lda,
+                      const float* W, Py_ssize_t ldw, float* Z, Py_ssize_t ldz) noexcept nogil
+    void bpfast_atb_d(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, double alpha, double beta,
+                      const double* D, Py_ssize_t ldd, const double* A, Py_ssize_t lda,
+                      double* W, Py_ssize_t ldw) noexcept nogil
+    void bpfast_atb_s(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, float alpha, float beta,
+                      const float* D, Py_ssize_t ldd, const float* A, Py_ssize_t lda,
+                      float* W, Py_ssize_t ldw) noexcept nogil
+    void bpfast_ab_d(Py_ssize_t m, Py_ssize_t ni, Py_ssize_t nj, const double* D, Py_ssize_t ldd,
+                     const double* W, Py_ssize_t ldw, double* T, Py_ssize_t ldt) noexcept nogil
+    void bpfast_ab_s(Py_ssize_t m, Py_ssize_t ni, Py_ssize_t nj, const float* D, Py_ssize_t ldd,
+                     const float* W, Py_ssize_t ldw, float* T, Py_ssize_t ldt) noexcept nogil
+
+# From this many examples in a batch on, BLAS beats the microkernels (Design 5).
+cdef enum:
+    SMALL_BATCH = 64
+
+
+cdef inline void _z_is_a_wT(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni,
+                            const floating* A, Py_ssize_t lda, const floating* W, Py_ssize_t ldw,
+                            floating* Z, Py_ssize_t ldz) noexcept nogil:
+    """Z = A Wᵀ, i.e. Z_kj = Σ_i A_ki W_ji   (row-major; k < m, j < nj, i < ni)"""
+    if m == 0 or nj == 0:
+        return
+    if m >= SMALL_BATCH:
+        _gemm(c'T', c'N', nj, m, ni, 1, W, ldw, A, lda, 0, Z, ldz)
+    elif floating is double:
+        bpfast_abt_d(m, nj, ni, A, lda, W, ldw, Z, ldz)
+    else:
+        bpfast_abt_s(m, nj, ni, A, lda, W, ldw, Z, ldz)
+
+
+cdef inline void _w_is_beta_w_plus_alpha_dT_a(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni,
+                                              floating alpha, floating beta,
+                                              const floating* D, Py_ssize_t ldd,
+                                              const floating* A, Py_ssize_t lda,
+                                              floating* W, Py_ssize_t ldw) noexcept nogil:
+    """W = β W + α Dᵀ A, i.e. W_ji = β W_ji + α Σ_k D_kj A_ki   (β = 0 never reads W)"""
+    if m == 0 or nj == 0:
+        return
+    if m >= SMALL_BATCH:
+        _gemm(c'N', c'T', ni, nj, m, alpha, A, lda, D, ldd, beta, W, ldw)
+    elif floating is double:
+        bpfast_atb_d(m, nj, ni, alpha, beta, D, ldd, A, lda, W, ldw)
+    else:
+        bpfast_atb_s(m, nj, ni, alpha, beta, D, ldd, A, lda, W, ldw)
+
+
+cdef inline void _t_is_d_w(Py_ssize_t m, Py_ssize_t ni, Py_ssize_t nj,
+                           const floating* D, Py_ssize_t ldd, const floating* W, Py_ssize_t ldw,
+                           floating* T, Py_ssize_t ldt) noexcept nogil:
+    """T = D W, i.e. T_ki = Σ_j D_kj W_ji   (row-major; k < m, i < ni, j < nj)"""
+    if m == 0 or ni == 0:
+        return
+    if m >= SMALL_BATCH:
+        _gemm(c'N', c'N', ni, m, nj, 1, W, ldw, D, ldd, 0, T, ldt)
+    elif floating is double:
+        bpfast_ab_d(m, ni, nj, D, ldd, W, ldw, T, ldt)
+    else:
+        bpfast_ab_s(m, ni, nj, D, ldd, W, ldw, T, ldt)
+
+
 # --- the layers ----------------------------------------------------------------------------------
 
 cdef inline Py_ssize_t _n_params(const Py_ssize_t* sizes, int L) noexcept nogil:
@@ -217,8 +287,7 @@ cdef void _forward(const floating* theta, const Py_ssize_t* sizes, int L, Py_ssi
         j0 = _first(n_out, thread, n_threads)
         j1 = _first(n_out, thread + 1, n_threads)
 
-        _gemm(c'T', c'N', j1 - j0, n, n_in,
-              1, w + j0 * n_in, n_in, a_prev, n_in, 0, z + j0, n_out)
+        _z_is_a_wT(n, j1 - j0, n_in, a_prev, n_in, w + j0 * n_in, n_in, z + j0, n_out)
         for k in range(n):
             _activate(z + k * n_out + j0, b + j0, a + k * n_out + j0, s + k * n_out + j0, j1 - j0)
         if l < L:
@@ -292,8 +361,9 @@ cdef void _link_one(floating* grad, Py_ssize_t P, const Py_ssize_t* sizes, int l
                     g[w_offset + j * n_in + i] = d * a_prev[k * n_in + i]
                 g[b_offset + j] = d
         return
-    _gemm(c'N', c'T', n_in, j1 - j0, n, scale, a_prev, n_in, delta + j0, n_out,
-          1 if mode == STEP else 0, grad + w_offset + j0 * n_in, n_in)
+    _w_is_beta_w_plus_alpha_dT_a(n, j1 - j0, n_in, scale, 1 if mode == STEP else 0,
+                                 delta + j0, n_out, a_prev, n_in, grad + w_offset + j0 * n_in,
+                                 n_in)
     g = grad + b_offset
     if mode == MEAN:
         for j in range(j0, j1):
@@ -347,8 +417,8 @@ cdef double _backward(const floating* theta, const Py_ssize_t* sizes, int L, Py_
             _link_one(grad, P, sizes, l + 1, n, X, A, S, mode, eta, thread, n_threads)
         # The sum over j: ∂C_0/∂a_i^(l−1) = Σ_j w_ji^(l) δ_j^(l) for the thread's own i, into T,
         # then times link 2 of the layer below: δ_i^(l−1) = σ'(z_i^(l−1)) · T_i.
-        _gemm(c'N', c'N', i1 - i0, n, n_out,
-              1, theta + _w_offset(sizes, l) + i0, n_in, delta, n_out, 0, T + i0, n_in)
+        _t_is_d_w(n, i1 - i0, n_out, delta, n_out, theta + _w_offset(sizes, l) + i0, n_in,
+                  T + i0, n_in)
         for k in range(n):
             for i in range(i0, i1):
                 delta_below[k * n_in + i] *= T[k * n_in + i]

@@ -9,6 +9,7 @@ and only then calls `bpfast._kernels`, which trusts what it is given.
 import numpy as np
 
 from . import _kernels, training
+from ._buffers import aligned_empty
 from ._validation import (
     as_examples,
     as_pair,
@@ -157,7 +158,8 @@ class Network:
         for l in range(self.L):
             w[l][...] = rng.normal(0.0, 1.0 / np.sqrt(self.sizes[l]), size=w[l].shape)
             b[l][...] = rng.normal(0.0, 1.0, size=b[l].shape)
-        self._theta = theta.astype(self.dtype)
+        self._theta = aligned_empty(P, self.dtype)
+        self._theta[...] = theta
 
     @classmethod
     def from_params(cls, weights, biases, *, activation="sigmoid", cost="quadratic", dtype=None):
@@ -189,6 +191,12 @@ class Network:
         net.weights = weights
         net.biases = biases
         return net
+
+    def __setstate__(self, state):
+        # An unpickled θ is a fresh array: put it back on a cache-line boundary (see _buffers).
+        theta = aligned_empty(state["_theta"].shape[0], state["_theta"].dtype)
+        theta[...] = state["_theta"]
+        self.__dict__.update(state, _theta=theta)
 
     # --- parameters ------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from . import _kernels
+from ._buffers import aligned_empty
 from ._validation import as_pair, check_positive_real
 
 
@@ -122,11 +123,11 @@ def fit(net, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=No
     dtype = net.dtype
     width = sum(net.sizes[1:])
     buffers = dict(
-        Xb=np.empty(2 * batch * net.sizes[0], dtype),
-        Yb=np.empty(2 * batch * net.sizes[-1], dtype),
-        A=np.empty(batch * width, dtype),
-        S=np.empty(batch * width, dtype),
-        T=np.empty(batch * max(net.sizes[1:-1], default=1), dtype),
+        Xb=aligned_empty(2 * batch * net.sizes[0], dtype),
+        Yb=aligned_empty(2 * batch * net.sizes[-1], dtype),
+        A=aligned_empty(batch * width, dtype),
+        S=aligned_empty(batch * width, dtype),
+        T=aligned_empty(batch * max(net.sizes[1:-1], default=1), dtype),
     )
     theta = net._theta
     history = History()
