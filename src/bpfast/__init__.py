@@ -3,12 +3,13 @@
 - `Network`: z^(l), a^(l), C_0 and ∇C of a fully connected sigmoid network (fast Cython kernels);
 - `reference`: the same calculus in slow, readable pure Python, loops over j and k;
 - `chain.Chain`: the slides' one-neuron-per-layer chain rule, link by link, in plain floats;
-- `check`: the kernels against the reference and against finite differences, on your network.
+- `check`: the kernels against the reference and against finite differences, on your network;
+- `datasets`: the bundled 8×8 digits, MNIST's IDX files, and the helpers around them.
 
 Names and conventions follow NOTATION.md: weights[l-1] is w^(l) of shape (n_l, n_{l−1}),
 C_0 = Σ_j (a_j^(L) − y_j)² with no factor ½, and a batch has one example per row.
 """
-from . import chain, reference
+from . import chain, datasets, reference
 from .activations import sigmoid, sigmoid_prime
 from .crosscheck import CheckReport, check
 from .network import Gradient, Network, Trace
@@ -25,6 +26,7 @@ __all__ = [
     "TrainingDiverged",
     "chain",
     "check",
+    "datasets",
     "reference",
     "sigmoid",
     "sigmoid_prime",
