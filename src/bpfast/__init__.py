@@ -12,7 +12,7 @@ C_0 = Σ_j (a_j^(L) − y_j)² with no factor ½, and a batch has one example pe
 from . import chain, datasets, reference
 from .activations import sigmoid, sigmoid_prime
 from .crosscheck import CheckReport, check
-from .network import Gradient, Network, Trace
+from .network import Gradient, Network, Trace, load
 from .training import History, TrainingDiverged
 
 __version__ = "0.1.0"
@@ -27,6 +27,7 @@ __all__ = [
     "chain",
     "check",
     "datasets",
+    "load",
     "reference",
     "sigmoid",
     "sigmoid_prime",

@@ -8,7 +8,7 @@ and only then calls `bpfast._kernels`, which trusts what it is given.
 """
 import numpy as np
 
-from . import _kernels, training
+from . import _kernels, modelfile, training
 from ._buffers import aligned_empty
 from ._validation import (
     as_examples,
@@ -402,6 +402,21 @@ class Network:
         return training.fit(self, X, Y, epochs=epochs, batch_size=batch_size,
                    learning_rate=learning_rate, seed=seed, n_threads=n_threads)
 
+    # --- model files ---------------------------------------------------------------------------
+
+    def save(self, path):
+        """Write the network to an .npz model file (see `bpfast.modelfile`); `bpfast.load` reads it."""
+        modelfile.save(self, path)
+
     def __repr__(self):
         return (f"Network(sizes={list(self.sizes)}, activation={self.activation!r}, "
                 f"cost={self.cost_function!r}, dtype={self.dtype.name!r})")
+
+
+def load(path):
+    """The Network saved by `Network.save` in ``path``, its every field checked first."""
+    weights, biases, choices = modelfile.read(path)
+    try:
+        return Network.from_params(weights, biases, **choices)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{path}: {error}") from None

@@ -1,0 +1,91 @@
+"""Model files: a Network saved as a plain .npz archive, and read back with every field checked.
+
+The archive holds numbers and strings only, so it is read with ``allow_pickle=False``:
+
+    format_version   FORMAT_VERSION
+    sizes            [n0, ..., nL]
+    activation, cost, dtype   the Network's choices, as strings
+    w_1 ... w_L, b_1 ... b_L   w^(l) of shape (n_l, n_{l-1}) and b^(l), in that dtype
+"""
+import os
+import zipfile
+
+import numpy as np
+
+FORMAT_VERSION = 1
+
+
+def save(net, path):
+    """Write ``net`` to ``path`` (an .npz archive; numpy adds the .npz suffix if it is missing)."""
+    arrays = {
+        "format_version": np.array(FORMAT_VERSION),
+        "sizes": np.array(net.sizes, dtype=np.int64),
+        "activation": np.array(net.activation),
+        "cost": np.array(net.cost_function),
+        "dtype": np.array(net.dtype.name),
+    }
+    for l, (w, b) in enumerate(zip(net.weights, net.biases), start=1):
+        arrays[f"w_{l}"] = w
+        arrays[f"b_{l}"] = b
+    np.savez(os.fspath(path), **arrays)
+
+
+def _field(data, key, path):
+    try:
+        return data[key]
+    except ValueError:                          # an object array: it would need pickle
+        raise ValueError(f"{path}: field {key!r} is not a plain array (pickled data is "
+                         "refused).") from None
+
+
+def _string(data, key, path):
+    value = _field(data, key, path)
+    if value.dtype.kind != "U" or value.ndim != 0:
+        raise ValueError(f"{path}: field {key!r} must be a string.")
+    return str(value)
+
+
+def read(path):
+    """``(weights, biases, choices)`` from the model file ``path``, every field checked; a
+    ValueError says what is wrong with a damaged file. `bpfast.load` builds the Network."""
+    try:
+        data = np.load(os.fspath(path), allow_pickle=False)
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path}: not a bpfast model file ({error}).") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: not a bpfast model file (a single .npy array).")
+    try:
+        with data:
+            missing = [key for key in ("format_version", "sizes", "activation", "cost", "dtype")
+                       if key not in data.files]
+            if missing:
+                raise ValueError(f"{path}: not a bpfast model file (missing {missing}).")
+            version = _field(data, "format_version", path)
+            if version.shape != () or version.dtype.kind not in "iu":
+                raise ValueError(f"{path}: format_version must be an integer.")
+            if int(version) != FORMAT_VERSION:
+                raise ValueError(f"{path}: model format version {int(version)}; this bpfast "
+                                 f"reads version {FORMAT_VERSION}.")
+            sizes = _field(data, "sizes", path)
+            if sizes.ndim != 1 or sizes.dtype.kind not in "iu" or len(sizes) < 2:
+                raise ValueError(f"{path}: sizes must be a list of at least two integers.")
+            L = len(sizes) - 1
+            keys = [f"w_{l}" for l in range(1, L + 1)] + [f"b_{l}" for l in range(1, L + 1)]
+            missing = [key for key in keys if key not in data.files]
+            if missing:
+                raise ValueError(f"{path}: sizes {sizes.tolist()} need arrays {missing}.")
+            weights = [_field(data, f"w_{l}", path) for l in range(1, L + 1)]
+            biases = [_field(data, f"b_{l}", path) for l in range(1, L + 1)]
+            for l in range(1, L + 1):
+                if weights[l - 1].shape != (sizes[l], sizes[l - 1]):
+                    raise ValueError(f"{path}: w_{l} has shape {weights[l - 1].shape}, but sizes "
+                                     f"{sizes.tolist()} say ({sizes[l]}, {sizes[l - 1]}).")
+                if biases[l - 1].shape != (sizes[l],):
+                    raise ValueError(f"{path}: b_{l} has shape {biases[l - 1].shape}, but sizes "
+                                     f"{sizes.tolist()} say ({sizes[l]},).")
+            choices = {key: _string(data, key, path) for key in ("activation", "cost", "dtype")}
+    except (OSError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path}: damaged model file ({error}).") from None
+    return weights, biases, choices

@@ -1,0 +1,65 @@
+"""Model files: save and load round-trip; damaged or foreign files get a clear error."""
+import numpy as np
+import pytest
+
+import bpfast
+from bpfast import modelfile
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_save_and_load_round_trip(tmp_path, dtype):
+    net = bpfast.Network([5, 4, 3], dtype=dtype, seed=3)
+    net.save(tmp_path / "model.npz")
+    again = bpfast.load(tmp_path / "model.npz")
+    assert again.sizes == net.sizes and again.dtype == net.dtype
+    assert (again.activation, again.cost_function) == ("sigmoid", "quadratic")
+    np.testing.assert_array_equal(again.parameters_vector(), net.parameters_vector())
+
+
+def saved(tmp_path, **changes):
+    """A saved [3, 2, 1] model with some fields replaced (None removes one)."""
+    net = bpfast.Network([3, 2, 1], seed=0)
+    path = tmp_path / "m.npz"
+    net.save(path)
+    with np.load(path) as data:
+        arrays = dict(data)
+    for key, value in changes.items():
+        if value is None:
+            del arrays[key]
+        else:
+            arrays[key] = value
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("changes,message", [
+    (dict(format_version=np.array(2)), "format version 2; this bpfast reads version 1"),
+    (dict(sizes=None), r"missing \['sizes'\]"),
+    (dict(w_2=None), r"need arrays \['w_2'\]"),
+    (dict(w_1=np.ones((2, 4))), r"w_1 has shape \(2, 4\), but sizes \[3, 2, 1\] say \(2, 3\)"),
+    (dict(b_1=np.ones(3)), r"b_1 has shape \(3,\)"),
+    (dict(sizes=np.array([3.0, 2.0, 1.0])), "sizes must be a list of at least two integers"),
+    (dict(w_1=np.full((2, 3), np.nan)), "contains NaN"),
+    (dict(activation=np.array("relu")), "activation must be one of"),
+    (dict(dtype=np.array("int8")), "dtype must be one of"),
+    (dict(cost=np.array(3)), "field 'cost' must be a string"),
+    (dict(w_1=np.array([None], dtype=object)), "field 'w_1' is not a plain array"),
+])
+def test_damaged_model_files_are_refused(tmp_path, changes, message):
+    with pytest.raises(ValueError, match=message):
+        bpfast.load(saved(tmp_path, **changes))
+
+
+def test_pickles_and_foreign_files_are_refused(tmp_path):
+    np.savez(tmp_path / "pickled.npz", format_version=np.array([None], dtype=object))
+    with pytest.raises(ValueError, match="pickled.npz"):
+        bpfast.load(tmp_path / "pickled.npz")
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(ValueError, match="not a bpfast model file"):
+        bpfast.load(tmp_path / "text.npz")
+    path = saved(tmp_path)
+    path.write_bytes(path.read_bytes()[:200])                    # truncated
+    with pytest.raises(ValueError, match="m.npz"):
+        bpfast.load(path)
+    with pytest.raises(FileNotFoundError):
+        bpfast.load(tmp_path / "absent.npz")
