@@ -1,6 +1,6 @@
-"""``python -m bpfast``: the demo of `bpfast.demo`."""
+"""``python -m bpfast``: the command line of `bpfast.cli`."""
 import sys
 
-from .demo import main
+from .cli import main
 
 sys.exit(main())

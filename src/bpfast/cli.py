@@ -1,0 +1,336 @@
+"""The command line: ``bpfast train``, ``bpfast evaluate``, ``bpfast check``, ``bpfast explain``.
+
+Also reached as ``python -m bpfast``. Bad arguments end with a one-line error and exit status 2,
+never a traceback.
+"""
+import argparse
+import sys
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from . import __version__, crosscheck, datasets, reference
+from .chain import Chain
+from .demo import main as demo
+from .network import Network, load
+
+
+class UsageError(Exception):
+    """A bad argument found after parsing: reported on one line, exit status 2."""
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+def _load_data(spec, test_fraction, seed):
+    """``(X_train, Y_train, X_test, Y_test, labels_test)`` for --data; pixels scaled to [0, 1]."""
+    if spec == "digits":
+        X, labels = datasets.load_digits()
+        X = datasets.scale(X, 0, 16)
+    elif spec.startswith("mnist:"):
+        try:
+            (X, labels), (X_test, labels_test) = datasets.load_mnist(spec[len("mnist:"):])
+        except (OSError, ValueError) as error:
+            raise UsageError(str(error)) from None
+        X, X_test = datasets.scale(X, 0, 255), datasets.scale(X_test, 0, 255)
+        return (X, datasets.one_hot(labels, 10), X_test, datasets.one_hot(labels_test, 10),
+                labels_test)
+    elif spec.endswith(".npz") or spec.endswith(".csv"):
+        try:
+            X, labels = (datasets.load_npz(spec) if spec.endswith(".npz")
+                         else datasets.load_csv(spec))
+        except (OSError, ValueError) as error:
+            raise UsageError(str(error)) from None
+    else:
+        raise UsageError(f"--data must be digits, mnist:DIR, FILE.npz or FILE.csv, got {spec!r}.")
+    try:
+        n_classes = int(np.max(labels)) + 1
+        Y = datasets.one_hot(labels, n_classes)
+        X_train, X_test, Y_train, Y_test = datasets.train_test_split(
+            X, Y, test_size=test_fraction, seed=seed)
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"--data {spec}: {error}") from None
+    return X_train, Y_train, X_test, Y_test, Y_test.argmax(axis=1)
+
+
+def _accuracy(net, X, labels):
+    return float(np.mean(net.predict(X).argmax(axis=1) == labels))
+
+
+# --- train ---------------------------------------------------------------------------------------
+
+def _progress(epochs, interactive):
+    """``(show, advance, close)``: tqdm's bar on a terminal; in a log (CI), a plain line about
+    every tenth epoch instead, with no carriage returns."""
+    if interactive:
+        bar = tqdm(total=epochs, unit="epoch", file=sys.stderr)
+        return bar.set_postfix_str, bar.update, bar.close
+    every = max(1, epochs // 10)
+    epoch = 0
+
+    def show(text):
+        nonlocal epoch
+        epoch += 1
+        if epoch % every == 0 or epoch == epochs:
+            print(f"epoch {epoch:>4}/{epochs}  {text}", flush=True)
+
+    return show, lambda n: None, lambda: None
+
+
+def _parse_sizes(text):
+    try:
+        sizes = [int(part) for part in text.replace(",", " ").split()]
+    except ValueError:
+        raise UsageError(f"--sizes must be integers such as 64,30,10, got {text!r}.") from None
+    return sizes
+
+
+def train(args):
+    X_train, Y_train, X_test, Y_test, labels_test = _load_data(args.data, args.test_fraction,
+                                                               args.seed)
+    sizes = (_parse_sizes(args.sizes) if args.sizes
+             else [X_train.shape[1], 30, Y_train.shape[1]])
+    if sizes[0] != X_train.shape[1] or sizes[-1] != Y_train.shape[1]:
+        raise UsageError(f"--sizes {sizes} do not fit the data: it has {X_train.shape[1]} inputs "
+                         f"and {Y_train.shape[1]} classes.")
+    try:
+        net = Network(sizes, dtype=args.dtype, seed=args.seed)
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"--sizes: {error}") from None
+    print(f"bpfast {__version__}: {net} on {args.data}: {len(X_train)} training and "
+          f"{len(X_test)} test examples")
+    print(f"mini-batch gradient descent: {args.epochs} epochs, batch size {args.batch_size}, "
+          f"learning rate {args.learning_rate}")
+    labels_train = Y_train.argmax(axis=1)
+    rng = np.random.default_rng(args.seed)
+    set_text, advance, close = _progress(args.epochs, sys.stderr.isatty())
+    start = time.perf_counter()
+    try:
+        for _ in range(args.epochs):
+            # One epoch per call, sharing one generator: the same orders as a single fit call.
+            history = net.fit(X_train, Y_train, epochs=1, batch_size=args.batch_size,
+                              learning_rate=args.learning_rate, seed=rng,
+                              n_threads=args.threads)
+            set_text(f"cost {history.cost[-1]:.4f}  train accuracy "
+                     f"{_accuracy(net, X_train, labels_train):.1%}")
+            advance(1)
+    finally:
+        close()
+    seconds = time.perf_counter() - start
+    print(f"test: cost {net.cost(X_test, Y_test):.4f}, accuracy "
+          f"{_accuracy(net, X_test, labels_test):.2%} ({seconds:.2f} s of training)")
+    if args.save:
+        net.save(args.save)
+        print(f"saved to {args.save}")
+    return 0
+
+
+# --- evaluate ------------------------------------------------------------------------------------
+
+def evaluate(args):
+    try:
+        net = load(args.model)
+    except (OSError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    _, _, X_test, Y_test, labels = _load_data(args.data, args.test_fraction, args.seed)
+    if X_test.shape[1] != net.sizes[0] or Y_test.shape[1] != net.sizes[-1]:
+        raise UsageError(f"{args.model} has sizes {list(net.sizes)}, which do not fit "
+                         f"{args.data} ({X_test.shape[1]} inputs, {Y_test.shape[1]} classes).")
+    predicted = net.predict(X_test).argmax(axis=1)
+    n = Y_test.shape[1]
+    confusion = np.zeros((n, n), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    print(f"{net} on {len(X_test)} test examples of {args.data}")
+    print(f"cost {net.cost(X_test, Y_test):.4f}, accuracy {np.mean(predicted == labels):.2%}")
+    print("confusion matrix (rows: true class, columns: predicted):")
+    width = max(4, len(str(confusion.max())) + 1)
+    print("     " + "".join(f"{j:>{width}}" for j in range(n)))
+    for i in range(n):
+        print(f"{i:>4} " + "".join(f"{confusion[i, j]:>{width}}" for j in range(n)))
+    return 0
+
+
+# --- check ---------------------------------------------------------------------------------------
+
+def check(args):
+    cases = []
+    rng = np.random.default_rng(args.seed)
+    for sizes in ([1, 1], [2, 3, 1], [8, 5, 5, 4], [64, 30, 10], [5, 1, 7, 1, 3, 2]):
+        for dtype in ("float64", "float32"):
+            net = Network(sizes, dtype=dtype, seed=int(rng.integers(2**31)))
+            cases.append((f"random {sizes} {dtype}", net))
+    if args.model:
+        try:
+            cases.append((args.model, load(args.model)))
+        except (OSError, ValueError) as error:
+            raise UsageError(str(error)) from None
+    header = (f"{'network':<34} {'C':>9} {'∇C ref':>9} {'∇C fd':>9} {'ref↔fd':>9}  verdict")
+    print("largest relative differences: kernels ↔ reference ↔ finite differences")
+    print(header)
+    failures = 0
+    for name, net in cases:
+        X = rng.random((8, net.sizes[0]))
+        Y = rng.random((8, net.sizes[-1]))
+        report = crosscheck.check(net, X, Y, fd_params=args.fd_params, seed=args.seed)
+        values = [difference for _, difference, _ in report.rows]
+        failures += not report.ok
+        print(f"{name:<34} " + " ".join(f"{v:9.1e}" for v in values) +
+              f"  {'ok' if report.ok else 'FAIL'}")
+    print("all within tolerance" if not failures else f"{failures} network(s) over tolerance")
+    return 1 if failures else 0
+
+
+# --- explain -------------------------------------------------------------------------------------
+
+def explain(args):
+    c = Chain(args.w, args.b, args.a_prev, args.y)
+    print("The slides' chain: one neuron per layer, the last two layers.")
+    print(f"w = {c.w:g}, b = {c.b:g}, a(L-1) = {c.a_prev:g}, y = {c.y:g}\n")
+    print(c)
+    h = 1e-6
+    fd_w = (Chain(c.w + h, c.b, c.a_prev, c.y).C0 - Chain(c.w - h, c.b, c.a_prev, c.y).C0) / (2 * h)
+    fd_b = (Chain(c.w, c.b + h, c.a_prev, c.y).C0 - Chain(c.w, c.b - h, c.a_prev, c.y).C0) / (2 * h)
+    print(f"\nconfirmed by finite differences, (C0(w + h) − C0(w − h)) / 2h with h = {h:g}:")
+    print(f"  ∂C0/∂w ≈ {fd_w:.9f}   (chain rule: {c.dC0_dw:.9f})")
+    print(f"  ∂C0/∂b ≈ {fd_b:.9f}   (chain rule: {c.dC0_db:.9f})")
+
+    # The sum over j: neuron k = 0 of layer L−1 feeds the two neurons j = 0, 1 of layer L.
+    w = [[c.w], [-0.8]]
+    b = [c.b, 0.3]
+    y = [c.y, 0.0]
+    a_k = c.a_prev
+    z, a = reference.forward([w], [b], [a_k])
+    print("\nThe sum over j: neuron k of layer L-1 feeds two neurons j = 0, 1 of layer L")
+    print(f"(w_0k = {w[0][0]:g}, w_1k = {w[1][0]:g}, b = {b}, y = {y}, a_k(L-1) = {a_k:g}):")
+    total = 0.0
+    for j in range(2):
+        term = w[j][0] * reference.sigmoid_prime(z[0][j]) * 2 * (a[1][j] - y[j])
+        total += term
+        print(f"  j = {j}: w_{j}k · σ'(z_{j}) · 2(a_{j} − y_{j}) = {w[j][0]:g} · "
+              f"{reference.sigmoid_prime(z[0][j]):.6f} · {2 * (a[1][j] - y[j]):.6f} = {term:.6f}")
+    cost = lambda a_prev: reference.cost([w], [b], [a_prev], y)
+    fd = (cost(a_k + h) - cost(a_k - h)) / (2 * h)
+    print(f"  ∂C0/∂a_k(L-1) = Σ_j … = {total:.9f}   (finite differences: {fd:.9f})")
+    return 0
+
+
+# --- the parser ----------------------------------------------------------------------------------
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
+    if not np.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def _seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer ≥ 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer ≥ 0, got {value}")
+    return value
+
+
+def _fraction(text):
+    value = _positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1), got {text}")
+    return value
+
+
+def _finite(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text}")
+    return value
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="bpfast", description="Backpropagation as the slides derive it, and fast.")
+    parser.add_argument("--version", action="version", version=f"bpfast {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    data_help = ("digits (bundled, the default), mnist:DIR (the four IDX files), FILE.npz "
+                 "(arrays X, y) or FILE.csv (label in the last column)")
+    p = commands.add_parser("train", help="train a network by mini-batch gradient descent",
+                            description="Train a sigmoid network with the quadratic cost by "
+                            "mini-batch gradient descent, then report its test accuracy.")
+    p.add_argument("--data", default="digits", help=data_help)
+    p.add_argument("--sizes", help="layer widths, e.g. 64,30,10 (default: inputs,30,classes)")
+    p.add_argument("--epochs", type=_positive_int, default=30)
+    p.add_argument("--batch-size", type=_positive_int, default=10)
+    p.add_argument("--learning-rate", type=_positive_float, default=3.0)
+    p.add_argument("--seed", type=_seed, default=0, help="initialisation, order and split")
+    p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="threads sharing each mini-batch (default: all cores)")
+    p.add_argument("--test-fraction", type=_fraction, default=0.2,
+                   help="held-out share of the data (not for mnist, which has its test set)")
+    p.add_argument("--save", metavar="MODEL.npz", help="write the trained network there")
+    p.set_defaults(run=train)
+
+    p = commands.add_parser("evaluate", help="cost, accuracy and confusion matrix of a model",
+                            description="Evaluate a saved model on the test part of a data set.")
+    p.add_argument("model", metavar="MODEL.npz")
+    p.add_argument("--data", default="digits", help=data_help)
+    p.add_argument("--seed", type=_seed, default=0, help="the split, as given to train")
+    p.add_argument("--test-fraction", type=_fraction, default=0.2)
+    p.set_defaults(run=evaluate)
+
+    p = commands.add_parser("check", help="kernels ↔ reference ↔ finite differences",
+                            description="Run bpfast.check on random networks of several shapes "
+                            "(and on a saved model); exit status 1 if any difference is over "
+                            "tolerance.")
+    p.add_argument("--model", metavar="MODEL.npz")
+    p.add_argument("--fd-params", type=_positive_int, default=200,
+                   help="parameters per network checked by finite differences")
+    p.add_argument("--seed", type=_seed, default=0)
+    p.set_defaults(run=check)
+
+    p = commands.add_parser("explain", help="walk the slides' chain rule with numbers",
+                            description="The slides' single-neuron chain with numbers: z, a, C0, "
+                            "the three links and their products, then the sum over j.")
+    p.add_argument("--w", type=_finite, default=0.5, help="the weight w(L)")
+    p.add_argument("--b", type=_finite, default=-0.2, help="the bias b(L)")
+    p.add_argument("--a-prev", type=_finite, default=0.4, help="the activation a(L-1)")
+    p.add_argument("--y", type=_finite, default=1.0, help="the target y")
+    p.set_defaults(run=explain)
+
+    p = commands.add_parser("demo", help="the tour: a chain, a gradient and its check, training")
+    p.set_defaults(run=lambda args: demo())
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args)
+    except UsageError as error:
+        print(f"bpfast {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"bpfast {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,111 @@
+"""The command line, run as a user runs it: in a subprocess, checking exit codes and output."""
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from test_datasets import write_mnist
+
+
+def bpfast(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "bpfast", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+def test_train_on_the_bundled_digits_reaches_95_percent_in_under_10_seconds(tmp_path):
+    result = bpfast("train", "--save", tmp_path / "model.npz")
+    assert result.returncode == 0, result.stderr
+    accuracy = float(re.search(r"test: cost [\d.]+, accuracy ([\d.]+)%", result.stdout).group(1))
+    seconds = float(re.search(r"\(([\d.]+) s of training\)", result.stdout).group(1))
+    assert accuracy >= 95.0 and seconds < 10.0
+    assert "epoch   30/30" in result.stdout and "\r" not in result.stdout + result.stderr
+    assert (tmp_path / "model.npz").exists()
+
+    evaluation = bpfast("evaluate", tmp_path / "model.npz")
+    assert evaluation.returncode == 0, evaluation.stderr
+    assert f"accuracy {accuracy:.2f}%" in evaluation.stdout
+    assert "confusion matrix" in evaluation.stdout
+    rows = [line.split() for line in evaluation.stdout.splitlines()[-10:]]
+    assert sum(int(x) for row in rows for x in row[1:]) == 360        # the 20% test split
+
+    checked = bpfast("check", "--model", tmp_path / "model.npz")
+    assert checked.returncode == 0, checked.stdout
+    assert "model.npz" in checked.stdout and "all within tolerance" in checked.stdout
+
+
+def test_the_same_seed_trains_the_same_network(tmp_path):
+    for name in ("a.npz", "b.npz"):
+        assert bpfast("train", "--epochs", 3, "--save", tmp_path / name).returncode == 0
+    with np.load(tmp_path / "a.npz") as a, np.load(tmp_path / "b.npz") as b:
+        assert all(np.array_equal(a[key], b[key]) for key in a.files)
+
+
+def test_train_on_mnist_files_npz_and_csv(tmp_path):
+    write_mnist(tmp_path, n_train=30, n_test=10, gz=True)
+    result = bpfast("train", "--data", f"mnist:{tmp_path}", "--epochs", 2, "--sizes", "784,8,10")
+    assert result.returncode == 0, result.stderr
+    assert "30 training and 10 test examples" in result.stdout
+
+    rng = np.random.default_rng(0)
+    X, y = rng.random((40, 3)), rng.integers(0, 2, 40)
+    np.savez(tmp_path / "mine.npz", X=X, y=y)
+    assert bpfast("train", "--data", tmp_path / "mine.npz", "--epochs", 2).returncode == 0
+    np.savetxt(tmp_path / "mine.csv", np.column_stack([X, y]), delimiter=",")
+    result = bpfast("train", "--data", tmp_path / "mine.csv", "--epochs", 2)
+    assert result.returncode == 0, result.stderr
+    assert "sizes=[3, 30, 2]" in result.stdout
+
+
+def test_explain_walks_the_chain_and_the_sum_over_j():
+    result = bpfast("explain", "--w", 2, "--b", -1, "--a-prev", 0.3, "--y", 0)
+    assert result.returncode == 0, result.stderr
+    for piece in ("link 1", "link 2", "link 3", "∂C0/∂w", "∂C0/∂b", "∂C0/∂a(L-1)",
+                  "finite differences", "sum over j", "Σ_j"):
+        assert piece in result.stdout
+    chain_rule, finite = re.search(r"∂C0/∂w ≈ (\S+)\s+\(chain rule: (\S+)\)",
+                                   result.stdout).groups()
+    assert float(chain_rule) == pytest.approx(float(finite), abs=1e-8)
+    total, fd = re.search(r"Σ_j … = (\S+)\s+\(finite differences: (\S+)\)", result.stdout).groups()
+    assert float(total) == pytest.approx(float(fd), abs=1e-8)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "--epochs", "0"], "--epochs: must be a positive integer"),
+    (["train", "--learning-rate", "nan"], "--learning-rate: must be a finite number > 0"),
+    (["train", "--sizes", "64,x,10"], "--sizes must be integers"),
+    (["train", "--sizes", "63,30,10"], "do not fit the data"),
+    (["train", "--sizes", "64,0,10"], r"sizes\[1\] must be a positive integer"),
+    (["train", "--data", "nowhere"], "--data must be digits"),
+    (["train", "--data", "mnist:/nonexistent"], "does not exist"),
+    (["train", "--seed", "-3"], "--seed: must be an integer ≥ 0"),
+    (["train", "--dtype", "float16"], "invalid choice"),
+    (["evaluate", "/nonexistent/model.npz"], "No such file"),
+    (["explain", "--w", "inf"], "--w: must be finite"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_arguments_give_one_line_and_status_2(args, message):
+    result = bpfast(*args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert re.search(message, result.stderr.strip().splitlines()[-1])
+
+
+def test_evaluate_refuses_a_model_that_does_not_fit_the_data(tmp_path):
+    import bpfast as package
+
+    package.Network([5, 3, 2], seed=0).save(tmp_path / "small.npz")
+    result = bpfast("evaluate", tmp_path / "small.npz")
+    assert result.returncode == 2 and "do not fit" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "check", "explain", "demo"])
+def test_every_command_has_help(command):
+    result = bpfast(command, "--help")
+    assert result.returncode == 0 and "usage: bpfast" in result.stdout
+
+
+def test_no_command_prints_help_and_status_2():
+    result = bpfast()
+    assert result.returncode == 2 and "train" in result.stdout
