@@ -109,3 +109,40 @@ def test_every_command_has_help(command):
 def test_no_command_prints_help_and_status_2():
     result = bpfast()
     assert result.returncode == 2 and "train" in result.stdout
+
+
+def test_train_draws_learning_curves_and_weights(tmp_path):
+    pytest.importorskip("matplotlib")
+    curves, weights = tmp_path / "curves.png", tmp_path / "weights.png"
+    result = bpfast("train", "--epochs", 3, "--plot", curves, "--plot-weights", weights)
+    assert result.returncode == 0, result.stderr
+    for picture in (curves, weights):
+        assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert picture.stat().st_size > 5000
+
+
+def test_plots_without_matplotlib_say_how_to_install_it(tmp_path):
+    # matplotlib hidden from the interpreter: importing it raises ImportError.
+    script = ("import sys; sys.modules['matplotlib'] = None; from bpfast.cli import main; "
+              f"sys.exit(main(['train', '--plot', {str(tmp_path / 'c.png')!r}]))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ('bpfast train: error: plots need matplotlib: '
+                                     'pip install "bpfast[plot]"')
+
+
+def test_check_exits_1_when_a_difference_is_over_tolerance(monkeypatch, capsys):
+    import bpfast as package
+    from bpfast import cli
+
+    real_gradient = package.Network.gradient
+
+    def off_by_a_little(self, X, Y):
+        g = real_gradient(self, X, Y)
+        g.b[-1][0] *= 1.01
+        return g
+
+    monkeypatch.setattr(package.Network, "gradient", off_by_a_little)
+    assert cli.main(["check", "--fd-params", "20"]) == 1
+    assert "FAIL" in capsys.readouterr().out

@@ -10,7 +10,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from . import __version__, crosscheck, datasets, reference
+from . import __version__, crosscheck, datasets, plots, reference
 from .chain import Chain
 from .demo import main as demo
 from .network import Network, load
@@ -86,6 +86,11 @@ def _parse_sizes(text):
 
 
 def train(args):
+    if args.plot or args.plot_weights:
+        try:
+            plots.require_matplotlib()
+        except ImportError as error:
+            raise UsageError(str(error)) from None
     X_train, Y_train, X_test, Y_test, labels_test = _load_data(args.data, args.test_fraction,
                                                                args.seed)
     sizes = (_parse_sizes(args.sizes) if args.sizes
@@ -102,6 +107,7 @@ def train(args):
     print(f"mini-batch gradient descent: {args.epochs} epochs, batch size {args.batch_size}, "
           f"learning rate {args.learning_rate}")
     labels_train = Y_train.argmax(axis=1)
+    curves = {"train cost": [], "test cost": [], "train accuracy": [], "test accuracy": []}
     rng = np.random.default_rng(args.seed)
     set_text, advance, close = _progress(args.epochs, sys.stderr.isatty())
     start = time.perf_counter()
@@ -111,9 +117,14 @@ def train(args):
             history = net.fit(X_train, Y_train, epochs=1, batch_size=args.batch_size,
                               learning_rate=args.learning_rate, seed=rng,
                               n_threads=args.threads)
-            set_text(f"cost {history.cost[-1]:.4f}  train accuracy "
-                     f"{_accuracy(net, X_train, labels_train):.1%}")
+            train_accuracy = _accuracy(net, X_train, labels_train)
+            set_text(f"cost {history.cost[-1]:.4f}  train accuracy {train_accuracy:.1%}")
             advance(1)
+            if args.plot:
+                curves["train cost"].append(net.cost(X_train, Y_train))
+                curves["test cost"].append(net.cost(X_test, Y_test))
+                curves["train accuracy"].append(train_accuracy)
+                curves["test accuracy"].append(_accuracy(net, X_test, labels_test))
     finally:
         close()
     seconds = time.perf_counter() - start
@@ -122,6 +133,14 @@ def train(args):
     if args.save:
         net.save(args.save)
         print(f"saved to {args.save}")
+    title = f"{list(net.sizes)} on {args.data}"
+    if args.plot:
+        plots.learning_curves(curves, args.plot, title=title)
+        print(f"learning curves drawn in {args.plot}")
+    if args.plot_weights:
+        plots.first_layer_weights(net.weights[0], args.plot_weights,
+                                  title=f"w(1) of {title}: what each hidden neuron looks for")
+        print(f"first-layer weights drawn in {args.plot_weights}")
     return 0
 
 
@@ -286,6 +305,10 @@ def build_parser():
     p.add_argument("--test-fraction", type=_fraction, default=0.2,
                    help="held-out share of the data (not for mnist, which has its test set)")
     p.add_argument("--save", metavar="MODEL.npz", help="write the trained network there")
+    p.add_argument("--plot", metavar="CURVES.png",
+                   help="draw training and test cost and accuracy per epoch (needs matplotlib)")
+    p.add_argument("--plot-weights", metavar="WEIGHTS.png",
+                   help="draw each first-layer neuron's weights in the input's shape")
     p.set_defaults(run=train)
 
     p = commands.add_parser("evaluate", help="cost, accuracy and confusion matrix of a model",
