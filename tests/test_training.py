@@ -166,3 +166,33 @@ def test_default_threads_leave_small_mini_batches_to_one_thread(monkeypatch):
     assert bpfast.training.default_threads(small, 10) == 1
     assert bpfast.training.default_threads(large, 10) == 5
     assert bpfast.training.default_threads(large, 1000) == 8
+
+
+def test_callback_sees_every_epoch_and_can_stop_training():
+    net, X, Y = make_problem([4, 3, 2], 30)
+    seen = []
+    history = net.fit(X, Y, epochs=5, batch_size=4, learning_rate=0.5, seed=0,
+                      callback=lambda epoch, figures: seen.append((epoch, figures)))
+    assert [epoch for epoch, _ in seen] == [1, 2, 3, 4, 5]
+    assert [figures["cost"] for _, figures in seen] == history.cost
+    assert all(figures["seconds"] > 0 for _, figures in seen)
+
+    stopped = net.fit(X, Y, epochs=10, batch_size=4, learning_rate=0.5, seed=0,
+                      callback=lambda epoch, figures: epoch < 3)
+    assert len(stopped) == 3
+
+
+def test_callback_epochs_equal_one_call_of_many_epochs():
+    a, X, Y = make_problem([4, 3, 2], 30)
+    b, _, _ = make_problem([4, 3, 2], 30)
+    a.fit(X, Y, epochs=4, batch_size=4, learning_rate=0.5, seed=7, callback=lambda *_: None)
+    rng = np.random.default_rng(7)
+    for _ in range(4):                     # a shared generator continues the same orders
+        b.fit(X, Y, epochs=1, batch_size=4, learning_rate=0.5, seed=rng)
+    np.testing.assert_array_equal(a.parameters_vector(), b.parameters_vector())
+
+
+def test_callback_must_be_callable():
+    net, X, Y = make_problem([4, 3, 2], 10)
+    with pytest.raises(TypeError, match="callback must be callable"):
+        net.fit(X, Y, epochs=1, batch_size=2, learning_rate=0.5, callback=3)

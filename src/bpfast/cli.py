@@ -108,23 +108,23 @@ def train(args):
           f"learning rate {args.learning_rate}")
     labels_train = Y_train.argmax(axis=1)
     curves = {"train cost": [], "test cost": [], "train accuracy": [], "test accuracy": []}
-    rng = np.random.default_rng(args.seed)
-    set_text, advance, close = _progress(args.epochs, sys.stderr.isatty())
+    show, advance, close = _progress(args.epochs, sys.stderr.isatty())
+
+    def after_epoch(epoch, figures):
+        train_accuracy = _accuracy(net, X_train, labels_train)
+        show(f"cost {figures['cost']:.4f}  train accuracy {train_accuracy:.1%}")
+        advance(1)
+        if args.plot:
+            curves["train cost"].append(net.cost(X_train, Y_train))
+            curves["test cost"].append(net.cost(X_test, Y_test))
+            curves["train accuracy"].append(train_accuracy)
+            curves["test accuracy"].append(_accuracy(net, X_test, labels_test))
+
     start = time.perf_counter()
     try:
-        for _ in range(args.epochs):
-            # One epoch per call, sharing one generator: the same orders as a single fit call.
-            history = net.fit(X_train, Y_train, epochs=1, batch_size=args.batch_size,
-                              learning_rate=args.learning_rate, seed=rng,
-                              n_threads=args.threads)
-            train_accuracy = _accuracy(net, X_train, labels_train)
-            set_text(f"cost {history.cost[-1]:.4f}  train accuracy {train_accuracy:.1%}")
-            advance(1)
-            if args.plot:
-                curves["train cost"].append(net.cost(X_train, Y_train))
-                curves["test cost"].append(net.cost(X_test, Y_test))
-                curves["train accuracy"].append(train_accuracy)
-                curves["test accuracy"].append(_accuracy(net, X_test, labels_test))
+        net.fit(X_train, Y_train, epochs=args.epochs, batch_size=args.batch_size,
+                learning_rate=args.learning_rate, seed=args.seed, n_threads=args.threads,
+                callback=after_epoch)
     finally:
         close()
     seconds = time.perf_counter() - start

@@ -369,7 +369,8 @@ class Network:
 
     # --- training ------------------------------------------------------------------------------
 
-    def fit(self, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=None):
+    def fit(self, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=None,
+            callback=None):
         """Train in place by mini-batch gradient descent; returns a `bpfast.training.History`.
 
         Each epoch visits the examples (rows of X and Y) in a random order drawn from ``seed``,
@@ -391,6 +392,10 @@ class Network:
             threads of its own would only compete with them for the same cores. (A build without
             OpenMP runs one thread and leaves BLAS its threads.) The same seed and the same
             n_threads give bitwise-identical weights.
+        callback : callable or None
+            Called after each epoch as ``callback(epoch, figures)``, epoch counting from 1 and
+            figures a dict with the epoch's "cost" and "seconds" — the hook for progress bars
+            and notebooks. Returning False stops training after that epoch.
 
         Returns
         -------
@@ -400,7 +405,8 @@ class Network:
         non-finite; the network then keeps the parameters it had before that epoch.
         """
         return training.fit(self, X, Y, epochs=epochs, batch_size=batch_size,
-                   learning_rate=learning_rate, seed=seed, n_threads=n_threads)
+                            learning_rate=learning_rate, seed=seed, n_threads=n_threads,
+                            callback=callback)
 
     # --- model files ---------------------------------------------------------------------------
 

@@ -107,8 +107,11 @@ def _single_threaded_blas():
     return _blas_controller().limit(limits=1, user_api="blas")
 
 
-def fit(net, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=None):
+def fit(net, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=None,
+        callback=None):
     """Train ``net`` in place by mini-batch gradient descent; see `Network.fit`."""
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}.")
     X, Y = as_pair(X, Y, net.sizes, net.dtype, ndims=(2,))
     epochs = _check_count(epochs, "epochs", 0)
     batch_size = _check_count(batch_size, "batch_size", 1)
@@ -146,4 +149,8 @@ def fit(net, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=No
                     f"the network keeps those from before that epoch. Try a smaller learning "
                     f"rate than {eta!r}.", epoch + 1, history)
             history._record(float(sum_C) / N, seconds)
+            if callback is not None:
+                figures = {"cost": history.cost[-1], "seconds": seconds}
+                if callback(epoch + 1, figures) is False:
+                    break
     return history
