@@ -196,3 +196,86 @@ def test_callback_must_be_callable():
     net, X, Y = make_problem([4, 3, 2], 10)
     with pytest.raises(TypeError, match="callback must be callable"):
         net.fit(X, Y, epochs=1, batch_size=2, learning_rate=0.5, callback=3)
+
+
+def test_integer_labels_stand_for_one_hot_targets():
+    net, X, _ = make_problem([4, 5, 3], 12)
+    labels = np.arange(12) % 3
+    one_hot = np.eye(3)[labels]
+    np.testing.assert_array_equal(net.gradient(X, labels).vector(),
+                                  net.gradient(X, one_hot).vector())
+    assert net.cost(X, labels) == net.cost(X, one_hot)
+    a, b = make_problem([4, 5, 3], 12)[0], make_problem([4, 5, 3], 12)[0]
+    a.fit(X, labels, epochs=2, batch_size=5, learning_rate=0.5, seed=0)
+    b.fit(X, one_hot, epochs=2, batch_size=5, learning_rate=0.5, seed=0)
+    np.testing.assert_array_equal(a.parameters_vector(), b.parameters_vector())
+    # With one output, a 1-D Y is that output's target for each example.
+    single, X1, Y1 = make_problem([4, 3, 1], 6)
+    np.testing.assert_array_equal(single.gradient(X1, Y1[:, 0]).vector(),
+                                  single.gradient(X1, Y1).vector())
+
+
+@pytest.mark.parametrize("labels,message", [
+    ([0, 1, 3, 0], r"integers in \[0, 3\)"),
+    ([0, 1.5, 2, 0], r"integers in \[0, 3\)"),
+    ([0, -1, 2, 0], r"integers in \[0, 3\)"),
+    ([0, 1, 2], r"inconsistent numbers of samples: \[4, 3\]"),
+])
+def test_bad_labels(labels, message):
+    net, X, _ = make_problem([4, 5, 3], 4)
+    with pytest.raises(ValueError, match=message):
+        net.gradient(X, labels)
+
+
+def test_evaluate_gives_cost_and_accuracy():
+    net, X, _ = make_problem([4, 5, 3], 50)
+    labels = np.random.default_rng(0).integers(0, 3, 50)
+    cost, accuracy = net.evaluate(X, labels)
+    assert cost == pytest.approx(net.cost(X, np.eye(3)[labels]), rel=1e-14)
+    assert accuracy == np.mean(net.predict(X).argmax(axis=1) == labels)
+    _, none = net.evaluate(X, np.full((50, 3), 0.5))        # not one-hot: no accuracy
+    assert none is None
+
+
+def test_validation_data_fills_the_history():
+    net, X, _ = make_problem([4, 5, 3], 60)
+    labels = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
+    seen = []
+    history = net.fit(X[:40], labels[:40], epochs=4, batch_size=5, learning_rate=1.0, seed=0,
+                      validation_data=(X[40:], labels[40:]),
+                      callback=lambda epoch, figures: seen.append(figures))
+    assert len(history.validation_cost) == len(history.validation_accuracy) == 4
+    assert (history.validation_cost[-1], history.validation_accuracy[-1]) == \
+        net.evaluate(X[40:], labels[40:])
+    assert seen[-1]["validation_accuracy"] == history.validation_accuracy[-1]
+
+
+def test_early_stopping_keeps_the_best_epoch():
+    # A large step on few examples: the validation cost soon stops improving.
+    net, X, Y = make_problem([6, 12, 3], 80, seed=1)
+    snapshots = []
+    history = net.fit(X[:20], Y[:20], epochs=200, batch_size=2, learning_rate=8.0, seed=0,
+                      validation_data=(X[20:], Y[20:]), early_stopping=3,
+                      callback=lambda epoch, figures: snapshots.append(net.parameters_vector()))
+    assert len(history) < 200
+    best = history.best_epoch
+    assert history.validation_cost[best - 1] == min(history.validation_cost)
+    assert len(history) == best + 3                        # three epochs without improvement
+    np.testing.assert_array_equal(net.parameters_vector(), snapshots[best - 1])
+
+
+@pytest.mark.parametrize("keywords,error,message", [
+    (dict(early_stopping=3), ValueError, "early_stopping needs validation_data"),
+    (dict(early_stopping=0, validation_data=None), ValueError, "early_stopping must be"),
+    (dict(validation_data=np.ones(3)), TypeError, r"validation_data must be a pair"),
+    (dict(validation_data=(np.ones((2, 4)), np.ones((3, 2)))), ValueError,
+     r"inconsistent numbers of samples: \[2, 3\] \(X_val, Y_val\)"),
+    (dict(validation_data=(np.ones((2, 5)), np.ones((2, 2)))), ValueError,
+     "X_val has 5 values per example"),
+])
+def test_bad_validation_arguments(keywords, error, message):
+    net, X, Y = make_problem([4, 3, 2], 10)
+    theta = net.parameters_vector()
+    with pytest.raises(error, match=message):
+        net.fit(X, Y, epochs=2, batch_size=2, learning_rate=0.5, **keywords)
+    np.testing.assert_array_equal(net.parameters_vector(), theta)

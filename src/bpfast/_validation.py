@@ -116,18 +116,37 @@ def as_examples(value, name, width, width_name, dtype, ndims=(1, 2)):
     return array
 
 
-def as_pair(X, Y, sizes, dtype, ndims=(1, 2)):
-    """Inputs X and targets Y that go together: same dimensionality, same number of examples."""
-    X = as_examples(X, "X", sizes[0], "n0 (sizes[0])", dtype, ndims)
-    Y = as_examples(Y, "Y", sizes[-1], "nL (sizes[-1])", dtype, ndims)
+def labels_as_targets(labels, n_outputs, dtype, name="Y"):
+    """A 1-D Y beside a batch X: class labels, one-hot over the n_outputs classes; with a single
+    output, simply that output's target for each example."""
+    labels = as_real_array(labels, name, np.float64)
+    if n_outputs == 1:
+        return labels.reshape(-1, 1).astype(dtype)
+    if not np.array_equal(labels, np.round(labels)) or (labels.size and (
+            labels.min() < 0 or labels.max() >= n_outputs)):
+        raise ValueError(
+            f"{name} is 1-D, so it holds class labels: they must be integers in "
+            f"[0, {n_outputs}) for a network with {n_outputs} outputs.")
+    return np.eye(n_outputs, dtype=dtype)[labels.astype(np.intp)]
+
+
+def as_pair(X, Y, sizes, dtype, ndims=(1, 2), names=("X", "Y")):
+    """Inputs X and targets Y that go together: same dimensionality, same number of examples.
+
+    Beside a batch X, a 1-D Y holds integer class labels (converted to one-hot targets once).
+    """
+    X = as_examples(X, names[0], sizes[0], "n0 (sizes[0])", dtype, ndims)
+    if X.ndim == 2 and np.ndim(Y) == 1:
+        Y = labels_as_targets(Y, sizes[-1], dtype, names[1])
+    Y = as_examples(Y, names[1], sizes[-1], "nL (sizes[-1])", dtype, ndims)
     if X.ndim != Y.ndim:
         raise ValueError(
-            f"X and Y must both be one example (1-D) or both a batch (2-D), got X of shape "
-            f"{X.shape} and Y of shape {Y.shape}."
+            f"{names[0]} and {names[1]} must both be one example (1-D) or both a batch (2-D), "
+            f"got {names[0]} of shape {X.shape} and {names[1]} of shape {Y.shape}."
         )
     if X.ndim == 2 and X.shape[0] != Y.shape[0]:
         raise ValueError(
             "Found input variables with inconsistent numbers of samples: "
-            f"[{X.shape[0]}, {Y.shape[0]}] (X, Y)."
+            f"[{X.shape[0]}, {Y.shape[0]}] ({names[0]}, {names[1]})."
         )
     return X, Y

@@ -297,6 +297,18 @@ class Network:
         C0 = np.square(a_L - Y).sum(axis=-1)
         return float(C0.mean())
 
+    def evaluate(self, X, Y):
+        """``(cost, accuracy)`` on a batch: the mean cost C, and the fraction of examples whose
+        largest output a_j^(L) is their class — None unless the targets are one-hot (or labels).
+        """
+        X, Y = as_pair(X, Y, self.sizes, self.dtype, ndims=(2,))
+        a_L = self.forward(X).a[-1]
+        cost = float(np.square(a_L - Y).sum(axis=-1).mean())
+        one_hot = (self.sizes[-1] > 1 and np.isin(Y, (0, 1)).all()
+                   and (Y.sum(axis=1) == 1).all())
+        accuracy = float(np.mean(a_L.argmax(axis=1) == Y.argmax(axis=1))) if one_hot else None
+        return cost, accuracy
+
     def _as_batch(self, x, name):
         array = as_examples(x, name, self.sizes[0], "n0 (sizes[0])", self.dtype)
         if array.ndim == 1:
@@ -370,7 +382,7 @@ class Network:
     # --- training ------------------------------------------------------------------------------
 
     def fit(self, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=None,
-            callback=None):
+            validation_data=None, early_stopping=None, callback=None):
         """Train in place by mini-batch gradient descent; returns a `bpfast.training.History`.
 
         Each epoch visits the examples (rows of X and Y) in a random order drawn from ``seed``,
@@ -392,10 +404,19 @@ class Network:
             threads of its own would only compete with them for the same cores. (A build without
             OpenMP runs one thread and leaves BLAS its threads.) The same seed and the same
             n_threads give bitwise-identical weights.
+        validation_data : (X_val, Y_val) or None
+            Evaluated after each epoch (`evaluate`): the history gains validation_cost and,
+            for one-hot targets or labels, validation_accuracy.
+        early_stopping : int or None
+            Patience: stop when the validation cost has not improved for that many epochs, and
+            keep the parameters of the best epoch (needs validation_data).
         callback : callable or None
             Called after each epoch as ``callback(epoch, figures)``, epoch counting from 1 and
-            figures a dict with the epoch's "cost" and "seconds" — the hook for progress bars
-            and notebooks. Returning False stops training after that epoch.
+            figures a dict with the epoch's "cost" and "seconds" (and "validation_cost",
+            "validation_accuracy") — the hook for progress bars and notebooks. Returning False
+            stops training after that epoch.
+
+        Targets may be one-hot rows or, beside a batch X, 1-D integer class labels.
 
         Returns
         -------
@@ -406,6 +427,7 @@ class Network:
         """
         return training.fit(self, X, Y, epochs=epochs, batch_size=batch_size,
                             learning_rate=learning_rate, seed=seed, n_threads=n_threads,
+                            validation_data=validation_data, early_stopping=early_stopping,
                             callback=callback)
 
     # --- model files ---------------------------------------------------------------------------

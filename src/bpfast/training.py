@@ -41,11 +41,19 @@ class History:
         training loops report; it costs nothing extra, being a by-product of the forward pass).
     seconds : list of float
         Wall-clock time of the epoch.
+    validation_cost, validation_accuracy : lists of float
+        With `fit`'s validation_data: the mean cost and the accuracy on it after each epoch
+        (accuracy only for one-hot targets or labels; empty lists otherwise).
+    best_epoch : int or None
+        With early_stopping: the epoch whose parameters the network keeps.
     """
 
     def __init__(self):
         self.cost = []
         self.seconds = []
+        self.validation_cost = []
+        self.validation_accuracy = []
+        self.best_epoch = None
 
     @property
     def epochs(self):
@@ -107,12 +115,26 @@ def _single_threaded_blas():
     return _blas_controller().limit(limits=1, user_api="blas")
 
 
+def _as_validation_data(net, validation_data):
+    try:
+        X_val, Y_val = validation_data
+    except (TypeError, ValueError):
+        raise TypeError("validation_data must be a pair (X_val, Y_val).") from None
+    return as_pair(X_val, Y_val, net.sizes, net.dtype, ndims=(2,), names=("X_val", "Y_val"))
+
+
 def fit(net, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=None,
-        callback=None):
+        validation_data=None, early_stopping=None, callback=None):
     """Train ``net`` in place by mini-batch gradient descent; see `Network.fit`."""
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}.")
     X, Y = as_pair(X, Y, net.sizes, net.dtype, ndims=(2,))
+    if validation_data is not None:
+        X_val, Y_val = _as_validation_data(net, validation_data)
+    if early_stopping is not None:
+        early_stopping = _check_count(early_stopping, "early_stopping", 1)
+        if validation_data is None:
+            raise ValueError("early_stopping needs validation_data to watch.")
     epochs = _check_count(epochs, "epochs", 0)
     batch_size = _check_count(batch_size, "batch_size", 1)
     eta = check_positive_real(learning_rate, "learning_rate")
@@ -134,6 +156,7 @@ def fit(net, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=No
     )
     theta = net._theta
     history = History()
+    best_cost, best_theta, waited = np.inf, None, 0
     with _single_threaded_blas():
         for epoch in range(epochs):
             order = rng.permutation(N).astype(np.intp, copy=False)
@@ -149,8 +172,24 @@ def fit(net, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=No
                     f"the network keeps those from before that epoch. Try a smaller learning "
                     f"rate than {eta!r}.", epoch + 1, history)
             history._record(float(sum_C) / N, seconds)
-            if callback is not None:
-                figures = {"cost": history.cost[-1], "seconds": seconds}
-                if callback(epoch + 1, figures) is False:
-                    break
+            figures = {"cost": history.cost[-1], "seconds": seconds}
+            if validation_data is not None:
+                cost, accuracy = net.evaluate(X_val, Y_val)
+                history.validation_cost.append(cost)
+                figures["validation_cost"] = cost
+                if accuracy is not None:
+                    history.validation_accuracy.append(accuracy)
+                    figures["validation_accuracy"] = accuracy
+            if callback is not None and callback(epoch + 1, figures) is False:
+                break
+            if early_stopping is not None:
+                if figures["validation_cost"] < best_cost:
+                    best_cost, best_theta, waited = figures["validation_cost"], theta.copy(), 0
+                    history.best_epoch = epoch + 1
+                else:
+                    waited += 1
+                    if waited >= early_stopping:
+                        break
+    if best_theta is not None:
+        theta[...] = best_theta
     return history
