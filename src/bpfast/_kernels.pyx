@@ -34,6 +34,36 @@ from cython cimport floating
 cdef extern from *:
     """
     #define BPFAST_PREFETCH(p) __builtin_prefetch(p)
+
+    /* Ctrl-C while an epoch runs without the GIL: a handler that only raises a flag, which
+       the epoch loop reads at mini-batch boundaries; Python's own handler is put back after. */
+    #if defined(_WIN32)
+    static int bpfast_catch_sigint(void) { return -1; }
+    static void bpfast_release_sigint(void) {}
+    static int bpfast_sigint_pending(void) { return 0; }
+    #else
+    #include <signal.h>
+    #include <string.h>
+    static volatile sig_atomic_t bpfast_sigint = 0;
+    static struct sigaction bpfast_saved_sigint;
+    static int bpfast_sigint_caught = 0;
+    static void bpfast_on_sigint(int signum) { (void) signum; bpfast_sigint = 1; }
+    static int bpfast_catch_sigint(void) {
+        struct sigaction action;
+        memset(&action, 0, sizeof action);
+        action.sa_handler = bpfast_on_sigint;
+        sigemptyset(&action.sa_mask);
+        bpfast_sigint = 0;
+        if (sigaction(SIGINT, &action, &bpfast_saved_sigint) != 0) return -1;
+        bpfast_sigint_caught = 1;
+        return 0;
+    }
+    static void bpfast_release_sigint(void) {
+        if (bpfast_sigint_caught) sigaction(SIGINT, &bpfast_saved_sigint, NULL);
+        bpfast_sigint_caught = 0;
+    }
+    static int bpfast_sigint_pending(void) { return bpfast_sigint; }
+    #endif
     #ifdef _OPENMP
     #include <omp.h>
     #define BPFAST_HAVE_OPENMP 1
@@ -52,6 +82,9 @@ cdef extern from *:
     int _thread "bpfast_thread" () noexcept nogil
     int _n_threads "bpfast_n_threads" () noexcept nogil
     void _prefetch "BPFAST_PREFETCH" (const void* p) noexcept nogil
+    int _catch_sigint "bpfast_catch_sigint" () noexcept nogil
+    void _release_sigint "bpfast_release_sigint" () noexcept nogil
+    int _sigint_pending "bpfast_sigint_pending" () noexcept nogil
 
 #: Whether this build shares work between threads (OpenMP was found at build time).
 openmp = bool(HAVE_OPENMP)
@@ -435,12 +468,15 @@ cdef double _train_epoch(floating* theta, const Py_ssize_t* sizes, int L,
                          const floating* X, const floating* Y, const Py_ssize_t* order,
                          Py_ssize_t N, Py_ssize_t batch, floating eta,
                          floating* Xb, floating* Yb, floating* A, floating* S, floating* T,
-                         int thread, int n_threads) noexcept nogil:
+                         int* stop, int thread, int n_threads) noexcept nogil:
     """θ ← θ − η ∂C/∂θ for each mini-batch of `batch` examples taken in `order`; returns the
     thread's share of Σ_k C_k.
 
     Each C_k is evaluated with the parameters in force when its mini-batch was visited. The last
-    mini-batch may be shorter: its gradient is the mean over its own size.
+    mini-batch may be shorter: its gradient is the mean over its own size. On Ctrl-C (when
+    caught, see `train_epoch`) every thread leaves at the same mini-batch boundary: thread 0
+    posts the decision in stop[i % 2] before the gather barrier, all read it after; two slots,
+    so that posting the next decision never races with reading this one.
     """
     cdef Py_ssize_t n0 = sizes[0], nL = sizes[L]
     cdef Py_ssize_t start, k, m, i_batch, next_m, byte
@@ -455,10 +491,14 @@ cdef double _train_epoch(floating* theta, const Py_ssize_t* sizes, int L,
         # one while another still updates w^(1) from this one, with no barrier in between.
         x = Xb + (i_batch % 2) * batch * n0
         y = Yb + (i_batch % 2) * batch * nL
+        if thread == 0 and _sigint_pending():
+            stop[i_batch % 2] = 1
         for k in range(_first(m, thread, n_threads), _first(m, thread + 1, n_threads)):
             memcpy(x + k * n0, X + order[start + k] * n0, n0 * sizeof(floating))
             memcpy(y + k * nL, Y + order[start + k] * nL, nL * sizeof(floating))
         _barrier()                              # the mini-batch is gathered; the last one is done
+        if stop[i_batch % 2]:
+            break
         # The next mini-batch's rows are scattered over the training set, out of cache: ask
         # for them now, so that memory fetches them while this mini-batch is computed.
         next_m = min(batch, N - start - m)
@@ -511,27 +551,37 @@ def train_epoch(floating[::1] theta, const Py_ssize_t[::1] sizes,
                 const floating[:, ::1] X, const floating[:, ::1] Y, const Py_ssize_t[::1] order,
                 Py_ssize_t batch, floating eta,
                 floating[::1] Xb, floating[::1] Yb, floating[::1] A, floating[::1] S,
-                floating[::1] T, int n_threads=1):
+                floating[::1] T, int n_threads=1, bint catch_sigint=False):
     """One epoch of mini-batch gradient descent on θ in place; returns Σ_k C_k over the epoch.
 
     Work buffers: Xb of 2 · batch · n0, Yb of 2 · batch · nL, A and S of batch · (n_1 + … + n_L),
     T of batch · max(n_1..n_{L−1}, 1). Every index in `order` must be a row of X and Y.
     n_threads threads share each mini-batch (Design 4); BLAS should be single-threaded then.
+    With `catch_sigint` (main thread only: it swaps the process's SIGINT handler for the
+    epoch), Ctrl-C stops the epoch at the next mini-batch boundary and raises
+    KeyboardInterrupt; θ then holds the parameters after the last completed step.
     """
     cdef int L = <int> sizes.shape[0] - 1
     cdef double* shares = <double*> calloc(n_threads, sizeof(double))
+    cdef int stop[2]
     cdef double sum_C = 0
     cdef int t
     if shares == NULL:
         raise MemoryError()
+    stop[0] = stop[1] = 0
+    catch_sigint = catch_sigint and _catch_sigint() == 0
     try:
         with nogil, parallel(num_threads=n_threads):
             t = _thread()
             shares[t] = _train_epoch(&theta[0], &sizes[0], L, &X[0, 0], &Y[0, 0], &order[0],
                                      order.shape[0], batch, eta, &Xb[0], &Yb[0], &A[0], &S[0],
-                                     &T[0], t, _n_threads())
+                                     &T[0], stop, t, _n_threads())
         for t in range(n_threads):              # in a fixed order: reproducible
             sum_C += shares[t]
     finally:
+        if catch_sigint:
+            _release_sigint()
         free(shares)
+    if stop[0] or stop[1]:
+        raise KeyboardInterrupt("training interrupted at a mini-batch boundary")
     return sum_C

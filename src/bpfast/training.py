@@ -11,6 +11,7 @@ import contextlib
 import functools
 import numbers
 import os
+import threading
 import time
 
 import numpy as np
@@ -157,13 +158,21 @@ def fit(net, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=No
     theta = net._theta
     history = History()
     best_cost, best_theta, waited = np.inf, None, 0
+    main_thread = threading.current_thread() is threading.main_thread()
     with _single_threaded_blas():
         for epoch in range(epochs):
             order = rng.permutation(N).astype(np.intp, copy=False)
             before = theta.copy()
             start = time.perf_counter()
-            sum_C = _kernels.train_epoch(theta, net._sizes_array, X, Y, order, batch,
-                                         dtype.type(eta), n_threads=n_threads, **buffers)
+            try:
+                sum_C = _kernels.train_epoch(
+                    theta, net._sizes_array, X, Y, order, batch, dtype.type(eta),
+                    n_threads=n_threads, catch_sigint=main_thread, **buffers)
+            except KeyboardInterrupt as interrupt:
+                # θ holds the parameters after the last completed step; the history is that of
+                # the completed epochs.
+                interrupt.history = history
+                raise
             seconds = time.perf_counter() - start
             if not (np.isfinite(sum_C) and np.isfinite(theta).all()):
                 theta[...] = before

@@ -1,0 +1,55 @@
+"""Ctrl-C during a long fit: it stops at a mini-batch boundary, not at the end of the epoch."""
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent("""
+    import os, signal, threading, time
+    import numpy as np
+    import bpfast
+
+    rng = np.random.default_rng(0)
+    X = rng.random((60000, 784), dtype=np.float32)
+    Y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 60000)]
+    net = bpfast.Network([784, 1024, 10], dtype="float32", seed=0)
+    before = net.parameters_vector()
+    sent = []
+
+    def interrupt():
+        sent.append(time.perf_counter())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Timer(0.5, interrupt).start()
+    start = time.perf_counter()
+    try:
+        net.fit(X, Y, epochs=20, batch_size=16, learning_rate=0.1, seed=0)
+    except KeyboardInterrupt as caught:
+        stopped = time.perf_counter()
+        theta = net.parameters_vector()
+        print("latency", stopped - sent[0])
+        print("epochs", len(caught.history))
+        print("changed", not np.array_equal(theta, before))
+        print("finite", bool(np.isfinite(theta).all()))
+    else:
+        print("not interrupted after", time.perf_counter() - start)
+    # Python's own handler is back: a second Ctrl-C raises KeyboardInterrupt as usual.
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
+        print("second: no KeyboardInterrupt")
+    except KeyboardInterrupt:
+        print("second: KeyboardInterrupt")
+""")
+
+
+def test_sigint_stops_fit_within_a_mini_batch_and_keeps_a_consistent_network():
+    result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    figures = dict(line.split(" ", 1) for line in result.stdout.splitlines())
+    # An epoch of this network takes seconds: stopping within one second of the signal, with
+    # no epoch completed but the parameters moved, is stopping at a mini-batch boundary.
+    assert float(figures["latency"]) < 1.0, result.stdout
+    assert figures["epochs"] == "0"
+    assert figures["changed"] == "True" and figures["finite"] == "True"
+    assert figures["second:"] == "KeyboardInterrupt"
