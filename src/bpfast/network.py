@@ -6,6 +6,8 @@ NOTATION.md defines them. Its parameters live in one vector θ in the slides' or
 layout, so ∇C and a gradient-descent step need no copying. Every method validates its input here
 and only then calls `bpfast._kernels`, which trusts what it is given.
 """
+import threading
+
 import numpy as np
 
 from . import _kernels, modelfile, training
@@ -149,6 +151,7 @@ class Network:
         self.cost_function = _check_choice(cost, "cost", COSTS)
         self.dtype = check_dtype(dtype)
         self._sizes_array = np.asarray(self.sizes, dtype=np.intp)
+        self._training = threading.Lock()        # one fit at a time on this network
         offsets, P = _layer_offsets(self.sizes)
         # Drawn in float64 whatever the dtype, so that one seed gives the same network (rounded)
         # in float32 and in float64.
@@ -192,11 +195,16 @@ class Network:
         net.biases = biases
         return net
 
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        del state["_training"]                   # a lock is not data: a copy gets its own
+        return state
+
     def __setstate__(self, state):
         # An unpickled θ is a fresh array: put it back on a cache-line boundary (see _buffers).
         theta = aligned_empty(state["_theta"].shape[0], state["_theta"].dtype)
         theta[...] = state["_theta"]
-        self.__dict__.update(state, _theta=theta)
+        self.__dict__.update(state, _theta=theta, _training=threading.Lock())
 
     # --- parameters ------------------------------------------------------------------------------
 
@@ -425,10 +433,16 @@ class Network:
         Raises `bpfast.TrainingDiverged` (an ArithmeticError) if the parameters become
         non-finite; the network then keeps the parameters it had before that epoch.
         """
-        return training.fit(self, X, Y, epochs=epochs, batch_size=batch_size,
-                            learning_rate=learning_rate, seed=seed, n_threads=n_threads,
-                            validation_data=validation_data, early_stopping=early_stopping,
-                            callback=callback)
+        if not self._training.acquire(blocking=False):
+            raise RuntimeError("fit is already running on this network in another thread; "
+                               "train a copy (copy.deepcopy) to train two at once.")
+        try:
+            return training.fit(self, X, Y, epochs=epochs, batch_size=batch_size,
+                                learning_rate=learning_rate, seed=seed, n_threads=n_threads,
+                                validation_data=validation_data, early_stopping=early_stopping,
+                                callback=callback)
+        finally:
+            self._training.release()
 
     # --- model files ---------------------------------------------------------------------------
 
