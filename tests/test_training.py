@@ -114,17 +114,24 @@ def test_fit_does_not_modify_its_inputs():
     np.testing.assert_array_equal(Y, Y0)
 
 
-def test_divergence_raises_and_keeps_the_last_finite_parameters():
-    # With w^(1) = 0 no unit saturates, so ∂C/∂w^(1) = δ^(1) x is about 1e4 for x about 1e5,
-    # and a step of η = 1e307 overflows.
-    _, X, Y = make_problem([3, 4, 2], 20)
-    net = bpfast.Network.from_params([np.zeros((4, 3)), np.ones((2, 4))], [np.zeros(4), np.zeros(2)])
-    X = X * 1e5
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_divergence_names_the_mini_batch_and_keeps_the_last_finite_step(n_threads):
+    # w^(1) = 0 and w^(2) = 1: every example gives the same output, and targets equal to it give
+    # a zero gradient — except row 29, whose input of 1e306 and target of 1 make its step
+    # overflow. The steps before it leave the parameters unchanged, so they must come back.
+    net = bpfast.Network.from_params([np.zeros((4, 3)), np.ones((2, 4))], [np.zeros(4),
+                                                                           np.zeros(2)])
+    X = np.random.default_rng(0).random((40, 3))
+    Y = net.predict(X)
+    X[29], Y[29] = 1e306, 1.0
     theta = net.parameters_vector()
     with pytest.raises(bpfast.TrainingDiverged, match="smaller learning rate") as caught:
-        net.fit(X, Y, epochs=3, batch_size=4, learning_rate=1e307, seed=0)
+        net.fit(X, Y, epochs=3, batch_size=4, learning_rate=1e5, seed=3, n_threads=n_threads)
+    position = int(np.flatnonzero(np.random.default_rng(3).permutation(40) == 29)[0])
     assert isinstance(caught.value, ArithmeticError)
-    assert caught.value.epoch == 1
+    assert (caught.value.epoch, caught.value.mini_batch) == (1, position // 4 + 1)
+    assert f"mini-batch {position // 4 + 1}" in str(caught.value)
+    assert caught.value.mini_batch > 1 and len(caught.value.history) == 0
     np.testing.assert_array_equal(net.parameters_vector(), theta)
 
 

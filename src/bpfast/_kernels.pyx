@@ -25,7 +25,7 @@ Design
    bpfast.training validate every shape, dtype and value before calling in.
 """
 from cython.parallel cimport parallel
-from libc.math cimport fabs, fabsf
+from libc.math cimport fabs, fabsf, isfinite
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport dgemm, sgemm
@@ -468,7 +468,8 @@ cdef double _train_epoch(floating* theta, const Py_ssize_t* sizes, int L,
                          const floating* X, const floating* Y, const Py_ssize_t* order,
                          Py_ssize_t N, Py_ssize_t batch, floating eta,
                          floating* Xb, floating* Yb, floating* A, floating* S, floating* T,
-                         int* stop, int thread, int n_threads) noexcept nogil:
+                         int* stop, floating* backup, Py_ssize_t* diverged,
+                         int thread, int n_threads) noexcept nogil:
     """θ ← θ − η ∂C/∂θ for each mini-batch of `batch` examples taken in `order`; returns the
     thread's share of Σ_k C_k.
 
@@ -477,6 +478,10 @@ cdef double _train_epoch(floating* theta, const Py_ssize_t* sizes, int L,
     caught, see `train_epoch`) every thread leaves at the same mini-batch boundary: thread 0
     posts the decision in stop[i % 2] before the gather barrier, all read it after; two slots,
     so that posting the next decision never races with reading this one.
+
+    With a `backup` buffer of P elements (the careful replay of an epoch that diverged), thread
+    0 saves θ before each step and checks it after; at the first step that leaves a non-finite
+    parameter it puts θ back, sets *diverged to that mini-batch's index + 1, and all stop.
     """
     cdef Py_ssize_t n0 = sizes[0], nL = sizes[L]
     cdef Py_ssize_t start, k, m, i_batch, next_m, byte
@@ -493,6 +498,8 @@ cdef double _train_epoch(floating* theta, const Py_ssize_t* sizes, int L,
         y = Yb + (i_batch % 2) * batch * nL
         if thread == 0 and _sigint_pending():
             stop[i_batch % 2] = 1
+        if backup != NULL and thread == 0:
+            memcpy(backup, theta, _n_params(sizes, L) * sizeof(floating))
         for k in range(_first(m, thread, n_threads), _first(m, thread + 1, n_threads)):
             memcpy(x + k * n0, X + order[start + k] * n0, n0 * sizeof(floating))
             memcpy(y + k * nL, Y + order[start + k] * nL, nL * sizeof(floating))
@@ -509,7 +516,24 @@ cdef double _train_epoch(floating* theta, const Py_ssize_t* sizes, int L,
         _forward(theta, sizes, L, m, x, S, A, S, thread, n_threads)
         sum_C += _backward(theta, sizes, L, m, x, y, A, S, T, theta, STEP, eta,
                            thread, n_threads)
+        if backup != NULL:
+            _barrier()                          # the step is complete
+            if thread == 0 and not _all_finite(theta, _n_params(sizes, L)):
+                memcpy(theta, backup, _n_params(sizes, L) * sizeof(floating))
+                diverged[0] = i_batch + 1
+            _barrier()
+            if diverged[0]:
+                break
     return sum_C
+
+
+cdef bint _all_finite(const floating* v, Py_ssize_t n) noexcept nogil:
+    """Whether every v_i is a finite number"""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if not isfinite(v[i]):
+            return False
+    return True
 
 
 # --- Python-visible twins ------------------------------------------------------------------------
@@ -551,7 +575,8 @@ def train_epoch(floating[::1] theta, const Py_ssize_t[::1] sizes,
                 const floating[:, ::1] X, const floating[:, ::1] Y, const Py_ssize_t[::1] order,
                 Py_ssize_t batch, floating eta,
                 floating[::1] Xb, floating[::1] Yb, floating[::1] A, floating[::1] S,
-                floating[::1] T, int n_threads=1, bint catch_sigint=False):
+                floating[::1] T, int n_threads=1, bint catch_sigint=False,
+                floating[::1] backup=None):
     """One epoch of mini-batch gradient descent on θ in place; returns Σ_k C_k over the epoch.
 
     Work buffers: Xb of 2 · batch · n0, Yb of 2 · batch · nL, A and S of batch · (n_1 + … + n_L),
@@ -560,10 +585,14 @@ def train_epoch(floating[::1] theta, const Py_ssize_t[::1] sizes,
     With `catch_sigint` (main thread only: it swaps the process's SIGINT handler for the
     epoch), Ctrl-C stops the epoch at the next mini-batch boundary and raises
     KeyboardInterrupt; θ then holds the parameters after the last completed step.
+    With `backup` (P elements), the epoch is a careful replay: see `_train_epoch`; it then
+    returns (Σ_k C_k, the 1-based index of the mini-batch whose step diverged, or 0).
     """
     cdef int L = <int> sizes.shape[0] - 1
     cdef double* shares = <double*> calloc(n_threads, sizeof(double))
     cdef int stop[2]
+    cdef Py_ssize_t diverged = 0
+    cdef floating* backup_ptr = &backup[0] if backup is not None else NULL
     cdef double sum_C = 0
     cdef int t
     if shares == NULL:
@@ -575,7 +604,7 @@ def train_epoch(floating[::1] theta, const Py_ssize_t[::1] sizes,
             t = _thread()
             shares[t] = _train_epoch(&theta[0], &sizes[0], L, &X[0, 0], &Y[0, 0], &order[0],
                                      order.shape[0], batch, eta, &Xb[0], &Yb[0], &A[0], &S[0],
-                                     &T[0], stop, t, _n_threads())
+                                     &T[0], stop, backup_ptr, &diverged, t, _n_threads())
         for t in range(n_threads):              # in a fixed order: reproducible
             sum_C += shares[t]
     finally:
@@ -584,4 +613,6 @@ def train_epoch(floating[::1] theta, const Py_ssize_t[::1] sizes,
         free(shares)
     if stop[0] or stop[1]:
         raise KeyboardInterrupt("training interrupted at a mini-batch boundary")
+    if backup is not None:
+        return sum_C, diverged
     return sum_C

@@ -23,11 +23,16 @@ from ._validation import as_pair, check_positive_real
 
 
 class TrainingDiverged(ArithmeticError):
-    """The parameters became non-finite during `fit`; the network keeps those before the epoch."""
+    """A step of `fit` made parameters non-finite; the network keeps those of the step before.
 
-    def __init__(self, message, epoch, history):
+    ``epoch`` and ``mini_batch`` (both counted from 1) name that step; ``history`` holds the
+    completed epochs.
+    """
+
+    def __init__(self, message, epoch, history, mini_batch):
         super().__init__(message)
         self.epoch = epoch
+        self.mini_batch = mini_batch
         self.history = history
 
 
@@ -175,11 +180,18 @@ def fit(net, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=No
                 raise
             seconds = time.perf_counter() - start
             if not (np.isfinite(sum_C) and np.isfinite(theta).all()):
+                # Replay the epoch from its start, checking θ after every step: the replay is
+                # bitwise the same computation, so it finds the step that diverged and keeps
+                # the parameters of the step before — at no cost to epochs that go well.
                 theta[...] = before
+                _, bad_batch = _kernels.train_epoch(
+                    theta, net._sizes_array, X, Y, order, batch, dtype.type(eta),
+                    n_threads=n_threads, backup=np.empty_like(theta), **buffers)
                 raise TrainingDiverged(
-                    f"training diverged in epoch {epoch + 1}: the parameters became non-finite; "
-                    f"the network keeps those from before that epoch. Try a smaller learning "
-                    f"rate than {eta!r}.", epoch + 1, history)
+                    f"training diverged in epoch {epoch + 1}, mini-batch {bad_batch}: its step "
+                    f"made parameters non-finite; the network keeps those of the last finite "
+                    f"step. Try a smaller learning rate than {eta!r}.",
+                    epoch + 1, history, bad_batch)
             history._record(float(sum_C) / N, seconds)
             figures = {"cost": history.cost[-1], "seconds": seconds}
             if validation_data is not None:
