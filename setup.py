@@ -76,5 +76,7 @@ setup(
     ext_modules=cythonize(
         [extension],
         compiler_directives=directives,
+        # A debug build must not reuse C generated without bounds checks, and vice versa.
+        force=debug,
     ),
 )
