@@ -15,6 +15,10 @@ import numpy as np
 FORMAT_VERSION = 1
 
 
+class ModelFileError(ValueError):
+    """What is wrong with a model file, found by checking it."""
+
+
 def save(net, path):
     """Write ``net`` to ``path`` (an .npz archive; numpy adds the .npz suffix if it is missing)."""
     arrays = {
@@ -34,14 +38,14 @@ def _field(data, key, path):
     try:
         return data[key]
     except ValueError:                          # an object array: it would need pickle
-        raise ValueError(f"{path}: field {key!r} is not a plain array (pickled data is "
+        raise ModelFileError(f"{path}: field {key!r} is not a plain array (pickled data is "
                          "refused).") from None
 
 
 def _string(data, key, path):
     value = _field(data, key, path)
     if value.dtype.kind != "U" or value.ndim != 0:
-        raise ValueError(f"{path}: field {key!r} must be a string.")
+        raise ModelFileError(f"{path}: field {key!r} must be a string.")
     return str(value)
 
 
@@ -49,43 +53,55 @@ def read(path):
     """``(weights, biases, choices)`` from the model file ``path``, every field checked; a
     ValueError says what is wrong with a damaged file. `bpfast.load` builds the Network."""
     try:
+        return _read_fields(path)
+    except (FileNotFoundError, ModelFileError):
+        raise
+    except Exception as error:                  # zipfile, zlib and numpy's parsers, fed garbage
+        raise ModelFileError(f"{path}: damaged model file ({type(error).__name__}: "
+                             f"{error}).") from None
+
+
+def _read_fields(path):
+    try:
         data = np.load(os.fspath(path), allow_pickle=False)
     except FileNotFoundError:
         raise
     except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{path}: not a bpfast model file ({error}).") from None
+        raise ModelFileError(f"{path}: not a bpfast model file ({error}).") from None
     if not isinstance(data, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path}: not a bpfast model file (a single .npy array).")
+        raise ModelFileError(f"{path}: not a bpfast model file (a single .npy array).")
     try:
         with data:
             missing = [key for key in ("format_version", "sizes", "activation", "cost", "dtype")
                        if key not in data.files]
             if missing:
-                raise ValueError(f"{path}: not a bpfast model file (missing {missing}).")
+                raise ModelFileError(f"{path}: not a bpfast model file (missing {missing}).")
             version = _field(data, "format_version", path)
             if version.shape != () or version.dtype.kind not in "iu":
-                raise ValueError(f"{path}: format_version must be an integer.")
+                raise ModelFileError(f"{path}: format_version must be an integer.")
             if int(version) != FORMAT_VERSION:
-                raise ValueError(f"{path}: model format version {int(version)}; this bpfast "
+                raise ModelFileError(f"{path}: model format version {int(version)}; this bpfast "
                                  f"reads version {FORMAT_VERSION}.")
             sizes = _field(data, "sizes", path)
             if sizes.ndim != 1 or sizes.dtype.kind not in "iu" or len(sizes) < 2:
-                raise ValueError(f"{path}: sizes must be a list of at least two integers.")
+                raise ModelFileError(f"{path}: sizes must be a list of at least two integers.")
             L = len(sizes) - 1
             keys = [f"w_{l}" for l in range(1, L + 1)] + [f"b_{l}" for l in range(1, L + 1)]
             missing = [key for key in keys if key not in data.files]
             if missing:
-                raise ValueError(f"{path}: sizes {sizes.tolist()} need arrays {missing}.")
+                raise ModelFileError(f"{path}: sizes {sizes.tolist()} need arrays {missing}.")
             weights = [_field(data, f"w_{l}", path) for l in range(1, L + 1)]
             biases = [_field(data, f"b_{l}", path) for l in range(1, L + 1)]
             for l in range(1, L + 1):
                 if weights[l - 1].shape != (sizes[l], sizes[l - 1]):
-                    raise ValueError(f"{path}: w_{l} has shape {weights[l - 1].shape}, but sizes "
-                                     f"{sizes.tolist()} say ({sizes[l]}, {sizes[l - 1]}).")
+                    raise ModelFileError(
+                        f"{path}: w_{l} has shape {weights[l - 1].shape}, but sizes "
+                        f"{sizes.tolist()} say ({sizes[l]}, {sizes[l - 1]}).")
                 if biases[l - 1].shape != (sizes[l],):
-                    raise ValueError(f"{path}: b_{l} has shape {biases[l - 1].shape}, but sizes "
-                                     f"{sizes.tolist()} say ({sizes[l]},).")
+                    raise ModelFileError(
+                        f"{path}: b_{l} has shape {biases[l - 1].shape}, but sizes "
+                        f"{sizes.tolist()} say ({sizes[l]},).")
             choices = {key: _string(data, key, path) for key in ("activation", "cost", "dtype")}
     except (OSError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{path}: damaged model file ({error}).") from None
+        raise ModelFileError(f"{path}: damaged model file ({error}).") from None
     return weights, biases, choices
