@@ -139,7 +139,7 @@ cdef inline floating _exp_negative(floating x) noexcept nogil:
         p = p * r + 1.0
         p = p * r + 1.0
         e = p * _pow2_from_low_bits(t)
-        return e if x > -708.0 else 0.0
+        return 0.0 if x < -708.0 else e        # NaN falls through: it must propagate
     else:
         # The same in float arithmetic: every constant is cast, or C would compute in double.
         t = x * <float> 1.44269504 + <float> 12582912.0
@@ -154,7 +154,7 @@ cdef inline floating _exp_negative(floating x) noexcept nogil:
         p = p * r + <float> 1.0
         p = p * r + <float> 1.0
         e = p * _pow2_from_low_bits_f(t)
-        return e if x > <float> -87.0 else <float> 0.0
+        return <float> 0.0 if x < <float> -87.0 else e
 
 
 cdef inline void _sigmoid(floating z, floating* a, floating* slope) noexcept nogil:

@@ -53,6 +53,15 @@ def _split(theta, sizes):
     return w, b
 
 
+def _finite_or_raise(array, what):
+    """The kernels compute what IEEE arithmetic gives; an overflow to inf − inf shows as NaN."""
+    if not np.isfinite(array).all():
+        raise FloatingPointError(
+            f"{what} is not finite: the computation overflowed the {array.dtype} range (inputs, "
+            "targets or parameters too large in magnitude). Scale the data or parameters down.")
+    return array
+
+
 class Trace:
     """What the forward pass computes: ``z[l-1]`` is z^(l) (l = 1..L), ``a[l]`` is a^(l), a[0] = x.
 
@@ -291,6 +300,7 @@ class Network:
         n = X.shape[0]
         Z, A, slopes = self._batch_buffer(n), self._batch_buffer(n), self._batch_buffer(n)
         _kernels.forward(self._theta, self._sizes_array, X, Z, A, slopes)
+        _finite_or_raise(A, "the forward pass (a^(l))")
         a0 = X[0].copy() if single else X.copy()
         return Trace(self._blocks(Z, n, single), [a0] + self._blocks(A, n, single))
 
@@ -302,8 +312,9 @@ class Network:
         """C_0 = Σ_j (a_j^(L) − y_j)² of one example; for a batch, the mean C = (1/n) Σ_k C_k."""
         X, Y = as_pair(X, Y, self.sizes, self.dtype)
         a_L = self.forward(X).a[-1]
-        C0 = np.square(a_L - Y).sum(axis=-1)
-        return float(C0.mean())
+        with np.errstate(over="ignore"):
+            C0 = np.square(a_L - Y).sum(axis=-1)
+        return float(_finite_or_raise(C0, "the cost").mean())
 
     def evaluate(self, X, Y):
         """``(cost, accuracy)`` on a batch: the mean cost C, and the fraction of examples whose
@@ -311,7 +322,8 @@ class Network:
         """
         X, Y = as_pair(X, Y, self.sizes, self.dtype, ndims=(2,))
         a_L = self.forward(X).a[-1]
-        cost = float(np.square(a_L - Y).sum(axis=-1).mean())
+        with np.errstate(over="ignore"):
+            cost = float(_finite_or_raise(np.square(a_L - Y).sum(axis=-1), "the cost").mean())
         one_hot = (self.sizes[-1] > 1 and np.isin(Y, (0, 1)).all()
                    and (Y.sum(axis=1) == 1).all())
         accuracy = float(np.mean(a_L.argmax(axis=1) == Y.argmax(axis=1))) if one_hot else None
@@ -332,7 +344,7 @@ class Network:
         grad = np.empty((n, self.n_params) if per_example else self.n_params, dtype=self.dtype)
         _kernels.gradient(self._theta, self._sizes_array, X, Y, A, S, T, grad.reshape(-1),
                           per_example)
-        return Gradient(grad, self.sizes)
+        return Gradient(_finite_or_raise(grad, "the gradient"), self.sizes)
 
     def backprop(self, x, y):
         """∂C_0/∂w^(l) and ∂C_0/∂b^(l) of one example (x, y 1-D), as a `Gradient`.

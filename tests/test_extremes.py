@@ -1,0 +1,63 @@
+"""Numbers at the extremes: huge, tiny and saturating values give correct finite results, or a
+clear FloatingPointError — never a warning, never a silent NaN."""
+import warnings
+
+import numpy as np
+import pytest
+
+import bpfast
+from bpfast.crosscheck import reference_gradient, relative_difference
+
+from conftest import make_problem
+
+
+@pytest.fixture(autouse=True)
+def warnings_are_errors():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
+
+@pytest.mark.parametrize("scale", [1e300, 1e-300, 1e-310, 1e30])
+def test_inputs_of_extreme_magnitude_agree_with_the_reference(scale):
+    # Every input positive and the weights of one sign: z may overflow to inf, never to
+    # inf − inf, so the exact answer is finite (σ' = 0 where a unit saturates).
+    net, X, Y = make_problem([5, 4, 3], 6, seed=2)
+    net.weights = [np.abs(w) for w in net.weights]
+    X = np.abs(X) * scale
+    g = net.gradient(X, Y).vector()
+    assert np.isfinite(g).all()
+    assert relative_difference(g, reference_gradient(net, X, Y)) <= 1e-12
+    assert np.isfinite(net.cost(X, Y))
+
+
+def test_saturated_units_give_exact_zero_slopes():
+    net = bpfast.Network.from_params([np.array([[1.0], [-1.0]])], [np.array([0.0, 0.0])])
+    X = np.array([[1000.0], [-1000.0], [800.0]])
+    g = net.per_example_gradients(X, np.zeros((3, 2)))
+    # σ(±1000) is exactly 0 or 1 and σ'(±1000) exactly 0: no gradient flows, none is NaN.
+    np.testing.assert_array_equal(g.vector(), np.zeros((3, 4)))
+    np.testing.assert_array_equal(net.predict(X), [[1, 0], [0, 1], [1, 0]])
+
+
+def test_an_overflow_to_inf_minus_inf_is_a_clear_error():
+    # z = 1e308·2 + (−1e308)·2 = inf − inf: no number is right, so nothing is returned.
+    nan_net = bpfast.Network.from_params([np.array([[1e308, -1e308]])], [np.array([0.0])])
+    X = np.array([[2.0, 2.0]])
+    with pytest.raises(FloatingPointError, match="the forward pass .* overflowed"):
+        nan_net.forward(X)
+    with pytest.raises(FloatingPointError, match="the gradient is not finite"):
+        nan_net.gradient(X, [[0.5]])
+    # z = inf alone is a saturated unit: σ = 1, σ' = 0, and every result is finite and exact.
+    huge = bpfast.Network.from_params([np.array([[1e308, 1e308]])], [np.array([0.0])])
+    np.testing.assert_array_equal(huge.predict(X), [[1.0]])
+    np.testing.assert_array_equal(huge.gradient(X, [[0.5]]).vector(), [0.0, 0.0, 0.0])
+
+
+def test_targets_too_large_are_a_clear_error():
+    net, X, Y = make_problem([3, 2], 4)
+    Y[0, 0] = 1e200
+    with pytest.raises(FloatingPointError, match="the cost is not finite"):
+        net.cost(X, Y)
+    with pytest.raises(FloatingPointError, match="overflowed"):
+        net.evaluate(X, Y)
