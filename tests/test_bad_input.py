@@ -32,6 +32,11 @@ def test_bad_sizes(sizes, error, message):
         bpfast.Network(sizes)
 
 
+def test_a_network_too_large_for_memory_is_a_clear_memory_error():
+    with pytest.raises(MemoryError, match=r"P = 323,249,671,050 parameters, 2,408.4 GiB"):
+        bpfast.Network([568550, 568550])
+
+
 def test_numpy_integer_sizes_are_fine():
     assert bpfast.Network(np.array([3, 2])).sizes == (3, 2)
 

@@ -18,7 +18,7 @@ def check_dtype(dtype):
     """The network's dtype as a numpy dtype: float32 or float64."""
     try:
         resolved = np.dtype(dtype)
-    except TypeError:
+    except (TypeError, ValueError, SyntaxError):   # numpy parses "a,b" as a record spec
         resolved = None
     if resolved is None or resolved.name not in DTYPES:
         raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}.")

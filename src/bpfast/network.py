@@ -165,7 +165,13 @@ class Network:
         # Drawn in float64 whatever the dtype, so that one seed gives the same network (rounded)
         # in float32 and in float64.
         rng = np.random.default_rng(seed)
-        theta = np.empty(P)
+        try:
+            theta = np.empty(P)
+        except MemoryError:
+            raise MemoryError(
+                f"a network of sizes {list(self.sizes)} has P = {P:,} parameters, "
+                f"{P * 8 / 2**30:,.1f} GiB in float64: more than this machine can allocate."
+            ) from None
         w, b = _split(theta, self.sizes)
         for l in range(self.L):
             w[l][...] = rng.normal(0.0, 1.0 / np.sqrt(self.sizes[l]), size=w[l].shape)
