@@ -82,7 +82,7 @@ def test_explain_walks_the_chain_and_the_sum_over_j():
     (["train", "--seed", "-3"], "--seed: must be an integer ≥ 0"),
     (["train", "--dtype", "float16"], "invalid choice"),
     (["evaluate", "/nonexistent/model.npz"], "No such file"),
-    (["explain", "--w", "inf"], "--w: must be finite"),
+    (["explain", "--w", "inf"], "--w: must be a finite number"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_arguments_give_one_line_and_status_2(args, message):
