@@ -1,6 +1,6 @@
 """A first look at bpfast: one neuron's chain rule, a network's gradient cross-checked, training.
 
-Run with ``python -m bpfast``.
+Run with ``bpfast demo`` (or ``python -m bpfast demo``).
 """
 import numpy as np
 
