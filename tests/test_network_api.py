@@ -230,3 +230,27 @@ def test_reprs_are_informative():
                          "dtype='float64')")
     assert "n=5" in repr(net.per_example_gradients(X, Y))
     assert "L=2" in repr(net.forward(X))
+
+
+@pytest.mark.parametrize("init,deviation,biases", [
+    ("scaled_normal", 1 / np.sqrt(400), "normal"),
+    ("normal", 1.0, "normal"),
+    ("glorot", np.sqrt(2 / (400 + 300)), "zero"),
+    ("he", np.sqrt(2 / 400), "zero"),
+])
+def test_initialisations(init, deviation, biases):
+    net = bpfast.Network([400, 300, 2], init=init, seed=5)
+    assert net.weights[0].std() == pytest.approx(deviation, rel=0.02)
+    assert abs(net.weights[0].mean()) < 0.01 * deviation
+    if biases == "zero":
+        assert not net.biases[0].any()
+    else:
+        assert net.biases[0].std() == pytest.approx(1.0, rel=0.15)
+    again = bpfast.Network([400, 300, 2], init=init, seed=5)
+    np.testing.assert_array_equal(again.parameters_vector(), net.parameters_vector())
+
+
+def test_unknown_init_lists_the_choices():
+    with pytest.raises(ValueError, match=r"init must be one of \['scaled_normal', 'normal', "
+                                         r"'glorot', 'he'\], got 'xavier'"):
+        bpfast.Network([3, 2], init="xavier")

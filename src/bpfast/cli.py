@@ -13,7 +13,7 @@ from tqdm import tqdm
 from . import __version__, crosscheck, datasets, plots, reference
 from .chain import Chain
 from .demo import main as demo
-from .network import Network, load
+from .network import INITS, Network, load
 
 
 class UsageError(Exception):
@@ -99,7 +99,7 @@ def train(args):
         raise UsageError(f"--sizes {sizes} do not fit the data: it has {X_train.shape[1]} inputs "
                          f"and {Y_train.shape[1]} classes.")
     try:
-        net = Network(sizes, dtype=args.dtype, seed=args.seed)
+        net = Network(sizes, dtype=args.dtype, init=args.init, seed=args.seed)
     except (TypeError, ValueError) as error:
         raise UsageError(f"--sizes: {error}") from None
     print(f"bpfast {__version__}: {net} on {args.data}: {len(X_train)} training and "
@@ -274,6 +274,8 @@ def build_parser():
     p.add_argument("--learning-rate", type=_positive_float, default=3.0)
     p.add_argument("--seed", type=_seed, default=0, help="initialisation, order and split")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    p.add_argument("--init", choices=list(INITS), default="scaled_normal",
+                   help="how the weights are drawn (default: N(0, 1/n_in))")
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="threads sharing each mini-batch (default: all cores)")
     p.add_argument("--test-fraction", type=_fraction, default=0.2,

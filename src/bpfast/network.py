@@ -25,6 +25,16 @@ from .activations import ACTIVATIONS
 #: The costs a Network can use (the keyword ``cost=``).
 COSTS = ("quadratic",)
 
+#: How a Network draws its first parameters (the keyword ``init=``): the standard deviation of
+#: w^(l)'s entries from (n_{l−1}, n_l), and whether the biases are drawn from N(0, 1) (True) or
+#: start at 0 (as Keras and PyTorch users expect with Glorot's and He's schemes).
+INITS = {
+    "scaled_normal": (lambda n_in, n_out: 1 / np.sqrt(n_in), True),     # N(0, 1/n_{l−1})
+    "normal": (lambda n_in, n_out: 1.0, True),                        # the book's first network
+    "glorot": (lambda n_in, n_out: np.sqrt(2 / (n_in + n_out)), False),
+    "he": (lambda n_in, n_out: np.sqrt(2 / n_in), False),
+}
+
 
 def _check_choice(value, name, choices):
     if value not in choices:
@@ -141,8 +151,12 @@ class Network:
         C_0 = Σ_j (a_j^(L) − y_j)², with no factor ½, so ∂C_0/∂a^(L) = 2 (a^(L) − y).
     dtype : {"float64", "float32"}
         The precision of parameters and of every computation.
+    init : {"scaled_normal", "normal", "glorot", "he"}
+        How w^(l) is drawn, entrywise: N(0, 1/n_{l−1}) (the default), N(0, 1), Glorot's
+        N(0, 2/(n_{l−1} + n_l)) or He's N(0, 2/n_{l−1}). Biases are N(0, 1) with the first two,
+        0 with Glorot's and He's.
     seed : None, int or numpy.random.Generator
-        Seeds the initialisation: w^(l) ~ N(0, 1/n_{l−1}) entrywise, b^(l) ~ N(0, 1).
+        Seeds the initialisation.
 
     Attributes
     ----------
@@ -154,8 +168,9 @@ class Network:
     """
 
     def __init__(self, sizes, *, activation="sigmoid", cost="quadratic", dtype="float64",
-                 seed=None):
+                 init="scaled_normal", seed=None):
         self.sizes = check_sizes(sizes)
+        deviation, random_biases = INITS[_check_choice(init, "init", tuple(INITS))]
         self.activation = _check_choice(activation, "activation", ACTIVATIONS)
         self.cost_function = _check_choice(cost, "cost", COSTS)
         self.dtype = check_dtype(dtype)
@@ -174,8 +189,9 @@ class Network:
             ) from None
         w, b = _split(theta, self.sizes)
         for l in range(self.L):
-            w[l][...] = rng.normal(0.0, 1.0 / np.sqrt(self.sizes[l]), size=w[l].shape)
-            b[l][...] = rng.normal(0.0, 1.0, size=b[l].shape)
+            w[l][...] = rng.normal(0.0, deviation(self.sizes[l], self.sizes[l + 1]),
+                                   size=w[l].shape)
+            b[l][...] = rng.normal(0.0, 1.0, size=b[l].shape) if random_biases else 0.0
         self._theta = aligned_empty(P, self.dtype)
         self._theta[...] = theta
 
