@@ -319,6 +319,10 @@ class Network:
         `Trace` with ``z`` (L arrays) and ``a`` (L+1 arrays, ``a[0]`` the input).
         """
         X, single = self._as_batch(x, "X")
+        return self._trace(X, single)
+
+    def _trace(self, X, single=False):
+        """The forward pass of a batch X that has been validated already."""
         n = X.shape[0]
         Z, A, slopes = self._batch_buffer(n), self._batch_buffer(n), self._batch_buffer(n)
         _kernels.forward(self._theta, self._sizes_array, X, Z, A, slopes)
@@ -333,19 +337,21 @@ class Network:
     def cost(self, X, Y):
         """C_0 = Σ_j (a_j^(L) − y_j)² of one example; for a batch, the mean C = (1/n) Σ_k C_k."""
         X, Y = as_pair(X, Y, self.sizes, self.dtype)
-        a_L = self.forward(X).a[-1]
-        with np.errstate(over="ignore"):
-            C0 = np.square(a_L - Y).sum(axis=-1)
-        return float(_finite_or_raise(C0, "the cost").mean())
+        return self._cost_and_accuracy(np.atleast_2d(X), np.atleast_2d(Y))[0]
 
     def evaluate(self, X, Y):
         """``(cost, accuracy)`` on a batch: the mean cost C, and the fraction of examples whose
         largest output a_j^(L) is their class — None unless the targets are one-hot (or labels).
         """
         X, Y = as_pair(X, Y, self.sizes, self.dtype, ndims=(2,))
-        a_L = self.forward(X).a[-1]
+        return self._cost_and_accuracy(X, Y)
+
+    def _cost_and_accuracy(self, X, Y):
+        """`evaluate` of a batch that has been validated already (fit's validation data)."""
+        a_L = self._trace(X).a[-1]
         with np.errstate(over="ignore"):
-            cost = float(_finite_or_raise(np.square(a_L - Y).sum(axis=-1), "the cost").mean())
+            C0 = np.square(a_L - Y).sum(axis=-1)
+        cost = float(_finite_or_raise(C0, "the cost").mean())
         one_hot = (self.sizes[-1] > 1 and np.isin(Y, (0, 1)).all()
                    and (Y.sum(axis=1) == 1).all())
         accuracy = float(np.mean(a_L.argmax(axis=1) == Y.argmax(axis=1))) if one_hot else None

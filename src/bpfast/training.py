@@ -195,7 +195,7 @@ def fit(net, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=No
             history._record(float(sum_C) / N, seconds)
             figures = {"cost": history.cost[-1], "seconds": seconds}
             if validation_data is not None:
-                cost, accuracy = net.evaluate(X_val, Y_val)
+                cost, accuracy = net._cost_and_accuracy(X_val, Y_val)
                 history.validation_cost.append(cost)
                 figures["validation_cost"] = cost
                 if accuracy is not None:
