@@ -5,7 +5,6 @@ import os
 import numpy as np
 import pytest
 
-import bpfast
 
 from conftest import make_problem
 

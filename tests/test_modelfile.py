@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 import bpfast
-from bpfast import modelfile
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

@@ -37,7 +37,7 @@ def test_two_networks_train_at_once_with_the_same_result_as_one_after_the_other(
 
 def test_a_second_fit_on_the_same_network_is_refused():
     net, X, Y = make_problem([50, 30, 5], 4000)
-    started, errors = threading.Event(), []
+    started = threading.Event()
 
     def slow(epoch, figures):
         started.set()

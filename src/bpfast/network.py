@@ -176,7 +176,7 @@ class Network:
         self.dtype = check_dtype(dtype)
         self._sizes_array = np.asarray(self.sizes, dtype=np.intp)
         self._training = threading.Lock()        # one fit at a time on this network
-        offsets, P = _layer_offsets(self.sizes)
+        _, P = _layer_offsets(self.sizes)
         # Drawn in float64 whatever the dtype, so that one seed gives the same network (rounded)
         # in float32 and in float64.
         rng = np.random.default_rng(seed)
