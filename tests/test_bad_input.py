@@ -42,8 +42,10 @@ def test_numpy_integer_sizes_are_fine():
 
 
 @pytest.mark.parametrize("keyword,value,message", [
-    ("activation", "relu", r"activation must be one of \['sigmoid'\], got 'relu'"),
-    ("cost", "cross_entropy", r"cost must be one of \['quadratic'\], got 'cross_entropy'"),
+    ("activation", "swish", r"activation must be one of \['sigmoid', 'tanh', 'relu', "
+                            r"'identity', 'softmax'\], got 'swish'"),
+    ("output_activation", "gelu", r"output_activation must be one of \['sigmoid', "),
+    ("cost", "hinge", r"cost must be one of \['quadratic', 'cross_entropy'\], got 'hinge'"),
     ("dtype", "int32", r"dtype must be one of \['float32', 'float64'\]"),
     ("dtype", "float16", "dtype must be one of"),
     ("dtype", "banana", "dtype must be one of"),

@@ -15,6 +15,22 @@ def test_save_and_load_round_trip(tmp_path, dtype):
     np.testing.assert_array_equal(again.parameters_vector(), net.parameters_vector())
 
 
+def test_the_choices_of_layers_and_cost_are_saved(tmp_path):
+    net = bpfast.Network([4, 6, 3], activation="relu", output_activation="softmax",
+                         cost="cross_entropy", seed=1)
+    net.save(tmp_path / "model.npz")
+    again = bpfast.load(tmp_path / "model.npz")
+    assert again.activations == ("relu", "softmax") and again.cost_function == "cross_entropy"
+    X = np.random.default_rng(0).normal(size=(5, 4))
+    np.testing.assert_array_equal(again.predict(X), net.predict(X))
+
+
+def test_files_without_output_activation_still_load(tmp_path):
+    """bpfast 0.1 wrote no output_activation: every layer then has the one activation."""
+    path = saved(tmp_path, output_activation=None)
+    assert bpfast.load(path).activations == ("sigmoid", "sigmoid")
+
+
 def saved(tmp_path, **changes):
     """A saved [3, 2, 1] model with some fields replaced (None removes one)."""
     net = bpfast.Network([3, 2, 1], seed=0)
@@ -39,7 +55,9 @@ def saved(tmp_path, **changes):
     (dict(b_1=np.ones(3)), r"b_1 has shape \(3,\)"),
     (dict(sizes=np.array([3.0, 2.0, 1.0])), "sizes must be a list of at least two integers"),
     (dict(w_1=np.full((2, 3), np.nan)), "contains NaN"),
-    (dict(activation=np.array("relu")), "activation must be one of"),
+    (dict(activation=np.array("swish")), "activation must be one of"),
+    (dict(output_activation=np.array("softmax")), "softmax needs at least two outputs"),
+    (dict(output_activation=np.array(1.5)), "field 'output_activation' must be a string"),
     (dict(dtype=np.array("int8")), "dtype must be one of"),
     (dict(cost=np.array(3)), "field 'cost' must be a string"),
     (dict(w_1=np.array([None], dtype=object)), "field 'w_1' is not a plain array"),

@@ -25,7 +25,7 @@ Design
    bpfast.training validate every shape, dtype and value before calling in.
 """
 from cython.parallel cimport parallel
-from libc.math cimport fabs, fabsf, isfinite
+from libc.math cimport fabs, fabsf, isfinite, log, log1p, pow, sqrt, sqrtf
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport dgemm, sgemm
@@ -173,20 +173,153 @@ cdef inline void _sigmoid(floating z, floating* a, floating* slope) noexcept nog
     slope[0] = a_negative * inv
 
 
-cdef inline void _activate(floating* z, const floating* b, floating* a, floating* s,
-                           Py_ssize_t count) noexcept nogil:
-    """z ← z + b,  a = σ(z),  s = σ'(z), elementwise over `count` neurons (s may be z itself)"""
-    # Two loops, so that the compiler sees when s is z and vectorizes the in-place one too.
-    cdef Py_ssize_t i
-    cdef floating z_i
-    if s == z:
-        for i in range(count):
-            _sigmoid(z[i] + b[i], &a[i], &z[i])
+cdef inline floating _expm1_negative(floating x, floating* e) noexcept nogil:
+    """e^x − 1 for x ≤ 0, accurate near 0 where 1 − e^x would cancel (as libm's expm1); and
+    e^x itself into *e, accurate where e^x − 1 rounds to −1"""
+    # The reduction of _exp_negative, x = n ln 2 + r, with e^r − 1 = r + r²/2 + … summed
+    # without its leading 1: for n = 0 (|x| ≤ ln(2)/2) that is the answer to full precision,
+    # for n ≤ −1, e^x − 1 ≤ −0.29 and 2^n (1 + q) − 1 loses nothing.
+    cdef floating t, n, r, q, scale
+    if floating is double:
+        t = x * 1.4426950408889634 + 6755399441055744.0
+        n = t - 6755399441055744.0
+        r = (x - n * 0.6931471803691238) - n * 1.9082149292705877e-10
+        q = 1.0 / 6227020800.0
+        q = q * r + 1.0 / 479001600.0
+        q = q * r + 1.0 / 39916800.0
+        q = q * r + 1.0 / 3628800.0
+        q = q * r + 1.0 / 362880.0
+        q = q * r + 1.0 / 40320.0
+        q = q * r + 1.0 / 5040.0
+        q = q * r + 1.0 / 720.0
+        q = q * r + 1.0 / 120.0
+        q = q * r + 1.0 / 24.0
+        q = q * r + 1.0 / 6.0
+        q = q * r + 0.5
+        q = (q * r) * r + r
+        scale = _pow2_from_low_bits(t) * (1.0 + q)
+        e[0] = 0.0 if x < -708.0 else scale
+        return -1.0 if x < -708.0 else (q if n == 0 else scale - 1.0)
     else:
+        t = x * <float> 1.44269504 + <float> 12582912.0
+        n = t - <float> 12582912.0
+        r = (x - n * <float> 0.693359375) + n * <float> 2.12194440e-4
+        q = <float> (1.0 / 5040.0)
+        q = q * r + <float> (1.0 / 720.0)
+        q = q * r + <float> (1.0 / 120.0)
+        q = q * r + <float> (1.0 / 24.0)
+        q = q * r + <float> (1.0 / 6.0)
+        q = q * r + <float> 0.5
+        q = (q * r) * r + r
+        scale = _pow2_from_low_bits_f(t) * (<float> 1.0 + q)
+        e[0] = <float> 0.0 if x < <float> -87.0 else scale
+        return <float> -1.0 if x < <float> -87.0 else (q if n == 0 else scale - <float> 1.0)
+
+
+cdef inline void _tanh(floating z, floating* a, floating* slope) noexcept nogil:
+    """a = tanh(z) = (1 − e^(−2|z|)) / (1 + e^(−2|z|)) · sign z;  slope = 1 − a² = 4e / (1 + e)²"""
+    # From e = e^(−2|z|) ∈ [0, 1] and m = e − 1: no overflow, full precision for small |z| (where
+    # 1 − e would cancel) and for the slope where tanh saturates (where 1 − a² would).
+    cdef floating e, m, inv, a_abs
+    if floating is double:
+        m = _expm1_negative(-2 * fabs(z), &e)
+    else:
+        m = _expm1_negative(-2 * fabsf(z), &e)
+    inv = (<floating> 1) / ((<floating> 2) + m)
+    a_abs = -m * inv
+    a[0] = a_abs if z >= 0 else -a_abs
+    slope[0] = 4 * e * inv * inv
+
+
+# The activations, as the kernels number them (bpfast.activations.ACTIVATIONS in this order).
+cdef enum Activation:
+    SIGMOID = 0
+    TANH = 1
+    RELU = 2
+    IDENTITY = 3
+    SOFTMAX = 4       # output layer only: a_j = e^(z_j) / Σ_i e^(z_i), a whole row at a time
+
+# The costs (bpfast.network.COSTS in this order).
+cdef enum Cost:
+    QUADRATIC = 0       # C_0 = Σ_j (a_j − y_j)²
+    CROSS_ENTROPY = 1   # sigmoid: −Σ_j [y_j ln a_j + (1 − y_j) ln(1 − a_j)];  softmax: −Σ_j y_j ln a_j
+
+
+cdef inline void _activate(floating* z, const floating* b, floating* a, floating* s,
+                           Py_ssize_t count, int activation, bint keep_z) noexcept nogil:
+    """z ← z + b,  a = f(z),  s = f'(z) elementwise over `count` neurons (s may be z itself);
+    with `keep_z` (or softmax, whose a needs the whole row: see `_softmax_rows`) s ← z instead.
+    """
+    # One loop per case, each branch-free, so that the compiler vectorizes them (the in-place
+    # s == z ones too: it cannot know otherwise that the two do not overlap in a worse way).
+    cdef Py_ssize_t i
+    cdef floating z_i, unused
+    if keep_z or activation == SOFTMAX:
         for i in range(count):
             z_i = z[i] + b[i]
             z[i] = z_i
-            _sigmoid(z_i, &a[i], &s[i])
+            s[i] = z_i
+            if activation == SIGMOID:
+                _sigmoid(z_i, &a[i], &unused)
+    elif activation == SIGMOID:
+        if s == z:
+            for i in range(count):
+                _sigmoid(z[i] + b[i], &a[i], &z[i])
+        else:
+            for i in range(count):
+                z_i = z[i] + b[i]
+                z[i] = z_i
+                _sigmoid(z_i, &a[i], &s[i])
+    elif activation == TANH:
+        for i in range(count):
+            z_i = z[i] + b[i]
+            z[i] = z_i
+            _tanh(z_i, &a[i], &s[i])
+    elif activation == RELU:
+        for i in range(count):
+            z_i = z[i] + b[i]
+            z[i] = z_i
+            # max(z, 0) spelled so that a NaN z stays NaN (divergence must show); slope 0 at 0.
+            a[i] = 0 if z_i <= 0 else z_i
+            s[i] = 1 if z_i > 0 else 0
+    else:                                   # IDENTITY
+        for i in range(count):
+            z_i = z[i] + b[i]
+            z[i] = z_i
+            a[i] = z_i
+            s[i] = 1
+
+
+cdef inline floating _row_max(const floating* z, Py_ssize_t count) noexcept nogil:
+    cdef floating top = z[0]
+    cdef Py_ssize_t j
+    for j in range(1, count):
+        if not (z[j] <= top):               # a NaN wins, and so propagates
+            top = z[j]
+    return top
+
+
+cdef void _softmax_rows(const floating* Z, floating* A, Py_ssize_t count, Py_ssize_t k0,
+                        Py_ssize_t k1) noexcept nogil:
+    """a_kj = e^(z_kj − m_k) / Σ_i e^(z_ki − m_k), m_k = max_i z_ki, for rows k0 ≤ k < k1
+
+    Shifting by the row's maximum changes nothing mathematically and keeps every e^(…) ≤ 1.
+    """
+    cdef Py_ssize_t k, j
+    cdef floating top, total
+    cdef const floating* z
+    cdef floating* a
+    for k in range(k0, k1):
+        z = Z + k * count
+        a = A + k * count
+        top = _row_max(z, count)
+        total = 0
+        for j in range(count):
+            a[j] = _exp_negative(z[j] - top)
+            total += a[j]
+        total = (<floating> 1) / total
+        for j in range(count):
+            a[j] *= total
 
 
 # --- BLAS ----------------------------------------------------------------------------------------
@@ -291,13 +424,17 @@ cdef inline Py_ssize_t _first(Py_ssize_t n, int thread, int n_threads) noexcept 
     return n * thread // n_threads
 
 
-cdef void _forward(const floating* theta, const Py_ssize_t* sizes, int L, Py_ssize_t n,
-                   const floating* X, floating* Z, floating* A, floating* S,
+cdef void _forward(const floating* theta, const Py_ssize_t* sizes, const int* acts, int cost,
+                   int L, Py_ssize_t n, const floating* X, floating* Z, floating* A, floating* S,
                    int thread, int n_threads) noexcept nogil:
-    """z^(l) = a^(l−1) w^(l)ᵀ + b^(l),  a^(l) = σ(z^(l)),  S ← σ'(z^(l)) for l = 1..L (rows = examples)
+    """z^(l) = a^(l−1) w^(l)ᵀ + b^(l),  a^(l) = f_l(z^(l)),  S ← f_l'(z^(l)) for l = 1..L (rows =
+    examples), f_l being activation acts[l−1].
 
-    S may equal Z (the slopes replace z, which the backward pass does not need). The thread
-    computes its own neurons of every layer.
+    S may equal Z (the slopes replace z, which the backward pass does not need). At the output,
+    S keeps z^(L) itself where the backward pass needs z and not a slope: with the cross-entropy
+    cost (computed from z) and with softmax (whose Jacobian is not a slope per neuron). The thread
+    computes its own neurons of every layer, except softmax's a^(L), computed by rows: a row needs
+    every z_j of its example, so threads then share the examples (`_rows_are_split`).
     """
     cdef const floating* w
     cdef const floating* b
@@ -305,7 +442,7 @@ cdef void _forward(const floating* theta, const Py_ssize_t* sizes, int L, Py_ssi
     cdef floating* z
     cdef floating* a
     cdef floating* s
-    cdef Py_ssize_t offset = 0, block = 0, k, j, j0, j1, n_out, n_in
+    cdef Py_ssize_t offset = 0, block = 0, k, j0, j1, n_out, n_in
     cdef int l
     for l in range(1, L + 1):
         n_in = sizes[l - 1]
@@ -322,10 +459,19 @@ cdef void _forward(const floating* theta, const Py_ssize_t* sizes, int L, Py_ssi
 
         _z_is_a_wT(n, j1 - j0, n_in, a_prev, n_in, w + j0 * n_in, n_in, z + j0, n_out)
         for k in range(n):
-            _activate(z + k * n_out + j0, b + j0, a + k * n_out + j0, s + k * n_out + j0, j1 - j0)
-        if l < L:
-            _barrier()                          # the next layer reads every a_j
+            _activate(z + k * n_out + j0, b + j0, a + k * n_out + j0, s + k * n_out + j0, j1 - j0,
+                      acts[l - 1], l == L and cost == CROSS_ENTROPY)
+        if l < L or acts[l - 1] == SOFTMAX:
+            _barrier()                          # the next layer (or softmax) reads every z_j, a_j
         a_prev = a
+    if acts[L - 1] == SOFTMAX:
+        _softmax_rows(S + block - n * sizes[L], A + block - n * sizes[L], sizes[L],
+                      _first(n, thread, n_threads), _first(n, thread + 1, n_threads))
+
+
+cdef inline bint _rows_are_split(const int* acts, int L) noexcept nogil:
+    """Whether the output layer is shared between threads by examples (softmax) and not neurons"""
+    return acts[L - 1] == SOFTMAX
 
 
 cdef inline void _add_column_sums(floating* out, const floating* M, Py_ssize_t rows,
@@ -366,13 +512,68 @@ cdef inline Py_ssize_t _block(const Py_ssize_t* sizes, int l, Py_ssize_t n) noex
     return block
 
 
+# How a step of `fit` turns ∂C/∂θ into a change of θ (bpfast.training.OPTIMIZERS in this order).
+cdef enum Rule:
+    SGD = 0           # θ ← θ − η g
+    MOMENTUM = 1      # v ← μ v + g,  θ ← θ − η v                    (heavy ball)
+    NESTEROV = 2      # v ← μ v + g,  θ ← θ − η (g + μ v)
+    ADAM = 3          # m ← β1 m + (1 − β1) g,  r ← β2 r + (1 − β2) g²,
+                      # θ ← θ − η m̂ / (√r̂ + ε),  m̂ = m / (1 − β1^t),  r̂ = r / (1 − β2^t)
+# where g = ∂C/∂θ + λ w for the weights (L2: the cost gains (λ/2) Σ_l ‖w^(l)‖²), ∂C/∂θ for biases.
+
+
+cdef struct Optimizer:
+    int rule
+    double eta, l2, mu, beta1, beta2, eps
+    double c1, c2     # Adam at step t: 1 / (1 − β1^t) and 1 / (1 − β2^t)
+    void* grad        # P elements: the mini-batch's ∂C/∂θ (every rule but SGD)
+    void* v           # P elements: the velocity v, or Adam's first moment m
+    void* r           # P elements: Adam's second moment r
+
+
+cdef void _update(floating* theta, const floating* g, const Optimizer* opt, Py_ssize_t start,
+                  Py_ssize_t end, bint weights) noexcept nogil:
+    """One step of `opt`'s rule on θ_i for start ≤ i < end, from g_i = ∂C/∂θ_i (Rule);
+    `weights` says whether these are weights, which L2 regularises, or biases, which it does not."""
+    cdef floating eta = <floating> opt.eta, mu = <floating> opt.mu
+    cdef floating l2 = <floating> opt.l2 if weights else 0
+    cdef floating beta1 = <floating> opt.beta1, beta2 = <floating> opt.beta2
+    cdef floating eps = <floating> opt.eps, c1 = <floating> opt.c1, c2 = <floating> opt.c2
+    cdef floating* v = <floating*> opt.v
+    cdef floating* r = <floating*> opt.r
+    cdef floating g_i, v_i, r_i
+    cdef Py_ssize_t i
+    if opt.rule == MOMENTUM:
+        for i in range(start, end):
+            v_i = mu * v[i] + (g[i] + l2 * theta[i])
+            v[i] = v_i
+            theta[i] -= eta * v_i
+    elif opt.rule == NESTEROV:
+        for i in range(start, end):
+            g_i = g[i] + l2 * theta[i]
+            v_i = mu * v[i] + g_i
+            v[i] = v_i
+            theta[i] -= eta * (g_i + mu * v_i)
+    else:                                       # ADAM
+        for i in range(start, end):
+            g_i = g[i] + l2 * theta[i]
+            v_i = beta1 * v[i] + (1 - beta1) * g_i
+            r_i = beta2 * r[i] + (1 - beta2) * g_i * g_i
+            v[i] = v_i
+            r[i] = r_i
+            if floating is double:
+                theta[i] -= eta * (v_i * c1) / (sqrt(r_i * c2) + eps)
+            else:
+                theta[i] -= eta * (v_i * c1) / (sqrtf(r_i * c2) + eps)
+
+
 cdef void _link_one(floating* grad, Py_ssize_t P, const Py_ssize_t* sizes, int l, Py_ssize_t n,
                     const floating* X, const floating* A, const floating* S, Mode mode,
-                    floating eta, int thread, int n_threads) noexcept nogil:
+                    const Optimizer* opt, int thread, int n_threads) noexcept nogil:
     """∂C/∂w_ji^(l) = (1/n) Σ_k δ_kj^(l) a_ki^(l−1),  ∂C/∂b_j^(l) = (1/n) Σ_k δ_kj^(l), own rows j
 
     Link 1 of the chain: ∂z_j/∂w_ji = a_i^(l−1) and ∂z_j/∂b_j = 1. S holds δ^(l); `mode` says
-    where the result goes (see Mode); P is the length of a per-example gradient row.
+    where the result goes (see Mode; STEP applies `opt`); P is the length of a per-example row.
     """
     cdef Py_ssize_t n_out = sizes[l], n_in = sizes[l - 1]
     cdef Py_ssize_t w_offset = _w_offset(sizes, l)
@@ -383,8 +584,10 @@ cdef void _link_one(floating* grad, Py_ssize_t P, const Py_ssize_t* sizes, int l
     cdef Py_ssize_t k, j, i
     cdef floating d
     cdef floating* g
+    cdef floating* theta = grad
     cdef floating inv_n = (<floating> 1) / n
-    cdef floating scale = -eta * inv_n if mode == STEP else inv_n
+    cdef floating scale = inv_n, beta = 0
+    cdef bint fused = mode == STEP and opt.rule == SGD
     if mode == PER_EXAMPLE:
         for k in range(n):
             g = grad + k * P
@@ -394,50 +597,105 @@ cdef void _link_one(floating* grad, Py_ssize_t P, const Py_ssize_t* sizes, int l
                     g[w_offset + j * n_in + i] = d * a_prev[k * n_in + i]
                 g[b_offset + j] = d
         return
-    _w_is_beta_w_plus_alpha_dT_a(n, j1 - j0, n_in, scale, 1 if mode == STEP else 0,
-                                 delta + j0, n_out, a_prev, n_in, grad + w_offset + j0 * n_in,
-                                 n_in)
+    if fused:
+        # Plain gradient descent needs no ∂C/∂θ in memory: the GEMM adds −η ∂C/∂w to w in place,
+        # and L2's −ηλ w folds into its β: w ← (1 − ηλ) w − η ∂C/∂w.
+        scale = <floating> (-opt.eta) * inv_n
+        beta = <floating> (1 - opt.eta * opt.l2)
+    elif mode == STEP:
+        grad = <floating*> opt.grad
+    _w_is_beta_w_plus_alpha_dT_a(n, j1 - j0, n_in, scale, beta, delta + j0, n_out, a_prev, n_in,
+                                 grad + w_offset + j0 * n_in, n_in)
     g = grad + b_offset
-    if mode == MEAN:
+    if not fused:
         for j in range(j0, j1):
             g[j] = 0
     _add_column_sums(g, delta, n, n_out, j0, j1, scale)
+    if mode == STEP and not fused:
+        _update(theta, grad, opt, w_offset + j0 * n_in, w_offset + j1 * n_in, True)
+        _update(theta, grad, opt, b_offset + j0, b_offset + j1, False)
 
 
-cdef double _backward(const floating* theta, const Py_ssize_t* sizes, int L, Py_ssize_t n,
-                      const floating* X, const floating* Y, const floating* A, floating* S,
-                      floating* T, floating* grad, Mode mode, floating eta,
+cdef double _output_delta(int activation, int cost, Py_ssize_t n, Py_ssize_t count,
+                          const floating* A, const floating* Y, floating* S,
+                          int thread, int n_threads) noexcept nogil:
+    """δ^(L) = ∂C_0/∂z^(L) into S, which holds f'(z^(L)) or z^(L) (see `_forward`); returns
+    Σ_k C_k over the thread's share (its neurons, or with softmax its examples).
+
+    quadratic:             δ_j = f'(z_j) · 2(a_j − y_j)           (link 2 times link 3)
+    quadratic, softmax:    δ_j = Σ_i ∂a_i/∂z_j · 2(a_i − y_i) = a_j (2(a_j − y_j) − Σ_i a_i 2(a_i − y_i))
+    cross-entropy, sigmoid: C_0 = Σ_j softplus(z_j) − y_j z_j, δ_j = a_j − y_j
+    cross-entropy, softmax: C_0 = Σ_j y_j (lse(z) − z_j),       δ_j = a_j Σ_i y_i − y_j
+    (softplus(z) = ln(1 + e^z), lse(z) = ln Σ_i e^(z_i), both computed without overflow.)
+    """
+    cdef Py_ssize_t k, j, i
+    cdef floating error, dot, top, total, sum_y, lse, z_j
+    cdef const floating* a
+    cdef const floating* y
+    cdef floating* s
+    cdef double sum_C = 0
+    if activation == SOFTMAX:
+        for k in range(_first(n, thread, n_threads), _first(n, thread + 1, n_threads)):
+            a = A + k * count
+            y = Y + k * count
+            s = S + k * count
+            if cost == QUADRATIC:
+                dot = 0
+                for j in range(count):
+                    error = a[j] - y[j]
+                    sum_C += error * error
+                    dot += a[j] * 2 * error
+                for j in range(count):
+                    s[j] = a[j] * (2 * (a[j] - y[j]) - dot)
+            else:
+                top = _row_max(s, count)
+                total = 0
+                sum_y = 0
+                for j in range(count):
+                    total += _exp_negative(s[j] - top)
+                    sum_y += y[j]
+                lse = top + log(total)
+                for j in range(count):
+                    sum_C += y[j] * (lse - s[j])
+                    s[j] = a[j] * sum_y - y[j]
+        return sum_C
+    for k in range(n):
+        for j in range(_first(count, thread, n_threads), _first(count, thread + 1, n_threads)):
+            i = k * count + j
+            error = A[i] - Y[i]
+            if cost == QUADRATIC:
+                sum_C += error * error
+                S[i] = S[i] * 2 * error
+            else:                               # CROSS_ENTROPY with sigmoid
+                z_j = S[i]
+                sum_C += ((z_j if z_j > 0 else 0) - Y[i] * z_j
+                          + log1p(_exp_negative(-fabs(z_j))))
+                S[i] = error
+    return sum_C
+
+
+cdef double _backward(const floating* theta, const Py_ssize_t* sizes, const int* acts, int cost,
+                      int L, Py_ssize_t n, const floating* X, const floating* Y, const floating* A,
+                      floating* S, floating* T, floating* grad, Mode mode, const Optimizer* opt,
                       int thread, int n_threads) noexcept nogil:
-    """δ^(L) = σ'(z^(L)) ⊙ 2(a^(L) − y),  δ^(l−1) = σ'(z^(l−1)) ⊙ δ^(l) w^(l), then `_link_one`
-    for every layer; returns Σ_k C_k over the thread's own output neurons.
+    """δ^(L) (`_output_delta`), δ^(l−1) = f'(z^(l−1)) ⊙ δ^(l) w^(l), then `_link_one` for every
+    layer; returns Σ_k C_k over the thread's share of the output.
 
-    On entry S holds the slopes σ'(z^(l)) from `_forward`; it is overwritten with δ^(l).
-    T is scratch of n × max(n_1, …, n_{L−1}). δ^(l−1) is computed from w^(l) before w^(l)
-    changes, as gradient descent requires: layer l's own rows are updated only after the barrier
-    that follows every thread's use of w^(l), the one that also gathers δ^(l−1).
+    On entry S holds what `_forward` left there (the slopes f'(z^(l)), z^(L) at the output in the
+    cases it names); it is overwritten with δ^(l). T is scratch of n × max(n_1, …, n_{L−1}).
+    δ^(l−1) is computed from w^(l) before w^(l) changes, as gradient descent requires: layer l's
+    own rows are updated only after the barrier that follows every thread's use of w^(l), the one
+    that also gathers δ^(l−1).
     """
     cdef Py_ssize_t P = _n_params(sizes, L)
-    cdef Py_ssize_t k, j, i, j0, j1, i0, i1, n_out, n_in
-    cdef const floating* a
+    cdef Py_ssize_t k, i, i0, i1, n_out, n_in
     cdef floating* delta
     cdef floating* delta_below
-    cdef floating error
-    cdef double sum_C = 0
+    cdef double sum_C
     cdef int l
 
-    # δ^(L) = σ'(z^(L)) ⊙ ∂C_0/∂a^(L), with ∂C_0/∂a^(L) = 2(a^(L) − y): link 2 times link 3.
-    n_out = sizes[L]
-    delta = S + _block(sizes, L, n)
-    a = A + _block(sizes, L, n)
-    j0 = _first(n_out, thread, n_threads)
-    j1 = _first(n_out, thread + 1, n_threads)
-    for k in range(n):
-        for j in range(j0, j1):
-            i = k * n_out + j
-            error = a[i] - Y[i]
-            sum_C += error * error
-            delta[i] = delta[i] * 2 * error
-
+    sum_C = _output_delta(acts[L - 1], cost, n, sizes[L], A + _block(sizes, L, n), Y,
+                          S + _block(sizes, L, n), thread, n_threads)
     for l in range(L, 1, -1):
         n_out = sizes[l]
         n_in = sizes[l - 1]
@@ -447,9 +705,9 @@ cdef double _backward(const floating* theta, const Py_ssize_t* sizes, int L, Py_
         delta_below = S + _block(sizes, l - 1, n)
         _barrier()                              # every δ^(l) is ready; w^(l+1) is read no more
         if l < L:
-            _link_one(grad, P, sizes, l + 1, n, X, A, S, mode, eta, thread, n_threads)
+            _link_one(grad, P, sizes, l + 1, n, X, A, S, mode, opt, thread, n_threads)
         # The sum over j: ∂C_0/∂a_i^(l−1) = Σ_j w_ji^(l) δ_j^(l) for the thread's own i, into T,
-        # then times link 2 of the layer below: δ_i^(l−1) = σ'(z_i^(l−1)) · T_i.
+        # then times link 2 of the layer below: δ_i^(l−1) = f'(z_i^(l−1)) · T_i.
         _t_is_d_w(n, i1 - i0, n_out, delta, n_out, theta + _w_offset(sizes, l) + i0, n_in,
                   T + i0, n_in)
         for k in range(n):
@@ -457,21 +715,23 @@ cdef double _backward(const floating* theta, const Py_ssize_t* sizes, int L, Py_
                 delta_below[k * n_in + i] *= T[k * n_in + i]
     if L > 1:
         _barrier()                              # w^(2) is read no more
-        _link_one(grad, P, sizes, 2, n, X, A, S, mode, eta, thread, n_threads)
-    _link_one(grad, P, sizes, 1, n, X, A, S, mode, eta, thread, n_threads)
+        _link_one(grad, P, sizes, 2, n, X, A, S, mode, opt, thread, n_threads)
+    elif _rows_are_split(acts, L):
+        _barrier()                              # δ^(1) was computed by rows, is used by neurons
+    _link_one(grad, P, sizes, 1, n, X, A, S, mode, opt, thread, n_threads)
     return sum_C
 
 
 # --- training -------------------------------------------------------------------------------------
 
-cdef double _train_epoch(floating* theta, const Py_ssize_t* sizes, int L,
-                         const floating* X, const floating* Y, const Py_ssize_t* order,
-                         Py_ssize_t N, Py_ssize_t batch, floating eta,
+cdef double _train_epoch(floating* theta, const Py_ssize_t* sizes, const int* acts, int cost,
+                         int L, const floating* X, const floating* Y, const Py_ssize_t* order,
+                         Py_ssize_t N, Py_ssize_t batch, const Optimizer* opt, Py_ssize_t steps,
                          floating* Xb, floating* Yb, floating* A, floating* S, floating* T,
                          int* stop, floating* backup, Py_ssize_t* diverged,
                          int thread, int n_threads) noexcept nogil:
-    """θ ← θ − η ∂C/∂θ for each mini-batch of `batch` examples taken in `order`; returns the
-    thread's share of Σ_k C_k.
+    """One step of `opt` for each mini-batch of `batch` examples taken in `order`; returns the
+    thread's share of Σ_k C_k. `steps` is how many steps `fit` took before this epoch (Adam's t).
 
     Each C_k is evaluated with the parameters in force when its mini-batch was visited. The last
     mini-batch may be shorter: its gradient is the mean over its own size. On Ctrl-C (when
@@ -489,6 +749,7 @@ cdef double _train_epoch(floating* theta, const Py_ssize_t* sizes, int L,
     cdef floating* x
     cdef floating* y
     cdef double sum_C = 0
+    cdef Optimizer step = opt[0]                # this thread's copy, with the step's t
     for i_batch in range((N + batch - 1) // batch):
         start = i_batch * batch
         m = min(batch, N - start)
@@ -513,8 +774,11 @@ cdef double _train_epoch(floating* theta, const Py_ssize_t* sizes, int L,
             row = <const char*> (X + order[start + m + k] * n0)
             for byte in range(0, n0 * <Py_ssize_t> sizeof(floating), 64):
                 _prefetch(row + byte)
-        _forward(theta, sizes, L, m, x, S, A, S, thread, n_threads)
-        sum_C += _backward(theta, sizes, L, m, x, y, A, S, T, theta, STEP, eta,
+        if step.rule == ADAM:
+            step.c1 = 1 / (1 - pow(step.beta1, <double> (steps + i_batch + 1)))
+            step.c2 = 1 / (1 - pow(step.beta2, <double> (steps + i_batch + 1)))
+        _forward(theta, sizes, acts, cost, L, m, x, S, A, S, thread, n_threads)
+        sum_C += _backward(theta, sizes, acts, cost, L, m, x, y, A, S, T, theta, STEP, &step,
                            thread, n_threads)
         if backup != NULL:
             _barrier()                          # the step is complete
@@ -538,47 +802,67 @@ cdef bint _all_finite(const floating* v, Py_ssize_t n) noexcept nogil:
 
 # --- Python-visible twins ------------------------------------------------------------------------
 
-def sigmoid(const floating[::1] z, floating[::1] a, floating[::1] slope):
-    """a ← σ(z), slope ← σ'(z), elementwise."""
-    cdef Py_ssize_t i
+def activate(const floating[::1] z, floating[::1] a, floating[::1] slope, int activation):
+    """a ← f(z), slope ← f'(z) elementwise, f the elementwise activation numbered `activation`."""
+    cdef floating* zero = <floating*> calloc(max(z.shape[0], 1), sizeof(floating))
+    if zero == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            memcpy(&slope[0], &z[0], z.shape[0] * sizeof(floating))
+            _activate(&slope[0], zero, &a[0], &slope[0], z.shape[0], activation, False)
+    finally:
+        free(zero)
+
+
+def softmax(const floating[:, ::1] z, floating[:, ::1] a):
+    """a ← softmax of each row of z."""
     with nogil:
-        for i in range(z.shape[0]):
-            _sigmoid(z[i], &a[i], &slope[i])
+        _softmax_rows(&z[0, 0], &a[0, 0], z.shape[1], 0, z.shape[0])
 
 
-def forward(const floating[::1] theta, const Py_ssize_t[::1] sizes, const floating[:, ::1] X,
-            floating[::1] Z, floating[::1] A, floating[::1] S):
-    """Z ← z^(1..L), A ← a^(1..L), S ← σ'(z^(1..L)) for the batch X (flat blocks, Design 3)."""
+def forward(const floating[::1] theta, const Py_ssize_t[::1] sizes, const int[::1] acts,
+            int cost, const floating[:, ::1] X, floating[::1] Z, floating[::1] A, floating[::1] S):
+    """Z ← z^(1..L), A ← a^(1..L), S ← f'(z^(1..L)) for the batch X (flat blocks, Design 3)."""
     cdef int L = <int> sizes.shape[0] - 1
     with nogil:
-        _forward(&theta[0], &sizes[0], L, X.shape[0], &X[0, 0], &Z[0], &A[0], &S[0], 0, 1)
+        _forward(&theta[0], &sizes[0], &acts[0], cost, L, X.shape[0], &X[0, 0], &Z[0], &A[0],
+                 &S[0], 0, 1)
 
 
-def gradient(const floating[::1] theta, const Py_ssize_t[::1] sizes,
-             const floating[:, ::1] X, const floating[:, ::1] Y,
+def gradient(const floating[::1] theta, const Py_ssize_t[::1] sizes, const int[::1] acts,
+             int cost, const floating[:, ::1] X, const floating[:, ::1] Y,
              floating[::1] A, floating[::1] S, floating[::1] T, floating[::1] grad,
              bint per_example):
-    """grad ← ∂C/∂θ, the batch mean, or with `per_example` grad[k·P:(k+1)·P] ← ∂C_k/∂θ.
+    """grad ← ∂C/∂θ, the batch mean, or with `per_example` grad[k·P:(k+1)·P] ← ∂C_k/∂θ; returns
+    Σ_k C_k.
 
     A and S are work buffers of n · (n_1 + … + n_L) elements, T of n · max(n_1..n_{L−1}, 1).
     On return A holds the activations a^(1..L).
     """
     cdef int L = <int> sizes.shape[0] - 1
     cdef Py_ssize_t n = X.shape[0]
+    cdef double sum_C
     with nogil:
-        _forward(&theta[0], &sizes[0], L, n, &X[0, 0], &S[0], &A[0], &S[0], 0, 1)
-        _backward(&theta[0], &sizes[0], L, n, &X[0, 0], &Y[0, 0], &A[0], &S[0], &T[0],
-                  &grad[0], PER_EXAMPLE if per_example else MEAN, 0, 0, 1)
+        _forward(&theta[0], &sizes[0], &acts[0], cost, L, n, &X[0, 0], &S[0], &A[0], &S[0], 0, 1)
+        sum_C = _backward(&theta[0], &sizes[0], &acts[0], cost, L, n, &X[0, 0], &Y[0, 0], &A[0],
+                          &S[0], &T[0], &grad[0], PER_EXAMPLE if per_example else MEAN, NULL,
+                          0, 1)
+    return sum_C
 
 
-def train_epoch(floating[::1] theta, const Py_ssize_t[::1] sizes,
+def train_epoch(floating[::1] theta, const Py_ssize_t[::1] sizes, const int[::1] acts, int cost,
                 const floating[:, ::1] X, const floating[:, ::1] Y, const Py_ssize_t[::1] order,
-                Py_ssize_t batch, floating eta,
+                Py_ssize_t batch, dict rule,
                 floating[::1] Xb, floating[::1] Yb, floating[::1] A, floating[::1] S,
                 floating[::1] T, int n_threads=1, bint catch_sigint=False,
-                floating[::1] backup=None):
-    """One epoch of mini-batch gradient descent on θ in place; returns Σ_k C_k over the epoch.
+                floating[::1] backup=None, floating[::1] grad=None, floating[::1] v=None,
+                floating[::1] r=None, Py_ssize_t steps=0):
+    """One epoch of training on θ in place; returns Σ_k C_k over the epoch.
 
+    `rule` gives the step (Rule): {"rule": 0..3, "eta", "l2", "mu", "beta1", "beta2", "eps"}.
+    Every rule but SGD needs `grad` and `v` of P elements, Adam also `r`; `steps` is the number
+    of steps taken before this epoch (Adam's bias corrections).
     Work buffers: Xb of 2 · batch · n0, Yb of 2 · batch · nL, A and S of batch · (n_1 + … + n_L),
     T of batch · max(n_1..n_{L−1}, 1). Every index in `order` must be a row of X and Y.
     n_threads threads share each mini-batch (Design 4); BLAS should be single-threaded then.
@@ -589,12 +873,28 @@ def train_epoch(floating[::1] theta, const Py_ssize_t[::1] sizes,
     returns (Σ_k C_k, the 1-based index of the mini-batch whose step diverged, or 0).
     """
     cdef int L = <int> sizes.shape[0] - 1
-    cdef double* shares = <double*> calloc(n_threads, sizeof(double))
+    cdef double* shares
     cdef int stop[2]
     cdef Py_ssize_t diverged = 0
     cdef floating* backup_ptr = &backup[0] if backup is not None else NULL
     cdef double sum_C = 0
     cdef int t
+    cdef Optimizer opt
+    opt.rule = rule["rule"]
+    opt.eta = rule["eta"]
+    opt.l2 = rule["l2"]
+    opt.mu = rule["mu"]
+    opt.beta1 = rule["beta1"]
+    opt.beta2 = rule["beta2"]
+    opt.eps = rule["eps"]
+    opt.c1 = opt.c2 = 1
+    opt.grad = &grad[0] if grad is not None else NULL
+    opt.v = &v[0] if v is not None else NULL
+    opt.r = &r[0] if r is not None else NULL
+    if opt.rule != SGD and (opt.grad == NULL or opt.v == NULL or
+                            (opt.rule == ADAM and opt.r == NULL)):
+        raise ValueError("this rule needs its state buffers")
+    shares = <double*> calloc(n_threads, sizeof(double))
     if shares == NULL:
         raise MemoryError()
     stop[0] = stop[1] = 0
@@ -602,9 +902,10 @@ def train_epoch(floating[::1] theta, const Py_ssize_t[::1] sizes,
     try:
         with nogil, parallel(num_threads=n_threads):
             t = _thread()
-            shares[t] = _train_epoch(&theta[0], &sizes[0], L, &X[0, 0], &Y[0, 0], &order[0],
-                                     order.shape[0], batch, eta, &Xb[0], &Yb[0], &A[0], &S[0],
-                                     &T[0], stop, backup_ptr, &diverged, t, _n_threads())
+            shares[t] = _train_epoch(&theta[0], &sizes[0], &acts[0], cost, L, &X[0, 0], &Y[0, 0],
+                                     &order[0], order.shape[0], batch, &opt, steps, &Xb[0],
+                                     &Yb[0], &A[0], &S[0], &T[0], stop, backup_ptr, &diverged,
+                                     t, _n_threads())
         for t in range(n_threads):              # in a fixed order: reproducible
             sum_C += shares[t]
     finally:

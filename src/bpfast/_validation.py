@@ -47,13 +47,14 @@ def check_sizes(sizes):
     return tuple(checked)
 
 
-def check_positive_real(value, name):
-    """A finite real number > 0 (a learning rate, a step size)."""
+def check_positive_real(value, name, *, allow_zero=False):
+    """A finite real number > 0, or ≥ 0 with ``allow_zero`` (a learning rate, a penalty)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__}).")
     value = float(value)
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
+    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = "≥ 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}.")
     return value
 
 

@@ -6,9 +6,9 @@ differences of the cost (a plain float64 numpy forward pass that shares no code 
 and reports the largest relative differences between them.
 """
 import numpy as np
-from scipy.special import expit
+from scipy.special import expit, softmax
 
-from . import reference
+from . import costs, reference
 from ._validation import as_pair
 
 #: Largest relative difference accepted, by network dtype: (against the reference, against
@@ -36,7 +36,8 @@ def _nested_params(net):
 def reference_gradient(net, X, Y):
     """∇C of the batch (X, Y) by `bpfast.reference.gradient`, flattened in the slides' order."""
     dC_dw, dC_db = reference.gradient(*_nested_params(net), np.atleast_2d(X).tolist(),
-                                      np.atleast_2d(Y).tolist())
+                                      np.atleast_2d(Y).tolist(), net.activations,
+                                      net.cost_function)
     return np.concatenate([np.concatenate([np.ravel(w), b]) for w, b in zip(dC_dw, dC_db)])
 
 
@@ -53,20 +54,31 @@ def finite_difference_gradient(net, X, Y, indices):
         theta_plus, theta_minus = theta.copy(), theta.copy()
         theta_plus[p] += h
         theta_minus[p] -= h
-        estimates[i] = (_numpy_cost(theta_plus, net.sizes, X, Y)
-                        - _numpy_cost(theta_minus, net.sizes, X, Y)) / (2 * h)
+        estimates[i] = (_numpy_cost(theta_plus, net, X, Y)
+                        - _numpy_cost(theta_minus, net, X, Y)) / (2 * h)
     return estimates
 
 
-def _numpy_cost(theta, sizes, X, Y):
-    """C = (1/n) Σ_k Σ_j (a_j^(L) − y_j)², a plain numpy forward pass."""
+#: The activations as plain numpy (scipy) functions of a batch z, one example per row.
+_NUMPY_ACTIVATIONS = {
+    "sigmoid": expit,
+    "tanh": np.tanh,
+    "relu": lambda z: np.maximum(z, 0.0),
+    "identity": lambda z: z,
+    "softmax": lambda z: softmax(z, axis=1),
+}
+
+
+def _numpy_cost(theta, net, X, Y):
+    """C = (1/n) Σ_k C_k by a plain numpy forward pass (C_0 as `bpfast.costs` defines it)."""
     a, start = X, 0
-    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+    for n_in, n_out, activation in zip(net.sizes[:-1], net.sizes[1:], net.activations):
         w = theta[start:start + n_out * n_in].reshape(n_out, n_in)
         b = theta[start + n_out * n_in:start + n_out * (n_in + 1)]
         start += n_out * (n_in + 1)
-        a = expit(a @ w.T + b)
-    return np.square(a - Y).sum(axis=1).mean()
+        z = a @ w.T + b
+        a = _NUMPY_ACTIVATIONS[activation](z)
+    return costs.per_example(net.cost_function, net.output_activation, z, a, Y).mean()
 
 
 class CheckReport:
@@ -159,6 +171,8 @@ def check(net, X, Y, *, fd_params=200, seed=0):
         relative_difference(g_kernels[indices], g_fd),
         relative_difference(g_reference[indices], g_fd),
         relative_difference(net.cost(X2, Y2), reference.cost(*_nested_params(net),
-                                                             X2.tolist(), Y2.tolist())),
+                                                             X2.tolist(), Y2.tolist(),
+                                                             net.activations,
+                                                             net.cost_function)),
     )
     return CheckReport(net, n, len(indices), differences, TOLERANCES[net.dtype.name])

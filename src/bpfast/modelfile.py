@@ -4,7 +4,9 @@ The archive holds numbers and strings only, so it is read with ``allow_pickle=Fa
 
     format_version   FORMAT_VERSION
     sizes            [n0, ..., nL]
-    activation, cost, dtype   the Network's choices, as strings
+    activation, output_activation, cost, dtype   the Network's choices, as strings
+                     (output_activation may be absent: files from bpfast 0.1 have none, and
+                     their output layer has the activation of the others)
     w_1 ... w_L, b_1 ... b_L   w^(l) of shape (n_l, n_{l-1}) and b^(l), in that dtype
 """
 import os
@@ -25,6 +27,7 @@ def save(net, path):
         "format_version": np.array(FORMAT_VERSION),
         "sizes": np.array(net.sizes, dtype=np.int64),
         "activation": np.array(net.activation),
+        "output_activation": np.array(net.output_activation),
         "cost": np.array(net.cost_function),
         "dtype": np.array(net.dtype.name),
     }
@@ -102,6 +105,8 @@ def _read_fields(path):
                         f"{path}: b_{l} has shape {biases[l - 1].shape}, but sizes "
                         f"{sizes.tolist()} say ({sizes[l]},).")
             choices = {key: _string(data, key, path) for key in ("activation", "cost", "dtype")}
+            if "output_activation" in data.files:
+                choices["output_activation"] = _string(data, "output_activation", path)
     except (OSError, EOFError, zipfile.BadZipFile) as error:
         raise ModelFileError(f"{path}: damaged model file ({error}).") from None
     return weights, biases, choices

@@ -10,7 +10,7 @@ import threading
 
 import numpy as np
 
-from . import _kernels, modelfile, training
+from . import _kernels, costs, modelfile, training
 from ._buffers import aligned_empty
 from ._validation import (
     as_examples,
@@ -22,8 +22,8 @@ from ._validation import (
 )
 from .activations import ACTIVATIONS
 
-#: The costs a Network can use (the keyword ``cost=``).
-COSTS = ("quadratic",)
+#: The costs a Network can use (the keyword ``cost=``); see `bpfast.costs`.
+COSTS = costs.COSTS
 
 #: How a Network draws its first parameters (the keyword ``init=``): the standard deviation of
 #: w^(l)'s entries from (n_{l−1}, n_l), and whether the biases are drawn from N(0, 1) (True) or
@@ -40,6 +40,28 @@ def _check_choice(value, name, choices):
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}.")
     return value
+
+
+def _check_layers(sizes, activation, output_activation, cost):
+    """The activation of each layer l = 1..L, once the combination is known to be one that makes
+    sense: softmax only at the output and over two outputs or more, cross-entropy only after
+    sigmoid or softmax outputs (its ln a and ln(1 − a) need 0 < a < 1)."""
+    _check_choice(activation, "activation", ACTIVATIONS)
+    output_activation = _check_choice(
+        activation if output_activation is None else output_activation, "output_activation",
+        ACTIVATIONS)
+    _check_choice(cost, "cost", COSTS)
+    L = len(sizes) - 1
+    if activation == "softmax" and L > 1:
+        raise ValueError("activation='softmax' would put softmax in the hidden layers; it belongs "
+                         "to the output layer only: output_activation='softmax'.")
+    if output_activation == "softmax" and sizes[-1] < 2:
+        raise ValueError(f"softmax needs at least two outputs (sizes[-1] = {sizes[-1]}): over one "
+                         "output it is the constant 1. Use a sigmoid output for one class score.")
+    if output_activation not in costs.OUTPUTS_FOR[cost]:
+        raise ValueError(f"cost={cost!r} needs output_activation in "
+                         f"{list(costs.OUTPUTS_FOR[cost])}, got {output_activation!r}.")
+    return (activation,) * (L - 1) + (output_activation,)
 
 
 def _layer_offsets(sizes):
@@ -139,16 +161,25 @@ class Gradient:
 
 
 class Network:
-    """A fully connected network: z^(l) = w^(l) a^(l−1) + b^(l), a^(l) = σ(z^(l)), l = 1..L.
+    """A fully connected network: z^(l) = w^(l) a^(l−1) + b^(l), a^(l) = f_l(z^(l)), l = 1..L.
+
+    With the defaults, f_l = σ for every layer and the cost is quadratic: the slides' network.
 
     Parameters
     ----------
     sizes : sequence of int
         [n0, n1, …, nL]: n0 inputs, L layers of weights, nL outputs.
-    activation : {"sigmoid"}
-        σ, the activation of every layer.
-    cost : {"quadratic"}
-        C_0 = Σ_j (a_j^(L) − y_j)², with no factor ½, so ∂C_0/∂a^(L) = 2 (a^(L) − y).
+    activation : {"sigmoid", "tanh", "relu", "identity"}
+        f of the hidden layers 1..L−1 (see `bpfast.activations`); and of the output layer unless
+        output_activation says otherwise.
+    output_activation : {"sigmoid", "tanh", "relu", "identity", "softmax"} or None
+        f_L; None means the same as ``activation``. Softmax, a_j = e^(z_j) / Σ_i e^(z_i), needs
+        nL ≥ 2 and is allowed here only.
+    cost : {"quadratic", "cross_entropy"}
+        "quadratic": C_0 = Σ_j (a_j^(L) − y_j)², with no factor ½, so ∂C_0/∂a^(L) = 2 (a^(L) − y).
+        "cross_entropy": binary and summed over the outputs after sigmoid, categorical after
+        softmax (the only two outputs it accepts); computed from z^(L), and its output error is
+        simply δ^(L) = a^(L) − y (for targets that sum to 1 with softmax). See `bpfast.costs`.
     dtype : {"float64", "float32"}
         The precision of parameters and of every computation.
     init : {"scaled_normal", "normal", "glorot", "he"}
@@ -167,14 +198,18 @@ class Network:
     dtype : numpy.dtype
     """
 
-    def __init__(self, sizes, *, activation="sigmoid", cost="quadratic", dtype="float64",
-                 init="scaled_normal", seed=None):
+    def __init__(self, sizes, *, activation="sigmoid", output_activation=None, cost="quadratic",
+                 dtype="float64", init="scaled_normal", seed=None):
         self.sizes = check_sizes(sizes)
         deviation, random_biases = INITS[_check_choice(init, "init", tuple(INITS))]
-        self.activation = _check_choice(activation, "activation", ACTIVATIONS)
-        self.cost_function = _check_choice(cost, "cost", COSTS)
+        self.activations = _check_layers(self.sizes, activation, output_activation, cost)
+        self.activation = activation
+        self.output_activation = self.activations[-1]
+        self.cost_function = cost
         self.dtype = check_dtype(dtype)
         self._sizes_array = np.asarray(self.sizes, dtype=np.intp)
+        self._acts = np.array([ACTIVATIONS.index(f) for f in self.activations], dtype=np.intc)
+        self._cost = COSTS.index(cost)
         self._training = threading.Lock()        # one fit at a time on this network
         _, P = _layer_offsets(self.sizes)
         # Drawn in float64 whatever the dtype, so that one seed gives the same network (rounded)
@@ -196,7 +231,8 @@ class Network:
         self._theta[...] = theta
 
     @classmethod
-    def from_params(cls, weights, biases, *, activation="sigmoid", cost="quadratic", dtype=None):
+    def from_params(cls, weights, biases, *, activation="sigmoid", output_activation=None,
+                    cost="quadratic", dtype=None):
         """A network with the given w^(1..L) and b^(1..L) (copied); sizes are read off their shapes.
 
         dtype defaults to float32 when every array is float32, and to float64 otherwise.
@@ -221,7 +257,8 @@ class Network:
                     f"weights[{l}] must be a non-empty 2-D array, got shape {w.shape}."
                 )
         sizes = [weights[0].shape[1]] + [w.shape[0] for w in weights]
-        net = cls(sizes, activation=activation, cost=cost, dtype=dtype, seed=0)
+        net = cls(sizes, activation=activation, output_activation=output_activation, cost=cost,
+                  dtype=dtype, seed=0)
         net.weights = weights
         net.biases = biases
         return net
@@ -313,7 +350,7 @@ class Network:
         return blocks
 
     def forward(self, x):
-        """The forward pass: z^(l) = w^(l) a^(l−1) + b^(l) and a^(l) = σ(z^(l)) for l = 1..L.
+        """The forward pass: z^(l) = w^(l) a^(l−1) + b^(l) and a^(l) = f_l(z^(l)) for l = 1..L.
 
         ``x`` is one example (1-D, length n0) or a batch (2-D, one example per row). Returns a
         `Trace` with ``z`` (L arrays) and ``a`` (L+1 arrays, ``a[0]`` the input).
@@ -325,7 +362,7 @@ class Network:
         """The forward pass of a batch X that has been validated already."""
         n = X.shape[0]
         Z, A, slopes = self._batch_buffer(n), self._batch_buffer(n), self._batch_buffer(n)
-        _kernels.forward(self._theta, self._sizes_array, X, Z, A, slopes)
+        _kernels.forward(self._theta, self._sizes_array, self._acts, self._cost, X, Z, A, slopes)
         _finite_or_raise(A, "the forward pass (a^(l))")
         a0 = X[0].copy() if single else X.copy()
         return Trace(self._blocks(Z, n, single), [a0] + self._blocks(A, n, single))
@@ -335,7 +372,8 @@ class Network:
         return self.forward(X).a[-1].copy()
 
     def cost(self, X, Y):
-        """C_0 = Σ_j (a_j^(L) − y_j)² of one example; for a batch, the mean C = (1/n) Σ_k C_k."""
+        """C_0 of one example (by default Σ_j (a_j^(L) − y_j)²; see `bpfast.costs`); for a batch,
+        the mean C = (1/n) Σ_k C_k."""
         X, Y = as_pair(X, Y, self.sizes, self.dtype)
         return self._cost_and_accuracy(np.atleast_2d(X), np.atleast_2d(Y))[0]
 
@@ -348,9 +386,10 @@ class Network:
 
     def _cost_and_accuracy(self, X, Y):
         """`evaluate` of a batch that has been validated already (fit's validation data)."""
-        a_L = self._trace(X).a[-1]
-        with np.errstate(over="ignore"):
-            C0 = np.square(a_L - Y).sum(axis=-1)
+        trace = self._trace(X)
+        a_L = trace.a[-1]
+        with np.errstate(over="ignore", invalid="ignore"):
+            C0 = costs.per_example(self.cost_function, self.output_activation, trace.z[-1], a_L, Y)
         cost = float(_finite_or_raise(C0, "the cost").mean())
         one_hot = (self.sizes[-1] > 1 and np.isin(Y, (0, 1)).all()
                    and (Y.sum(axis=1) == 1).all())
@@ -370,15 +409,15 @@ class Network:
         A, S = self._batch_buffer(n), self._batch_buffer(n)
         T = np.empty(n * max(self.sizes[1:-1], default=1), dtype=self.dtype)
         grad = np.empty((n, self.n_params) if per_example else self.n_params, dtype=self.dtype)
-        _kernels.gradient(self._theta, self._sizes_array, X, Y, A, S, T, grad.reshape(-1),
-                          per_example)
+        _kernels.gradient(self._theta, self._sizes_array, self._acts, self._cost, X, Y, A, S, T,
+                          grad.reshape(-1), per_example)
         return Gradient(_finite_or_raise(grad, "the gradient"), self.sizes)
 
     def backprop(self, x, y):
         """∂C_0/∂w^(l) and ∂C_0/∂b^(l) of one example (x, y 1-D), as a `Gradient`.
 
-            δ^(L)   = σ'(z^(L)) ⊙ 2 (a^(L) − y)
-            δ^(l−1) = σ'(z^(l−1)) ⊙ (w^(l))ᵀ δ^(l)
+            δ^(L)   = σ'(z^(L)) ⊙ 2 (a^(L) − y)      (other costs and outputs: `bpfast.costs`)
+            δ^(l−1) = f'(z^(l−1)) ⊙ (w^(l))ᵀ δ^(l)
             ∂C_0/∂w^(l) = δ^(l) (a^(l−1))ᵀ,   ∂C_0/∂b^(l) = δ^(l)
         """
         x, y = as_pair(x, y, self.sizes, self.dtype, ndims=(1,))
@@ -430,6 +469,7 @@ class Network:
     # --- training ------------------------------------------------------------------------------
 
     def fit(self, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=None,
+            optimizer="sgd", momentum=0.0, nesterov=False, l2=0.0, betas=(0.9, 0.999), eps=1e-8,
             validation_data=None, early_stopping=None, callback=None):
         """Train in place by mini-batch gradient descent; returns a `bpfast.training.History`.
 
@@ -452,6 +492,19 @@ class Network:
             threads of its own would only compete with them for the same cores. (A build without
             OpenMP runs one thread and leaves BLAS its threads.) The same seed and the same
             n_threads give bitwise-identical weights.
+        optimizer : {"sgd", "adam"}
+            "sgd": the steps above (with ``momentum``, heavy-ball or Nesterov); "adam": Adam,
+            m ← β1 m + (1 − β1) g, r ← β2 r + (1 − β2) g², θ ← θ − η m̂ / (√r̂ + ε) with the
+            bias corrections m̂ = m / (1 − β1^t), r̂ = r / (1 − β2^t) (η = 1e-3 is its usual rate).
+        momentum : μ in [0, 1)
+            Heavy ball: v ← μ v + g, θ ← θ − η v (0, the default, is plain gradient descent).
+        nesterov : bool
+            With momentum: θ ← θ − η (g + μ v), the gradient of the look-ahead point.
+        l2 : λ ≥ 0
+            L2 regularisation: C gains (λ/2) Σ_l ‖w^(l)‖², so g_w = ∂C/∂w + λ w; biases are not
+            regularised. The history's costs do not include the penalty.
+        betas : (β1, β2), each in [0, 1);  eps : ε > 0.   Adam's hyper-parameters.
+        Every rule runs inside the kernels' epoch loop; v, m and r start at 0 with each call.
         validation_data : (X_val, Y_val) or None
             Evaluated after each epoch (`evaluate`): the history gains validation_cost and,
             for one-hot targets or labels, validation_accuracy.
@@ -479,7 +532,8 @@ class Network:
         try:
             return training.fit(self, X, Y, epochs=epochs, batch_size=batch_size,
                                 learning_rate=learning_rate, seed=seed, n_threads=n_threads,
-                                validation_data=validation_data, early_stopping=early_stopping,
+                                optimizer=optimizer, momentum=momentum, nesterov=nesterov, l2=l2,
+                                betas=betas, eps=eps, validation_data=validation_data, early_stopping=early_stopping,
                                 callback=callback)
         finally:
             self._training.release()
@@ -491,7 +545,9 @@ class Network:
         modelfile.save(self, path)
 
     def __repr__(self):
-        return (f"Network(sizes={list(self.sizes)}, activation={self.activation!r}, "
+        output = (f", output_activation={self.output_activation!r}"
+                  if self.output_activation != self.activation else "")
+        return (f"Network(sizes={list(self.sizes)}, activation={self.activation!r}{output}, "
                 f"cost={self.cost_function!r}, dtype={self.dtype.name!r})")
 
 

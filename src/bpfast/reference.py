@@ -6,6 +6,10 @@ every loop runs over j or k. ``weights[l-1]`` is w^(l) and ``biases[l-1]`` is b^
 NOTATION.md. It is slow on purpose: read it beside the slides, and trust the fast kernels because
 `bpfast.check` and the tests compare them with it. (``array.tolist()`` turns numpy parameters into
 the nested lists taken here.)
+
+Beyond the slides: ``activations`` (one name per layer l = 1..L, default all "sigmoid") and
+``cost`` ("quadratic", the default, or "cross_entropy") choose f_l and C_0 as `bpfast.costs` and
+`bpfast.activations` define them.
 """
 import math
 
@@ -26,14 +30,73 @@ def sigmoid_prime(z):
     return e / (1.0 + e) ** 2
 
 
-def forward(weights, biases, x):
-    """The forward pass of one example: z^(l) = w^(l) a^(l−1) + b^(l), a^(l) = σ(z^(l)).
+def tanh(z):
+    """tanh(z) = (e^z − e^(−z)) / (e^z + e^(−z))."""
+    return math.tanh(z)
+
+
+def tanh_prime(z):
+    """tanh'(z) = 1 − tanh(z)² = 4 e^(−2|z|) / (1 + e^(−2|z|))²."""
+    # The second form keeps full precision where tanh saturates: 1 − tanh(z)² would round to 0.
+    e = math.exp(-2.0 * abs(z))
+    return 4.0 * e / (1.0 + e) ** 2
+
+
+def relu(z):
+    """max(z, 0)."""
+    return z if z > 0 else 0.0
+
+
+def relu_prime(z):
+    """1 for z > 0, else 0 (the kink at 0 gets the slope 0, as in PyTorch)."""
+    return 1.0 if z > 0 else 0.0
+
+
+def identity(z):
+    return z
+
+
+def identity_prime(z):
+    return 1.0
+
+
+def softmax(z):
+    """a_j = e^(z_j) / Σ_i e^(z_i) for a whole layer z (a list), shifted by max z: no overflow."""
+    top = max(z)
+    e = [math.exp(z_j - top) for z_j in z]
+    total = sum(e)
+    return [e_j / total for e_j in e]
+
+
+#: f and f' of each activation computed one neuron at a time.
+ELEMENTWISE = {
+    "sigmoid": (sigmoid, sigmoid_prime),
+    "tanh": (tanh, tanh_prime),
+    "relu": (relu, relu_prime),
+    "identity": (identity, identity_prime),
+}
+
+
+def _activations(weights, activations):
+    return ("sigmoid",) * len(weights) if activations is None else tuple(activations)
+
+
+def _activate(activation, z_l):
+    if activation == "softmax":
+        return softmax(z_l)
+    f = ELEMENTWISE[activation][0]
+    return [f(z_j) for z_j in z_l]
+
+
+def forward(weights, biases, x, activations=None):
+    """The forward pass of one example: z^(l) = w^(l) a^(l−1) + b^(l), a^(l) = f_l(z^(l)).
 
     Returns ``(z, a)``: z holds z^(1), …, z^(L); a holds a^(0) = x, a^(1), …, a^(L).
     """
+    activations = _activations(weights, activations)
     z = []
     a = [[float(x_k) for x_k in x]]
-    for w, b in zip(weights, biases):  # layers l = 1, …, L
+    for w, b, activation in zip(weights, biases, activations):  # layers l = 1, …, L
         a_prev = a[-1]
         z_l = []
         for j in range(len(b)):
@@ -42,59 +105,107 @@ def forward(weights, biases, x):
                 z_j += w[j][k] * a_prev[k]
             z_l.append(z_j)
         z.append(z_l)
-        a.append([sigmoid(z_j) for z_j in z_l])
+        a.append(_activate(activation, z_l))
     return z, a
 
 
-def cost(weights, biases, x, y):
-    """C_0 = Σ_j (a_j^(L) − y_j)² for one example; for a batch (lists of examples), the mean C."""
+def _softplus(z):
+    """ln(1 + e^z) = max(z, 0) + ln(1 + e^(−|z|)), which never overflows."""
+    return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
+
+
+def cost(weights, biases, x, y, activations=None, cost="quadratic"):
+    """C_0 for one example; for a batch (lists of examples), the mean C.
+
+    quadratic: C_0 = Σ_j (a_j^(L) − y_j)². cross_entropy, computed from z^(L) (ln a would be
+    −∞ where a rounds to 0): after sigmoid, −Σ_j [y_j ln a_j + (1 − y_j) ln(1 − a_j)] =
+    Σ_j softplus(z_j) − y_j z_j; after softmax, −Σ_j y_j ln a_j = Σ_j y_j (ln Σ_i e^(z_i) − z_j).
+    """
     if _is_batch(x):
-        return sum(cost(weights, biases, x_k, y_k) for x_k, y_k in zip(x, y)) / len(x)
-    _, a = forward(weights, biases, x)
-    a_L = a[-1]
-    return sum((a_L[j] - y[j]) ** 2 for j in range(len(a_L)))
+        return sum(_example_cost(weights, biases, x_k, y_k, activations, cost)
+                   for x_k, y_k in zip(x, y)) / len(x)
+    return _example_cost(weights, biases, x, y, activations, cost)
 
 
-def backprop(weights, biases, x, y):
+def _example_cost(weights, biases, x, y, activations, cost):
+    activations = _activations(weights, activations)
+    z, a = forward(weights, biases, x, activations)
+    z_L, a_L = z[-1], a[-1]
+    if cost == "quadratic":
+        return sum((a_L[j] - y[j]) ** 2 for j in range(len(a_L)))
+    if activations[-1] == "softmax":
+        top = max(z_L)
+        lse = top + math.log(sum(math.exp(z_j - top) for z_j in z_L))
+        return sum(y[j] * (lse - z_L[j]) for j in range(len(z_L)))
+    return sum(_softplus(z_L[j]) - y[j] * z_L[j] for j in range(len(z_L)))
+
+
+def output_error(z_L, a_L, y, output_activation="sigmoid", cost="quadratic"):
+    """δ_j^(L) = ∂C_0/∂z_j^(L), the chain's links 2 and 3 at the output layer."""
+    J = range(len(a_L))
+    if cost == "quadratic":
+        # Link 3: ∂C_0/∂a_i^(L) = 2 (a_i − y_i).
+        dC0_da = [2.0 * (a_L[i] - y[i]) for i in J]
+        if output_activation == "softmax":
+            # Every a_i depends on every z_j: ∂a_i/∂z_j = a_i (1[i = j] − a_j), summed over i.
+            return [sum(dC0_da[i] * a_L[i] * ((1.0 if i == j else 0.0) - a_L[j]) for i in J)
+                    for j in J]
+        # Link 2: ∂a_j/∂z_j = f'(z_j).
+        f_prime = ELEMENTWISE[output_activation][1]
+        return [f_prime(z_L[j]) * dC0_da[j] for j in J]
+    if output_activation == "softmax":
+        # Σ_i (−y_i / a_i) · a_i (1[i = j] − a_j) = a_j Σ_i y_i − y_j.
+        sum_y = sum(y)
+        return [a_L[j] * sum_y - y[j] for j in J]
+    # ∂C_0/∂a_j = (a_j − y_j) / (a_j (1 − a_j)), times σ'(z_j) = a_j (1 − a_j).
+    return [a_L[j] - y[j] for j in J]
+
+
+def backprop(weights, biases, x, y, activations=None, cost="quadratic"):
     """∂C_0/∂w^(l) and ∂C_0/∂b^(l) of one example, for l = 1..L, by the chain rule.
 
     Returns ``(dC0_dw, dC0_db)``, lists shaped like ``weights`` and ``biases``.
     """
-    z, a = forward(weights, biases, x)
+    activations = _activations(weights, activations)
+    z, a = forward(weights, biases, x, activations)
     L = len(weights)
     dC0_dw = [None] * L
     dC0_db = [None] * L
 
-    # Link 3, at the output: ∂C_0/∂a_j^(L) = 2 (a_j^(L) − y_j).
-    dC0_da = [2.0 * (a[L][j] - y[j]) for j in range(len(y))]
+    # At the output, links 2 and 3: δ_j = ∂C_0/∂z_j^(L) (with the slides' choices,
+    # σ'(z_j) · 2 (a_j − y_j)).
+    delta = output_error(z[L - 1], a[L], y, activations[L - 1], cost)
 
     for l in range(L, 0, -1):
         w = weights[l - 1]
         a_prev = a[l - 1]
-        # Link 2: ∂a_j/∂z_j = σ'(z_j), times what comes from above: δ_j = ∂C_0/∂z_j.
-        delta = [sigmoid_prime(z[l - 1][j]) * dC0_da[j] for j in range(len(dC0_da))]
         # Link 1: ∂z_j/∂w_jk = a_k^(l−1), and ∂z_j/∂b_j = 1.
         dC0_dw[l - 1] = [[a_prev[k] * delta[j] for k in range(len(a_prev))]
                          for j in range(len(delta))]
         dC0_db[l - 1] = [1.0 * delta[j] for j in range(len(delta))]
+        if l == 1:
+            break
         # Going back one layer: neuron k of layer l−1 feeds every neuron j of layer l, so its
-        # sensitivity is the sum of those influences, ∂C_0/∂a_k^(l−1) = Σ_j w_jk σ'(z_j) ∂C_0/∂a_j.
+        # sensitivity is the sum of those influences, ∂C_0/∂a_k^(l−1) = Σ_j w_jk δ_j.
         dC0_da = []
         for k in range(len(a_prev)):
             s = 0.0
             for j in range(len(delta)):
                 s += w[j][k] * delta[j]
             dC0_da.append(s)
+        # Link 2 of layer l−1: δ_k = f'(z_k^(l−1)) · ∂C_0/∂a_k^(l−1).
+        f_prime = ELEMENTWISE[activations[l - 2]][1]
+        delta = [f_prime(z[l - 2][k]) * dC0_da[k] for k in range(len(dC0_da))]
     return dC0_dw, dC0_db
 
 
-def gradient(weights, biases, X, Y):
+def gradient(weights, biases, X, Y, activations=None, cost="quadratic"):
     """The batch mean: ∂C/∂w^(l) = (1/n) Σ_k ∂C_k/∂w^(l), and the same for b^(l)."""
     n = len(X)
     dC_dw = [[[0.0] * len(row) for row in w] for w in weights]
     dC_db = [[0.0] * len(b) for b in biases]
     for x_k, y_k in zip(X, Y):
-        dCk_dw, dCk_db = backprop(weights, biases, x_k, y_k)
+        dCk_dw, dCk_db = backprop(weights, biases, x_k, y_k, activations, cost)
         for l in range(len(weights)):
             for j in range(len(dC_db[l])):
                 for k in range(len(dC_dw[l][j])):

@@ -6,6 +6,17 @@ For each epoch: a seeded random order of the examples, then for each mini-batch 
     w ← w − η ∂C/∂w,    b ← b − η ∂C/∂b,    C = (1/m) Σ_k C_k over the mini-batch's m examples,
 
 as NOTATION.md defines gradient descent. Python is only visited between epochs.
+
+The other steps `fit` can take, from g = ∂C/∂θ of the mini-batch (PyTorch's conventions):
+
+    L2 (l2=λ)          the cost gains (λ/2) Σ_l ‖w^(l)‖²: g_w ← g_w + λ w (biases are not
+                       regularised); with plain steps, w ← (1 − ηλ) w − η ∂C/∂w
+    momentum=μ         v ← μ v + g,  θ ← θ − η v                         (heavy ball)
+    nesterov=True      v ← μ v + g,  θ ← θ − η (g + μ v)                 (look-ahead)
+    optimizer="adam"   m ← β1 m + (1 − β1) g,  r ← β2 r + (1 − β2) g ⊙ g,
+                       θ ← θ − η m̂ / (√r̂ + ε),  m̂ = m / (1 − β1^t),  r̂ = r / (1 − β2^t)
+
+t counts the steps of this `fit` from 1; v, m and r start at 0 in each call of `fit`.
 """
 import contextlib
 import functools
@@ -129,7 +140,51 @@ def _as_validation_data(net, validation_data):
     return as_pair(X_val, Y_val, net.sizes, net.dtype, ndims=(2,), names=("X_val", "Y_val"))
 
 
+#: The optimizers of `fit` (``optimizer=``); with "sgd", ``momentum`` and ``nesterov`` choose
+#: among the kernels' rules SGD, MOMENTUM and NESTEROV, numbered as there.
+OPTIMIZERS = ("sgd", "adam")
+_SGD, _MOMENTUM, _NESTEROV, _ADAM = range(4)
+
+
+def _check_fraction(value, name, *, allow_zero):
+    value = check_positive_real(value, name, allow_zero=True)
+    if value >= 1 or (value == 0 and not allow_zero):
+        interval = "[0, 1)" if allow_zero else "(0, 1)"
+        raise ValueError(f"{name} must be in {interval}, got {value!r}.")
+    return value
+
+
+def _rule(eta, optimizer, momentum, nesterov, l2, betas, eps):
+    """The step's rule and hyper-parameters, checked, as `_kernels.train_epoch` takes them."""
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {optimizer!r}.")
+    mu = _check_fraction(momentum, "momentum", allow_zero=True)
+    if not isinstance(nesterov, (bool, np.bool_)):
+        raise TypeError(f"nesterov must be True or False, got {nesterov!r}.")
+    l2 = check_positive_real(l2, "l2", allow_zero=True)
+    try:
+        beta1, beta2 = betas
+    except (TypeError, ValueError):
+        raise TypeError(f"betas must be a pair (β1, β2), got {betas!r}.") from None
+    beta1 = _check_fraction(beta1, "betas[0]", allow_zero=True)
+    beta2 = _check_fraction(beta2, "betas[1]", allow_zero=True)
+    eps = check_positive_real(eps, "eps")
+    if optimizer == "adam":
+        if mu or nesterov:
+            raise ValueError("momentum and nesterov are for optimizer='sgd'; Adam's own momentum "
+                             "is betas[0].")
+        rule = _ADAM
+    elif nesterov:
+        if not mu:
+            raise ValueError("nesterov=True needs a momentum > 0.")
+        rule = _NESTEROV
+    else:
+        rule = _MOMENTUM if mu else _SGD
+    return dict(rule=rule, eta=eta, l2=l2, mu=mu, beta1=beta1, beta2=beta2, eps=eps)
+
+
 def fit(net, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=None,
+        optimizer="sgd", momentum=0.0, nesterov=False, l2=0.0, betas=(0.9, 0.999), eps=1e-8,
         validation_data=None, early_stopping=None, callback=None):
     """Train ``net`` in place by mini-batch gradient descent; see `Network.fit`."""
     if callback is not None and not callable(callback):
@@ -144,6 +199,7 @@ def fit(net, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=No
     epochs = _check_count(epochs, "epochs", 0)
     batch_size = _check_count(batch_size, "batch_size", 1)
     eta = check_positive_real(learning_rate, "learning_rate")
+    rule = _rule(eta, optimizer, momentum, nesterov, l2, betas, eps)
     N = X.shape[0]
     batch = min(batch_size, N)
     if n_threads is None:
@@ -160,6 +216,14 @@ def fit(net, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=No
         S=aligned_empty(batch * width, dtype),
         T=aligned_empty(batch * max(net.sizes[1:-1], default=1), dtype),
     )
+    # The optimizer's state: ∂C/∂θ of the mini-batch and v (or m), r, each of θ's size.
+    state = {}
+    if rule["rule"] != _SGD:
+        state["grad"] = aligned_empty(net.n_params, dtype)
+        for name in ("v", "r") if rule["rule"] == _ADAM else ("v",):
+            state[name] = aligned_empty(net.n_params, dtype)
+            state[name][...] = 0
+    n_batches = -(-N // batch)
     theta = net._theta
     history = History()
     best_cost, best_theta, waited = np.inf, None, 0
@@ -168,11 +232,14 @@ def fit(net, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=No
         for epoch in range(epochs):
             order = rng.permutation(N).astype(np.intp, copy=False)
             before = theta.copy()
+            state_before = {name: state[name].copy() for name in ("v", "r") if name in state}
+            steps = epoch * n_batches
             start = time.perf_counter()
             try:
                 sum_C = _kernels.train_epoch(
-                    theta, net._sizes_array, X, Y, order, batch, dtype.type(eta),
-                    n_threads=n_threads, catch_sigint=main_thread, **buffers)
+                    theta, net._sizes_array, net._acts, net._cost, X, Y, order, batch, rule,
+                    n_threads=n_threads, catch_sigint=main_thread, steps=steps, **buffers,
+                    **state)
             except KeyboardInterrupt as interrupt:
                 # θ holds the parameters after the last completed step; the history is that of
                 # the completed epochs.
@@ -184,9 +251,12 @@ def fit(net, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=No
                 # bitwise the same computation, so it finds the step that diverged and keeps
                 # the parameters of the step before — at no cost to epochs that go well.
                 theta[...] = before
+                for name, saved in state_before.items():
+                    state[name][...] = saved
                 _, bad_batch = _kernels.train_epoch(
-                    theta, net._sizes_array, X, Y, order, batch, dtype.type(eta),
-                    n_threads=n_threads, backup=np.empty_like(theta), **buffers)
+                    theta, net._sizes_array, net._acts, net._cost, X, Y, order, batch, rule,
+                    n_threads=n_threads, backup=np.empty_like(theta), steps=steps, **buffers,
+                    **state)
                 raise TrainingDiverged(
                     f"training diverged in epoch {epoch + 1}, mini-batch {bad_batch}: its step "
                     f"made parameters non-finite; the network keeps those of the last finite "
