@@ -1,12 +1,16 @@
 """Seconds per epoch of mini-batch SGD: bpfast beside its peers, measured in one run.
 
-    python benchmarks/bench_training.py [--workloads W1 W2 W3 W4] [--repeat 3]
+    python benchmarks/bench_training.py [--workloads W1 W2 W3 W4] [--repeat 3] [--variants W1]
 
 For each workload, every implementation trains from the same initial parameters on the same
 data; the table gives seconds per epoch (best of --repeat, the implementations taking turns,
 bpfast's fit timed over 3 epochs per call), GFLOP/s in the model 6·P·N, bpfast's speed-up over
 each peer, and the GEMM throughput numpy reaches here (the ceiling). Peers whose library is
 missing (`pip install ".[bench]"`) are reported as skipped.
+
+A second table trains the --variants workloads (W1 by default) with each other choice of fit and
+Network — momentum, Nesterov, Adam, L2, tanh, ReLU, softmax + cross-entropy — and gives each one's
+time relative to plain bpfast (sigmoid, quadratic cost, gradient descent) in the same run.
 """
 import argparse
 import datetime
@@ -105,10 +109,61 @@ def measure(name, repeat):
     return sizes, batch, dtype, N, {row: best.get(row) for row in rows}
 
 
+#: The variants of the second table: (label, Network keywords, fit keywords).
+VARIANTS = [
+    ("plain (sigmoid, quadratic, SGD)", {}, {}),
+    ("momentum=0.9", {}, dict(momentum=0.9)),
+    ("momentum=0.9, nesterov", {}, dict(momentum=0.9, nesterov=True)),
+    ("adam", {}, dict(optimizer="adam", learning_rate=1e-3)),
+    ("l2=1e-4", {}, dict(l2=1e-4)),
+    ("l2=1e-4, momentum=0.9", {}, dict(l2=1e-4, momentum=0.9)),
+    ("tanh hidden and output", dict(activation="tanh"), {}),
+    ("relu hidden, identity output", dict(activation="relu", output_activation="identity"), {}),
+    ("relu, softmax, cross-entropy", dict(activation="relu", output_activation="softmax",
+                                          cost="cross_entropy"), {}),
+]
+
+
+def measure_variants(name, repeat):
+    """Seconds per epoch of bpfast's fit with each of VARIANTS, taking turns as in `measure`."""
+    sizes, batch, dtype, N = WORKLOADS[name]
+    X, Y = workload_data(sizes, dtype, N)
+    runs = {}
+    for label, network_keywords, fit_keywords in VARIANTS:
+        net = bpfast.Network(sizes, dtype=dtype, seed=0, **network_keywords)
+        keywords = {"learning_rate": LEARNING_RATE, **fit_keywords}
+        runs[label] = (lambda net=net, keywords=keywords: net.fit(
+            X, Y, epochs=FIT_EPOCHS, batch_size=batch, seed=0, **keywords))
+    best = {label: float("inf") for label in runs}
+    for _ in range(repeat + 1):
+        for label, run in runs.items():
+            time.sleep(IDLE_SECONDS)
+            start = time.perf_counter()
+            run()
+            best[label] = min(best[label], (time.perf_counter() - start) / FIT_EPOCHS)
+    return sizes, batch, dtype, N, best
+
+
+def print_variants(names, repeat):
+    header = f"{'workload':<8} {'bpfast variant':<32} {'s/epoch':>8} {'vs plain':>9}"
+    print("\n" + header)
+    print("-" * len(header))
+    for name in names:
+        sizes, batch, dtype, N, best = measure_variants(name, repeat)
+        plain = best[VARIANTS[0][0]]
+        label = name
+        for variant, seconds in best.items():
+            print(f"{label:<8} {variant:<32} {seconds:8.3f} {seconds / plain:8.2f}x")
+            label = ""
+        print(f"{'':<8} ({sizes}, batch {batch}, {dtype}, {N} examples)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--variants", nargs="*", default=["W1"], choices=list(WORKLOADS),
+                        help="workloads of the second table (none: skip it)")
     args = parser.parse_args()
 
     versions = [f"numpy {np.__version__}"]
@@ -141,6 +196,8 @@ def main():
                       f"{100 * gflops / ceilings[dtype]:6.1f}% {ratio:>10}")
             label = ""
         print(f"{'':<8} ({sizes}, batch {batch}, {dtype}, {N} examples)")
+    if args.variants:
+        print_variants(args.variants, args.repeat)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ Design
    bpfast.training validate every shape, dtype and value before calling in.
 """
 from cython.parallel cimport parallel
-from libc.math cimport fabs, fabsf, isfinite, log, log1p, pow, sqrt, sqrtf
+from libc.math cimport fabs, fabsf, isfinite, log, log1p, pow
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport dgemm, sgemm
@@ -343,6 +343,19 @@ cdef inline void _gemm(char transa, char transb, Py_ssize_t m, Py_ssize_t n, Py_
 
 # --- the three products of backpropagation -------------------------------------------------------
 
+cdef extern from "_rules.h":
+    ctypedef struct bpfast_hyper_d:
+        int rule
+        double eta, mu, l2, beta1, beta2, eps, c1, c2
+    ctypedef struct bpfast_hyper_s:
+        int rule
+        float eta, mu, l2, beta1, beta2, eps, c1, c2
+    void bpfast_update_d(const bpfast_hyper_d* h, double l2, Py_ssize_t n, const double* g,
+                         double* theta, double* v, double* r) noexcept nogil
+    void bpfast_update_s(const bpfast_hyper_s* h, float l2, Py_ssize_t n, const float* g,
+                         float* theta, float* v, float* r) noexcept nogil
+
+
 cdef extern from "_microkernels.h":
     void bpfast_abt_d(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, const double* A, Py_ssize_t lda,
                       const double* W, Py_ssize_t ldw, double* Z, Py_ssize_t ldz) noexcept nogil
@@ -531,40 +544,71 @@ cdef struct Optimizer:
     void* r           # P elements: Adam's second moment r
 
 
+cdef inline void _hyper(const Optimizer* opt, bpfast_hyper_d* hd, bpfast_hyper_s* hs) noexcept nogil:
+    """The rule's hyper-parameters in the form _rules.h takes, in double and in float"""
+    hd.rule = hs.rule = opt.rule
+    hd.eta = opt.eta
+    hd.mu = opt.mu
+    hd.l2 = opt.l2
+    hd.beta1 = opt.beta1
+    hd.beta2 = opt.beta2
+    hd.eps = opt.eps
+    hd.c1 = opt.c1
+    hd.c2 = opt.c2
+    hs.eta = <float> opt.eta
+    hs.mu = <float> opt.mu
+    hs.l2 = <float> opt.l2
+    hs.beta1 = <float> opt.beta1
+    hs.beta2 = <float> opt.beta2
+    hs.eps = <float> opt.eps
+    hs.c1 = <float> opt.c1
+    hs.c2 = <float> opt.c2
+
+
+# Weight rows per block of `_step_rows`: their ∂C/∂w (4 rows of 784 doubles, 25 KiB) is still in
+# L1 when the rule reads it back.
+cdef enum:
+    STEP_ROWS = 4
+
+
+cdef void _step_rows(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, const floating* D, Py_ssize_t ldd,
+                     const floating* A, Py_ssize_t lda, floating* theta, floating* grad,
+                     const Optimizer* opt, Py_ssize_t start) noexcept nogil:
+    """A step of `opt`'s rule, L2 included, on the nj weight rows of θ from θ[start] (each ni
+    long), from ∂C/∂w_ji = (1/m) Σ_k D_kj A_ki written into grad (laid out as θ). With the small
+    products, a few rows at a time, each block's ∂C/∂w read back while it is in L1; BLAS, whose
+    packing prefers one large product, all rows at once."""
+    cdef floating inv_m = (<floating> 1) / m
+    cdef Py_ssize_t j, rows
+    if m == 0 or nj == 0:
+        return
+    if m >= SMALL_BATCH:
+        _gemm(c'N', c'T', ni, nj, m, inv_m, A, lda, D, ldd, 0, grad + start, ni)
+        _update(theta, grad, opt, start, start + nj * ni, True)
+        return
+    j = 0
+    while j < nj:
+        rows = min(<Py_ssize_t> STEP_ROWS, nj - j)
+        _w_is_beta_w_plus_alpha_dT_a(m, rows, ni, inv_m, 0, D + j, ldd, A, lda,
+                                     grad + start + j * ni, ni)
+        _update(theta, grad, opt, start + j * ni, start + (j + rows) * ni, True)
+        j += rows
+
+
 cdef void _update(floating* theta, const floating* g, const Optimizer* opt, Py_ssize_t start,
                   Py_ssize_t end, bint weights) noexcept nogil:
-    """One step of `opt`'s rule on θ_i for start ≤ i < end, from g_i = ∂C/∂θ_i (Rule);
-    `weights` says whether these are weights, which L2 regularises, or biases, which it does not."""
-    cdef floating eta = <floating> opt.eta, mu = <floating> opt.mu
-    cdef floating l2 = <floating> opt.l2 if weights else 0
-    cdef floating beta1 = <floating> opt.beta1, beta2 = <floating> opt.beta2
-    cdef floating eps = <floating> opt.eps, c1 = <floating> opt.c1, c2 = <floating> opt.c2
-    cdef floating* v = <floating*> opt.v
-    cdef floating* r = <floating*> opt.r
-    cdef floating g_i, v_i, r_i
-    cdef Py_ssize_t i
-    if opt.rule == MOMENTUM:
-        for i in range(start, end):
-            v_i = mu * v[i] + (g[i] + l2 * theta[i])
-            v[i] = v_i
-            theta[i] -= eta * v_i
-    elif opt.rule == NESTEROV:
-        for i in range(start, end):
-            g_i = g[i] + l2 * theta[i]
-            v_i = mu * v[i] + g_i
-            v[i] = v_i
-            theta[i] -= eta * (g_i + mu * v_i)
-    else:                                       # ADAM
-        for i in range(start, end):
-            g_i = g[i] + l2 * theta[i]
-            v_i = beta1 * v[i] + (1 - beta1) * g_i
-            r_i = beta2 * r[i] + (1 - beta2) * g_i * g_i
-            v[i] = v_i
-            r[i] = r_i
-            if floating is double:
-                theta[i] -= eta * (v_i * c1) / (sqrt(r_i * c2) + eps)
-            else:
-                theta[i] -= eta * (v_i * c1) / (sqrtf(r_i * c2) + eps)
+    """One step of `opt`'s rule on θ_i for start ≤ i < end, from g_i = ∂C/∂θ_i in memory (Rule,
+    and _rules.h); `weights` says whether these are weights, which L2 regularises, or biases."""
+    cdef bpfast_hyper_d hd
+    cdef bpfast_hyper_s hs
+    cdef floating* v = <floating*> opt.v + start
+    cdef floating* r = (<floating*> opt.r + start) if opt.r != NULL else v
+    _hyper(opt, &hd, &hs)
+    if floating is double:
+        bpfast_update_d(&hd, opt.l2 if weights else 0, end - start, g + start, theta + start, v, r)
+    else:
+        bpfast_update_s(&hs, <float> opt.l2 if weights else 0, end - start, g + start,
+                        theta + start, v, r)
 
 
 cdef void _link_one(floating* grad, Py_ssize_t P, const Py_ssize_t* sizes, int l, Py_ssize_t n,
@@ -604,15 +648,17 @@ cdef void _link_one(floating* grad, Py_ssize_t P, const Py_ssize_t* sizes, int l
         beta = <floating> (1 - opt.eta * opt.l2)
     elif mode == STEP:
         grad = <floating*> opt.grad
-    _w_is_beta_w_plus_alpha_dT_a(n, j1 - j0, n_in, scale, beta, delta + j0, n_out, a_prev, n_in,
-                                 grad + w_offset + j0 * n_in, n_in)
+        _step_rows(n, j1 - j0, n_in, delta + j0, n_out, a_prev, n_in, theta, grad, opt,
+                   w_offset + j0 * n_in)
+    if not (mode == STEP and not fused):
+        _w_is_beta_w_plus_alpha_dT_a(n, j1 - j0, n_in, scale, beta, delta + j0, n_out, a_prev,
+                                     n_in, grad + w_offset + j0 * n_in, n_in)
     g = grad + b_offset
     if not fused:
         for j in range(j0, j1):
             g[j] = 0
     _add_column_sums(g, delta, n, n_out, j0, j1, scale)
     if mode == STEP and not fused:
-        _update(theta, grad, opt, w_offset + j0 * n_in, w_offset + j1 * n_in, True)
         _update(theta, grad, opt, b_offset + j0, b_offset + j1, False)
 
 

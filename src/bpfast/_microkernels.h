@@ -17,12 +17,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define BPFAST_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define BPFAST_CLONES
-#endif
-#define BPFAST_INLINE static inline __attribute__((always_inline))
+#include "_rules.h"             /* BPFAST_CLONES, BPFAST_INLINE */
 /* Columns i per cache block: 2 KiB of each row, so that a block of every example of a
  * mini-batch (up to SMALL_BATCH of them) and of a few weight rows share the 32 KiB of L1. */
 #define BPFAST_CHUNK(T) ((ptrdiff_t)(2048 / sizeof(T)))
