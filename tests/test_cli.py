@@ -35,6 +35,23 @@ def test_train_on_the_bundled_digits_reaches_95_percent_in_under_10_seconds(tmp_
     assert "model.npz" in checked.stdout and "all within tolerance" in checked.stdout
 
 
+def test_train_with_other_activations_costs_and_optimizers(tmp_path):
+    result = bpfast("train", "--activation", "relu", "--init", "he", "--output-activation",
+                    "softmax", "--cost", "cross_entropy", "--learning-rate", "0.05",
+                    "--momentum", "0.9", "--nesterov", "--l2", "1e-4", "--epochs", 10,
+                    "--save", tmp_path / "model.npz")
+    assert result.returncode == 0, result.stderr
+    assert "with Nesterov momentum" in result.stdout and "L2 0.0001" in result.stdout
+    accuracy = float(re.search(r"accuracy ([\d.]+)%", result.stdout.splitlines()[-2]).group(1))
+    assert accuracy >= 93.0
+    evaluation = bpfast("evaluate", tmp_path / "model.npz")
+    assert evaluation.returncode == 0, evaluation.stderr
+    assert f"accuracy {accuracy:.2f}%" in evaluation.stdout
+    adam = bpfast("train", "--optimizer", "adam", "--epochs", 3)
+    assert adam.returncode == 0 and "Adam: 3 epochs, batch size 10, learning rate 0.001" \
+        in adam.stdout
+
+
 def test_the_same_seed_trains_the_same_network(tmp_path):
     for name in ("a.npz", "b.npz"):
         assert bpfast("train", "--epochs", 3, "--save", tmp_path / name).returncode == 0
@@ -81,6 +98,14 @@ def test_explain_walks_the_chain_and_the_sum_over_j():
     (["train", "--data", "mnist:/nonexistent"], "does not exist"),
     (["train", "--seed", "-3"], "--seed: must be an integer ≥ 0"),
     (["train", "--dtype", "float16"], "invalid choice"),
+    (["train", "--activation", "softmax"], "invalid choice"),
+    (["train", "--output-activation", "tanh", "--cost", "cross_entropy"],
+     r"needs output_activation in \['sigmoid', 'softmax'\], got 'tanh'"),
+    (["train", "--sizes", "64,30,1", "--output-activation", "softmax"], "do not fit the data"),
+    (["train", "--nesterov"], "--nesterov needs --momentum > 0"),
+    (["train", "--momentum", "1"], r"--momentum: must be a number in \[0, 1\)"),
+    (["train", "--optimizer", "adam", "--momentum", "0.5"], "Adam has its own"),
+    (["train", "--l2", "-1"], "--l2: must be a finite number ≥ 0"),
     (["evaluate", "/nonexistent/model.npz"], "No such file"),
     (["explain", "--w", "inf"], "--w: must be a finite number"),
     (["frobnicate"], "invalid choice"),

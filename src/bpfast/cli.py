@@ -11,9 +11,13 @@ import numpy as np
 from tqdm import tqdm
 
 from . import __version__, crosscheck, datasets, plots, reference
+from ._validation import check_sizes
+from .activations import ACTIVATIONS
 from .chain import Chain
+from .costs import COSTS
 from .demo import main as demo
 from .network import INITS, Network, load
+from .training import OPTIMIZERS
 
 
 class UsageError(Exception):
@@ -99,13 +103,32 @@ def train(args):
         raise UsageError(f"--sizes {sizes} do not fit the data: it has {X_train.shape[1]} inputs "
                          f"and {Y_train.shape[1]} classes.")
     try:
-        net = Network(sizes, dtype=args.dtype, init=args.init, seed=args.seed)
+        check_sizes(sizes)
     except (TypeError, ValueError) as error:
         raise UsageError(f"--sizes: {error}") from None
+    try:
+        net = Network(sizes, activation=args.activation,
+                      output_activation=args.output_activation, cost=args.cost,
+                      dtype=args.dtype, init=args.init, seed=args.seed)
+    except ValueError as error:
+        raise UsageError(str(error).replace("output_activation=", "--output-activation ")
+                         .replace("activation=", "--activation ")) from None
+    if args.nesterov and not args.momentum:
+        raise UsageError("--nesterov needs --momentum > 0.")
+    if args.optimizer == "adam" and args.momentum:
+        raise UsageError("--momentum is for --optimizer sgd; Adam has its own.")
+    learning_rate = args.learning_rate or (1e-3 if args.optimizer == "adam" else 3.0)
+    rule = dict(optimizer=args.optimizer, momentum=args.momentum, nesterov=args.nesterov,
+                l2=args.l2)
     print(f"bpfast {__version__}: {net} on {args.data}: {len(X_train)} training and "
           f"{len(X_test)} test examples")
-    print(f"mini-batch gradient descent: {args.epochs} epochs, batch size {args.batch_size}, "
-          f"learning rate {args.learning_rate}")
+    steps = ("Adam" if args.optimizer == "adam" else
+             f"mini-batch gradient descent{' with Nesterov momentum' if args.nesterov else ''}"
+             f"{' with momentum' if args.momentum and not args.nesterov else ''}")
+    extras = (f", momentum {args.momentum}" if args.momentum else "") + (
+        f", L2 {args.l2}" if args.l2 else "")
+    print(f"{steps}: {args.epochs} epochs, batch size {args.batch_size}, learning rate "
+          f"{learning_rate}{extras}")
     labels_train = Y_train.argmax(axis=1)
     curves = {"train cost": [], "test cost": [], "train accuracy": [], "test accuracy": []}
     show, advance, close = _progress(args.epochs, sys.stderr.isatty())
@@ -123,8 +146,8 @@ def train(args):
     start = time.perf_counter()
     try:
         net.fit(X_train, Y_train, epochs=args.epochs, batch_size=args.batch_size,
-                learning_rate=args.learning_rate, seed=args.seed, n_threads=args.threads,
-                callback=after_epoch)
+                learning_rate=learning_rate, seed=args.seed, n_threads=args.threads,
+                callback=after_epoch, **rule)
     finally:
         close()
     seconds = time.perf_counter() - start
@@ -178,6 +201,12 @@ def check(args):
         for dtype in ("float64", "float32"):
             net = Network(sizes, dtype=dtype, seed=int(rng.integers(2**31)))
             cases.append((f"random {sizes} {dtype}", net))
+    for hidden, output, cost in (("tanh", "identity", "quadratic"),
+                                 ("relu", "softmax", "cross_entropy"),
+                                 ("tanh", "sigmoid", "cross_entropy")):
+        net = Network([8, 6, 4], activation=hidden, output_activation=output, cost=cost,
+                      seed=int(rng.integers(2**31)))
+        cases.append((f"{hidden}/{output}/{cost.replace('_', '-')}", net))
     if args.model:
         try:
             cases.append((args.model, load(args.model)))
@@ -253,6 +282,9 @@ _seed = _parsed(int, lambda value: value >= 0, "an integer ≥ 0")
 _positive_float = _parsed(float, lambda value: np.isfinite(value) and value > 0,
                           "a finite number > 0")
 _fraction = _parsed(float, lambda value: 0 < value < 1, "a fraction in (0, 1)")
+_momentum = _parsed(float, lambda value: 0 <= value < 1, "a number in [0, 1)")
+_non_negative_float = _parsed(float, lambda value: np.isfinite(value) and value >= 0,
+                              "a finite number ≥ 0")
 _finite = _parsed(float, np.isfinite, "a finite number")
 
 
@@ -271,7 +303,17 @@ def build_parser():
     p.add_argument("--sizes", help="layer widths, e.g. 64,30,10 (default: inputs,30,classes)")
     p.add_argument("--epochs", type=_positive_int, default=30)
     p.add_argument("--batch-size", type=_positive_int, default=10)
-    p.add_argument("--learning-rate", type=_positive_float, default=3.0)
+    p.add_argument("--learning-rate", type=_positive_float, default=None,
+                   help="η (default: 3.0, or 0.001 with --optimizer adam)")
+    p.add_argument("--activation", choices=list(ACTIVATIONS[:4]), default="sigmoid",
+                   help="of the hidden layers, and of the output unless --output-activation")
+    p.add_argument("--output-activation", choices=list(ACTIVATIONS), default=None)
+    p.add_argument("--cost", choices=list(COSTS), default="quadratic")
+    p.add_argument("--optimizer", choices=list(OPTIMIZERS), default="sgd")
+    p.add_argument("--momentum", type=_momentum, default=0.0, help="μ in [0, 1), with sgd")
+    p.add_argument("--nesterov", action="store_true", help="Nesterov's momentum")
+    p.add_argument("--l2", type=_non_negative_float, default=0.0,
+                   help="λ: the cost gains (λ/2) Σ‖w‖²")
     p.add_argument("--seed", type=_seed, default=0, help="initialisation, order and split")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     p.add_argument("--init", choices=list(INITS), default="scaled_normal",
