@@ -53,6 +53,10 @@ def call_is_clean(call):
     theta = NET.parameters_vector()
     try:
         call()
+    except bpfast.TrainingDiverged as diverged:
+        # A huge learning rate or l2 makes training diverge: documented, and the network keeps
+        # the last finite step.
+        assert diverged.mini_batch >= 1
     except DOCUMENTED:
         np.testing.assert_array_equal(NET.parameters_vector(), theta)
 
@@ -75,6 +79,8 @@ def test_methods_taking_one_array(value):
     call_is_clean(lambda: bpfast.Network(value))
     call_is_clean(lambda: bpfast.Network.from_params([value], [value]))
     call_is_clean(lambda: bpfast.sigmoid(value))
+    call_is_clean(lambda: bpfast.activations.activate(value, "tanh"))
+    call_is_clean(lambda: bpfast.activations.softmax(value))
     call_is_clean(lambda: bpfast.Gradient.from_vector(value, [3, 4, 2]))
 
 
@@ -84,11 +90,13 @@ def test_methods_taking_one_array(value):
 def test_scalar_arguments(value):
     X, Y = np.ones((4, 3)), np.zeros((4, 2))
     for keyword in ("epochs", "batch_size", "learning_rate", "n_threads", "early_stopping",
-                    "seed"):
+                    "seed", "momentum", "nesterov", "l2", "eps", "betas", "optimizer"):
         arguments = dict(epochs=1, batch_size=2, learning_rate=0.1)
         arguments[keyword] = value
         call_is_clean(lambda: bpfast.Network([3, 4, 2], seed=0).fit(X, Y, **arguments))
     call_is_clean(lambda: NET.step(NET.gradient(X, Y), value))
     call_is_clean(lambda: bpfast.Network(value))
     call_is_clean(lambda: bpfast.Network([3, 2], dtype=value))
+    for keyword in ("activation", "output_activation", "cost"):
+        call_is_clean(lambda: bpfast.Network([3, 2], **{keyword: value}))
     call_is_clean(lambda: bpfast.Network([3, 2], seed=value))

@@ -850,6 +850,8 @@ cdef bint _all_finite(const floating* v, Py_ssize_t n) noexcept nogil:
 
 def activate(const floating[::1] z, floating[::1] a, floating[::1] slope, int activation):
     """a ← f(z), slope ← f'(z) elementwise, f the elementwise activation numbered `activation`."""
+    if z.shape[0] == 0:
+        return
     cdef floating* zero = <floating*> calloc(max(z.shape[0], 1), sizeof(floating))
     if zero == NULL:
         raise MemoryError()
@@ -863,6 +865,8 @@ def activate(const floating[::1] z, floating[::1] a, floating[::1] slope, int ac
 
 def softmax(const floating[:, ::1] z, floating[:, ::1] a):
     """a ← softmax of each row of z."""
+    if z.shape[0] == 0 or z.shape[1] == 0:
+        return
     with nogil:
         _softmax_rows(&z[0, 0], &a[0, 0], z.shape[1], 0, z.shape[0])
 
