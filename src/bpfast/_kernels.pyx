@@ -25,7 +25,7 @@ Design
    bpfast.training validate every shape, dtype and value before calling in.
 """
 from cython.parallel cimport parallel
-from libc.math cimport fabs, fabsf, isfinite, log, log1p, pow
+from libc.math cimport fabs, isfinite, log, log1p, pow
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport dgemm, sgemm
@@ -90,145 +90,23 @@ cdef extern from *:
 openmp = bool(HAVE_OPENMP)
 
 
-# --- one neuron: the activation and its slope --------------------------------------------------
+# --- the activations ------------------------------------------------------------------------------
 
-cdef extern from *:
-    """
-    #include <stdint.h>
-    #include <string.h>
-    /* 2^n, for an integer n held in the low bits of t's mantissa (see _exp_negative):
-       n + bias, shifted into the exponent field. memcpy is how C spells a bit cast. */
-    static inline double bpfast_pow2_from_low_bits(double t) {
-        uint64_t bits; memcpy(&bits, &t, 8);
-        bits = (bits + 1023u) << 52;
-        double r; memcpy(&r, &bits, 8); return r;
-    }
-    static inline float bpfast_pow2_from_low_bits_f(float t) {
-        uint32_t bits; memcpy(&bits, &t, 4);
-        bits = (bits + 127u) << 23;
-        float r; memcpy(&r, &bits, 4); return r;
-    }
-    """
-    double _pow2_from_low_bits "bpfast_pow2_from_low_bits" (double t) noexcept nogil
-    float _pow2_from_low_bits_f "bpfast_pow2_from_low_bits_f" (float t) noexcept nogil
+cdef extern from "_activations.h":
+    double bpfast_exp_negative_d(double x) noexcept nogil
+    float bpfast_exp_negative_s(float x) noexcept nogil
+    void bpfast_activate_d(double* z, const double* b, double* a, double* s, Py_ssize_t count,
+                           int activation, int keep_z) noexcept nogil
+    void bpfast_activate_s(float* z, const float* b, float* a, float* s, Py_ssize_t count,
+                           int activation, int keep_z) noexcept nogil
 
 
 cdef inline floating _exp_negative(floating x) noexcept nogil:
     """e^x for x ≤ 0, within a few ulp; 0 where e^x is below the smallest normal number"""
-    # Written without calls or tables so that the compiler vectorizes the loops that use it:
-    # e^x = 2^n e^r with n = round(x / ln 2) and |r| ≤ ln(2)/2, e^r by its Taylor series (to
-    # r^13 in float64, r^7 in float32: truncation below half an ulp). Adding 1.5·2^52 (2^23)
-    # rounds x / ln 2 to an integer n that then sits in the low bits of t.
-    cdef floating t, n, r, p, e
     if floating is double:
-        t = x * 1.4426950408889634 + 6755399441055744.0
-        n = t - 6755399441055744.0
-        r = (x - n * 0.6931471803691238) - n * 1.9082149292705877e-10
-        p = 1.0 / 6227020800.0
-        p = p * r + 1.0 / 479001600.0
-        p = p * r + 1.0 / 39916800.0
-        p = p * r + 1.0 / 3628800.0
-        p = p * r + 1.0 / 362880.0
-        p = p * r + 1.0 / 40320.0
-        p = p * r + 1.0 / 5040.0
-        p = p * r + 1.0 / 720.0
-        p = p * r + 1.0 / 120.0
-        p = p * r + 1.0 / 24.0
-        p = p * r + 1.0 / 6.0
-        p = p * r + 0.5
-        p = p * r + 1.0
-        p = p * r + 1.0
-        e = p * _pow2_from_low_bits(t)
-        return 0.0 if x < -708.0 else e        # NaN falls through: it must propagate
+        return bpfast_exp_negative_d(x)
     else:
-        # The same in float arithmetic: every constant is cast, or C would compute in double.
-        t = x * <float> 1.44269504 + <float> 12582912.0
-        n = t - <float> 12582912.0
-        r = (x - n * <float> 0.693359375) + n * <float> 2.12194440e-4
-        p = <float> (1.0 / 5040.0)
-        p = p * r + <float> (1.0 / 720.0)
-        p = p * r + <float> (1.0 / 120.0)
-        p = p * r + <float> (1.0 / 24.0)
-        p = p * r + <float> (1.0 / 6.0)
-        p = p * r + <float> 0.5
-        p = p * r + <float> 1.0
-        p = p * r + <float> 1.0
-        e = p * _pow2_from_low_bits_f(t)
-        return <float> 0.0 if x < <float> -87.0 else e
-
-
-cdef inline void _sigmoid(floating z, floating* a, floating* slope) noexcept nogil:
-    """a = σ(z) = 1 / (1 + e^(−z));  slope = σ'(z) = e^(−|z|) / (1 + e^(−|z|))²"""
-    # Both come from e = e^(−|z|) ≤ 1, so nothing overflows: σ(−1000) = 0 and σ(1000) = 1
-    # exactly, and the slope keeps its full relative precision where σ saturates. Both
-    # candidates for a are computed before one is picked: a branch-free body vectorizes.
-    cdef floating e, inv, a_negative
-    if floating is double:
-        e = _exp_negative(-fabs(z))
-    else:
-        e = _exp_negative(-fabsf(z))
-    inv = (<floating> 1) / ((<floating> 1) + e)
-    a_negative = e * inv
-    a[0] = inv if z >= 0 else a_negative
-    slope[0] = a_negative * inv
-
-
-cdef inline floating _expm1_negative(floating x, floating* e) noexcept nogil:
-    """e^x − 1 for x ≤ 0, accurate near 0 where 1 − e^x would cancel (as libm's expm1); and
-    e^x itself into *e, accurate where e^x − 1 rounds to −1"""
-    # The reduction of _exp_negative, x = n ln 2 + r, with e^r − 1 = r + r²/2 + … summed
-    # without its leading 1: for n = 0 (|x| ≤ ln(2)/2) that is the answer to full precision,
-    # for n ≤ −1, e^x − 1 ≤ −0.29 and 2^n (1 + q) − 1 loses nothing.
-    cdef floating t, n, r, q, scale
-    if floating is double:
-        t = x * 1.4426950408889634 + 6755399441055744.0
-        n = t - 6755399441055744.0
-        r = (x - n * 0.6931471803691238) - n * 1.9082149292705877e-10
-        q = 1.0 / 6227020800.0
-        q = q * r + 1.0 / 479001600.0
-        q = q * r + 1.0 / 39916800.0
-        q = q * r + 1.0 / 3628800.0
-        q = q * r + 1.0 / 362880.0
-        q = q * r + 1.0 / 40320.0
-        q = q * r + 1.0 / 5040.0
-        q = q * r + 1.0 / 720.0
-        q = q * r + 1.0 / 120.0
-        q = q * r + 1.0 / 24.0
-        q = q * r + 1.0 / 6.0
-        q = q * r + 0.5
-        q = (q * r) * r + r
-        scale = _pow2_from_low_bits(t) * (1.0 + q)
-        e[0] = 0.0 if x < -708.0 else scale
-        return -1.0 if x < -708.0 else (q if n == 0 else scale - 1.0)
-    else:
-        t = x * <float> 1.44269504 + <float> 12582912.0
-        n = t - <float> 12582912.0
-        r = (x - n * <float> 0.693359375) + n * <float> 2.12194440e-4
-        q = <float> (1.0 / 5040.0)
-        q = q * r + <float> (1.0 / 720.0)
-        q = q * r + <float> (1.0 / 120.0)
-        q = q * r + <float> (1.0 / 24.0)
-        q = q * r + <float> (1.0 / 6.0)
-        q = q * r + <float> 0.5
-        q = (q * r) * r + r
-        scale = _pow2_from_low_bits_f(t) * (<float> 1.0 + q)
-        e[0] = <float> 0.0 if x < <float> -87.0 else scale
-        return <float> -1.0 if x < <float> -87.0 else (q if n == 0 else scale - <float> 1.0)
-
-
-cdef inline void _tanh(floating z, floating* a, floating* slope) noexcept nogil:
-    """a = tanh(z) = (1 − e^(−2|z|)) / (1 + e^(−2|z|)) · sign z;  slope = 1 − a² = 4e / (1 + e)²"""
-    # From e = e^(−2|z|) ∈ [0, 1] and m = e − 1: no overflow, full precision for small |z| (where
-    # 1 − e would cancel) and for the slope where tanh saturates (where 1 − a² would).
-    cdef floating e, m, inv, a_abs
-    if floating is double:
-        m = _expm1_negative(-2 * fabs(z), &e)
-    else:
-        m = _expm1_negative(-2 * fabsf(z), &e)
-    inv = (<floating> 1) / ((<floating> 2) + m)
-    a_abs = -m * inv
-    a[0] = a_abs if z >= 0 else -a_abs
-    slope[0] = 4 * e * inv * inv
+        return bpfast_exp_negative_s(x)
 
 
 # The activations, as the kernels number them (bpfast.activations.ACTIVATIONS in this order).
@@ -249,45 +127,11 @@ cdef inline void _activate(floating* z, const floating* b, floating* a, floating
                            Py_ssize_t count, int activation, bint keep_z) noexcept nogil:
     """z ← z + b,  a = f(z),  s = f'(z) elementwise over `count` neurons (s may be z itself);
     with `keep_z` (or softmax, whose a needs the whole row: see `_softmax_rows`) s ← z instead.
-    """
-    # One loop per case, each branch-free, so that the compiler vectorizes them (the in-place
-    # s == z ones too: it cannot know otherwise that the two do not overlap in a worse way).
-    cdef Py_ssize_t i
-    cdef floating z_i, unused
-    if keep_z or activation == SOFTMAX:
-        for i in range(count):
-            z_i = z[i] + b[i]
-            z[i] = z_i
-            s[i] = z_i
-            if activation == SIGMOID:
-                _sigmoid(z_i, &a[i], &unused)
-    elif activation == SIGMOID:
-        if s == z:
-            for i in range(count):
-                _sigmoid(z[i] + b[i], &a[i], &z[i])
-        else:
-            for i in range(count):
-                z_i = z[i] + b[i]
-                z[i] = z_i
-                _sigmoid(z_i, &a[i], &s[i])
-    elif activation == TANH:
-        for i in range(count):
-            z_i = z[i] + b[i]
-            z[i] = z_i
-            _tanh(z_i, &a[i], &s[i])
-    elif activation == RELU:
-        for i in range(count):
-            z_i = z[i] + b[i]
-            z[i] = z_i
-            # max(z, 0) spelled so that a NaN z stays NaN (divergence must show); slope 0 at 0.
-            a[i] = 0 if z_i <= 0 else z_i
-            s[i] = 1 if z_i > 0 else 0
-    else:                                   # IDENTITY
-        for i in range(count):
-            z_i = z[i] + b[i]
-            z[i] = z_i
-            a[i] = z_i
-            s[i] = 1
+    The formulas, and why they never overflow, are in _activations.h."""
+    if floating is double:
+        bpfast_activate_d(z, b, a, s, count, activation, keep_z)
+    else:
+        bpfast_activate_s(z, b, a, s, count, activation, keep_z)
 
 
 cdef inline floating _row_max(const floating* z, Py_ssize_t count) noexcept nogil:
