@@ -197,7 +197,8 @@ def main():
             label = ""
         print(f"{'':<8} ({sizes}, batch {batch}, {dtype}, {N} examples)")
     if args.variants:
-        print_variants(args.variants, args.repeat)
+        # Differences of a few percent: more rounds than the peers need (a round is seconds).
+        print_variants(args.variants, max(args.repeat, 7))
 
 
 if __name__ == "__main__":

@@ -213,6 +213,17 @@ def test_networks_pickle_and_deepcopy():
         assert not np.array_equal(clone.parameters_vector(), net.parameters_vector())
 
 
+def test_copies_keep_the_activations_and_the_cost():
+    net = bpfast.Network([3, 4, 2], activation="tanh", output_activation="softmax",
+                         cost="cross_entropy", seed=0)
+    X = np.random.default_rng(0).normal(size=(5, 3))
+    for clone in (pickle.loads(pickle.dumps(net)), copy.deepcopy(net)):
+        assert clone.activations == ("tanh", "softmax") and clone.cost_function == "cross_entropy"
+        np.testing.assert_array_equal(clone.predict(X), net.predict(X))
+        np.testing.assert_array_equal(clone.gradient(X, [0, 1, 1, 0, 1]).vector(),
+                                      net.gradient(X, [0, 1, 1, 0, 1]).vector())
+
+
 def test_gradient_from_vector():
     # P = 2·(2 + 1) + 1·(2 + 1) = 9: w^(1) (2×2), b^(1), w^(2) (1×2), b^(2).
     g = bpfast.Gradient.from_vector(np.arange(9.0), [2, 2, 1])
