@@ -1,4 +1,5 @@
 """The command line, run as a user runs it: in a subprocess, checking exit codes and output."""
+import os
 import re
 import subprocess
 import sys
@@ -123,6 +124,24 @@ def test_evaluate_refuses_a_model_that_does_not_fit_the_data(tmp_path):
     package.Network([5, 3, 2], seed=0).save(tmp_path / "small.npz")
     result = bpfast("evaluate", tmp_path / "small.npz")
     assert result.returncode == 2 and "do not fit" in result.stderr
+
+
+@pytest.mark.parametrize("buffered", [True, False])
+def test_a_closed_pipe_ends_quietly(buffered):
+    """`bpfast explain | head -3`: the reader has gone before bpfast writes; no traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    environment = {key: value for key, value in os.environ.items()
+                   if key != "PYTHONUNBUFFERED"}
+    if not buffered:
+        environment["PYTHONUNBUFFERED"] = "1"
+    try:
+        result = subprocess.run([sys.executable, "-m", "bpfast", "explain"], stdout=write_end,
+                                stderr=subprocess.PIPE, env=environment, timeout=60)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 141
+    assert b"Traceback" not in result.stderr and b"BrokenPipe" not in result.stderr
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "check", "explain", "demo"])

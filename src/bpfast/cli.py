@@ -4,6 +4,7 @@ Also reached as ``python -m bpfast``. Bad arguments end with a one-line error an
 never a traceback.
 """
 import argparse
+import os
 import sys
 import time
 
@@ -368,10 +369,17 @@ def main(argv=None):
         parser.print_help()
         return 2
     try:
-        return args.run(args)
+        status = args.run(args)
+        sys.stdout.flush()                      # a closed pipe shows here, not at exit
+        return status
     except UsageError as error:
         print(f"bpfast {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"bpfast {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`bpfast explain | head`): stop quietly, as other Unix tools do.
+        # stdout now points nowhere, so that Python's flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
