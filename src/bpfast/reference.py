@@ -9,7 +9,8 @@ the nested lists taken here.)
 
 Beyond the slides: ``activations`` (one name per layer l = 1..L, default all "sigmoid") and
 ``cost`` ("quadratic", the default, or "cross_entropy") choose f_l and C_0 as `bpfast.costs` and
-`bpfast.activations` define them.
+`bpfast.activations` define them; `step` and `train_epoch` are `fit`'s steps (plain, momentum,
+Nesterov, Adam, L2), one parameter at a time.
 """
 import math
 
@@ -222,3 +223,63 @@ def gradient(weights, biases, X, Y, activations=None, cost="quadratic"):
 def _is_batch(x):
     """A batch is a sequence of examples; one example is a sequence of numbers."""
     return len(x) > 0 and hasattr(x[0], "__len__")
+
+
+# --- training: the steps of `fit`, one parameter at a time -------------------------------------
+
+def step(weights, biases, dC_dw, dC_db, learning_rate, state, *, optimizer="sgd", momentum=0.0,
+         nesterov=False, l2=0.0, betas=(0.9, 0.999), eps=1e-8):
+    """One step of `fit`'s rule on every w_jk^(l) and b_j^(l), in place, from ∂C/∂w and ∂C/∂b.
+
+    ``state`` is a dict that keeps the rule's memory from one step to the next (start with {}):
+    the velocity v (Adam: m), Adam's r, and the step count t. With g = ∂C/∂θ (+ λ w for weights):
+
+        plain:      θ ← θ − η g
+        momentum:   v ← μ v + g,  θ ← θ − η v               (nesterov: θ ← θ − η (g + μ v))
+        adam:       m ← β1 m + (1 − β1) g,  r ← β2 r + (1 − β2) g²,
+                    θ ← θ − η (m / (1 − β1^t)) / (√(r / (1 − β2^t)) + ε)
+    """
+    eta, mu = learning_rate, momentum
+    beta1, beta2 = betas
+    state["t"] = t = state.get("t", 0) + 1
+    if "v" not in state:
+        zeros = [([[0.0] * len(row) for row in w], [0.0] * len(b)) for w, b in zip(weights, biases)]
+        state["v"] = zeros
+        state["r"] = [([row[:] for row in w], b[:]) for w, b in zeros]
+
+    def update(theta, g, v, r):
+        """The new (θ, v, r) of one parameter."""
+        if optimizer == "adam":
+            v = beta1 * v + (1 - beta1) * g
+            r = beta2 * r + (1 - beta2) * g * g
+            return theta - eta * (v / (1 - beta1 ** t)) / (math.sqrt(r / (1 - beta2 ** t)) + eps), v, r
+        if mu:
+            v = mu * v + g
+            return theta - eta * (g + mu * v if nesterov else v), v, r
+        return theta - eta * g, v, r
+
+    for l in range(len(weights)):
+        w, b = weights[l], biases[l]
+        (v_w, v_b), (r_w, r_b) = state["v"][l], state["r"][l]
+        for j in range(len(b)):
+            for k in range(len(w[j])):
+                # L2: the cost's (λ/2) w_jk² adds λ w_jk to the slope of each weight.
+                g = dC_dw[l][j][k] + l2 * w[j][k]
+                w[j][k], v_w[j][k], r_w[j][k] = update(w[j][k], g, v_w[j][k], r_w[j][k])
+            b[j], v_b[j], r_b[j] = update(b[j], dC_db[l][j], v_b[j], r_b[j])
+
+
+def train_epoch(weights, biases, X, Y, order, batch_size, learning_rate, state,
+                activations=None, cost="quadratic", **rule):
+    """One epoch of `fit`: the examples in ``order``, mini-batches of ``batch_size`` (the last one
+    may be shorter), one `step` per mini-batch from its mean gradient. Returns the epoch's mean
+    cost, each C_k evaluated with the parameters in force when its mini-batch was visited."""
+    total = 0.0
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        X_batch, Y_batch = [X[k] for k in rows], [Y[k] for k in rows]
+        total += sum(_example_cost(weights, biases, x, y, activations, cost)
+                     for x, y in zip(X_batch, Y_batch))
+        dC_dw, dC_db = gradient(weights, biases, X_batch, Y_batch, activations, cost)
+        step(weights, biases, dC_dw, dC_db, learning_rate, state, **rule)
+    return total / len(order)
