@@ -89,7 +89,7 @@ BPFAST_INLINE float bpfast_exp_negative_s(float x) {
     float e; bpfast_expm1_negative_s(x, &e); return e;
 }
 
-#define BPFAST_DEFINE_ACTIVATIONS(T, SUFFIX, FABS)                                               \
+#define BPFAST_DEFINE_ACTIVATIONS(T, SUFFIX, FABS, COPYSIGN)                                               \
 BPFAST_INLINE void bpfast_sigmoid_##SUFFIX(T z, T* a, T* slope) {                                \
     T e = bpfast_exp_negative_##SUFFIX(-FABS(z));                                                \
     T inv = (T) 1 / ((T) 1 + e);                                                                 \
@@ -100,9 +100,10 @@ BPFAST_INLINE void bpfast_sigmoid_##SUFFIX(T z, T* a, T* slope) {               
                                                                                                  \
 BPFAST_INLINE void bpfast_tanh_##SUFFIX(T z, T* a, T* slope) {                                   \
     T e, m = bpfast_expm1_negative_##SUFFIX(-2 * FABS(z), &e);                                   \
-    T inv = (T) 1 / ((T) 2 + m);                                                                 \
-    T a_abs = -m * inv;                                                                          \
-    *a = z >= 0 ? a_abs : -a_abs;                                                                \
+    /* 1 + e, not 2 + m: the same number, but not behind m's select, which gcc would otherwise  \
+     * resolve by computing the division twice, once for each candidate m. */                  \
+    T inv = (T) 1 / ((T) 1 + e);                                                                 \
+    *a = COPYSIGN(-m * inv, z);                                                                  \
     *slope = 4 * e * inv * inv;                                                                  \
 }                                                                                                \
                                                                                                  \
@@ -156,7 +157,7 @@ BPFAST_CLONES void bpfast_activate_##SUFFIX(T* z, const T* b, T* a, T* s, ptrdif
     }                                                                                            \
 }
 
-BPFAST_DEFINE_ACTIVATIONS(double, d, fabs)
-BPFAST_DEFINE_ACTIVATIONS(float, s, fabsf)
+BPFAST_DEFINE_ACTIVATIONS(double, d, fabs, copysign)
+BPFAST_DEFINE_ACTIVATIONS(float, s, fabsf, copysignf)
 
 #endif
