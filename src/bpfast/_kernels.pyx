@@ -207,10 +207,10 @@ cdef extern from "_microkernels.h":
                       const float* W, Py_ssize_t ldw, float* Z, Py_ssize_t ldz) noexcept nogil
     void bpfast_atb_d(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, double alpha, double beta,
                       const double* D, Py_ssize_t ldd, const double* A, Py_ssize_t lda,
-                      double* W, Py_ssize_t ldw) noexcept nogil
+                      double* W, Py_ssize_t ldw, double* Vel, const double* mom) noexcept nogil
     void bpfast_atb_s(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, float alpha, float beta,
                       const float* D, Py_ssize_t ldd, const float* A, Py_ssize_t lda,
-                      float* W, Py_ssize_t ldw) noexcept nogil
+                      float* W, Py_ssize_t ldw, float* Vel, const float* mom) noexcept nogil
     void bpfast_ab_d(Py_ssize_t m, Py_ssize_t ni, Py_ssize_t nj, const double* D, Py_ssize_t ldd,
                      const double* W, Py_ssize_t ldw, double* T, Py_ssize_t ldt) noexcept nogil
     void bpfast_ab_s(Py_ssize_t m, Py_ssize_t ni, Py_ssize_t nj, const float* D, Py_ssize_t ldd,
@@ -246,9 +246,9 @@ cdef inline void _w_is_beta_w_plus_alpha_dT_a(Py_ssize_t m, Py_ssize_t nj, Py_ss
     if m >= SMALL_BATCH:
         _gemm(c'N', c'T', ni, nj, m, alpha, A, lda, D, ldd, beta, W, ldw)
     elif floating is double:
-        bpfast_atb_d(m, nj, ni, alpha, beta, D, ldd, A, lda, W, ldw)
+        bpfast_atb_d(m, nj, ni, alpha, beta, D, ldd, A, lda, W, ldw, NULL, NULL)
     else:
-        bpfast_atb_s(m, nj, ni, alpha, beta, D, ldd, A, lda, W, ldw)
+        bpfast_atb_s(m, nj, ni, alpha, beta, D, ldd, A, lda, W, ldw, NULL, NULL)
 
 
 cdef inline void _t_is_d_w(Py_ssize_t m, Py_ssize_t ni, Py_ssize_t nj,
@@ -439,11 +439,25 @@ cdef void _step_rows(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, const floating*
     packing prefers one large product, all rows at once."""
     cdef floating inv_m = (<floating> 1) / m
     cdef Py_ssize_t j, rows
+    cdef floating mom[4]
     if m == 0 or nj == 0:
         return
     if m >= SMALL_BATCH:
         _gemm(c'N', c'T', ni, nj, m, inv_m, A, lda, D, ldd, 0, grad + start, ni)
         _update(theta, grad, opt, start, start + nj * ni, True)
+        return
+    if opt.rule == MOMENTUM or opt.rule == NESTEROV:
+        # The small products apply momentum themselves, tile by tile (_microkernels.h).
+        mom[0] = <floating> opt.eta
+        mom[1] = <floating> opt.mu
+        mom[2] = <floating> opt.l2
+        mom[3] = opt.rule == NESTEROV
+        if floating is double:
+            bpfast_atb_d(m, nj, ni, inv_m, 0, D, ldd, A, lda, theta + start, ni,
+                         <double*> opt.v + start, mom)
+        else:
+            bpfast_atb_s(m, nj, ni, inv_m, 0, D, ldd, A, lda, theta + start, ni,
+                         <float*> opt.v + start, mom)
         return
     j = 0
     while j < nj:

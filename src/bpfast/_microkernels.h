@@ -4,6 +4,9 @@
  * Three products, each on row-major operands whose rows are contiguous along i:
  *   abt:  Z[k,j]  = Σ_i A[k,i] W[j,i]                   z = a wᵀ         (forward pass)
  *   atb:  W[j,i]  = β W[j,i] + α Σ_k D[k,j] A[k,i]      ∂C/∂w = δᵀ a     (gradient or step)
+ *         or, with a velocity Vel laid out as W, a momentum step from g = α Σ_k D[k,j] A[k,i]
+ *         (+ λ W[j,i]): Vel ← μ Vel + g, W ← W − η Vel (Nesterov: W ← W − η (g + μ Vel)),
+ *         applied while g is in registers, so that ∂C/∂w never goes to memory
  *   ab:   T[k,i]  = Σ_j D[k,j] W[j,i]                   δ w              (the sum over j)
  * k runs over examples, j over the neurons of a layer, i over the neurons of the layer below.
  *
@@ -85,9 +88,11 @@ BPFAST_CLONES void bpfast_abt_##SUFFIX(ptrdiff_t m, ptrdiff_t nj, ptrdiff_t ni, 
     }                                                                                            \
 }                                                                                                \
                                                                                                  \
-/* W[c,i] = β W[c,i] + α Σ_k D[k,c] A[k,i] for c < C and the 2·LANES columns i from here. */   \
+/* W[c,i] = β W[c,i] + α Σ_k D[k,c] A[k,i] for c < C and the 2·LANES columns i from here; with  \
+ * Vel, the momentum step of bpfast_atb instead (mom = {η, μ, λ, nesterov}). */                  \
 BPFAST_INLINE void bpfast_atb_block_##SUFFIX(int C, ptrdiff_t m, T alpha, T beta,                \
-        const T* D, ptrdiff_t ldd, const T* A, ptrdiff_t lda, T* W, ptrdiff_t ldw) {             \
+        const T* D, ptrdiff_t ldd, const T* A, ptrdiff_t lda, T* W, ptrdiff_t ldw,               \
+        T* Vel, const T* mom) {                                                                  \
     V acc[4][2];                                                                                 \
     for (int c = 0; c < C; c++) acc[c][0] = acc[c][1] = bpfast_splat_##SUFFIX(0);                \
     for (ptrdiff_t k = 0; k < m; k++) {                                                          \
@@ -99,6 +104,20 @@ BPFAST_INLINE void bpfast_atb_block_##SUFFIX(int C, ptrdiff_t m, T alpha, T beta
         }                                                                                        \
     }                                                                                            \
     V va = bpfast_splat_##SUFFIX(alpha), vb = bpfast_splat_##SUFFIX(beta);                      \
+    if (Vel) {                                                                                   \
+        V eta = bpfast_splat_##SUFFIX(mom[0]), mu = bpfast_splat_##SUFFIX(mom[1]);               \
+        V l2 = bpfast_splat_##SUFFIX(mom[2]);                                                    \
+        for (int c = 0; c < C; c++) for (int v = 0; v < 2; v++) {                                \
+            T* w = W + c * ldw + v * LANES;                                                      \
+            T* u = Vel + c * ldw + v * LANES;                                                    \
+            V w_now = bpfast_load_##SUFFIX(w);                                                   \
+            V g = va * acc[c][v] + l2 * w_now;                                                   \
+            V velocity = mu * bpfast_load_##SUFFIX(u) + g;                                       \
+            bpfast_store_##SUFFIX(u, velocity);                                                  \
+            bpfast_store_##SUFFIX(w, w_now - eta * (mom[3] != 0 ? g + mu * velocity : velocity)); \
+        }                                                                                        \
+        return;                                                                                  \
+    }                                                                                            \
     for (int c = 0; c < C; c++) for (int v = 0; v < 2; v++) {                                    \
         T* w = W + c * ldw + v * LANES;                                                          \
         /* β = 0 must not read W: it may hold anything, NaN included. */                        \
@@ -108,7 +127,8 @@ BPFAST_INLINE void bpfast_atb_block_##SUFFIX(int C, ptrdiff_t m, T alpha, T beta
 }                                                                                                \
                                                                                                  \
 BPFAST_CLONES void bpfast_atb_##SUFFIX(ptrdiff_t m, ptrdiff_t nj, ptrdiff_t ni, T alpha, T beta, \
-        const T* D, ptrdiff_t ldd, const T* A, ptrdiff_t lda, T* W, ptrdiff_t ldw) {             \
+        const T* D, ptrdiff_t ldd, const T* A, ptrdiff_t lda, T* W, ptrdiff_t ldw,               \
+        T* Vel, const T* mom) {                                                                  \
     for (ptrdiff_t i0 = 0; i0 < ni; i0 += BPFAST_CHUNK(T)) {                                     \
         ptrdiff_t end = ni - i0 < BPFAST_CHUNK(T) ? ni : i0 + BPFAST_CHUNK(T), i;                \
         for (ptrdiff_t j = 0; j < nj; j += 4) {                                                  \
@@ -117,17 +137,24 @@ BPFAST_CLONES void bpfast_atb_##SUFFIX(ptrdiff_t m, ptrdiff_t nj, ptrdiff_t ni, 
             for (i = i0; i + 2 * LANES <= end; i += 2 * LANES) {                                 \
                 T* w = W + j * ldw + i;                                                          \
                 switch (C) {                                                                     \
-                case 1: bpfast_atb_block_##SUFFIX(1, m, alpha, beta, d, ldd, A + i, lda, w, ldw); break; \
-                case 2: bpfast_atb_block_##SUFFIX(2, m, alpha, beta, d, ldd, A + i, lda, w, ldw); break; \
-                case 3: bpfast_atb_block_##SUFFIX(3, m, alpha, beta, d, ldd, A + i, lda, w, ldw); break; \
-                default: bpfast_atb_block_##SUFFIX(4, m, alpha, beta, d, ldd, A + i, lda, w, ldw); break; \
+                case 1: bpfast_atb_block_##SUFFIX(1, m, alpha, beta, d, ldd, A + i, lda, w, ldw, Vel ? Vel + (w - W) : NULL, mom); break; \
+                case 2: bpfast_atb_block_##SUFFIX(2, m, alpha, beta, d, ldd, A + i, lda, w, ldw, Vel ? Vel + (w - W) : NULL, mom); break; \
+                case 3: bpfast_atb_block_##SUFFIX(3, m, alpha, beta, d, ldd, A + i, lda, w, ldw, Vel ? Vel + (w - W) : NULL, mom); break; \
+                default: bpfast_atb_block_##SUFFIX(4, m, alpha, beta, d, ldd, A + i, lda, w, ldw, Vel ? Vel + (w - W) : NULL, mom); break; \
                 }                                                                                \
             }                                                                                    \
             for (int c = 0; c < C; c++) for (ptrdiff_t ii = i; ii < end; ii++) {                 \
                 T s = 0;                                                                         \
                 for (ptrdiff_t k = 0; k < m; k++) s += d[k * ldd + c] * A[k * lda + ii];         \
                 T* w = W + (j + c) * ldw + ii;                                                   \
-                *w = beta == 0 ? alpha * s : beta * *w + alpha * s;                              \
+                if (Vel) {                                                                       \
+                    T* u = Vel + (w - W);                                                        \
+                    T g = alpha * s + mom[2] * *w;                                               \
+                    *u = mom[1] * *u + g;                                                        \
+                    *w -= mom[0] * (mom[3] != 0 ? g + mom[1] * *u : *u);                         \
+                } else {                                                                         \
+                    *w = beta == 0 ? alpha * s : beta * *w + alpha * s;                          \
+                }                                                                                \
             }                                                                                    \
         }                                                                                        \
     }                                                                                            \
