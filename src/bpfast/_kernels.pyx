@@ -434,9 +434,10 @@ cdef void _step_rows(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, const floating*
                      const floating* A, Py_ssize_t lda, floating* theta, floating* grad,
                      const Optimizer* opt, Py_ssize_t start) noexcept nogil:
     """A step of `opt`'s rule, L2 included, on the nj weight rows of θ from θ[start] (each ni
-    long), from ∂C/∂w_ji = (1/m) Σ_k D_kj A_ki written into grad (laid out as θ). With the small
-    products, a few rows at a time, each block's ∂C/∂w read back while it is in L1; BLAS, whose
-    packing prefers one large product, all rows at once."""
+    long), from ∂C/∂w_ji = (1/m) Σ_k D_kj A_ki. Momentum and Nesterov on small mini-batches: in
+    the product's epilogue, ∂C/∂w never in memory. Adam on small mini-batches: ∂C/∂w written into
+    grad (laid out as θ) a few rows at a time and read back while it is in L1. BLAS, whose
+    packing prefers one large product: all rows into grad at once, then the rule."""
     cdef floating inv_m = (<floating> 1) / m
     cdef Py_ssize_t j, rows
     cdef floating mom[4]
