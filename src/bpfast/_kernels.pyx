@@ -9,8 +9,9 @@ Design
    scipy.linalg.cython_blas. BLAS is column-major, so a row-major matrix M is handed over as Mᵀ
    and the operands swap: Z = A wᵀ is computed as Zᵀ = w Aᵀ.
 3. Per-layer batch buffers are flat: layer l's block of shape (n, n_l) starts at
-   n · (n_1 + … + n_{l−1}). Z holds z^(l), A holds a^(l) (a^(0) is X itself), S holds σ'(z^(l))
-   and is overwritten, layer by layer from the top, with δ^(l) = ∂C_0/∂z^(l).
+   n · (n_1 + … + n_{l−1}). Z holds z^(l), A holds a^(l) (a^(0) is X itself), S holds f'(z^(l))
+   (z^(L) itself at the output with cross-entropy or softmax) and is overwritten, layer by layer
+   from the top, with δ^(l) = ∂C_0/∂z^(l).
 4. Threads share a mini-batch by neurons: in every layer, thread t of n_threads owns a contiguous
    range of neurons j, computes their z_j, a_j, δ_j and updates their row w_j and b_j; BLAS is
    called single-threaded on those sub-blocks. `_barrier()` separates the phases that read what
@@ -20,7 +21,14 @@ Design
 5. Mini-batches of fewer than SMALL_BATCH examples use the small products of _microkernels.h
    (AVX2/FMA where the CPU has it, chosen at load time) instead of BLAS, whose packing of the
    operands costs more than the arithmetic at that size; larger ones go to BLAS.
-6. `cdef … noexcept nogil` functions over `floating` do the arithmetic; the `def` twins at the
+6. Each layer has its activation (`acts[l−1]`, numbered as Activation; the formulas are in
+   _activations.h, compiled like the microkernels), and the network one cost (Cost). Softmax needs
+   whole rows: for a softmax output, threads share the output layer's a^(L) and δ^(L) by
+   examples instead of neurons (`_rows_are_split`), with a barrier on each side.
+7. A step of `fit` is one of the rules of Rule (plain, momentum, Nesterov, Adam; L2 with any):
+   plain steps are the gradient GEMM with β = 1 − ηλ; the others keep their state in buffers laid
+   out as θ and apply the rule right after each block of ∂C/∂w (`_step_rows`, _rules.h).
+8. `cdef … noexcept nogil` functions over `floating` do the arithmetic; the `def` twins at the
    bottom release the GIL around them. Nothing here checks its arguments: bpfast.network and
    bpfast.training validate every shape, dtype and value before calling in.
 """
