@@ -125,12 +125,17 @@ def test_float32_keeps_float32_with_adam():
     assert relative_difference(net.parameters_vector(), expected) <= 1e-4
 
 
+@pytest.mark.parametrize("choices", [dict(), dict(activation="relu", output_activation="softmax",
+                                                 cost="cross_entropy")])
 @pytest.mark.parametrize("rule", [dict(momentum=0.9), dict(optimizer="adam")])
-def test_rules_are_reproducible_with_threads(rule):
+@pytest.mark.parametrize("batch_size", [7, 70])
+def test_rules_are_reproducible_with_threads(rule, choices, batch_size):
     runs = []
     for _ in range(2):
         net, X, Y = make_problem([20, 16, 16, 4], 200, seed=4)
-        net.fit(X, Y, epochs=2, batch_size=7, learning_rate=0.01, seed=11, n_threads=2, **rule)
+        net = bpfast.Network.from_params(net.weights, net.biases, **choices)
+        net.fit(X, Y, epochs=2, batch_size=batch_size, learning_rate=0.01, seed=11, n_threads=2,
+                **rule)
         runs.append(net.parameters_vector())
     np.testing.assert_array_equal(runs[0], runs[1])
 
