@@ -175,3 +175,21 @@ def test_activate_refuses_softmax_and_unknown_names():
         activate([0.0], "softmax")
     with pytest.raises(ValueError, match="activation must be one of"):
         activate([0.0], "elu")
+
+
+def test_cross_entropy_needs_targets_in_0_1():
+    net = bpfast.Network([3, 4, 2], output_activation="softmax", cost="cross_entropy", seed=0)
+    X = np.zeros((4, 3))
+    Y = np.array([[0, 1], [1, 0], [-1, 1], [0, 1]])
+    message = r"Y must hold probabilities in \[0, 1\] .* it ranges over \[-1, 1\]"
+    for call in (net.gradient, net.cost, net.evaluate, net.per_example_gradients):
+        with pytest.raises(ValueError, match=message):
+            call(X, Y)
+    before = net.parameters_vector()
+    with pytest.raises(ValueError, match=r"Y_val must hold probabilities"):
+        net.fit(X, [0, 1, 1, 0], epochs=1, batch_size=2, learning_rate=0.1,
+                validation_data=(X, np.full((4, 2), 1.5)))
+    np.testing.assert_array_equal(net.parameters_vector(), before)
+    # Labels and the quadratic cost are not concerned.
+    net.fit(X, [0, 1, 1, 0], epochs=1, batch_size=2, learning_rate=0.1)
+    bpfast.Network([3, 2]).gradient(X, np.full((4, 2), 5.0))

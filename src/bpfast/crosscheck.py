@@ -9,7 +9,6 @@ import numpy as np
 from scipy.special import expit, softmax
 
 from . import costs, reference
-from ._validation import as_pair
 
 #: Largest relative difference accepted, by network dtype: (against the reference, against
 #: finite differences). float64: the two exact computations differ only by the order of their
@@ -152,7 +151,7 @@ def check(net, X, Y, *, fd_params=200, seed=0):
     Returns a `CheckReport`: ``str(report)`` is a table, ``report.ok`` says whether every
     difference is within its tolerance (`TOLERANCES`).
     """
-    X, Y = as_pair(X, Y, net.sizes, net.dtype)
+    X, Y = net._pair(X, Y)
     X2, Y2 = np.atleast_2d(X), np.atleast_2d(Y)
     n = X2.shape[0]
 

@@ -374,14 +374,14 @@ class Network:
     def cost(self, X, Y):
         """C_0 of one example (by default Σ_j (a_j^(L) − y_j)²; see `bpfast.costs`); for a batch,
         the mean C = (1/n) Σ_k C_k."""
-        X, Y = as_pair(X, Y, self.sizes, self.dtype)
+        X, Y = self._pair(X, Y)
         return self._cost_and_accuracy(np.atleast_2d(X), np.atleast_2d(Y))[0]
 
     def evaluate(self, X, Y):
         """``(cost, accuracy)`` on a batch: the mean cost C, and the fraction of examples whose
         largest output a_j^(L) is their class — None unless the targets are one-hot (or labels).
         """
-        X, Y = as_pair(X, Y, self.sizes, self.dtype, ndims=(2,))
+        X, Y = self._pair(X, Y, ndims=(2,))
         return self._cost_and_accuracy(X, Y)
 
     def _cost_and_accuracy(self, X, Y):
@@ -395,6 +395,17 @@ class Network:
                    and (Y.sum(axis=1) == 1).all())
         accuracy = float(np.mean(a_L.argmax(axis=1) == Y.argmax(axis=1))) if one_hot else None
         return cost, accuracy
+
+    def _pair(self, X, Y, ndims=(1, 2), names=("X", "Y")):
+        """Inputs and targets, converted and checked once (`as_pair`); cross-entropy also needs
+        targets in [0, 1]: it is −Σ_j y_j ln a_j (− (1 − y_j) ln(1 − a_j)), a probability's cost,
+        unbounded below for y outside [0, 1]."""
+        X, Y = as_pair(X, Y, self.sizes, self.dtype, ndims=ndims, names=names)
+        if self.cost_function == "cross_entropy" and not ((Y >= 0) & (Y <= 1)).all():
+            raise ValueError(
+                f"{names[1]} must hold probabilities in [0, 1] (one-hot rows, or class labels) for "
+                f"the cross-entropy cost; it ranges over [{Y.min():g}, {Y.max():g}].")
+        return X, Y
 
     def _as_batch(self, x, name):
         array = as_examples(x, name, self.sizes[0], "n0 (sizes[0])", self.dtype)
@@ -420,17 +431,17 @@ class Network:
             δ^(l−1) = f'(z^(l−1)) ⊙ (w^(l))ᵀ δ^(l)
             ∂C_0/∂w^(l) = δ^(l) (a^(l−1))ᵀ,   ∂C_0/∂b^(l) = δ^(l)
         """
-        x, y = as_pair(x, y, self.sizes, self.dtype, ndims=(1,))
+        x, y = self._pair(x, y, ndims=(1,))
         return self._gradient(x.reshape(1, -1), y.reshape(1, -1), per_example=False)
 
     def gradient(self, X, Y):
         """The batch mean ∂C/∂θ = (1/n) Σ_k ∂C_k/∂θ, as a `Gradient` (X, Y one row per example)."""
-        X, Y = as_pair(X, Y, self.sizes, self.dtype)
+        X, Y = self._pair(X, Y)
         return self._gradient(np.atleast_2d(X), np.atleast_2d(Y), per_example=False)
 
     def per_example_gradients(self, X, Y):
         """Each example's ∂C_k/∂θ, computed in one kernel call: every array has a leading axis n."""
-        X, Y = as_pair(X, Y, self.sizes, self.dtype, ndims=(2,))
+        X, Y = self._pair(X, Y, ndims=(2,))
         return self._gradient(X, Y, per_example=True)
 
     # --- gradient descent ------------------------------------------------------------------------

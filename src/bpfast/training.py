@@ -30,7 +30,7 @@ from threadpoolctl import ThreadpoolController
 
 from . import _kernels
 from ._buffers import aligned_empty
-from ._validation import as_pair, check_positive_real
+from ._validation import check_positive_real
 
 
 class TrainingDiverged(ArithmeticError):
@@ -137,7 +137,7 @@ def _as_validation_data(net, validation_data):
         X_val, Y_val = validation_data
     except (TypeError, ValueError):
         raise TypeError("validation_data must be a pair (X_val, Y_val).") from None
-    return as_pair(X_val, Y_val, net.sizes, net.dtype, ndims=(2,), names=("X_val", "Y_val"))
+    return net._pair(X_val, Y_val, ndims=(2,), names=("X_val", "Y_val"))
 
 
 #: The optimizers of `fit` (``optimizer=``); with "sgd", ``momentum`` and ``nesterov`` choose
@@ -189,7 +189,7 @@ def fit(net, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=No
     """Train ``net`` in place by mini-batch gradient descent; see `Network.fit`."""
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}.")
-    X, Y = as_pair(X, Y, net.sizes, net.dtype, ndims=(2,))
+    X, Y = net._pair(X, Y, ndims=(2,))
     if validation_data is not None:
         X_val, Y_val = _as_validation_data(net, validation_data)
     if early_stopping is not None:
