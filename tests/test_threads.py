@@ -52,3 +52,24 @@ def test_a_second_fit_on_the_same_network_is_refused():
         net.fit(X, Y, epochs=1, batch_size=10, learning_rate=0.5)
     first.join()
     net.fit(X, Y, epochs=1, batch_size=10, learning_rate=0.5)       # free again afterwards
+
+
+def blas_threads():
+    from threadpoolctl import threadpool_info
+    return sorted(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas")
+
+
+def test_blas_threads_are_restored_when_two_users_overlap():
+    """BLAS's thread count is global: A limits it, B enters, A leaves — it must stay limited until
+    B leaves too, and then come back to what it was."""
+    from bpfast import _kernels, training
+    before = blas_threads()
+    if not _kernels.openmp or max(before, default=1) == 1:
+        pytest.skip("BLAS runs one thread here anyway (or the build has no OpenMP)")
+    a, b = training._single_threaded_blas(), training._single_threaded_blas()
+    a.__enter__()
+    b.__enter__()
+    a.__exit__(None, None, None)
+    assert max(blas_threads()) == 1
+    b.__exit__(None, None, None)
+    assert blas_threads() == before

@@ -338,7 +338,7 @@ class Network:
 
     def _batch_buffer(self, n):
         """A flat buffer holding one (n, n_l) block per layer l = 1..L."""
-        return np.empty(n * sum(self.sizes[1:]), dtype=self.dtype)
+        return aligned_empty(n * sum(self.sizes[1:]), self.dtype)
 
     def _blocks(self, buffer, n, single):
         """The per-layer views of a `_batch_buffer`: (n, n_l) each, or (n_l,) for one example."""
@@ -418,8 +418,12 @@ class Network:
     def _gradient(self, X, Y, per_example):
         n = X.shape[0]
         A, S = self._batch_buffer(n), self._batch_buffer(n)
-        T = np.empty(n * max(self.sizes[1:-1], default=1), dtype=self.dtype)
-        grad = np.empty((n, self.n_params) if per_example else self.n_params, dtype=self.dtype)
+        # Aligned like fit's buffers: BLAS may round differently on differently aligned operands,
+        # and the same call must give the same bits whatever memory it happens to get.
+        T = aligned_empty(n * max(self.sizes[1:-1], default=1), self.dtype)
+        grad = aligned_empty((n if per_example else 1) * self.n_params, self.dtype)
+        if per_example:
+            grad = grad.reshape(n, self.n_params)
         _kernels.gradient(self._theta, self._sizes_array, self._acts, self._cost, X, Y, A, S, T,
                           grad.reshape(-1), per_example)
         return Gradient(_finite_or_raise(grad, "the gradient"), self.sizes)
@@ -502,7 +506,9 @@ class Network:
             thread (threadpoolctl): each of these threads calls BLAS on its own share, and BLAS
             threads of its own would only compete with them for the same cores. (A build without
             OpenMP runs one thread and leaves BLAS its threads.) The same seed and the same
-            n_threads give bitwise-identical weights.
+            n_threads give bitwise-identical weights (for mini-batches of 64 or more, as long as
+            no other thread calls BLAS at the same time: OpenBLAS then rounds some products
+            differently, in the last bit).
         optimizer : {"sgd", "adam"}
             "sgd": the steps above (with ``momentum``, heavy-ball or Nesterov); "adam": Adam,
             m ← β1 m + (1 − β1) g, r ← β2 r + (1 − β2) g², θ ← θ − η m̂ / (√r̂ + ε) with the

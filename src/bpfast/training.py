@@ -123,13 +123,36 @@ def _blas_controller():
     return ThreadpoolController()
 
 
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limiter = None
+
+
+@contextlib.contextmanager
 def _single_threaded_blas():
     """While the kernels share a mini-batch between their own threads, BLAS must not add its own:
     each thread calls BLAS on its share of the neurons, and two levels of threads on the same
-    cores only wait for each other. Without OpenMP, BLAS's threads are the only parallelism."""
+    cores only wait for each other. Without OpenMP, BLAS's threads are the only parallelism.
+
+    BLAS's thread count is global to the process: when several Python threads train or compute
+    at once, the first one in limits it and the last one out restores it (each restoring what it
+    found would leave BLAS limited whenever two overlap)."""
+    global _blas_users, _blas_limiter
     if not _kernels.openmp:
-        return contextlib.nullcontext()
-    return _blas_controller().limit(limits=1, user_api="blas")
+        yield
+        return
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_limiter = _blas_controller().limit(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None
 
 
 def _as_validation_data(net, validation_data):
