@@ -66,7 +66,8 @@ directives = {
 extension = Extension(
     "bpfast._kernels",
     sources=["src/bpfast/_kernels.pyx"],
-    depends=["src/bpfast/_activations.h", "src/bpfast/_microkernels.h", "src/bpfast/_rules.h"],
+    depends=["src/bpfast/_activations.h", "src/bpfast/_clones.h", "src/bpfast/_microkernels.h",
+             "src/bpfast/_rules.h"],
     include_dirs=["src/bpfast"],
     extra_compile_args=compile_args,
     extra_link_args=link_args,

@@ -20,7 +20,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "_rules.h"             /* BPFAST_CLONES, BPFAST_INLINE */
+#include "_clones.h"
 
 enum { BPFAST_SIGMOID = 0, BPFAST_TANH = 1, BPFAST_RELU = 2, BPFAST_IDENTITY = 3,
        BPFAST_SOFTMAX = 4 };

@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "_rules.h"             /* BPFAST_CLONES, BPFAST_INLINE */
+#include "_clones.h"
 /* Columns i per cache block: 2 KiB of each row, so that a block of every example of a
  * mini-batch (up to SMALL_BATCH of them) and of a few weight rows share the 32 KiB of L1. */
 #define BPFAST_CHUNK(T) ((ptrdiff_t)(2048 / sizeof(T)))

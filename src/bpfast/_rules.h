@@ -15,12 +15,7 @@
 #include <math.h>
 #include <stddef.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define BPFAST_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define BPFAST_CLONES
-#endif
-#define BPFAST_INLINE static inline __attribute__((always_inline))
+#include "_clones.h"
 
 enum { BPFAST_SGD = 0, BPFAST_MOMENTUM = 1, BPFAST_NESTEROV = 2, BPFAST_ADAM = 3 };
 
