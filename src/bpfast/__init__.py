@@ -1,6 +1,9 @@
 """bpfast: backpropagation exactly as the slides derive it, and fast.
 
-- `Network`: z^(l), a^(l), C_0 and ∇C of a fully connected sigmoid network (fast Cython kernels);
+- `Network`: z^(l), a^(l), C_0 and ∇C of a fully connected network (fast Cython kernels), and
+  `fit` to train it — sigmoid and the quadratic cost by default, as on the slides;
+- `activations`, `costs`: the other choices (tanh, ReLU, identity, softmax; cross-entropy), with
+  their formulas; `training`: fit's steps (momentum, Nesterov, Adam, L2);
 - `reference`: the same calculus in slow, readable pure Python, loops over j and k;
 - `chain.Chain`: the slides' one-neuron-per-layer chain rule, link by link, in plain floats;
 - `check`: the kernels against the reference and against finite differences, on your network;
@@ -9,7 +12,7 @@
 Names and conventions follow NOTATION.md: weights[l-1] is w^(l) of shape (n_l, n_{l−1}),
 C_0 = Σ_j (a_j^(L) − y_j)² with no factor ½, and a batch has one example per row.
 """
-from . import chain, datasets, reference
+from . import activations, chain, costs, datasets, reference, training
 from .activations import sigmoid, sigmoid_prime
 from .crosscheck import CheckReport, check
 from .network import Gradient, Network, Trace, load
@@ -24,11 +27,14 @@ __all__ = [
     "Network",
     "Trace",
     "TrainingDiverged",
+    "activations",
     "chain",
     "check",
+    "costs",
     "datasets",
     "load",
     "reference",
     "sigmoid",
     "sigmoid_prime",
+    "training",
 ]
