@@ -86,3 +86,35 @@ def test_chain_str_shows_the_three_links():
 def test_chain_rejects_non_numbers(bad, error):
     with pytest.raises(error, match="w"):
         Chain(bad, 0.0, 0.5, 1.0)
+
+
+@pytest.mark.parametrize("w,b,a_prev,y", [(0.5, -0.2, 0.4, 1.0), (-1.3, 0.7, 0.9, 0.0),
+                                          (2.0, 0.1, -0.6, 0.3)])
+def test_cross_entropy_chain_matches_finite_differences(w, b, a_prev, y):
+    c = Chain(w, b, a_prev, y, cost="cross_entropy")
+    h = 1e-6
+    C0 = lambda **k: Chain(**{**dict(w=w, b=b, a_prev=a_prev, y=y), **k},   # noqa: E731
+                           cost="cross_entropy").C0
+    assert c.C0 == pytest.approx(-(y * math.log(c.a) + (1 - y) * math.log(1 - c.a)), rel=1e-12)
+    assert c.dC0_dw == pytest.approx((C0(w=w + h) - C0(w=w - h)) / (2 * h), rel=1e-7)
+    assert c.dC0_db == pytest.approx((C0(b=b + h) - C0(b=b - h)) / (2 * h), rel=1e-7)
+    assert c.dC0_da_prev == pytest.approx((C0(a_prev=a_prev + h) - C0(a_prev=a_prev - h))
+                                          / (2 * h), rel=1e-7)
+    # Links 2 and 3 multiply to a − y: σ'(z) = a (1 − a) cancels.
+    assert c.da_dz * c.dC0_da == pytest.approx(c.a - y, rel=1e-12)
+    assert c.dC0_dz == c.a - y
+
+
+def test_cross_entropy_chain_where_sigma_saturates():
+    """σ(1000) rounds to 1 and σ'(1000) to 0: link 3 is infinite, yet a − y and C0 are exact."""
+    c = Chain(100.0, 0.0, 10.0, 0.0, cost="cross_entropy")
+    assert c.da_dz == 0.0 and c.dC0_da == math.inf
+    assert c.C0 == 1000.0 and c.dC0_dw == 10.0 and c.dC0_db == 1.0
+    assert "a − y" in str(c)
+
+
+def test_cross_entropy_chain_needs_a_probability():
+    with pytest.raises(ValueError, match=r"y must be a probability in \[0, 1\]"):
+        Chain(0.5, 0.0, 0.4, 3.0, cost="cross_entropy")
+    with pytest.raises(ValueError, match="cost must be one of"):
+        Chain(0.5, 0.0, 0.4, 1.0, cost="hinge")

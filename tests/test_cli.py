@@ -76,9 +76,12 @@ def test_train_on_mnist_files_npz_and_csv(tmp_path):
     assert "sizes=[3, 30, 2]" in result.stdout
 
 
-def test_explain_walks_the_chain_and_the_sum_over_j():
-    result = bpfast("explain", "--w", 2, "--b", -1, "--a-prev", 0.3, "--y", 0)
+@pytest.mark.parametrize("cost", ["quadratic", "cross_entropy"])
+def test_explain_walks_the_chain_and_the_sum_over_j(cost):
+    result = bpfast("explain", "--w", 2, "--b", -1, "--a-prev", 0.3, "--y", 0, "--cost", cost)
     assert result.returncode == 0, result.stderr
+    if cost == "cross_entropy":
+        assert "link 2 · link 3 = a − y" in result.stdout
     for piece in ("link 1", "link 2", "link 3", "∂C0/∂w", "∂C0/∂b", "∂C0/∂a(L-1)",
                   "finite differences", "sum over j", "Σ_j"):
         assert piece in result.stdout
@@ -109,6 +112,7 @@ def test_explain_walks_the_chain_and_the_sum_over_j():
     (["train", "--l2", "-1"], "--l2: must be a finite number ≥ 0"),
     (["evaluate", "/nonexistent/model.npz"], "No such file"),
     (["explain", "--w", "inf"], "--w: must be a finite number"),
+    (["explain", "--cost", "cross_entropy", "--y", "3"], r"--y: y must be a probability in \[0, 1\]"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_arguments_give_one_line_and_status_2(args, message):

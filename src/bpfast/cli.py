@@ -232,13 +232,22 @@ def check(args):
 # --- explain -------------------------------------------------------------------------------------
 
 def explain(args):
-    c = Chain(args.w, args.b, args.a_prev, args.y)
-    print("The slides' chain: one neuron per layer, the last two layers.")
+    cost = args.cost
+    try:
+        c = Chain(args.w, args.b, args.a_prev, args.y, cost=cost)
+    except ValueError as error:
+        raise UsageError(f"--y: {error}") from None
+    print("The slides' chain: one neuron per layer, the last two layers"
+          + (", with the cross-entropy cost." if cost == "cross_entropy" else "."))
     print(f"w = {c.w:g}, b = {c.b:g}, a(L-1) = {c.a_prev:g}, y = {c.y:g}\n")
     print(c)
     h = 1e-6
-    fd_w = (Chain(c.w + h, c.b, c.a_prev, c.y).C0 - Chain(c.w - h, c.b, c.a_prev, c.y).C0) / (2 * h)
-    fd_b = (Chain(c.w, c.b + h, c.a_prev, c.y).C0 - Chain(c.w, c.b - h, c.a_prev, c.y).C0) / (2 * h)
+
+    def C0(w, b):
+        return Chain(w, b, c.a_prev, c.y, cost=cost).C0
+
+    fd_w = (C0(c.w + h, c.b) - C0(c.w - h, c.b)) / (2 * h)
+    fd_b = (C0(c.w, c.b + h) - C0(c.w, c.b - h)) / (2 * h)
     print(f"\nconfirmed by finite differences, (C0(w + h) − C0(w − h)) / 2h with h = {h:g}:")
     print(f"  ∂C0/∂w ≈ {fd_w:.9f}   (chain rule: {c.dC0_dw:.9f})")
     print(f"  ∂C0/∂b ≈ {fd_b:.9f}   (chain rule: {c.dC0_db:.9f})")
@@ -253,12 +262,21 @@ def explain(args):
     print(f"(w_0k = {w[0][0]:g}, w_1k = {w[1][0]:g}, b = {b}, y = {y}, a_k(L-1) = {a_k:g}):")
     total = 0.0
     for j in range(2):
-        term = w[j][0] * reference.sigmoid_prime(z[0][j]) * 2 * (a[1][j] - y[j])
+        if cost == "quadratic":
+            term = w[j][0] * reference.sigmoid_prime(z[0][j]) * 2 * (a[1][j] - y[j])
+            print(f"  j = {j}: w_{j}k · σ'(z_{j}) · 2(a_{j} − y_{j}) = {w[j][0]:g} · "
+                  f"{reference.sigmoid_prime(z[0][j]):.6f} · {2 * (a[1][j] - y[j]):.6f} = "
+                  f"{term:.6f}")
+        else:
+            term = w[j][0] * (a[1][j] - y[j])
+            print(f"  j = {j}: w_{j}k · (a_{j} − y_{j}) = {w[j][0]:g} · {a[1][j] - y[j]:.6f} = "
+                  f"{term:.6f}")
         total += term
-        print(f"  j = {j}: w_{j}k · σ'(z_{j}) · 2(a_{j} − y_{j}) = {w[j][0]:g} · "
-              f"{reference.sigmoid_prime(z[0][j]):.6f} · {2 * (a[1][j] - y[j]):.6f} = {term:.6f}")
-    cost = lambda a_prev: reference.cost([w], [b], [a_prev], y)
-    fd = (cost(a_k + h) - cost(a_k - h)) / (2 * h)
+
+    def C0_of_a_k(a_prev):
+        return reference.cost([w], [b], [a_prev], y, cost=cost)
+
+    fd = (C0_of_a_k(a_k + h) - C0_of_a_k(a_k - h)) / (2 * h)
     print(f"  ∂C0/∂a_k(L-1) = Σ_j … = {total:.9f}   (finite differences: {fd:.9f})")
     return 0
 
@@ -355,6 +373,8 @@ def build_parser():
     p.add_argument("--b", type=_finite, default=-0.2, help="the bias b(L)")
     p.add_argument("--a-prev", type=_finite, default=0.4, help="the activation a(L-1)")
     p.add_argument("--y", type=_finite, default=1.0, help="the target y")
+    p.add_argument("--cost", choices=list(COSTS), default="quadratic",
+                   help="the slides' quadratic cost, or cross-entropy (y in [0, 1])")
     p.set_defaults(run=explain)
 
     p = commands.add_parser("demo", help="the tour: a chain, a gradient and its check, training")
