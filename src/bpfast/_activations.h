@@ -89,6 +89,19 @@ BPFAST_INLINE float bpfast_exp_negative_s(float x) {
     float e; bpfast_expm1_negative_s(x, &e); return e;
 }
 
+/* z ← z + b, then F(z, &a, &s) for each neuron of bpfast_activate. Two loops, so that gcc sees
+ * when s is z and vectorizes the in-place one too. */
+#define BPFAST_EACH_NEURON(T, F)                                                                 \
+    if (s == z) {                                                                                \
+        for (ptrdiff_t i = 0; i < count; i++) F(z[i] + b[i], &a[i], &z[i]);                      \
+    } else {                                                                                     \
+        for (ptrdiff_t i = 0; i < count; i++) {                                                  \
+            T z_i = z[i] + b[i];                                                                 \
+            z[i] = z_i;                                                                          \
+            F(z_i, &a[i], &s[i]);                                                                \
+        }                                                                                        \
+    }
+
 #define BPFAST_DEFINE_ACTIVATIONS(T, SUFFIX, FABS, COPYSIGN)                                               \
 BPFAST_INLINE void bpfast_sigmoid_##SUFFIX(T z, T* a, T* slope) {                                \
     T e = bpfast_exp_negative_##SUFFIX(-FABS(z));                                                \
@@ -120,26 +133,9 @@ BPFAST_CLONES void bpfast_activate_##SUFFIX(T* z, const T* b, T* a, T* s, ptrdif
             if (activation == BPFAST_SIGMOID) bpfast_sigmoid_##SUFFIX(z_i, &a[i], &unused);      \
         }                                                                                        \
     } else if (activation == BPFAST_SIGMOID) {                                                   \
-        /* Two loops, so that gcc sees when s is z and vectorizes the in-place one too. */      \
-        if (s == z) {                                                                            \
-            for (ptrdiff_t i = 0; i < count; i++) bpfast_sigmoid_##SUFFIX(z[i] + b[i], &a[i], &z[i]); \
-        } else {                                                                                 \
-            for (ptrdiff_t i = 0; i < count; i++) {                                              \
-                T z_i = z[i] + b[i];                                                             \
-                z[i] = z_i;                                                                      \
-                bpfast_sigmoid_##SUFFIX(z_i, &a[i], &s[i]);                                      \
-            }                                                                                    \
-        }                                                                                        \
+        BPFAST_EACH_NEURON(T, bpfast_sigmoid_##SUFFIX);                                          \
     } else if (activation == BPFAST_TANH) {                                                      \
-        if (s == z) {                                                                            \
-            for (ptrdiff_t i = 0; i < count; i++) bpfast_tanh_##SUFFIX(z[i] + b[i], &a[i], &z[i]); \
-        } else {                                                                                 \
-            for (ptrdiff_t i = 0; i < count; i++) {                                              \
-                T z_i = z[i] + b[i];                                                             \
-                z[i] = z_i;                                                                      \
-                bpfast_tanh_##SUFFIX(z_i, &a[i], &s[i]);                                         \
-            }                                                                                    \
-        }                                                                                        \
+        BPFAST_EACH_NEURON(T, bpfast_tanh_##SUFFIX);                                             \
     } else if (activation == BPFAST_RELU) {                                                      \
         for (ptrdiff_t i = 0; i < count; i++) {                                                  \
             T z_i = z[i] + b[i];                                                                 \
