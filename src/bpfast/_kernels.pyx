@@ -117,13 +117,14 @@ cdef inline floating _exp_negative(floating x) noexcept nogil:
         return bpfast_exp_negative_s(x)
 
 
-# The activations, as the kernels number them (bpfast.activations.ACTIVATIONS in this order).
-cdef enum Activation:
-    SIGMOID = 0
-    TANH = 1
-    RELU = 2
-    IDENTITY = 3
-    SOFTMAX = 4       # output layer only: a_j = e^(z_j) / Σ_i e^(z_i), a whole row at a time
+# The activations, numbered by _activations.h (bpfast.activations.ACTIVATIONS in this order).
+cdef extern from "_activations.h":
+    cdef enum Activation:
+        SIGMOID "BPFAST_SIGMOID"
+        TANH "BPFAST_TANH"
+        RELU "BPFAST_RELU"
+        IDENTITY "BPFAST_IDENTITY"
+        SOFTMAX "BPFAST_SOFTMAX"  # output layer only: a_j = e^(z_j) / Σ_i e^(z_i), a whole row
 
 # The costs (bpfast.network.COSTS in this order).
 cdef enum Cost:
@@ -215,10 +216,12 @@ cdef extern from "_microkernels.h":
                       const float* W, Py_ssize_t ldw, float* Z, Py_ssize_t ldz) noexcept nogil
     void bpfast_atb_d(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, double alpha, double beta,
                       const double* D, Py_ssize_t ldd, const double* A, Py_ssize_t lda,
-                      double* W, Py_ssize_t ldw, double* Vel, const double* mom) noexcept nogil
+                      double* W, Py_ssize_t ldw, double* Vel,
+                      const bpfast_hyper_d* h) noexcept nogil
     void bpfast_atb_s(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, float alpha, float beta,
                       const float* D, Py_ssize_t ldd, const float* A, Py_ssize_t lda,
-                      float* W, Py_ssize_t ldw, float* Vel, const float* mom) noexcept nogil
+                      float* W, Py_ssize_t ldw, float* Vel,
+                      const bpfast_hyper_s* h) noexcept nogil
     void bpfast_ab_d(Py_ssize_t m, Py_ssize_t ni, Py_ssize_t nj, const double* D, Py_ssize_t ldd,
                      const double* W, Py_ssize_t ldw, double* T, Py_ssize_t ldt) noexcept nogil
     void bpfast_ab_s(Py_ssize_t m, Py_ssize_t ni, Py_ssize_t nj, const float* D, Py_ssize_t ldd,
@@ -289,6 +292,11 @@ cdef inline Py_ssize_t _first(Py_ssize_t n, int thread, int n_threads) noexcept 
     return n * thread // n_threads
 
 
+cdef inline bint _rows_are_split(const int* acts, int L) noexcept nogil:
+    """Whether the output layer is shared between threads by examples (softmax) and not neurons"""
+    return acts[L - 1] == SOFTMAX
+
+
 cdef void _forward(const floating* theta, const Py_ssize_t* sizes, const int* acts, int cost,
                    int L, Py_ssize_t n, const floating* X, floating* Z, floating* A, floating* S,
                    int thread, int n_threads) noexcept nogil:
@@ -326,17 +334,12 @@ cdef void _forward(const floating* theta, const Py_ssize_t* sizes, const int* ac
         for k in range(n):
             _activate(z + k * n_out + j0, b + j0, a + k * n_out + j0, s + k * n_out + j0, j1 - j0,
                       acts[l - 1], l == L and cost == CROSS_ENTROPY)
-        if l < L or acts[l - 1] == SOFTMAX:
+        if l < L or _rows_are_split(acts, L):
             _barrier()                          # the next layer (or softmax) reads every z_j, a_j
         a_prev = a
-    if acts[L - 1] == SOFTMAX:
+    if _rows_are_split(acts, L):
         _softmax_rows(S + block - n * sizes[L], A + block - n * sizes[L], sizes[L],
                       _first(n, thread, n_threads), _first(n, thread + 1, n_threads))
-
-
-cdef inline bint _rows_are_split(const int* acts, int L) noexcept nogil:
-    """Whether the output layer is shared between threads by examples (softmax) and not neurons"""
-    return acts[L - 1] == SOFTMAX
 
 
 # Columns summed at once by `_add_column_sums`: a block of partial sums that stays in registers
@@ -393,12 +396,13 @@ cdef inline Py_ssize_t _block(const Py_ssize_t* sizes, int l, Py_ssize_t n) noex
 
 
 # How a step of `fit` turns ∂C/∂θ into a change of θ (bpfast.training.OPTIMIZERS in this order).
-cdef enum Rule:
-    SGD = 0           # θ ← θ − η g
-    MOMENTUM = 1      # v ← μ v + g,  θ ← θ − η v                    (heavy ball)
-    NESTEROV = 2      # v ← μ v + g,  θ ← θ − η (g + μ v)
-    ADAM = 3          # m ← β1 m + (1 − β1) g,  r ← β2 r + (1 − β2) g²,
-                      # θ ← θ − η m̂ / (√r̂ + ε),  m̂ = m / (1 − β1^t),  r̂ = r / (1 − β2^t)
+cdef extern from "_rules.h":
+    cdef enum Rule:
+        SGD "BPFAST_SGD"            # θ ← θ − η g
+        MOMENTUM "BPFAST_MOMENTUM"  # v ← μ v + g,  θ ← θ − η v                    (heavy ball)
+        NESTEROV "BPFAST_NESTEROV"  # v ← μ v + g,  θ ← θ − η (g + μ v)
+        ADAM "BPFAST_ADAM"          # m ← β1 m + (1 − β1) g,  r ← β2 r + (1 − β2) g²,
+                                    # θ ← θ − η m̂ / (√r̂ + ε), m̂ = m / (1 − β1^t), r̂ = r / (1 − β2^t)
 # where g = ∂C/∂θ + λ w for the weights (L2: the cost gains (λ/2) Σ_l ‖w^(l)‖²), ∂C/∂θ for biases.
 
 
@@ -448,7 +452,8 @@ cdef void _step_rows(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, const floating*
     packing prefers one large product: all rows into grad at once, then the rule."""
     cdef floating inv_m = (<floating> 1) / m
     cdef Py_ssize_t j, rows
-    cdef floating mom[4]
+    cdef bpfast_hyper_d hd
+    cdef bpfast_hyper_s hs
     if m == 0 or nj == 0:
         return
     if m >= SMALL_BATCH:
@@ -457,16 +462,13 @@ cdef void _step_rows(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, const floating*
         return
     if opt.rule == MOMENTUM or opt.rule == NESTEROV:
         # The small products apply momentum themselves, tile by tile (_microkernels.h).
-        mom[0] = <floating> opt.eta
-        mom[1] = <floating> opt.mu
-        mom[2] = <floating> opt.l2
-        mom[3] = opt.rule == NESTEROV
+        _hyper(opt, &hd, &hs)
         if floating is double:
             bpfast_atb_d(m, nj, ni, inv_m, 0, D, ldd, A, lda, theta + start, ni,
-                         <double*> opt.v + start, mom)
+                         <double*> opt.v + start, &hd)
         else:
             bpfast_atb_s(m, nj, ni, inv_m, 0, D, ldd, A, lda, theta + start, ni,
-                         <float*> opt.v + start, mom)
+                         <float*> opt.v + start, &hs)
         return
     j = 0
     while j < nj:

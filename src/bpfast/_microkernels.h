@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "_clones.h"
+#include "_rules.h"             /* bpfast_hyper: the momentum step of the epilogue */
 /* Columns i per cache block: 2 KiB of each row, so that a block of every example of a
  * mini-batch (up to SMALL_BATCH of them) and of a few weight rows share the 32 KiB of L1. */
 #define BPFAST_CHUNK(T) ((ptrdiff_t)(2048 / sizeof(T)))
@@ -89,10 +90,10 @@ BPFAST_CLONES void bpfast_abt_##SUFFIX(ptrdiff_t m, ptrdiff_t nj, ptrdiff_t ni, 
 }                                                                                                \
                                                                                                  \
 /* W[c,i] = β W[c,i] + α Σ_k D[k,c] A[k,i] for c < C and the 2·LANES columns i from here; with  \
- * Vel, the momentum step of bpfast_atb instead (mom = {η, μ, λ, nesterov}). */                  \
+ * Vel, the momentum (or Nesterov) step of h instead. */                                       \
 BPFAST_INLINE void bpfast_atb_block_##SUFFIX(int C, ptrdiff_t m, T alpha, T beta,                \
         const T* D, ptrdiff_t ldd, const T* A, ptrdiff_t lda, T* W, ptrdiff_t ldw,               \
-        T* Vel, const T* mom) {                                                                  \
+        T* Vel, const bpfast_hyper_##SUFFIX* h) {                                                \
     V acc[4][2];                                                                                 \
     for (int c = 0; c < C; c++) acc[c][0] = acc[c][1] = bpfast_splat_##SUFFIX(0);                \
     for (ptrdiff_t k = 0; k < m; k++) {                                                          \
@@ -105,8 +106,9 @@ BPFAST_INLINE void bpfast_atb_block_##SUFFIX(int C, ptrdiff_t m, T alpha, T beta
     }                                                                                            \
     V va = bpfast_splat_##SUFFIX(alpha), vb = bpfast_splat_##SUFFIX(beta);                      \
     if (Vel) {                                                                                   \
-        V eta = bpfast_splat_##SUFFIX(mom[0]), mu = bpfast_splat_##SUFFIX(mom[1]);               \
-        V l2 = bpfast_splat_##SUFFIX(mom[2]);                                                    \
+        V eta = bpfast_splat_##SUFFIX(h->eta), mu = bpfast_splat_##SUFFIX(h->mu);                \
+        V l2 = bpfast_splat_##SUFFIX(h->l2);                                                     \
+        int nesterov = h->rule == BPFAST_NESTEROV;                                               \
         for (int c = 0; c < C; c++) for (int v = 0; v < 2; v++) {                                \
             T* w = W + c * ldw + v * LANES;                                                      \
             T* u = Vel + c * ldw + v * LANES;                                                    \
@@ -114,7 +116,7 @@ BPFAST_INLINE void bpfast_atb_block_##SUFFIX(int C, ptrdiff_t m, T alpha, T beta
             V g = va * acc[c][v] + l2 * w_now;                                                   \
             V velocity = mu * bpfast_load_##SUFFIX(u) + g;                                       \
             bpfast_store_##SUFFIX(u, velocity);                                                  \
-            bpfast_store_##SUFFIX(w, w_now - eta * (mom[3] != 0 ? g + mu * velocity : velocity)); \
+            bpfast_store_##SUFFIX(w, w_now - eta * (nesterov ? g + mu * velocity : velocity));   \
         }                                                                                        \
         return;                                                                                  \
     }                                                                                            \
@@ -128,7 +130,7 @@ BPFAST_INLINE void bpfast_atb_block_##SUFFIX(int C, ptrdiff_t m, T alpha, T beta
                                                                                                  \
 BPFAST_CLONES void bpfast_atb_##SUFFIX(ptrdiff_t m, ptrdiff_t nj, ptrdiff_t ni, T alpha, T beta, \
         const T* D, ptrdiff_t ldd, const T* A, ptrdiff_t lda, T* W, ptrdiff_t ldw,               \
-        T* Vel, const T* mom) {                                                                  \
+        T* Vel, const bpfast_hyper_##SUFFIX* h) {                                                \
     for (ptrdiff_t i0 = 0; i0 < ni; i0 += BPFAST_CHUNK(T)) {                                     \
         ptrdiff_t end = ni - i0 < BPFAST_CHUNK(T) ? ni : i0 + BPFAST_CHUNK(T), i;                \
         for (ptrdiff_t j = 0; j < nj; j += 4) {                                                  \
@@ -137,10 +139,10 @@ BPFAST_CLONES void bpfast_atb_##SUFFIX(ptrdiff_t m, ptrdiff_t nj, ptrdiff_t ni, 
             for (i = i0; i + 2 * LANES <= end; i += 2 * LANES) {                                 \
                 T* w = W + j * ldw + i;                                                          \
                 switch (C) {                                                                     \
-                case 1: bpfast_atb_block_##SUFFIX(1, m, alpha, beta, d, ldd, A + i, lda, w, ldw, Vel ? Vel + (w - W) : NULL, mom); break; \
-                case 2: bpfast_atb_block_##SUFFIX(2, m, alpha, beta, d, ldd, A + i, lda, w, ldw, Vel ? Vel + (w - W) : NULL, mom); break; \
-                case 3: bpfast_atb_block_##SUFFIX(3, m, alpha, beta, d, ldd, A + i, lda, w, ldw, Vel ? Vel + (w - W) : NULL, mom); break; \
-                default: bpfast_atb_block_##SUFFIX(4, m, alpha, beta, d, ldd, A + i, lda, w, ldw, Vel ? Vel + (w - W) : NULL, mom); break; \
+                case 1: bpfast_atb_block_##SUFFIX(1, m, alpha, beta, d, ldd, A + i, lda, w, ldw, Vel ? Vel + (w - W) : NULL, h); break; \
+                case 2: bpfast_atb_block_##SUFFIX(2, m, alpha, beta, d, ldd, A + i, lda, w, ldw, Vel ? Vel + (w - W) : NULL, h); break; \
+                case 3: bpfast_atb_block_##SUFFIX(3, m, alpha, beta, d, ldd, A + i, lda, w, ldw, Vel ? Vel + (w - W) : NULL, h); break; \
+                default: bpfast_atb_block_##SUFFIX(4, m, alpha, beta, d, ldd, A + i, lda, w, ldw, Vel ? Vel + (w - W) : NULL, h); break; \
                 }                                                                                \
             }                                                                                    \
             for (int c = 0; c < C; c++) for (ptrdiff_t ii = i; ii < end; ii++) {                 \
@@ -149,9 +151,9 @@ BPFAST_CLONES void bpfast_atb_##SUFFIX(ptrdiff_t m, ptrdiff_t nj, ptrdiff_t ni, 
                 T* w = W + (j + c) * ldw + ii;                                                   \
                 if (Vel) {                                                                       \
                     T* u = Vel + (w - W);                                                        \
-                    T g = alpha * s + mom[2] * *w;                                               \
-                    *u = mom[1] * *u + g;                                                        \
-                    *w -= mom[0] * (mom[3] != 0 ? g + mom[1] * *u : *u);                         \
+                    T g = alpha * s + h->l2 * *w;                                                \
+                    *u = h->mu * *u + g;                                                         \
+                    *w -= h->eta * (h->rule == BPFAST_NESTEROV ? g + h->mu * *u : *u);           \
                 } else {                                                                         \
                     *w = beta == 0 ? alpha * s : beta * *w + alpha * s;                          \
                 }                                                                                \

@@ -204,7 +204,6 @@ class Network:
         deviation, random_biases = INITS[_check_choice(init, "init", tuple(INITS))]
         self.activations = _check_layers(self.sizes, activation, output_activation, cost)
         self.activation = activation
-        self.output_activation = self.activations[-1]
         self.cost_function = cost
         self.dtype = check_dtype(dtype)
         self._sizes_array = np.asarray(self.sizes, dtype=np.intp)
@@ -275,6 +274,11 @@ class Network:
         self.__dict__.update(state, _theta=theta, _training=threading.Lock())
 
     # --- parameters ------------------------------------------------------------------------------
+
+    @property
+    def output_activation(self):
+        """f_L, the activation of the output layer."""
+        return self.activations[-1]
 
     @property
     def L(self):
