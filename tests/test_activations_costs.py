@@ -13,7 +13,7 @@ from bpfast.activations import ACTIVATIONS, ELEMENTWISE, activate, softmax
 from bpfast.costs import COSTS, OUTPUTS_FOR
 from bpfast.crosscheck import TOLERANCES, relative_difference
 
-from conftest import DTYPES, REFERENCE_TOLERANCE
+from conftest import DTYPES, REFERENCE_TOLERANCE, make_problem
 
 COMBINATIONS = [(hidden, output, cost)
                 for hidden, output, cost in itertools.product(ELEMENTWISE, ACTIVATIONS, COSTS)
@@ -21,14 +21,8 @@ COMBINATIONS = [(hidden, output, cost)
 
 
 def make_net(sizes, hidden, output, cost, dtype, n, seed=0):
-    rng = np.random.default_rng(seed + 7)
-    net = bpfast.Network(sizes, activation=hidden, output_activation=output, cost=cost,
-                         dtype=dtype, seed=seed)
-    X = rng.normal(size=(n, sizes[0]))
-    Y = rng.random((n, sizes[-1]))
-    if output == "softmax":                         # class probabilities: rows sum to 1
-        Y /= Y.sum(axis=1, keepdims=True)
-    return net, X, Y
+    return make_problem(sizes, n, dtype, seed, activation=hidden, output_activation=output,
+                        cost=cost)
 
 
 def nested(net):

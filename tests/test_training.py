@@ -5,39 +5,7 @@ import pytest
 import bpfast
 from bpfast.crosscheck import relative_difference
 
-from conftest import make_problem
-
-
-def numpy_sgd(weights, biases, X, Y, *, epochs, batch_size, learning_rate, seed):
-    """The same SGD as fit, written out in numpy: same orders, same mini-batches, same steps."""
-    weights = [w.astype(np.float64) for w in weights]
-    biases = [b.astype(np.float64) for b in biases]
-    rng = np.random.default_rng(seed)
-    N = X.shape[0]
-    costs = []
-    for _ in range(epochs):
-        order = rng.permutation(N)
-        total = 0.0
-        for start in range(0, N, batch_size):
-            rows = order[start:start + batch_size]
-            a = [X[rows]]
-            for w, b in zip(weights, biases):
-                a.append(1 / (1 + np.exp(-(a[-1] @ w.T + b))))
-            total += np.sum((a[-1] - Y[rows]) ** 2)
-            delta = a[-1] * (1 - a[-1]) * 2 * (a[-1] - Y[rows])
-            for l in range(len(weights) - 1, -1, -1):
-                grad_w = delta.T @ a[l] / len(rows)
-                grad_b = delta.mean(axis=0)
-                if l > 0:
-                    delta = (delta @ weights[l]) * a[l] * (1 - a[l])
-                weights[l] -= learning_rate * grad_w
-                biases[l] -= learning_rate * grad_b
-        costs.append(total / N)
-    return weights, biases, costs
-
-
-def flat(weights, biases):
-    return np.concatenate([np.concatenate([w.ravel(), b]) for w, b in zip(weights, biases)])
+from conftest import make_problem, numpy_fit
 
 
 @pytest.mark.parametrize("sizes,N,batch_size,n_threads", [
@@ -50,22 +18,20 @@ def flat(weights, biases):
 ])
 def test_fit_matches_numpy_sgd(sizes, N, batch_size, n_threads):
     net, X, Y = make_problem(sizes, N, seed=N)
-    expected_w, expected_b, expected_costs = numpy_sgd(
-        net.weights, net.biases, X, Y, epochs=3, batch_size=batch_size, learning_rate=0.7,
-        seed=5)
+    expected, expected_costs = numpy_fit(net, X, Y, epochs=3, batch_size=batch_size,
+                                         learning_rate=0.7, seed=5)
     history = net.fit(X, Y, epochs=3, batch_size=batch_size, learning_rate=0.7, seed=5,
                       n_threads=n_threads)
-    assert relative_difference(net.parameters_vector(), flat(expected_w, expected_b)) <= 1e-12
+    assert relative_difference(net.parameters_vector(), expected) <= 1e-12
     np.testing.assert_allclose(history.cost, expected_costs, rtol=1e-12)
 
 
 def test_fit_in_float32_stays_float32_and_matches():
     net, X, Y = make_problem([6, 5, 3], 30, "float32", seed=3)
-    expected_w, expected_b, _ = numpy_sgd(net.weights, net.biases, X, Y, epochs=2,
-                                          batch_size=4, learning_rate=0.5, seed=1)
+    expected, _ = numpy_fit(net, X, Y, epochs=2, batch_size=4, learning_rate=0.5, seed=1)
     net.fit(X, Y, epochs=2, batch_size=4, learning_rate=0.5, seed=1)
     assert net.parameters_vector().dtype == np.float32
-    assert relative_difference(net.parameters_vector(), flat(expected_w, expected_b)) <= 1e-5
+    assert relative_difference(net.parameters_vector(), expected) <= 1e-5
 
 
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
