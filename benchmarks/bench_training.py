@@ -58,6 +58,22 @@ def workload_data(sizes, dtype, N, seed=0):
     return X, Y
 
 
+def best_in_turns(runs, repeat):
+    """Seconds per epoch of each run: the best of `repeat` rounds after one to warm up and build,
+    the runs taking turns so that a noisy moment of the machine hits them all alike. `runs` maps
+    a name to (a callable, the number of epochs one call trains)."""
+    best = {name: float("inf") for name in runs}
+    for _ in range(repeat + 1):
+        for name, (run, epochs) in runs.items():
+            # BLAS and OpenMP worker threads spin for a while after their last task; let the
+            # previous run's go quiet before timing the next one on the same cores.
+            time.sleep(IDLE_SECONDS)
+            start = time.perf_counter()
+            run()
+            best[name] = min(best[name], (time.perf_counter() - start) / epochs)
+    return best
+
+
 def measure(name, repeat):
     """Seconds per epoch of each implementation on workload `name`: the best of `repeat`, the
     implementations taking turns so that a noisy moment of the machine hits them all alike."""
@@ -71,31 +87,19 @@ def measure(name, repeat):
 
     # fit checks its input once per call (finiteness of X is a pass over the data): timed over
     # FIT_EPOCHS epochs, as a training run of many epochs would see it.
-    epochs = {"bpfast": lambda: net.fit(X, Y, epochs=FIT_EPOCHS, batch_size=batch,
-                                        learning_rate=LEARNING_RATE, seed=0)}
+    runs = {"bpfast": (lambda: net.fit(X, Y, epochs=FIT_EPOCHS, batch_size=batch,
+                                       learning_rate=LEARNING_RATE, seed=0), FIT_EPOCHS)}
     weights, biases = copy_of_parameters()
-    epochs["numpy matrix batch"] = lambda: numpy_matrix_epoch(weights, biases, X, Y, batch,
-                                                              LEARNING_RATE, order)
+    runs["numpy matrix batch"] = (lambda: numpy_matrix_epoch(weights, biases, X, Y, batch,
+                                                             LEARNING_RATE, order), 1)
     for peer_name, make in (("PyTorch eager", make_torch_epoch),
                             ("scikit-learn MLP", make_sklearn_epoch)):
         epoch = make()
         if epoch is not None:
             peer_weights, peer_biases = copy_of_parameters()
-            epochs[peer_name] = (lambda epoch=epoch, w=peer_weights, b=peer_biases:
-                                 epoch(w, b, X, Y, batch, LEARNING_RATE, order))
-
-    best = {implementation: float("inf") for implementation in epochs}
-    for _ in range(repeat + 1):                       # the first round warms up and builds
-        for implementation, epoch in epochs.items():
-            # BLAS and OpenMP worker threads spin for a while after their last task; let the
-            # previous implementation's go quiet before timing the next one on the same cores.
-            time.sleep(IDLE_SECONDS)
-            start = time.perf_counter()
-            epoch()
-            seconds = time.perf_counter() - start
-            if implementation == "bpfast":
-                seconds /= FIT_EPOCHS
-            best[implementation] = min(best[implementation], seconds)
+            runs[peer_name] = (lambda epoch=epoch, w=peer_weights, b=peer_biases:
+                               epoch(w, b, X, Y, batch, LEARNING_RATE, order), 1)
+    best = best_in_turns(runs, repeat)
 
     # The per-example loop takes seconds per epoch: time a slice of one and scale it up.
     weights, biases = copy_of_parameters()
@@ -125,7 +129,7 @@ VARIANTS = [
 
 
 def measure_variants(name, repeat):
-    """Seconds per epoch of bpfast's fit with each of VARIANTS, taking turns as in `measure`."""
+    """Seconds per epoch of bpfast's fit with each of VARIANTS, taking turns (`best_in_turns`)."""
     sizes, batch, dtype, N = WORKLOADS[name]
     X, Y = workload_data(sizes, dtype, N)
     runs = {}
@@ -133,15 +137,8 @@ def measure_variants(name, repeat):
         net = bpfast.Network(sizes, dtype=dtype, seed=0, **network_keywords)
         keywords = {"learning_rate": LEARNING_RATE, **fit_keywords}
         runs[label] = (lambda net=net, keywords=keywords: net.fit(
-            X, Y, epochs=FIT_EPOCHS, batch_size=batch, seed=0, **keywords))
-    best = {label: float("inf") for label in runs}
-    for _ in range(repeat + 1):
-        for label, run in runs.items():
-            time.sleep(IDLE_SECONDS)
-            start = time.perf_counter()
-            run()
-            best[label] = min(best[label], (time.perf_counter() - start) / FIT_EPOCHS)
-    return sizes, batch, dtype, N, best
+            X, Y, epochs=FIT_EPOCHS, batch_size=batch, seed=0, **keywords), FIT_EPOCHS)
+    return sizes, batch, dtype, N, best_in_turns(runs, repeat)
 
 
 def print_variants(names, repeat):
