@@ -362,12 +362,17 @@ class Network:
         X, single = self._as_batch(x, "X")
         return self._trace(X, single)
 
-    def _trace(self, X, single=False):
-        """The forward pass of a batch X that has been validated already."""
+    def _forward_pass(self, X):
+        """z^(1..L) and a^(1..L) of a batch X that has been validated already (flat buffers)."""
         n = X.shape[0]
         Z, A, slopes = self._batch_buffer(n), self._batch_buffer(n), self._batch_buffer(n)
         _kernels.forward(self._theta, self._sizes_array, self._acts, self._cost, X, Z, A, slopes)
-        _finite_or_raise(A, "the forward pass (a^(l))")
+        return Z, _finite_or_raise(A, "the forward pass (a^(l))")
+
+    def _trace(self, X, single=False):
+        """The `Trace` of a batch X that has been validated already."""
+        Z, A = self._forward_pass(X)
+        n = X.shape[0]
         a0 = X[0].copy() if single else X.copy()
         return Trace(self._blocks(Z, n, single), [a0] + self._blocks(A, n, single))
 
@@ -390,10 +395,12 @@ class Network:
 
     def _cost_and_accuracy(self, X, Y):
         """`evaluate` of a batch that has been validated already (fit's validation data)."""
-        trace = self._trace(X)
-        a_L = trace.a[-1]
+        # No Trace: it would copy X, and fit evaluates its validation data every epoch.
+        Z, A = self._forward_pass(X)
+        n = X.shape[0]
+        z_L, a_L = self._blocks(Z, n, False)[-1], self._blocks(A, n, False)[-1]
         with np.errstate(over="ignore", invalid="ignore"):
-            C0 = costs.per_example(self.cost_function, self.output_activation, trace.z[-1], a_L, Y)
+            C0 = costs.per_example(self.cost_function, self.output_activation, z_L, a_L, Y)
         cost = float(_finite_or_raise(C0, "the cost").mean())
         one_hot = (self.sizes[-1] > 1 and np.isin(Y, (0, 1)).all()
                    and (Y.sum(axis=1) == 1).all())
