@@ -25,8 +25,9 @@ typedef struct {                                                                
     T eta, mu, l2, beta1, beta2, eps, c1, c2;                                                    \
 } bpfast_hyper_##SUFFIX;                                                                         \
                                                                                                  \
-/* θ_i, v_i, r_i for i < n, from g_i = ∂C/∂θ_i, with the L2 coefficient l2 (0 for biases). */   \
-BPFAST_INLINE void bpfast_step_##SUFFIX(const bpfast_hyper_##SUFFIX* h, T l2, ptrdiff_t n,       \
+/* θ_i, v_i, r_i for i < n, from g_i = ∂C/∂θ_i, with the L2 coefficient l2 (0 for biases);     \
+ * r may be v itself for the rules that have no r (they never touch it). */                    \
+BPFAST_CLONES void bpfast_update_##SUFFIX(const bpfast_hyper_##SUFFIX* h, T l2, ptrdiff_t n,     \
         const T* restrict g, T* restrict theta, T* restrict v, T* restrict r) {                  \
     const T eta = h->eta, mu = h->mu;                                                            \
     if (h->rule == BPFAST_MOMENTUM) {                                                            \
@@ -53,11 +54,6 @@ BPFAST_INLINE void bpfast_step_##SUFFIX(const bpfast_hyper_##SUFFIX* h, T l2, pt
             theta[i] -= eta * (m_i * c1) / (SQRT(r_i * c2) + eps);                               \
         }                                                                                        \
     }                                                                                            \
-}                                                                                                \
-                                                                                                 \
-BPFAST_CLONES void bpfast_update_##SUFFIX(const bpfast_hyper_##SUFFIX* h, T l2, ptrdiff_t n,     \
-        const T* g, T* theta, T* v, T* r) {                                                      \
-    bpfast_step_##SUFFIX(h, l2, n, g, theta, v, r);                                              \
 }
 
 BPFAST_DEFINE_RULES(double, d, sqrt)
