@@ -58,10 +58,6 @@ def _load_data(spec, test_fraction, seed):
     return X_train, Y_train, X_test, Y_test, Y_test.argmax(axis=1)
 
 
-def _accuracy(net, X, labels):
-    return float(np.mean(net.predict(X).argmax(axis=1) == labels))
-
-
 # --- train ---------------------------------------------------------------------------------------
 
 def _progress(epochs, interactive):
@@ -96,8 +92,7 @@ def train(args):
             plots.require_matplotlib()
         except ImportError as error:
             raise UsageError(str(error)) from None
-    X_train, Y_train, X_test, Y_test, labels_test = _load_data(args.data, args.test_fraction,
-                                                               args.seed)
+    X_train, Y_train, X_test, Y_test, _ = _load_data(args.data, args.test_fraction, args.seed)
     sizes = (_parse_sizes(args.sizes) if args.sizes
              else [X_train.shape[1], 30, Y_train.shape[1]])
     if sizes[0] != X_train.shape[1] or sizes[-1] != Y_train.shape[1]:
@@ -130,19 +125,20 @@ def train(args):
         f", L2 {args.l2}" if args.l2 else "")
     print(f"{steps}: {args.epochs} epochs, batch size {args.batch_size}, learning rate "
           f"{learning_rate}{extras}")
-    labels_train = Y_train.argmax(axis=1)
     curves = {"train cost": [], "test cost": [], "train accuracy": [], "test accuracy": []}
     show, advance, close = _progress(args.epochs, sys.stderr.isatty())
 
     def after_epoch(epoch, figures):
-        train_accuracy = _accuracy(net, X_train, labels_train)
+        # One forward pass per data set gives both its cost and its accuracy.
+        train_cost, train_accuracy = net.evaluate(X_train, Y_train)
         show(f"cost {figures['cost']:.4f}  train accuracy {train_accuracy:.1%}")
         advance(1)
         if args.plot:
-            curves["train cost"].append(net.cost(X_train, Y_train))
-            curves["test cost"].append(net.cost(X_test, Y_test))
+            test_cost, test_accuracy = net.evaluate(X_test, Y_test)
+            curves["train cost"].append(train_cost)
+            curves["test cost"].append(test_cost)
             curves["train accuracy"].append(train_accuracy)
-            curves["test accuracy"].append(_accuracy(net, X_test, labels_test))
+            curves["test accuracy"].append(test_accuracy)
 
     start = time.perf_counter()
     try:
@@ -152,8 +148,9 @@ def train(args):
     finally:
         close()
     seconds = time.perf_counter() - start
-    print(f"test: cost {net.cost(X_test, Y_test):.4f}, accuracy "
-          f"{_accuracy(net, X_test, labels_test):.2%} ({seconds:.2f} s of training)")
+    test_cost, test_accuracy = net.evaluate(X_test, Y_test)
+    print(f"test: cost {test_cost:.4f}, accuracy {test_accuracy:.2%} ({seconds:.2f} s of "
+          "training)")
     if args.save:
         net.save(args.save)
         print(f"saved to {args.save}")
