@@ -183,11 +183,12 @@ def test_array_likes_are_accepted_and_give_the_same_gradient(convert):
 
 def test_read_only_inputs_are_accepted():
     net, X, Y = make_problem([4, 3, 2], 5)
+    expected = net.gradient(X, Y).vector()
     X.setflags(write=False)
     Y.setflags(write=False)
-    net.gradient(X, Y)
-    net.per_example_gradients(X, Y)
-    net.forward(X)
+    np.testing.assert_array_equal(net.gradient(X, Y).vector(), expected)
+    assert net.per_example_gradients(X, Y).vector().shape == (5, net.n_params)
+    np.testing.assert_array_equal(net.forward(X).a[0], X)
 
 
 def test_sigmoid_saturates_without_overflow_or_warning():
