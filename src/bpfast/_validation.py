@@ -5,6 +5,7 @@ network's dtype, made C-contiguous, and checked for shape and finiteness. Messag
 argument and the problem, in the manner of scikit-learn's.
 """
 import numbers
+import warnings
 
 import numpy as np
 
@@ -17,7 +18,10 @@ DTYPES = ("float32", "float64")
 def check_dtype(dtype):
     """The network's dtype as a numpy dtype: float32 or float64."""
     try:
-        resolved = np.dtype(dtype)
+        # numpy warns of deprecated aliases ("a") that are refused here anyway.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            resolved = np.dtype(dtype)
     except (TypeError, ValueError, SyntaxError):   # numpy parses "a,b" as a record spec
         resolved = None
     if resolved is None or resolved.name not in DTYPES:
