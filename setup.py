@@ -7,6 +7,9 @@ and its compiler flags. Environment switches, read at build time:
                     against out-of-bounds access); also keeps assertions and drops -O3.
 - BPFAST_NATIVE=1   add -march=native (faster on the build machine, not portable: off by default).
 - BPFAST_OPENMP=0   build without OpenMP even when the compiler supports it.
+
+The kernels' threads are POSIX threads of their own (src/bpfast/_team.h); OpenMP is linked only
+so that the default thread count honours OpenMP's limit (OMP_NUM_THREADS, threadpoolctl).
 """
 import os
 import shutil
@@ -47,6 +50,9 @@ use_openmp = _flag("BPFAST_OPENMP", "1") and sys.platform != "win32" and _compil
 # -fno-math-errno lets Adam's square root be one instruction (bpfast never reads errno either).
 compile_args = ["-O0", "-g"] if debug else ["-O3", "-fno-trapping-math", "-fno-math-errno"]
 link_args = []
+if sys.platform != "win32":
+    compile_args.append("-pthread")
+    link_args.append("-pthread")
 if _flag("BPFAST_NATIVE", "0"):
     compile_args.append("-march=native")
 if use_openmp:
@@ -67,6 +73,7 @@ extension = Extension(
     "bpfast._kernels",
     sources=["src/bpfast/_kernels.pyx"],
     depends=["src/bpfast/_activations.h", "src/bpfast/_clones.h", "src/bpfast/_microkernels.h",
+             "src/bpfast/_team.h",
              "src/bpfast/_rules.h"],
     include_dirs=["src/bpfast"],
     extra_compile_args=compile_args,

@@ -1,10 +1,14 @@
 """Python threads: two networks train at once (the GIL is released), one network refuses two."""
+import os
+import subprocess
+import sys
 import threading
 import time
 
 import numpy as np
 import pytest
 
+import bpfast
 from conftest import make_problem
 
 
@@ -73,3 +77,89 @@ def test_blas_threads_are_restored_when_two_users_overlap():
     assert max(blas_threads()) == 1
     b.__exit__(None, None, None)
     assert blas_threads() == before
+
+
+# --- the team: which threads compute the parts never changes the bits ---------------------------
+
+TEAM_CASES = [
+    # (sizes, Network keywords, fit keywords): every stage sequence of a step (Stage in
+    # _kernels.pyx) — L = 1 with and without softmax's rows, L = 2 and 3, the small products and
+    # BLAS, every rule.
+    ([20, 9], {}, dict(batch_size=10)),
+    ([20, 9], dict(output_activation="softmax", cost="cross_entropy"), dict(batch_size=12)),
+    ([20, 7, 5], {}, dict(batch_size=10, l2=1e-3)),
+    ([30, 12, 6], dict(activation="tanh"), dict(batch_size=16, momentum=0.9, nesterov=True)),
+    ([30, 12, 8, 6], dict(activation="relu", output_activation="softmax", cost="cross_entropy"),
+     dict(batch_size=70, optimizer="adam", learning_rate=1e-3)),
+    ([30, 40, 6], {}, dict(batch_size=80, momentum=0.5)),
+]
+
+
+@pytest.mark.parametrize("n_threads", [2, 3])
+@pytest.mark.parametrize("sizes,choices,keywords", TEAM_CASES)
+def test_fit_gives_the_same_bits_whichever_threads_compute_the_parts(monkeypatch, sizes, choices,
+                                                                     keywords, n_threads):
+    """The team's modes (all threads; one thread computing every part; switching at every step)
+    and its own choice, as a busy machine would make it, all give the same θ and costs."""
+    from bpfast import training
+    keywords = {"learning_rate": 0.3, **keywords}
+    results = {}
+    for mode in (1, 2, 3, 0):
+        monkeypatch.setattr(training, "_FORCED_MODE", mode)
+        net, X, Y = make_problem(sizes, 333, seed=4, **choices)
+        history = net.fit(X, Y, epochs=3, seed=5, n_threads=n_threads, **keywords)
+        results[mode] = net.parameters_vector(), history.cost
+        threads = history.threads
+        assert threads["n_threads"] == n_threads
+        assert threads["steps_shared"] + threads["steps_alone"] == 3 * -(-333 // keywords["batch_size"])
+        if mode == 3 and threads["workers"] > 1:
+            assert threads["steps_alone"] > 0 and threads["steps_shared"] > 0
+            assert threads["switches"] > 10
+    for mode in (2, 3, 0):
+        np.testing.assert_array_equal(results[mode][0], results[1][0])
+        assert results[mode][1] == results[1][1]
+
+
+def test_a_diverging_fit_stops_at_the_same_step_in_every_mode(monkeypatch):
+    from bpfast import training
+    outcomes = []
+    for mode in (1, 3):
+        monkeypatch.setattr(training, "_FORCED_MODE", mode)
+        net, X, Y = make_problem([20, 12, 5], 200, seed=2)
+        X[150] = 1e306
+        with pytest.raises(bpfast.TrainingDiverged) as caught:
+            net.fit(X, Y, epochs=2, batch_size=10, learning_rate=1e5, seed=1, n_threads=2)
+        outcomes.append((caught.value.epoch, caught.value.mini_batch, net.parameters_vector()))
+    assert outcomes[0][:2] == outcomes[1][:2]
+    np.testing.assert_array_equal(outcomes[0][2], outcomes[1][2])
+
+
+def test_the_team_has_a_thread_per_worker_and_lets_them_go():
+    from bpfast import _kernels
+    if not _kernels.threads:
+        pytest.skip("this build has no threads of its own")
+    before = threading.active_count()
+    team = _kernels.Team(3)
+    assert team.n_workers == 3
+    del team                                     # its threads are joined: nothing leaks
+    assert threading.active_count() == before
+    assert _kernels.Team(1).n_workers == 1
+
+
+def test_the_default_thread_count_honours_openmps_limit():
+    """As scikit-learn: OMP_NUM_THREADS, or threadpoolctl's limit, caps the default."""
+    from threadpoolctl import threadpool_limits
+
+    from bpfast import _kernels, training
+    net = bpfast.Network([784, 100, 10])
+    if not _kernels.openmp or training.available_cores() < 2:
+        pytest.skip("needs OpenMP's limit and two cores")
+    assert training.default_threads(net, 100) >= 2
+    with threadpool_limits(limits=1, user_api="openmp"):
+        assert training.default_threads(net, 100) == 1
+    assert training.default_threads(net, 100) >= 2
+    script = ("import bpfast; from bpfast import training; "
+              "print(training.default_threads(bpfast.Network([784, 100, 10]), 100))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, check=True)
+    assert result.stdout.strip() == "1"

@@ -133,7 +133,8 @@ def test_fit_needs_a_batch_of_matching_inputs_and_targets():
 
 
 def test_default_threads_leave_small_mini_batches_to_one_thread(monkeypatch):
-    monkeypatch.setattr(bpfast.training, "available_cores", lambda: 8)
+    monkeypatch.setattr(bpfast.training, "available_cores", lambda: 8)   # an 8-core machine,
+    monkeypatch.setattr(bpfast._kernels, "openmp_limit", lambda: 8)       # OMP_NUM_THREADS unset
     small = bpfast.Network([64, 30, 10], seed=0)          # 6·P·batch = 1.4e5 FLOPs
     large = bpfast.Network([784, 30, 10], seed=0)         # 1.4e6 FLOPs
     assert bpfast.training.default_threads(small, 10) == 1

@@ -12,19 +12,21 @@ Design
    n · (n_1 + … + n_{l−1}). Z holds z^(l), A holds a^(l) (a^(0) is X itself), S holds f'(z^(l))
    (z^(L) itself at the output with cross-entropy or softmax) and is overwritten, layer by layer
    from the top, with δ^(l) = ∂C_0/∂z^(l).
-4. Threads share a mini-batch by neurons: in every layer, thread t of n_threads owns a contiguous
-   range of neurons j, computes their z_j, a_j, δ_j and updates their row w_j and b_j; BLAS is
-   called single-threaded on those sub-blocks. `_barrier()` separates the phases that read what
-   other threads wrote. Each neuron's arithmetic is done by one thread in a fixed order, so a
-   given n_threads gives bitwise-reproducible results. Outside a parallel region (or built
-   without OpenMP) the same code runs with n_threads = 1 and the barriers do nothing.
+4. A step of `fit` is split into parts by neurons: in every layer, part p of n_threads owns a
+   contiguous range of neurons j, computes their z_j, a_j, δ_j and updates their row w_j and
+   b_j; BLAS is called single-threaded on those sub-blocks. The step is a sequence of stages
+   (Stage), each a phase of a `Team` (_team.h): every part of a stage is done before the next
+   starts, since the next reads what all of them wrote. Each part's arithmetic is fixed by
+   n_threads, so a given n_threads gives bitwise-reproducible results whichever threads compute
+   the parts and however many — which the team decides at run time, by measuring, so that a
+   busy machine never makes threads wait for each other more than they gain.
 5. Mini-batches of fewer than SMALL_BATCH examples use the small products of _microkernels.h
    (AVX2/FMA where the CPU has it, chosen at load time) instead of BLAS, whose packing of the
    operands costs more than the arithmetic at that size; larger ones go to BLAS.
 6. Each layer has its activation (`acts[l−1]`, numbered as Activation; the formulas are in
    _activations.h, compiled like the microkernels), and the network one cost (Cost). Softmax needs
    whole rows: for a softmax output, threads share the output layer's a^(L) and δ^(L) by
-   examples instead of neurons (`_rows_are_split`), with a barrier on each side.
+   examples instead of neurons (`_rows_are_split`), in a stage of their own.
 7. A step of `fit` is one of the rules of Rule (plain, momentum, Nesterov, Adam; L2 with any):
    plain steps are the gradient GEMM with β = 1 − ηλ; the others keep their state in buffers laid
    out as θ and apply the rule right after each block of ∂C/∂w (`_step_rows`, _rules.h).
@@ -32,10 +34,9 @@ Design
    bottom release the GIL around them. Nothing here checks its arguments: bpfast.network and
    bpfast.training validate every shape, dtype and value before calling in.
 """
-from cython.parallel cimport parallel
 from libc.math cimport fabs, isfinite, log, log1p, pow
 from libc.stdlib cimport calloc, free
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 from cython cimport floating
 
@@ -72,30 +73,31 @@ cdef extern from *:
     }
     static int bpfast_sigint_pending(void) { return bpfast_sigint; }
     #endif
+    /* OpenMP is linked only to read its thread limit (OMP_NUM_THREADS, threadpoolctl's). */
     #ifdef _OPENMP
     #include <omp.h>
     #define BPFAST_HAVE_OPENMP 1
-    #define BPFAST_BARRIER() _Pragma("omp barrier")
-    static int bpfast_thread(void) { return omp_get_thread_num(); }
-    static int bpfast_n_threads(void) { return omp_get_num_threads(); }
+    static int bpfast_openmp_limit(void) { return omp_get_max_threads(); }
     #else
     #define BPFAST_HAVE_OPENMP 0
-    #define BPFAST_BARRIER()
-    static int bpfast_thread(void) { return 0; }
-    static int bpfast_n_threads(void) { return 1; }
+    static int bpfast_openmp_limit(void) { return 0; }
     #endif
     """
     const int HAVE_OPENMP "BPFAST_HAVE_OPENMP"
-    void _barrier "BPFAST_BARRIER" () noexcept nogil
-    int _thread "bpfast_thread" () noexcept nogil
-    int _n_threads "bpfast_n_threads" () noexcept nogil
+    int _openmp_limit "bpfast_openmp_limit" () noexcept nogil
     void _prefetch "BPFAST_PREFETCH" (const void* p) noexcept nogil
     int _catch_sigint "bpfast_catch_sigint" () noexcept nogil
     void _release_sigint "bpfast_release_sigint" () noexcept nogil
     int _sigint_pending "bpfast_sigint_pending" () noexcept nogil
 
-#: Whether this build shares work between threads (OpenMP was found at build time).
+#: Whether this build was linked with OpenMP, whose thread limit the default thread count honours.
 openmp = bool(HAVE_OPENMP)
+
+
+def openmp_limit():
+    """OpenMP's limit on threads for this thread (OMP_NUM_THREADS, or threadpoolctl's limit), or
+    None in a build without OpenMP."""
+    return _openmp_limit() if HAVE_OPENMP else None
 
 
 # --- the activations ------------------------------------------------------------------------------
@@ -297,49 +299,42 @@ cdef inline bint _rows_are_split(const int* acts, int L) noexcept nogil:
     return acts[L - 1] == SOFTMAX
 
 
-cdef void _forward(const floating* theta, const Py_ssize_t* sizes, const int* acts, int cost,
-                   int L, Py_ssize_t n, const floating* X, floating* Z, floating* A, floating* S,
-                   int thread, int n_threads) noexcept nogil:
-    """z^(l) = a^(l−1) w^(l)ᵀ + b^(l),  a^(l) = f_l(z^(l)),  S ← f_l'(z^(l)) for l = 1..L (rows =
-    examples), f_l being activation acts[l−1].
+cdef void _forward_layer(const floating* theta, const Py_ssize_t* sizes, const int* acts,
+                         int cost, int L, int l, Py_ssize_t n, const floating* X, floating* Z,
+                         floating* A, floating* S, int part, int n_parts) noexcept nogil:
+    """z^(l) = a^(l−1) w^(l)ᵀ + b^(l),  a^(l) = f_l(z^(l)),  S ← f_l'(z^(l)) for the part's neurons j
+    of layer l (rows = examples; a^(0) = X), f_l being activation acts[l−1].
 
     S may equal Z (the slopes replace z, which the backward pass does not need). At the output,
     S keeps z^(L) itself where the backward pass needs z and not a slope: with the cross-entropy
-    cost (computed from z) and with softmax (whose Jacobian is not a slope per neuron). The thread
-    computes its own neurons of every layer, except softmax's a^(L), computed by rows: a row needs
-    every z_j of its example, so threads then share the examples (`_rows_are_split`).
+    cost (computed from z) and with softmax (whose Jacobian is not a slope per neuron); softmax's
+    a^(L) is then left to `_softmax_rows`, by examples.
     """
-    cdef const floating* w
-    cdef const floating* b
-    cdef const floating* a_prev = X
-    cdef floating* z
-    cdef floating* a
-    cdef floating* s
-    cdef Py_ssize_t offset = 0, block = 0, k, j0, j1, n_out, n_in
+    cdef Py_ssize_t n_in = sizes[l - 1], n_out = sizes[l]
+    cdef const floating* w = theta + _w_offset(sizes, l)
+    cdef const floating* b = w + n_out * n_in
+    cdef const floating* a_prev = X if l == 1 else A + _block(sizes, l - 1, n)
+    cdef Py_ssize_t block = _block(sizes, l, n), k
+    cdef floating* z = Z + block
+    cdef floating* a = A + block
+    cdef floating* s = S + block
+    cdef Py_ssize_t j0 = _first(n_out, part, n_parts), j1 = _first(n_out, part + 1, n_parts)
+    _z_is_a_wT(n, j1 - j0, n_in, a_prev, n_in, w + j0 * n_in, n_in, z + j0, n_out)
+    for k in range(n):
+        _activate(z + k * n_out + j0, b + j0, a + k * n_out + j0, s + k * n_out + j0, j1 - j0,
+                  acts[l - 1], l == L and cost == CROSS_ENTROPY)
+
+
+cdef void _forward(const floating* theta, const Py_ssize_t* sizes, const int* acts, int cost,
+                   int L, Py_ssize_t n, const floating* X, floating* Z, floating* A,
+                   floating* S) noexcept nogil:
+    """The forward pass of a batch, every layer, on one thread (`_forward_layer`, then softmax's
+    rows at the output)."""
     cdef int l
     for l in range(1, L + 1):
-        n_in = sizes[l - 1]
-        n_out = sizes[l]
-        w = theta + offset
-        b = w + n_out * n_in
-        offset += n_out * (n_in + 1)
-        z = Z + block
-        a = A + block
-        s = S + block
-        block += n * n_out
-        j0 = _first(n_out, thread, n_threads)
-        j1 = _first(n_out, thread + 1, n_threads)
-
-        _z_is_a_wT(n, j1 - j0, n_in, a_prev, n_in, w + j0 * n_in, n_in, z + j0, n_out)
-        for k in range(n):
-            _activate(z + k * n_out + j0, b + j0, a + k * n_out + j0, s + k * n_out + j0, j1 - j0,
-                      acts[l - 1], l == L and cost == CROSS_ENTROPY)
-        if l < L or _rows_are_split(acts, L):
-            _barrier()                          # the next layer (or softmax) reads every z_j, a_j
-        a_prev = a
+        _forward_layer(theta, sizes, acts, cost, L, l, n, X, Z, A, S, 0, 1)
     if _rows_are_split(acts, L):
-        _softmax_rows(S + block - n * sizes[L], A + block - n * sizes[L], sizes[L],
-                      _first(n, thread, n_threads), _first(n, thread + 1, n_threads))
+        _softmax_rows(S + _block(sizes, L, n), A + _block(sizes, L, n), sizes[L], 0, n)
 
 
 # Columns summed at once by `_add_column_sums`: a block of partial sums that stays in registers
@@ -604,121 +599,245 @@ cdef double _output_delta(int activation, int cost, Py_ssize_t n, Py_ssize_t cou
     return sum_C
 
 
+cdef void _delta_below(const floating* theta, const Py_ssize_t* sizes, int l, Py_ssize_t n,
+                       floating* S, floating* T, int part, int n_parts) noexcept nogil:
+    """δ_i^(l−1) = f'(z_i^(l−1)) · Σ_j w_ji^(l) δ_j^(l) for the part's neurons i of layer l − 1.
+
+    The sum over j, ∂C_0/∂a_i^(l−1), goes into T (scratch of n × n_{l−1}), then it is multiplied
+    by link 2 of the layer below, which S holds where δ^(l−1) is to be written.
+    """
+    cdef Py_ssize_t n_out = sizes[l], n_in = sizes[l - 1], k, i
+    cdef Py_ssize_t i0 = _first(n_in, part, n_parts), i1 = _first(n_in, part + 1, n_parts)
+    cdef const floating* delta = S + _block(sizes, l, n)
+    cdef floating* delta_below = S + _block(sizes, l - 1, n)
+    _t_is_d_w(n, i1 - i0, n_out, delta, n_out, theta + _w_offset(sizes, l) + i0, n_in,
+              T + i0, n_in)
+    for k in range(n):
+        for i in range(i0, i1):
+            delta_below[k * n_in + i] *= T[k * n_in + i]
+
+
 cdef double _backward(const floating* theta, const Py_ssize_t* sizes, const int* acts, int cost,
                       int L, Py_ssize_t n, const floating* X, const floating* Y, const floating* A,
-                      floating* S, floating* T, floating* grad, Mode mode, const Optimizer* opt,
-                      int thread, int n_threads) noexcept nogil:
-    """δ^(L) (`_output_delta`), δ^(l−1) = f'(z^(l−1)) ⊙ δ^(l) w^(l), then `_link_one` for every
-    layer; returns Σ_k C_k over the thread's share of the output.
+                      floating* S, floating* T, floating* grad, Mode mode) noexcept nogil:
+    """The backward pass of a batch on one thread, ∂C/∂θ (MEAN) or every ∂C_k/∂θ (PER_EXAMPLE)
+    into grad: δ^(L) (`_output_delta`), δ^(l−1) (`_delta_below`) and `_link_one` for every layer;
+    returns Σ_k C_k.
 
     On entry S holds what `_forward` left there (the slopes f'(z^(l)), z^(L) at the output in the
     cases it names); it is overwritten with δ^(l). T is scratch of n × max(n_1, …, n_{L−1}).
-    δ^(l−1) is computed from w^(l) before w^(l) changes, as gradient descent requires: layer l's
-    own rows are updated only after the barrier that follows every thread's use of w^(l), the one
-    that also gathers δ^(l−1).
     """
     cdef Py_ssize_t P = _n_params(sizes, L)
-    cdef Py_ssize_t k, i, i0, i1, n_out, n_in
-    cdef floating* delta
-    cdef floating* delta_below
     cdef double sum_C
     cdef int l
-
     sum_C = _output_delta(acts[L - 1], cost, n, sizes[L], A + _block(sizes, L, n), Y,
-                          S + _block(sizes, L, n), thread, n_threads)
-    for l in range(L, 1, -1):
-        n_out = sizes[l]
-        n_in = sizes[l - 1]
-        i0 = _first(n_in, thread, n_threads)
-        i1 = _first(n_in, thread + 1, n_threads)
-        delta = S + _block(sizes, l, n)
-        delta_below = S + _block(sizes, l - 1, n)
-        _barrier()                              # every δ^(l) is ready; w^(l+1) is read no more
-        if l < L:
-            _link_one(grad, P, sizes, l + 1, n, X, A, S, mode, opt, thread, n_threads)
-        # The sum over j: ∂C_0/∂a_i^(l−1) = Σ_j w_ji^(l) δ_j^(l) for the thread's own i, into T,
-        # then times link 2 of the layer below: δ_i^(l−1) = f'(z_i^(l−1)) · T_i.
-        _t_is_d_w(n, i1 - i0, n_out, delta, n_out, theta + _w_offset(sizes, l) + i0, n_in,
-                  T + i0, n_in)
-        for k in range(n):
-            for i in range(i0, i1):
-                delta_below[k * n_in + i] *= T[k * n_in + i]
-    if L > 1:
-        _barrier()                              # w^(2) is read no more
-        _link_one(grad, P, sizes, 2, n, X, A, S, mode, opt, thread, n_threads)
-    elif _rows_are_split(acts, L):
-        _barrier()                              # δ^(1) was computed by rows, is used by neurons
-    _link_one(grad, P, sizes, 1, n, X, A, S, mode, opt, thread, n_threads)
+                          S + _block(sizes, L, n), 0, 1)
+    for l in range(L, 0, -1):
+        _link_one(grad, P, sizes, l, n, X, A, S, mode, NULL, 0, 1)
+        if l > 1:
+            _delta_below(theta, sizes, l, n, S, T, 0, 1)
     return sum_C
 
 
 # --- training -------------------------------------------------------------------------------------
 
-cdef double _train_epoch(floating* theta, const Py_ssize_t* sizes, const int* acts, int cost,
-                         int L, const floating* X, const floating* Y, const Py_ssize_t* order,
-                         Py_ssize_t N, Py_ssize_t batch, const Optimizer* opt, Py_ssize_t steps,
-                         floating* Xb, floating* Yb, floating* A, floating* S, floating* T,
-                         int* stop, floating* backup, Py_ssize_t* diverged,
-                         int thread, int n_threads) noexcept nogil:
-    """One step of `opt` for each mini-batch of `batch` examples taken in `order`; returns the
-    thread's share of Σ_k C_k. `steps` is how many steps `fit` took before this epoch (Adam's t).
+cdef extern from "_team.h":
+    ctypedef struct bpfast_team:
+        int solo
+        int forced
+        long switches, solo_steps, team_steps
+        int n_threads
+    ctypedef void (*bpfast_task)(void* job, int part, int n_parts) noexcept nogil
+    ctypedef int (*bpfast_close)(void* job) noexcept nogil
+    const int HAVE_THREADS "BPFAST_HAVE_THREADS"
+    bpfast_team* bpfast_team_new(int n_workers) noexcept nogil
+    void bpfast_team_free(bpfast_team* team) noexcept nogil
+    void bpfast_team_run(bpfast_team* team, int n_parts, void* job, bpfast_task task,
+                         bpfast_close close) noexcept nogil
+    enum:
+        BPFAST_NEXT_PHASE
+        BPFAST_NEXT_STEP
+        BPFAST_FINISHED
 
-    Each C_k is evaluated with the parameters in force when its mini-batch was visited. The last
-    mini-batch may be shorter: its gradient is the mean over its own size. On Ctrl-C (when
-    caught, see `train_epoch`) every thread leaves at the same mini-batch boundary: thread 0
-    posts the decision in stop[i % 2] before the gather barrier, all read it after; two slots,
-    so that posting the next decision never races with reading this one.
 
-    With a `backup` buffer of P elements (the careful replay of an epoch that diverged), thread
-    0 saves θ before each step and checks it after; at the first step that leaves a non-finite
-    parameter it puts θ back, sets *diverged to that mini-batch's index + 1, and all stop.
-    """
-    cdef Py_ssize_t n0 = sizes[0], nL = sizes[L]
-    cdef Py_ssize_t start, k, m, i_batch, next_m, byte
+# The stages of a step of `fit`, each a phase of the team (Design 4): every part of a stage is
+# done before the next stage starts, because the next one reads what all of them wrote.
+cdef enum Stage:
+    GATHER = 0     # the first mini-batch's rows, gathered into Xb, Yb (once per epoch)
+    FORWARD = 1    # layer l: z, a and slope of the part's neurons (at l = L also δ^(L), and
+                   # with L = 1 the whole step: see `_epoch_task`)
+    ROWS = 2       # softmax's a^(L) and δ^(L), by examples
+    BACK = 3       # layer l = L..2: the step of w^(l+1) (l < L) and δ^(l−1), the part's rows
+    LAST = 4       # the steps of w^(2) and w^(1); the next mini-batch's rows gathered
+
+
+cdef struct Epoch:
+    # What the epoch trains on (typed by the task: floating*), set once by `train_epoch`.
+    void* theta
+    const Py_ssize_t* sizes
+    const int* acts
+    int cost, L
+    const void* X
+    const void* Y
+    const Py_ssize_t* order
+    Py_ssize_t N, batch, n_batches, steps
+    Optimizer opt                               # with the step's t for Adam (`_begin_step`)
+    void* Xb
+    void* Yb
+    void* A
+    void* S
+    void* T
+    void* backup                                # θ before the step, in a careful replay
+    double* shares                              # Σ_k C_k of each part, over the epoch
+    # Where the epoch is, advanced by `_epoch_close` between phases.
+    Py_ssize_t i_batch, m
+    int stage, l
+    bint catch_sigint                           # whether Ctrl-C stops the epoch (main thread)
+    bint interrupted
+    Py_ssize_t diverged                         # the mini-batch (from 1) whose step diverged
+
+
+cdef inline floating* _batch_half(void* buffer, Py_ssize_t i_batch, Py_ssize_t batch,
+                                  Py_ssize_t width, floating* tag) noexcept nogil:
+    """Mini-batch i_batch's rows in Xb or Yb. Mini-batches alternate between two halves, so that
+    the next one is gathered while this one still updates w^(1), with no phase in between."""
+    return <floating*> buffer + (i_batch % 2) * batch * width
+
+
+cdef void _gather(Epoch* e, Py_ssize_t i_batch, int part, int n_parts,
+                  floating* tag) noexcept nogil:
+    """The part's share of mini-batch i_batch's rows of X and Y, into their half of Xb and Yb"""
+    cdef Py_ssize_t n0 = e.sizes[0], nL = e.sizes[e.L], k, row
+    cdef Py_ssize_t start = i_batch * e.batch, m = min(e.batch, e.N - start)
+    cdef floating* x = _batch_half(e.Xb, i_batch, e.batch, n0, tag)
+    cdef floating* y = _batch_half(e.Yb, i_batch, e.batch, nL, tag)
+    if i_batch >= e.n_batches:                 # after the last mini-batch: nothing to gather
+        return
+    for k in range(_first(m, part, n_parts), _first(m, part + 1, n_parts)):
+        row = e.order[start + k]
+        memcpy(x + k * n0, <const floating*> e.X + row * n0, n0 * sizeof(floating))
+        memcpy(y + k * nL, <const floating*> e.Y + row * nL, nL * sizeof(floating))
+
+
+cdef void _prefetch_rows(Epoch* e, Py_ssize_t i_batch, int part, int n_parts,
+                         floating* tag) noexcept nogil:
+    """Ask memory for the part's share of mini-batch i_batch's rows of X, scattered over the
+    training set and out of cache, while the mini-batch before it is computed."""
+    cdef Py_ssize_t start = i_batch * e.batch, m, k, byte
     cdef const char* row
-    cdef floating* x
-    cdef floating* y
-    cdef double sum_C = 0
-    cdef Optimizer step = opt[0]                # this thread's copy, with the step's t
-    for i_batch in range((N + batch - 1) // batch):
-        start = i_batch * batch
-        m = min(batch, N - start)
-        # Mini-batches alternate between two halves of Xb and Yb: a thread may gather the next
-        # one while another still updates w^(1) from this one, with no barrier in between.
-        x = Xb + (i_batch % 2) * batch * n0
-        y = Yb + (i_batch % 2) * batch * nL
-        if thread == 0 and _sigint_pending():
-            stop[i_batch % 2] = 1
-        if backup != NULL and thread == 0:
-            memcpy(backup, theta, _n_params(sizes, L) * sizeof(floating))
-        for k in range(_first(m, thread, n_threads), _first(m, thread + 1, n_threads)):
-            memcpy(x + k * n0, X + order[start + k] * n0, n0 * sizeof(floating))
-            memcpy(y + k * nL, Y + order[start + k] * nL, nL * sizeof(floating))
-        _barrier()                              # the mini-batch is gathered; the last one is done
-        if stop[i_batch % 2]:
-            break
-        # The next mini-batch's rows are scattered over the training set, out of cache: ask
-        # for them now, so that memory fetches them while this mini-batch is computed.
-        next_m = min(batch, N - start - m)
-        for k in range(_first(next_m, thread, n_threads), _first(next_m, thread + 1, n_threads)):
-            row = <const char*> (X + order[start + m + k] * n0)
-            for byte in range(0, n0 * <Py_ssize_t> sizeof(floating), 64):
-                _prefetch(row + byte)
-        if step.rule == ADAM:
-            step.c1 = 1 / (1 - pow(step.beta1, <double> (steps + i_batch + 1)))
-            step.c2 = 1 / (1 - pow(step.beta2, <double> (steps + i_batch + 1)))
-        _forward(theta, sizes, acts, cost, L, m, x, S, A, S, thread, n_threads)
-        sum_C += _backward(theta, sizes, acts, cost, L, m, x, y, A, S, T, theta, STEP, &step,
-                           thread, n_threads)
-        if backup != NULL:
-            _barrier()                          # the step is complete
-            if thread == 0 and not _all_finite(theta, _n_params(sizes, L)):
-                memcpy(theta, backup, _n_params(sizes, L) * sizeof(floating))
-                diverged[0] = i_batch + 1
-            _barrier()
-            if diverged[0]:
-                break
-    return sum_C
+    if i_batch >= e.n_batches:
+        return
+    m = min(e.batch, e.N - start)
+    for k in range(_first(m, part, n_parts), _first(m, part + 1, n_parts)):
+        row = <const char*> (<const floating*> e.X + e.order[start + k] * e.sizes[0])
+        for byte in range(0, e.sizes[0] * <Py_ssize_t> sizeof(floating), 64):
+            _prefetch(row + byte)
+
+
+cdef void _epoch_task(Epoch* e, int part, int n_parts, floating* tag) noexcept nogil:
+    """The part's share of the stage the epoch is at (Stage). The output layer's δ^(L) adds the
+    part's Σ_k C_k to its share; the step's updates go straight into θ (`_link_one`, STEP)."""
+    cdef floating* theta = <floating*> e.theta
+    cdef const Py_ssize_t* sizes = e.sizes
+    cdef int L = e.L, l = e.l
+    cdef Py_ssize_t n = e.m, P = _n_params(sizes, L), nL = sizes[L]
+    cdef floating* x = _batch_half(e.Xb, e.i_batch, e.batch, sizes[0], tag)
+    cdef floating* y = _batch_half(e.Yb, e.i_batch, e.batch, nL, tag)
+    cdef floating* A = <floating*> e.A
+    cdef floating* S = <floating*> e.S
+    cdef Py_ssize_t output = _block(sizes, L, n)
+    if e.stage == GATHER:
+        _gather(e, e.i_batch, part, n_parts, tag)
+    elif e.stage == FORWARD:
+        if l == 1:
+            _prefetch_rows(e, e.i_batch + 1, part, n_parts, tag)
+        _forward_layer(theta, sizes, e.acts, e.cost, L, l, n, x, S, A, S, part, n_parts)
+        if l == L and not _rows_are_split(e.acts, L):
+            e.shares[part] += _output_delta(e.acts[L - 1], e.cost, n, nL, A + output, y,
+                                            S + output, part, n_parts)
+            if L == 1:                          # the same neurons all the way: no phase between
+                _link_one(theta, P, sizes, 1, n, x, A, S, STEP, &e.opt, part, n_parts)
+                _gather(e, e.i_batch + 1, part, n_parts, tag)
+    elif e.stage == ROWS:
+        _softmax_rows(S + output, A + output, nL, _first(n, part, n_parts),
+                      _first(n, part + 1, n_parts))
+        e.shares[part] += _output_delta(e.acts[L - 1], e.cost, n, nL, A + output, y,
+                                        S + output, part, n_parts)
+    elif e.stage == BACK:
+        # δ^(l−1) is computed from w^(l) before w^(l) changes, as gradient descent requires:
+        # w^(l+1) is updated now, after the phase in which every part last read it.
+        if l < L:
+            _link_one(theta, P, sizes, l + 1, n, x, A, S, STEP, &e.opt, part, n_parts)
+        _delta_below(theta, sizes, l, n, S, <floating*> e.T, part, n_parts)
+    else:                                       # LAST
+        if L > 1:
+            _link_one(theta, P, sizes, 2, n, x, A, S, STEP, &e.opt, part, n_parts)
+        _link_one(theta, P, sizes, 1, n, x, A, S, STEP, &e.opt, part, n_parts)
+        _gather(e, e.i_batch + 1, part, n_parts, tag)
+
+
+cdef int _begin_step(Epoch* e, floating* tag) noexcept nogil:
+    """Between two steps, on one thread: the replay's check of the step just taken, Ctrl-C, the
+    end of the epoch; then the next mini-batch's size and Adam's t. Returns what `_epoch_close`
+    does next."""
+    cdef Py_ssize_t P = _n_params(e.sizes, e.L)
+    if e.backup != NULL:
+        if e.stage != GATHER and not _all_finite(<floating*> e.theta, P):
+            memcpy(e.theta, e.backup, P * sizeof(floating))
+            e.diverged = e.i_batch + 1
+            return BPFAST_FINISHED
+        memcpy(e.backup, e.theta, P * sizeof(floating))
+    if e.stage != GATHER:
+        e.i_batch += 1
+    if e.i_batch == e.n_batches:
+        return BPFAST_FINISHED
+    if e.catch_sigint and _sigint_pending():
+        e.interrupted = True
+        return BPFAST_FINISHED
+    e.m = min(e.batch, e.N - e.i_batch * e.batch)
+    if e.opt.rule == ADAM:
+        e.opt.c1 = 1 / (1 - pow(e.opt.beta1, <double> (e.steps + e.i_batch + 1)))
+        e.opt.c2 = 1 / (1 - pow(e.opt.beta2, <double> (e.steps + e.i_batch + 1)))
+    e.stage = FORWARD
+    e.l = 1
+    return BPFAST_NEXT_STEP
+
+
+cdef int _epoch_close(Epoch* e, floating* tag) noexcept nogil:
+    """After every part of a stage is done, on one thread: the stage that comes next (Stage)."""
+    cdef bint split = _rows_are_split(e.acts, e.L)
+    if e.stage == FORWARD and e.l < e.L:
+        e.l += 1
+    elif e.stage == FORWARD and split:
+        e.stage = ROWS
+    elif (e.stage == FORWARD or e.stage == ROWS) and e.L > 1:
+        e.stage = BACK
+        e.l = e.L
+    elif e.stage == ROWS:
+        e.stage = LAST
+    elif e.stage == BACK and e.l > 2:
+        e.l -= 1
+    elif e.stage == BACK:
+        e.stage = LAST
+    else:                                       # GATHER, LAST, or FORWARD with L = 1: a step ends
+        return _begin_step(e, tag)
+    return BPFAST_NEXT_PHASE
+
+
+cdef void _epoch_task_d(void* e, int part, int n_parts) noexcept nogil:
+    _epoch_task(<Epoch*> e, part, n_parts, <double*> NULL)
+
+
+cdef void _epoch_task_s(void* e, int part, int n_parts) noexcept nogil:
+    _epoch_task(<Epoch*> e, part, n_parts, <float*> NULL)
+
+
+cdef int _epoch_close_d(void* e) noexcept nogil:
+    return _epoch_close(<Epoch*> e, <double*> NULL)
+
+
+cdef int _epoch_close_s(void* e) noexcept nogil:
+    return _epoch_close(<Epoch*> e, <float*> NULL)
 
 
 cdef bint _all_finite(const floating* v, Py_ssize_t n) noexcept nogil:
@@ -728,6 +847,40 @@ cdef bint _all_finite(const floating* v, Py_ssize_t n) noexcept nogil:
         if not isfinite(v[i]):
             return False
     return True
+
+
+#: Whether this build can share work between threads (POSIX threads).
+threads = bool(HAVE_THREADS)
+
+
+cdef class Team:
+    """Up to n_workers threads that share a job's phases (the caller and threads of the team's
+    own), and what they measured of the machine (see _team.h): one per `fit`, kept over its
+    epochs. ``forced`` (for tests) fixes the mode: 1 team, 2 solo, 3 alternating at every step;
+    0, the default, chooses by measuring."""
+    cdef bpfast_team* team
+
+    def __cinit__(self, int n_workers=1, int forced=0):
+        with nogil:
+            self.team = bpfast_team_new(n_workers)
+        if self.team == NULL:
+            raise MemoryError()
+        self.team.forced = forced
+
+    @property
+    def n_workers(self):
+        """The workers the team has: the calling thread and its own threads."""
+        return self.team.n_threads + 1
+
+    def __dealloc__(self):
+        with nogil:
+            bpfast_team_free(self.team)
+
+    @property
+    def statistics(self):
+        """Steps taken in each mode (all workers, one alone) and the number of changes of mode."""
+        return dict(team_steps=self.team.team_steps, solo_steps=self.team.solo_steps,
+                    switches=self.team.switches)
 
 
 # --- Python-visible twins ------------------------------------------------------------------------
@@ -761,7 +914,7 @@ def forward(const floating[::1] theta, const Py_ssize_t[::1] sizes, const int[::
     cdef int L = <int> sizes.shape[0] - 1
     with nogil:
         _forward(&theta[0], &sizes[0], &acts[0], cost, L, X.shape[0], &X[0, 0], &Z[0], &A[0],
-                 &S[0], 0, 1)
+                 &S[0])
 
 
 def gradient(const floating[::1] theta, const Py_ssize_t[::1] sizes, const int[::1] acts,
@@ -778,10 +931,9 @@ def gradient(const floating[::1] theta, const Py_ssize_t[::1] sizes, const int[:
     cdef Py_ssize_t n = X.shape[0]
     cdef double sum_C
     with nogil:
-        _forward(&theta[0], &sizes[0], &acts[0], cost, L, n, &X[0, 0], &S[0], &A[0], &S[0], 0, 1)
+        _forward(&theta[0], &sizes[0], &acts[0], cost, L, n, &X[0, 0], &S[0], &A[0], &S[0])
         sum_C = _backward(&theta[0], &sizes[0], &acts[0], cost, L, n, &X[0, 0], &Y[0, 0], &A[0],
-                          &S[0], &T[0], &grad[0], PER_EXAMPLE if per_example else MEAN, NULL,
-                          0, 1)
+                          &S[0], &T[0], &grad[0], PER_EXAMPLE if per_example else MEAN)
     return sum_C
 
 
@@ -789,9 +941,9 @@ def train_epoch(floating[::1] theta, const Py_ssize_t[::1] sizes, const int[::1]
                 const floating[:, ::1] X, const floating[:, ::1] Y, const Py_ssize_t[::1] order,
                 Py_ssize_t batch, dict rule,
                 floating[::1] Xb, floating[::1] Yb, floating[::1] A, floating[::1] S,
-                floating[::1] T, int n_threads=1, bint catch_sigint=False,
-                floating[::1] backup=None, floating[::1] grad=None, floating[::1] v=None,
-                floating[::1] r=None, Py_ssize_t steps=0):
+                floating[::1] T, int n_threads=1, Team team=None,
+                bint catch_sigint=False, floating[::1] backup=None, floating[::1] grad=None,
+                floating[::1] v=None, floating[::1] r=None, Py_ssize_t steps=0):
     """One epoch of training on θ in place; returns Σ_k C_k over the epoch.
 
     `rule` gives the step (Rule): {"rule": 0..3, "eta", "l2", "mu", "beta1", "beta2", "eps"}.
@@ -799,55 +951,72 @@ def train_epoch(floating[::1] theta, const Py_ssize_t[::1] sizes, const int[::1]
     of steps taken before this epoch (Adam's bias corrections).
     Work buffers: Xb of 2 · batch · n0, Yb of 2 · batch · nL, A and S of batch · (n_1 + … + n_L),
     T of batch · max(n_1..n_{L−1}, 1). Every index in `order` must be a row of X and Y.
-    n_threads threads share each mini-batch (Design 4); BLAS should be single-threaded then.
+    Each mini-batch is split into n_threads parts (Design 4), which the workers of `team`
+    compute (a `Team`, kept over the epochs of a fit; none: the calling thread alone); BLAS
+    should be single-threaded then.
     With `catch_sigint` (main thread only: it swaps the process's SIGINT handler for the
     epoch), Ctrl-C stops the epoch at the next mini-batch boundary and raises
     KeyboardInterrupt; θ then holds the parameters after the last completed step.
-    With `backup` (P elements), the epoch is a careful replay: see `_train_epoch`; it then
-    returns (Σ_k C_k, the 1-based index of the mini-batch whose step diverged, or 0).
+    With `backup` (P elements), the epoch is a careful replay: θ is saved before every step and
+    checked after it; at the first step that leaves a non-finite parameter θ is put back and
+    the epoch stops. It then returns (Σ_k C_k, the 1-based index of that mini-batch, or 0).
     """
-    cdef int L = <int> sizes.shape[0] - 1
-    cdef double* shares
-    cdef int stop[2]
-    cdef Py_ssize_t diverged = 0
-    cdef floating* backup_ptr = &backup[0] if backup is not None else NULL
+    cdef Epoch e
     cdef double sum_C = 0
     cdef int t
-    cdef Optimizer opt
-    opt.rule = rule["rule"]
-    opt.eta = rule["eta"]
-    opt.l2 = rule["l2"]
-    opt.mu = rule["mu"]
-    opt.beta1 = rule["beta1"]
-    opt.beta2 = rule["beta2"]
-    opt.eps = rule["eps"]
-    opt.c1 = opt.c2 = 1
-    opt.grad = &grad[0] if grad is not None else NULL
-    opt.v = &v[0] if v is not None else NULL
-    opt.r = &r[0] if r is not None else NULL
-    if opt.rule != SGD and (opt.grad == NULL or opt.v == NULL or
-                            (opt.rule == ADAM and opt.r == NULL)):
+    cdef bpfast_task task = _epoch_task_d if floating is double else _epoch_task_s
+    cdef bpfast_close close = _epoch_close_d if floating is double else _epoch_close_s
+    if team is None:
+        team = Team()
+    memset(&e, 0, sizeof(e))
+    e.theta = &theta[0]
+    e.sizes = &sizes[0]
+    e.acts = &acts[0]
+    e.cost = cost
+    e.L = <int> sizes.shape[0] - 1
+    e.X = &X[0, 0]
+    e.Y = &Y[0, 0]
+    e.order = &order[0]
+    e.N = order.shape[0]
+    e.batch = batch
+    e.n_batches = (e.N + batch - 1) // batch
+    e.steps = steps
+    e.opt.rule = rule["rule"]
+    e.opt.eta = rule["eta"]
+    e.opt.l2 = rule["l2"]
+    e.opt.mu = rule["mu"]
+    e.opt.beta1 = rule["beta1"]
+    e.opt.beta2 = rule["beta2"]
+    e.opt.eps = rule["eps"]
+    e.opt.c1 = e.opt.c2 = 1
+    e.opt.grad = &grad[0] if grad is not None else NULL
+    e.opt.v = &v[0] if v is not None else NULL
+    e.opt.r = &r[0] if r is not None else NULL
+    if e.opt.rule != SGD and (e.opt.grad == NULL or e.opt.v == NULL or
+                              (e.opt.rule == ADAM and e.opt.r == NULL)):
         raise ValueError("this rule needs its state buffers")
-    shares = <double*> calloc(n_threads, sizeof(double))
-    if shares == NULL:
+    e.Xb = &Xb[0]
+    e.Yb = &Yb[0]
+    e.A = &A[0]
+    e.S = &S[0]
+    e.T = &T[0]
+    e.backup = &backup[0] if backup is not None else NULL
+    e.stage = GATHER
+    e.shares = <double*> calloc(n_threads, sizeof(double))
+    if e.shares == NULL:
         raise MemoryError()
-    stop[0] = stop[1] = 0
-    catch_sigint = catch_sigint and _catch_sigint() == 0
+    e.catch_sigint = catch_sigint and _catch_sigint() == 0
     try:
-        with nogil, parallel(num_threads=n_threads):
-            t = _thread()
-            shares[t] = _train_epoch(&theta[0], &sizes[0], &acts[0], cost, L, &X[0, 0], &Y[0, 0],
-                                     &order[0], order.shape[0], batch, &opt, steps, &Xb[0],
-                                     &Yb[0], &A[0], &S[0], &T[0], stop, backup_ptr, &diverged,
-                                     t, _n_threads())
+        with nogil:
+            bpfast_team_run(team.team, n_threads, &e, task, close)
         for t in range(n_threads):              # in a fixed order: reproducible
-            sum_C += shares[t]
+            sum_C += e.shares[t]
     finally:
-        if catch_sigint:
+        if e.catch_sigint:
             _release_sigint()
-        free(shares)
-    if stop[0] or stop[1]:
+        free(e.shares)
+    if e.interrupted:
         raise KeyboardInterrupt("training interrupted at a mini-batch boundary")
     if backup is not None:
-        return sum_C, diverged
+        return sum_C, e.diverged
     return sum_C

@@ -511,15 +511,19 @@ class Network:
         epochs : int ≥ 0;  batch_size : int ≥ 1;  learning_rate : η > 0.
         seed : None, int or numpy.random.Generator, for the order of the examples.
         n_threads : int ≥ 1 or None
-            The threads that share each mini-batch, each computing its own neurons of every
-            layer. None means all cores, but fewer when a mini-batch is too small to be worth
-            sharing (`bpfast.training.MIN_FLOPS_PER_THREAD`). While fit runs, BLAS is kept to one
-            thread (threadpoolctl): each of these threads calls BLAS on its own share, and BLAS
-            threads of its own would only compete with them for the same cores. (A build without
-            OpenMP runs one thread and leaves BLAS its threads.) The same seed and the same
-            n_threads give bitwise-identical weights (for mini-batches of 64 or more, as long as
-            no other thread calls BLAS at the same time: OpenBLAS then rounds some products
-            differently, in the last bit).
+            How many parts each step is split into — each part a share of every layer's
+            neurons — and how many threads at most compute them. None means the cores this
+            process may run on, no more than OpenMP's limit (OMP_NUM_THREADS, threadpoolctl),
+            and fewer when a mini-batch is too small to be worth sharing
+            (`bpfast.training.default_threads`). The threads adapt to a busy machine: when
+            waiting for each other costs more than it gains (another program on the cores,
+            several fits at once), one thread computes every part in turn, and the others
+            sleep until sharing pays again; this is measured while fit runs. It changes only
+            who computes a part, never what a part computes nor the order of any sum: the same
+            data, seed and n_threads give bitwise-identical weights whatever the load (for
+            mini-batches of 64 or more, as long as no other thread calls BLAS at the same time:
+            OpenBLAS then rounds some products differently, in the last bit). While fit runs,
+            BLAS is kept to one thread (threadpoolctl): each thread calls BLAS on its own part.
         optimizer : {"sgd", "adam"}
             "sgd": the steps above (with ``momentum``, heavy-ball or Nesterov); "adam": Adam,
             m ← β1 m + (1 − β1) g, r ← β2 r + (1 − β2) g², θ ← θ − η m̂ / (√r̂ + ε) with the

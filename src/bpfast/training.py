@@ -63,6 +63,11 @@ class History:
         (accuracy only for one-hot targets or labels; empty lists otherwise).
     best_epoch : int or None
         With early_stopping: the epoch whose parameters the network keeps.
+    threads : dict
+        How the steps were computed: ``n_threads`` (the parts of each step), ``workers`` (the
+        threads that could compute them), ``steps_shared`` and ``steps_alone`` (steps computed
+        by all workers, and by one of them while the others slept because sharing cost more
+        than it gained: a busy machine), and ``switches`` between the two.
     """
 
     def __init__(self):
@@ -71,6 +76,7 @@ class History:
         self.validation_cost = []
         self.validation_accuracy = []
         self.best_epoch = None
+        self.threads = {}
 
     @property
     def epochs(self):
@@ -105,16 +111,21 @@ def available_cores():
 
 
 #: A thread's share of a mini-batch should be at least this many FLOPs (6·P per example):
-#: below it, the barriers between the phases of a step cost more than the work they split.
-#: Measured with benchmarks/bench_training.py: W4 ([64, 30, 10], batch 10, 1.4e5 FLOPs) is no
-#: faster on two threads, W1 ([784, 30, 10], batch 10, 1.4e6 FLOPs) is.
+#: below it, the phases of a step are too short to be worth sharing. Measured with
+#: benchmarks/bench_training.py: W4 ([64, 30, 10], batch 10, 1.4e5 FLOPs) is no faster on two
+#: threads, W1 ([784, 30, 10], batch 10, 1.4e6 FLOPs) is.
 MIN_FLOPS_PER_THREAD = 250_000
 
 
 def default_threads(net, batch):
-    """All cores, but no more threads than the mini-batch has work for."""
+    """The n_threads that `fit` uses when given None: the cores this process may run on, no more
+    than OpenMP's limit (OMP_NUM_THREADS, or threadpoolctl's ``threadpool_limits``, as
+    scikit-learn honours them: a joblib or Dask worker told to use one thread gets one), and no
+    more than the mini-batch has work for (`MIN_FLOPS_PER_THREAD`). It depends on the machine's
+    cores, never on its load."""
     flops = 6 * net.n_params * batch
-    return max(1, min(available_cores(), flops // MIN_FLOPS_PER_THREAD))
+    limit = _kernels.openmp_limit() or available_cores()
+    return max(1, min(available_cores(), limit, flops // MIN_FLOPS_PER_THREAD))
 
 
 @functools.lru_cache(maxsize=None)
@@ -122,6 +133,10 @@ def _blas_controller():
     """Finds the loaded BLAS libraries once (scipy's, which the kernels call, among them)."""
     return ThreadpoolController()
 
+
+#: Tests only: fix the team's mode (1 all threads, 2 one thread, 3 alternating at every step)
+#: instead of choosing it by measuring; the result must be the same bits in every mode.
+_FORCED_MODE = 0
 
 _blas_lock = threading.Lock()
 _blas_users = 0
@@ -132,13 +147,14 @@ _blas_limiter = None
 def _single_threaded_blas():
     """While the kernels share a mini-batch between their own threads, BLAS must not add its own:
     each thread calls BLAS on its share of the neurons, and two levels of threads on the same
-    cores only wait for each other. Without OpenMP, BLAS's threads are the only parallelism.
+    cores only wait for each other. Without threads of its own (a build for a system without
+    POSIX threads), BLAS's threads are the only parallelism.
 
     BLAS's thread count is global to the process: when several Python threads train or compute
     at once, the first one in limits it and the last one out restores it (each restoring what it
     found would leave BLAS limited whenever two overlap)."""
     global _blas_users, _blas_limiter
-    if not _kernels.openmp:
+    if not _kernels.threads:
         yield
         return
     with _blas_lock:
@@ -153,6 +169,19 @@ def _single_threaded_blas():
             if _blas_users == 0:
                 _blas_limiter.restore_original_limits()
                 _blas_limiter = None
+
+
+@contextlib.contextmanager
+def _recording_threads(history, team, n_threads):
+    """History.threads from the team's statistics once fit ends (diverged or interrupted too)."""
+    try:
+        yield
+    finally:
+        statistics = team.statistics
+        history.threads = dict(n_threads=n_threads, workers=team.n_workers,
+                               steps_shared=statistics["team_steps"],
+                               steps_alone=statistics["solo_steps"],
+                               switches=statistics["switches"])
 
 
 def _as_validation_data(net, validation_data):
@@ -247,63 +276,64 @@ def fit(net, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=No
             state[name] = aligned_empty(net.n_params, dtype)
             state[name][...] = 0
     n_batches = -(-N // batch)
+    # The parts of each step are fixed by n_threads; which of the team's threads computes them,
+    # and how many of those work at a time, it decides by measuring (see bpfast._kernels.Team).
+    team = _kernels.Team(min(n_threads, available_cores()), _FORCED_MODE)
     theta = net._theta
     history = History()
     best_cost, best_theta, waited = np.inf, None, 0
     main_thread = threading.current_thread() is threading.main_thread()
-    with _single_threaded_blas():
-        for epoch in range(epochs):
-            order = rng.permutation(N).astype(np.intp, copy=False)
-            before = theta.copy()
-            state_before = {name: state[name].copy() for name in ("v", "r") if name in state}
-            steps = epoch * n_batches
-            start = time.perf_counter()
-            try:
-                sum_C = _kernels.train_epoch(
-                    theta, net._sizes_array, net._acts, net._cost, X, Y, order, batch, rule,
-                    n_threads=n_threads, catch_sigint=main_thread, steps=steps, **buffers,
-                    **state)
-            except KeyboardInterrupt as interrupt:
-                # θ holds the parameters after the last completed step; the history is that of
-                # the completed epochs.
-                interrupt.history = history
-                raise
-            seconds = time.perf_counter() - start
-            if not (np.isfinite(sum_C) and np.isfinite(theta).all()):
-                # Replay the epoch from its start, checking θ after every step: the replay is
-                # bitwise the same computation, so it finds the step that diverged and keeps
-                # the parameters of the step before — at no cost to epochs that go well.
-                theta[...] = before
-                for name, saved in state_before.items():
-                    state[name][...] = saved
-                _, bad_batch = _kernels.train_epoch(
-                    theta, net._sizes_array, net._acts, net._cost, X, Y, order, batch, rule,
-                    n_threads=n_threads, backup=np.empty_like(theta), steps=steps, **buffers,
-                    **state)
-                raise TrainingDiverged(
-                    f"training diverged in epoch {epoch + 1}, mini-batch {bad_batch}: its step "
-                    f"made parameters non-finite; the network keeps those of the last finite "
-                    f"step. Try a smaller learning rate than {eta!r}.",
-                    epoch + 1, history, bad_batch)
-            history._record(float(sum_C) / N, seconds)
-            figures = {"cost": history.cost[-1], "seconds": seconds}
-            if validation_data is not None:
-                cost, accuracy = net._cost_and_accuracy(X_val, Y_val)
-                history.validation_cost.append(cost)
-                figures["validation_cost"] = cost
-                if accuracy is not None:
-                    history.validation_accuracy.append(accuracy)
-                    figures["validation_accuracy"] = accuracy
-            if callback is not None and callback(epoch + 1, figures) is False:
-                break
-            if early_stopping is not None:
-                if figures["validation_cost"] < best_cost:
-                    best_cost, best_theta, waited = figures["validation_cost"], theta.copy(), 0
-                    history.best_epoch = epoch + 1
-                else:
-                    waited += 1
-                    if waited >= early_stopping:
-                        break
+    with _single_threaded_blas(), _recording_threads(history, team, n_threads):
+            for epoch in range(epochs):
+                order = rng.permutation(N).astype(np.intp, copy=False)
+                before = theta.copy()
+                state_before = {name: state[name].copy() for name in ("v", "r") if name in state}
+                steps = epoch * n_batches
+                start = time.perf_counter()
+                try:
+                    sum_C = _kernels.train_epoch(
+                        theta, net._sizes_array, net._acts, net._cost, X, Y, order, batch, rule,
+                        n_threads=n_threads, team=team, catch_sigint=main_thread, steps=steps, **buffers, **state)
+                except KeyboardInterrupt as interrupt:
+                    # θ holds the parameters after the last completed step; the history is that of
+                    # the completed epochs.
+                    interrupt.history = history
+                    raise
+                seconds = time.perf_counter() - start
+                if not (np.isfinite(sum_C) and np.isfinite(theta).all()):
+                    # Replay the epoch from its start, checking θ after every step: the replay is
+                    # bitwise the same computation, so it finds the step that diverged and keeps
+                    # the parameters of the step before — at no cost to epochs that go well.
+                    theta[...] = before
+                    for name, saved in state_before.items():
+                        state[name][...] = saved
+                    _, bad_batch = _kernels.train_epoch(
+                        theta, net._sizes_array, net._acts, net._cost, X, Y, order, batch, rule,
+                        n_threads=n_threads, team=team, backup=np.empty_like(theta), steps=steps, **buffers, **state)
+                    raise TrainingDiverged(
+                        f"training diverged in epoch {epoch + 1}, mini-batch {bad_batch}: its step "
+                        f"made parameters non-finite; the network keeps those of the last finite "
+                        f"step. Try a smaller learning rate than {eta!r}.",
+                        epoch + 1, history, bad_batch)
+                history._record(float(sum_C) / N, seconds)
+                figures = {"cost": history.cost[-1], "seconds": seconds}
+                if validation_data is not None:
+                    cost, accuracy = net._cost_and_accuracy(X_val, Y_val)
+                    history.validation_cost.append(cost)
+                    figures["validation_cost"] = cost
+                    if accuracy is not None:
+                        history.validation_accuracy.append(accuracy)
+                        figures["validation_accuracy"] = accuracy
+                if callback is not None and callback(epoch + 1, figures) is False:
+                    break
+                if early_stopping is not None:
+                    if figures["validation_cost"] < best_cost:
+                        best_cost, best_theta, waited = figures["validation_cost"], theta.copy(), 0
+                        history.best_epoch = epoch + 1
+                    else:
+                        waited += 1
+                        if waited >= early_stopping:
+                            break
     if best_theta is not None:
         theta[...] = best_theta
     return history

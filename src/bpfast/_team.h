@@ -1,0 +1,370 @@
+/* The team: threads that share a job made of phases, each phase split into the same n_parts parts
+ * whoever computes them (see _kernels.pyx, Design 4).
+ *
+ * A phase starts only when every part of the one before is done: a barrier, as OpenMP's, but
+ * one that holds up when the machine is busy. Threads that spin at a barrier while their partner
+ * waits for a core turn a shared core into a 20–400× slowdown; a thread that sleeps at every
+ * barrier pays a wake-up of tens of microseconds per phase on an idle machine. So the team has
+ * two ways of working and chooses between them at run time, by measuring:
+ *
+ *   team mode   part p is computed by worker p mod n_workers; a worker that is done waits for
+ *               the others, spinning for a while, then asleep (futex);
+ *   solo mode   one worker, the leader, computes every part of every phase in order; the others
+ *               sleep until the mode changes.
+ *
+ * Which worker computes a part never changes what the part computes nor the order in which
+ * partial results are combined (that is fixed by the parts), so a job gives the same bits in
+ * either mode, whatever the machine's load: only the time differs.
+ *
+ * The workers are threads of the team's own, started with it and parked (asleep on a futex)
+ * between jobs: the thread that submits a job is worker 0 and returns as soon as the job is
+ * finished, without waiting for the other workers to notice (a late one, descheduled by a busy
+ * machine, would otherwise hold it up, as OpenMP's barrier at the end of a parallel region
+ * does). The next job waits for them, if it must, before it starts.
+ *
+ * The choice: the seconds per step of the mode in force are measured over windows of about
+ * BPFAST_TEAM_WINDOW seconds. At the end of a window the faster mode on record is kept; the other
+ * is tried for one window from time to time, less often the more its trials cost
+ * (bpfast_team_judge). The record lives in the team, which a `fit` keeps for all its epochs. */
+#ifndef BPFAST_TEAM_H
+#define BPFAST_TEAM_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#if defined(__linux__) || defined(__APPLE__)
+#define BPFAST_HAVE_THREADS 1
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#else
+#define BPFAST_HAVE_THREADS 0
+#endif
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+#define BPFAST_TEAM_WINDOW 2e-3         /* seconds measured before a mode is judged */
+#define BPFAST_TEAM_WINDOWS 4           /* windows remembered of each mode */
+#define BPFAST_TEAM_TRIAL_GAP 20.0      /* seconds between trials per second a lost trial cost */
+#define BPFAST_TEAM_MIN_GAP 2e-2        /* seconds between two trials, at least */
+#define BPFAST_TEAM_MAX_GAP 2.0         /* and at most */
+#define BPFAST_TEAM_SPIN 1e-4           /* seconds a waiting worker spins before it sleeps */
+
+/* What a job's `close` returns: the next phase belongs to the same step, or to the next step
+ * (the team's clock measures steps), or the job is finished. */
+enum { BPFAST_NEXT_PHASE = 0, BPFAST_NEXT_STEP = 1, BPFAST_FINISHED = 2 };
+
+typedef void (*bpfast_task)(void* job, int part, int n_parts);
+typedef int (*bpfast_close)(void* job);
+
+/* The published phase word: a counter, the mode (solo or team) and the leader in solo mode. */
+#define BPFAST_SOLO_BIT 0x80u
+#define BPFAST_LEADER_MASK 0x7Fu
+#define BPFAST_MAX_WORKERS 128
+
+typedef struct {
+    /* Each on its own cache line: workers spin on `phase` while they count on `done`. */
+    _Alignas(64) uint32_t phase;        /* futex word: counter << 8 | solo bit | leader */
+    _Alignas(64) uint32_t done;         /* parts done in the current phase */
+    _Alignas(64) uint32_t mode_seq;     /* futex word: bumped when solo mode ends, or the job */
+    int sleepers;                       /* workers asleep on `phase` */
+    int finished;
+    /* The choice of mode, kept from one job to the next (written by closers only). */
+    _Alignas(64) int solo;              /* the mode in force */
+    int trial;                          /* whether it is on trial for this window */
+    int losses;                         /* trials lost in a row */
+    double next_trial;                  /* when the mode not in force may be tried again */
+    double windows[2][BPFAST_TEAM_WINDOWS];  /* seconds per step of the last windows, by mode */
+    int n_windows[2], next_window[2];
+    double window_start;
+    long window_steps;
+    int forced;                         /* tests: 1 team, 2 solo, 3 alternate every step; 0 choose */
+    long switches;                      /* mode changes so far (for tests and benchmarks) */
+    long solo_steps, team_steps;        /* steps taken in each mode so far */
+    /* The workers 1..n_threads (worker 0 is the thread that submits a job) and their job. */
+    _Alignas(64) uint32_t job_seq;      /* futex word: bumped when a job is submitted */
+    uint32_t active;                    /* futex word: workers still inside the last job */
+    int shutdown;
+    int n_threads;
+    void* job;
+    bpfast_task task;
+    bpfast_close close;
+    int n_parts;
+#if BPFAST_HAVE_THREADS
+    pthread_t threads[BPFAST_MAX_WORKERS];
+#endif
+} bpfast_team;
+
+static double bpfast_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double) t.tv_sec + 1e-9 * (double) t.tv_nsec;
+}
+
+
+
+static inline void bpfast_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void bpfast_sleep_while(uint32_t* word, uint32_t value) {
+#if defined(__linux__)
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, value, NULL, NULL, 0);
+#else
+    (void) word; (void) value;
+    sched_yield();
+#endif
+}
+
+static void bpfast_wake_all(uint32_t* word) {
+#if defined(__linux__)
+    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, BPFAST_MAX_WORKERS, NULL, NULL, 0);
+#else
+    (void) word;
+#endif
+}
+
+/* The phase word once it differs from `seen`: spin for BPFAST_TEAM_SPIN seconds, then sleep. */
+static uint32_t bpfast_wait_for_phase(bpfast_team* team, uint32_t seen) {
+    uint32_t now;
+    double start = 0;
+    for (long i = 0;; i++) {
+        now = __atomic_load_n(&team->phase, __ATOMIC_ACQUIRE);
+        if (now != seen) return now;
+        bpfast_pause();
+        if ((i & 255) == 255) {
+            double t = bpfast_now();
+            if (start == 0) start = t;
+            else if (t - start > BPFAST_TEAM_SPIN) break;
+        }
+    }
+    __atomic_add_fetch(&team->sleepers, 1, __ATOMIC_SEQ_CST);
+    while ((now = __atomic_load_n(&team->phase, __ATOMIC_SEQ_CST)) == seen)
+        bpfast_sleep_while(&team->phase, seen);
+    __atomic_sub_fetch(&team->sleepers, 1, __ATOMIC_SEQ_CST);
+    return now;
+}
+
+/* A mode's seconds per step: the least of its last BPFAST_TEAM_WINDOWS windows (0: none). A
+ * busy moment only ever slows a window down, so the least is the measure that one disturbed
+ * window does not move; a lasting change of the machine shows once it fills the record. */
+static double bpfast_team_estimate(const bpfast_team* team, int mode) {
+    double least = 0;
+    for (int i = 0; i < team->n_windows[mode]; i++)
+        if (least == 0 || team->windows[mode][i] < least) least = team->windows[mode][i];
+    return least;
+}
+
+static void bpfast_team_record(bpfast_team* team, int mode, double seconds_per_step) {
+    int i = team->next_window[mode];
+    team->windows[mode][i] = seconds_per_step;
+    team->next_window[mode] = (i + 1) % BPFAST_TEAM_WINDOWS;
+    if (team->n_windows[mode] < BPFAST_TEAM_WINDOWS) team->n_windows[mode]++;
+}
+
+/* Try `mode` for one window (a trial), from now, judged on that window alone. */
+static void bpfast_team_try(bpfast_team* team, int mode) {
+    team->trial = 1;
+    team->n_windows[mode] = 0;
+    team->next_window[mode] = 0;
+    if (mode != team->solo) { team->solo = mode; team->switches++; }
+}
+
+/* At the end of a step (by the closer): count it, and at the end of a window, judge the mode. */
+static void bpfast_team_judge(bpfast_team* team, int n_workers) {
+    if (team->solo) team->solo_steps++; else team->team_steps++;
+    if (team->forced) {
+        int solo = team->forced == 2 || (team->forced == 3 && !team->solo);
+        if (solo != team->solo) { team->solo = solo; team->switches++; }
+        return;
+    }
+    if (n_workers < 2) return;
+    team->window_steps++;
+    double now = bpfast_now(), elapsed = now - team->window_start;
+    if (elapsed < BPFAST_TEAM_WINDOW) return;
+    int mode = team->solo, other = !mode;
+    double steps = (double) team->window_steps, measured = elapsed / steps;
+    team->window_start = now;
+    team->window_steps = 0;
+    bpfast_team_record(team, mode, measured);
+    double mine = bpfast_team_estimate(team, mode), theirs = bpfast_team_estimate(team, other);
+    if (team->trial) {
+        team->trial = 0;
+        if (theirs > 0 && measured >= theirs) {
+            /* Lost: back to the other mode, and wait before the next trial in proportion to
+             * what this one cost, doubled at each loss in a row: trials then take a bounded
+             * share of the time (1 / BPFAST_TEAM_TRIAL_GAP at most) however costly they are. */
+            double cost = elapsed - steps * theirs, gap = BPFAST_TEAM_TRIAL_GAP * cost;
+            for (int i = 0; i < team->losses && gap < BPFAST_TEAM_MAX_GAP; i++) gap *= 2;
+            if (gap < BPFAST_TEAM_MIN_GAP) gap = BPFAST_TEAM_MIN_GAP;
+            if (gap > BPFAST_TEAM_MAX_GAP) gap = BPFAST_TEAM_MAX_GAP;
+            team->losses++;
+            team->next_trial = now + gap;
+            team->solo = other;
+            team->switches++;
+        } else {
+            team->losses = 0;                   /* won: this mode stays */
+            team->next_trial = now + BPFAST_TEAM_MIN_GAP;
+        }
+        return;
+    }
+    /* The other mode is tried when it was never measured, when it was measured faster than
+     * the mode in force is now (the machine changed), or when its turn has come. */
+    if (theirs == 0 || theirs < mine || now >= team->next_trial)
+        bpfast_team_try(team, other);
+}
+
+static uint32_t bpfast_phase_word(uint32_t counter, int solo, int leader) {
+    return (counter << 8) | (solo ? BPFAST_SOLO_BIT : 0u) | ((uint32_t) leader & BPFAST_LEADER_MASK);
+}
+
+/* Worker `me` of `n_workers`' share of the job in progress (bpfast_team_run); returns when
+ * `close` has said it is finished. */
+static void bpfast_team_work(bpfast_team* team, int me, int n_workers, int n_parts,
+                             void* job, bpfast_task task, bpfast_close close) {
+    uint32_t seen = __atomic_load_n(&team->phase, __ATOMIC_ACQUIRE);
+    for (;;) {
+        if (__atomic_load_n(&team->finished, __ATOMIC_ACQUIRE)) return;
+        int solo = (seen & BPFAST_SOLO_BIT) != 0;
+        int leader = (int) (seen & BPFAST_LEADER_MASK);
+        if (solo && leader != me) {
+            /* Asleep until solo mode ends (or the job does); then back to the phase in force. */
+            uint32_t mode_seq = __atomic_load_n(&team->mode_seq, __ATOMIC_SEQ_CST);
+            uint32_t now = __atomic_load_n(&team->phase, __ATOMIC_SEQ_CST);
+            if (now == seen && !__atomic_load_n(&team->finished, __ATOMIC_SEQ_CST))
+                bpfast_sleep_while(&team->mode_seq, mode_seq);
+            seen = __atomic_load_n(&team->phase, __ATOMIC_ACQUIRE);
+            continue;
+        }
+        uint32_t mine = 0;
+        int first = solo ? 0 : me, stride = solo ? 1 : n_workers;
+        for (int part = first; part < n_parts; part += stride) {
+            task(job, part, n_parts);
+            mine++;
+        }
+        if (mine && __atomic_add_fetch(&team->done, mine, __ATOMIC_ACQ_REL) == (uint32_t) n_parts) {
+            /* The last part of the phase: this worker closes it and publishes the next one. */
+            team->done = 0;
+            int what = close(job);
+            int was_solo = team->solo;
+            if (what == BPFAST_NEXT_STEP) bpfast_team_judge(team, n_workers);
+            if (what == BPFAST_FINISHED) __atomic_store_n(&team->finished, 1, __ATOMIC_SEQ_CST);
+            uint32_t next = bpfast_phase_word((seen >> 8) + 1, team->solo, me);
+            __atomic_store_n(&team->phase, next, __ATOMIC_SEQ_CST);
+            if ((was_solo && !team->solo) || what == BPFAST_FINISHED) {
+                __atomic_add_fetch(&team->mode_seq, 1, __ATOMIC_SEQ_CST);
+                bpfast_wake_all(&team->mode_seq);
+            }
+            if (__atomic_load_n(&team->sleepers, __ATOMIC_SEQ_CST) > 0)
+                bpfast_wake_all(&team->phase);
+            seen = next;
+            continue;
+        }
+        seen = bpfast_wait_for_phase(team, seen);
+    }
+}
+
+#if BPFAST_HAVE_THREADS
+typedef struct { bpfast_team* team; int me; } bpfast_worker_start;
+
+/* A worker's life: asleep until a job is submitted, its share of the job, asleep again. */
+static void* bpfast_worker(void* argument) {
+    bpfast_worker_start start = *(bpfast_worker_start*) argument;
+    free(argument);
+    bpfast_team* team = start.team;
+    uint32_t seen = 0;
+    for (;;) {
+        uint32_t now;
+        while ((now = __atomic_load_n(&team->job_seq, __ATOMIC_ACQUIRE)) == seen)
+            bpfast_sleep_while(&team->job_seq, seen);
+        seen = now;
+        if (__atomic_load_n(&team->shutdown, __ATOMIC_ACQUIRE)) return NULL;
+        bpfast_team_work(team, start.me, team->n_threads + 1, team->n_parts, team->job,
+                         team->task, team->close);
+        if (__atomic_sub_fetch(&team->active, 1, __ATOMIC_ACQ_REL) == 0)
+            bpfast_wake_all(&team->active);
+    }
+}
+#endif
+
+/* A team of up to n_workers workers (the submitting thread and n_workers − 1 threads of its
+ * own, fewer if the system refuses more), on its own cache lines; NULL if memory is short.
+ * bpfast_team_free stops its threads and releases it. */
+static bpfast_team* bpfast_team_new(int n_workers) {
+    void* memory = NULL;
+    if (posix_memalign(&memory, 64, sizeof(bpfast_team)) != 0) return NULL;
+    bpfast_team* team = (bpfast_team*) memory;
+    memset(team, 0, sizeof *team);
+#if BPFAST_HAVE_THREADS
+    if (n_workers > BPFAST_MAX_WORKERS) n_workers = BPFAST_MAX_WORKERS;
+    /* The workers take no signals: Ctrl-C goes to the threads Python knows. */
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+    for (int me = 1; me < n_workers; me++) {
+        bpfast_worker_start* start = (bpfast_worker_start*) malloc(sizeof *start);
+        if (start == NULL) break;
+        start->team = team;
+        start->me = me;
+        if (pthread_create(&team->threads[me - 1], NULL, bpfast_worker, start) != 0) {
+            free(start);
+            break;
+        }
+        team->n_threads++;
+    }
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+#else
+    (void) n_workers;
+#endif
+    return team;
+}
+
+/* Until the workers of the last job have all left it. */
+static void bpfast_team_wait_idle(bpfast_team* team) {
+    uint32_t active;
+    while ((active = __atomic_load_n(&team->active, __ATOMIC_ACQUIRE)) != 0)
+        bpfast_sleep_while(&team->active, active);
+}
+
+static void bpfast_team_free(bpfast_team* team) {
+    if (team == NULL) return;
+#if BPFAST_HAVE_THREADS
+    bpfast_team_wait_idle(team);
+    __atomic_store_n(&team->shutdown, 1, __ATOMIC_RELEASE);
+    __atomic_add_fetch(&team->job_seq, 1, __ATOMIC_SEQ_CST);
+    bpfast_wake_all(&team->job_seq);
+    for (int i = 0; i < team->n_threads; i++) pthread_join(team->threads[i], NULL);
+#endif
+    free(team);
+}
+
+/* Run a job on the team, the calling thread being worker 0; returns when `close` has said it is
+ * finished. The job's parts are the same for any number of workers (n_parts). */
+static void bpfast_team_run(bpfast_team* team, int n_parts, void* job, bpfast_task task,
+                            bpfast_close close) {
+    bpfast_team_wait_idle(team);
+    team->finished = 0;
+    team->done = 0;
+    team->sleepers = 0;
+    team->phase = bpfast_phase_word(0, team->solo, 0);
+    team->window_start = bpfast_now();
+    team->window_steps = 0;
+    team->job = job;
+    team->task = task;
+    team->close = close;
+    team->n_parts = n_parts;
+    if (team->n_threads > 0) {
+        team->active = (uint32_t) team->n_threads;
+        __atomic_add_fetch(&team->job_seq, 1, __ATOMIC_SEQ_CST);
+        bpfast_wake_all(&team->job_seq);
+    }
+    bpfast_team_work(team, 0, team->n_threads + 1, n_parts, job, task, close);
+}
+
+#endif
