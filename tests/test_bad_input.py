@@ -211,3 +211,75 @@ def test_bad_check_arguments(problem):
     net, X, Y = problem
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
         bpfast.check(net, X, Y[:2])
+
+
+def test_nan_written_into_the_weights_is_named_as_such(problem):
+    net, X, Y = problem
+    net.weights[1][0, 0] = np.nan
+    for call in (lambda: net.predict(X), lambda: net.gradient(X, Y), lambda: net.cost(X, Y)):
+        with pytest.raises(ValueError, match=r"weights\[1\] \(w\^\(2\)\) contains NaN"):
+            call()
+    net.weights[1][0, 0] = 0.0
+    net.biases[0][1] = np.nan
+    with pytest.raises(ValueError, match=r"biases\[0\] \(b\^\(1\)\) contains NaN"):
+        net.predict(X)
+
+
+def test_a_label_stands_for_one_examples_target_and_a_column_of_labels_gets_a_hint():
+    net = bpfast.Network([3, 4, 5], seed=0)
+    x = np.array([0.1, 0.2, 0.3])
+    assert net.cost(x, 2) == net.cost(x, np.eye(5)[2])
+    np.testing.assert_array_equal(net.backprop(x, 2).vector(), net.backprop(x, np.eye(5)[2]).vector())
+    with pytest.raises(ValueError, match=r"y is a class label: it must be an integer in \[0, 5\)"):
+        net.cost(x, 7)
+    X, labels = np.ones((4, 3)), np.array([0, 1, 4, 2])
+    with pytest.raises(ValueError, match=r"Y has 1 value per example, but the network expects "
+                                         r"nL \(sizes\[-1\]\) = 5\. If it holds class labels, "
+                                         r"pass them 1-D: Y\.ravel\(\)"):
+        net.gradient(X, labels.reshape(-1, 1))
+
+
+@pytest.mark.parametrize("call,error,message", [
+    (lambda w, b, x, y: bpfast.reference.forward(w, b, x, activations="relu"), TypeError,
+     r"activations must be a sequence of L = 2 names"),
+    (lambda w, b, x, y: bpfast.reference.backprop(w, b, x, y, activations=["relu"]), ValueError,
+     r"one activation per layer: L = 2 .* got 1"),
+    (lambda w, b, x, y: bpfast.reference.cost(w, b, x, y, activations=["relu"] * 3), ValueError,
+     r"L = 2 .* got 3"),
+    (lambda w, b, x, y: bpfast.reference.cost(w, b, x, y, cost="ce"), ValueError,
+     r"cost must be one of \['quadratic', 'cross_entropy'\], got 'ce'"),
+    (lambda w, b, x, y: bpfast.reference.gradient(w, b, [x], [y], activations=["softmax", "sigmoid"]),
+     ValueError, "softmax belongs to the output layer only"),
+    (lambda w, b, x, y: bpfast.reference.backprop(w, b, x[:2], y), ValueError,
+     r"x must have n0 = 3 values, got 2"),
+    (lambda w, b, x, y: bpfast.reference.backprop(w, b, x, [float("nan"), 0.0]), ValueError,
+     r"y\[0\] must be finite"),
+    (lambda w, b, x, y: bpfast.reference.backprop(w, b, x, ["a", 0.0]), TypeError,
+     r"y\[0\] must be a real number"),
+    (lambda w, b, x, y: bpfast.reference.backprop(w[:1], b, x, y), ValueError,
+     "one entry per layer"),
+    (lambda w, b, x, y: bpfast.reference.backprop([w[0], [[1.0]]], b, x, y), ValueError,
+     r"weights\[1\] must have one row per entry of biases\[1\]"),
+    (lambda w, b, x, y: bpfast.reference.cost(w, b, x, [2.0, 0.0], cost="cross_entropy"),
+     ValueError, r"probabilities in \[0, 1\]"),
+    (lambda w, b, x, y: bpfast.reference.output_error([0.1, 0.2], [0.5, 0.5], [1.0, 0.0],
+                                                      "softmax", "ce"), ValueError,
+     "cost must be one of"),
+    (lambda w, b, x, y: bpfast.reference.step(w, b, w, b, 0.1, {}, optimizer="adagrad"),
+     ValueError, r"optimizer must be one of \['sgd', 'adam'\]"),
+    (lambda w, b, x, y: bpfast.reference.step(w, b, w, b[:1], 0.1, {}), ValueError,
+     "one entry per layer"),
+    (lambda w, b, x, y: bpfast.reference.train_epoch(w, b, [x], [y], [1], 1, 0.1, {}),
+     ValueError, "order holds row 1, but X has 1 examples"),
+    (lambda w, b, x, y: bpfast.reference.train_epoch(w, b, [x], [y], [0], 0, 0.1, {}),
+     ValueError, "batch_size must be an integer ≥ 1"),
+    (lambda w, b, x, y: bpfast.reference.train_epoch(w, b, [x], [y], [0], 1, 0.1, {}, mu=0.9),
+     TypeError, r"unknown keyword\(s\) \['mu'\]"),
+])
+def test_the_reference_checks_its_arguments_as_the_network_does(call, error, message):
+    """bpfast.reference is public: a wrong name or shape is a clear error, not a KeyError, an
+    IndexError or a silently different computation."""
+    net = bpfast.Network([3, 4, 2], seed=0)
+    w, b = [w.tolist() for w in net.weights], [b.tolist() for b in net.biases]
+    with pytest.raises(error, match=message):
+        call(w, b, [0.1, 0.2, 0.3], [1.0, 0.0])

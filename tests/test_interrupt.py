@@ -28,6 +28,8 @@ SCRIPT = textwrap.dedent("""
         theta = net.parameters_vector()
         print("latency", stopped - sent[0])
         print("epochs", len(caught.history))
+        print("at", caught.epoch, caught.mini_batch)
+        print("message", caught)
         print("changed", not np.array_equal(theta, before))
         print("finite", bool(np.isfinite(theta).all()))
     else:
@@ -51,5 +53,10 @@ def test_sigint_stops_fit_within_a_mini_batch_and_keeps_a_consistent_network():
     # no epoch completed but the parameters moved, is stopping at a mini-batch boundary.
     assert float(figures["latency"]) < 1.0, result.stdout
     assert figures["epochs"] == "0"
+    epoch, mini_batch = map(int, figures["at"].split())
+    assert epoch == 1 and mini_batch >= 1
+    assert figures["message"] == (f"training interrupted in epoch 1, after mini-batch "
+                                  f"{mini_batch} of 3750: the network holds the parameters of "
+                                  "that step")
     assert figures["changed"] == "True" and figures["finite"] == "True"
     assert figures["second:"] == "KeyboardInterrupt"

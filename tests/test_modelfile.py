@@ -80,3 +80,27 @@ def test_pickles_and_foreign_files_are_refused(tmp_path):
         bpfast.load(path)
     with pytest.raises(FileNotFoundError):
         bpfast.load(tmp_path / "absent.npz")
+
+
+def test_load_finds_the_file_save_wrote_without_the_suffix(tmp_path):
+    net = bpfast.Network([3, 4, 2], seed=1)
+    net.save(tmp_path / "m")                       # numpy's savez writes m.npz
+    assert (tmp_path / "m.npz").exists()
+    np.testing.assert_array_equal(bpfast.load(tmp_path / "m").parameters_vector(),
+                                  net.parameters_vector())
+    np.testing.assert_array_equal(bpfast.load(str(tmp_path / "m")).parameters_vector(),
+                                  net.parameters_vector())
+    with pytest.raises(FileNotFoundError):
+        bpfast.load(tmp_path / "other")
+
+
+@pytest.mark.parametrize("content", [b"w_1,b_1\n1,2\n", b"\x80\x04\x95pickle", b""])
+def test_a_file_that_is_no_archive_is_refused_without_mentioning_pickle(tmp_path, content):
+    path = tmp_path / "text.npz"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="not a bpfast model file") as caught:
+        bpfast.load(path)
+    assert "pickle" not in str(caught.value)
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    with pytest.raises(ValueError, match="not a bpfast model file"):
+        bpfast.load(tmp_path / "array.npy")

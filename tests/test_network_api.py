@@ -266,3 +266,50 @@ def test_unknown_init_lists_the_choices():
     with pytest.raises(ValueError, match=r"init must be one of \['scaled_normal', 'normal', "
                                          r"'glorot', 'he'\], got 'xavier'"):
         bpfast.Network([3, 2], init="xavier")
+
+
+# --- a Gradient is arithmetic, as a numpy array is ------------------------------------------------
+
+def test_gradients_add_subtract_scale_and_sum_like_their_vectors(dtype):
+    net, X, Y = make_problem([4, 3, 2], 12, dtype=dtype)
+    g, h = net.gradient(X[:6], Y[:6]), net.gradient(X[6:], Y[6:])
+    u, v = g.vector(), h.vector()
+    cases = {"g + h": (g + h, u + v), "g - h": (g - h, u - v), "2 g": (2 * g, 2 * u),
+             "g * 0.5": (g * 0.5, u * 0.5), "g / 6": (g / 6, u / 6), "-g": (-g, -u),
+             "np.float64(3) g": (np.float64(3) * g, 3 * u), "sum": (sum([g, h, g]), u + v + u)}
+    for name, (result, expected) in cases.items():
+        assert isinstance(result, bpfast.Gradient), name
+        assert result.sizes == g.sizes and result.dtype == g.dtype, name
+        np.testing.assert_array_equal(result.vector(), expected.astype(g.dtype), err_msg=name)
+        np.testing.assert_array_equal(result.w[0], result.vector()[:12].reshape(3, 4))
+    # The mean of the two halves' mean gradients is the whole batch's (equal halves).
+    np.testing.assert_allclose(((g + h) / 2).vector(), net.gradient(X, Y).vector(),
+                               rtol=1e-12 if dtype == "float64" else 1e-5)
+    np.testing.assert_array_equal(g.vector(), u)            # the operands are left as they were
+
+
+def test_gradients_of_other_sizes_dtypes_or_kinds_do_not_mix():
+    net, X, Y = make_problem([4, 3, 2], 6)
+    g = net.gradient(X, Y)
+    with pytest.raises(ValueError, match=r"sizes .* must be the same"):
+        g + make_problem([4, 5, 2], 6)[0].gradient(X, Y)
+    with pytest.raises(ValueError, match="must be the same"):
+        g + net.per_example_gradients(X, Y)
+    with pytest.raises(TypeError, match="float32 and a float64"):
+        g + make_problem([4, 3, 2], 6, dtype="float32")[0].gradient(X, Y)
+    for bad in (lambda: g + 1.0, lambda: g * g, lambda: g * "2", lambda: g + X, lambda: True * g):
+        with pytest.raises(TypeError):
+            bad()
+
+
+def test_a_networks_shape_and_choices_are_read_only():
+    net, X, Y = make_problem([4, 3, 2], 6)
+    before = net.predict(X)
+    for key, value in (("sizes", (5, 5)), ("activations", ("relu", "relu")), ("dtype", "float32"),
+                       ("activation", "relu"), ("cost_function", "cross_entropy")):
+        with pytest.raises(AttributeError, match=f"{key} is fixed when a Network is made"):
+            setattr(net, key, value)
+    np.testing.assert_array_equal(net.predict(X), before)
+    net.weights = [np.zeros((3, 4)), np.zeros((2, 3))]                 # parameters are not
+    net.biases = [np.zeros(3), np.zeros(2)]
+    np.testing.assert_array_equal(net.predict(X), 0.5)

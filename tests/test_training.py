@@ -99,6 +99,9 @@ def test_divergence_names_the_mini_batch_and_keeps_the_last_finite_step(n_thread
     assert f"mini-batch {position // 4 + 1}" in str(caught.value)
     assert caught.value.mini_batch > 1 and len(caught.value.history) == 0
     np.testing.assert_array_equal(net.parameters_vector(), theta)
+    np.testing.assert_array_equal(caught.value.parameters_before_epoch, theta)
+    caught.value.parameters_before_epoch[0] = 5.0            # a copy: the network keeps its own
+    np.testing.assert_array_equal(net.parameters_vector(), theta)
 
 
 @pytest.mark.parametrize("keyword,value,error,message", [
@@ -253,3 +256,16 @@ def test_bad_validation_arguments(keywords, error, message):
     with pytest.raises(error, match=message):
         net.fit(X, Y, epochs=2, batch_size=2, learning_rate=0.5, **keywords)
     np.testing.assert_array_equal(net.parameters_vector(), theta)
+
+
+def test_binary_classification_with_one_output_has_an_accuracy():
+    """One sigmoid output, 0/1 targets: right when a^(L) is on the target's side of ½."""
+    net = bpfast.Network.from_params([np.array([[1.0, -1.0]])], [np.array([0.0])])
+    X = np.array([[2.0, 0.0], [0.0, 2.0], [1.0, 0.5], [0.2, 0.1], [0.0, 0.1]])
+    y = np.array([1.0, 0.0, 0.0, 1.0, 1.0])          # a = σ(x1 − x2): > ½, < ½, > ½, > ½, < ½
+    cost, accuracy = net.evaluate(X, y)
+    assert accuracy == pytest.approx(3 / 5)
+    assert net.evaluate(X, y.reshape(-1, 1))[1] == pytest.approx(3 / 5)
+    assert net.evaluate(X, np.full(5, 0.3))[1] is None          # not 0/1 targets: regression
+    history = net.fit(X, y, epochs=1, batch_size=5, learning_rate=0.1, validation_data=(X, y))
+    assert len(history.validation_accuracy) == 1

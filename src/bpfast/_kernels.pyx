@@ -956,7 +956,8 @@ def train_epoch(floating[::1] theta, const Py_ssize_t[::1] sizes, const int[::1]
     should be single-threaded then.
     With `catch_sigint` (main thread only: it swaps the process's SIGINT handler for the
     epoch), Ctrl-C stops the epoch at the next mini-batch boundary and raises
-    KeyboardInterrupt; θ then holds the parameters after the last completed step.
+    KeyboardInterrupt (its ``mini_batches_done``: the steps completed in this epoch); θ then
+    holds the parameters after the last completed step.
     With `backup` (P elements), the epoch is a careful replay: θ is saved before every step and
     checked after it; at the first step that leaves a non-finite parameter θ is put back and
     the epoch stops. It then returns (Σ_k C_k, the 1-based index of that mini-batch, or 0).
@@ -1016,7 +1017,9 @@ def train_epoch(floating[::1] theta, const Py_ssize_t[::1] sizes, const int[::1]
             _release_sigint()
         free(e.shares)
     if e.interrupted:
-        raise KeyboardInterrupt("training interrupted at a mini-batch boundary")
+        interrupt = KeyboardInterrupt("training interrupted at a mini-batch boundary")
+        interrupt.mini_batches_done = e.i_batch
+        raise interrupt
     if backup is not None:
         return sum_C, e.diverged
     return sum_C

@@ -9,10 +9,122 @@ import warnings
 
 import numpy as np
 
+from . import activations as _activations
+from . import costs as _costs
+
 #: BLAS takes 32-bit ints for dimensions.
 _MAX_DIM = 2**31 - 1
 
 DTYPES = ("float32", "float64")
+
+
+class Spelling:
+    """How a message names an argument and a setting: as Python keywords (``cost='quadratic'``)
+    or as command-line flags (``--cost quadratic``). Every check takes one, so that the command
+    line shows the flags its user typed, from the same checks as the Python API."""
+
+    def __init__(self, flags):
+        self.flags = flags
+
+    def name(self, key):
+        return "--" + key.replace("_", "-") if self.flags else key
+
+    def setting(self, key, value):
+        if not self.flags:
+            return f"{key}={value!r}"
+        return self.name(key) if value is True else f"{self.name(key)} {value}"
+
+
+PYTHON = Spelling(flags=False)
+COMMAND_LINE = Spelling(flags=True)
+
+
+def check_choice(value, name, choices, spelling=PYTHON):
+    """`value` if it is one of `choices` (by equality; unhashable values are simply refused)."""
+    try:
+        known = value in choices
+    except TypeError:
+        known = False
+    if not known:
+        raise ValueError(f"{spelling.name(name)} must be one of {list(choices)}, got {value!r}.")
+    return value
+
+
+def check_count(value, name, minimum, spelling=PYTHON):
+    """An integer ≥ minimum (bool refused: True is not a count)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{spelling.name(name)} must be an integer, got {value!r} "
+                        f"({type(value).__name__}).")
+    if value < minimum:
+        raise ValueError(f"{spelling.name(name)} must be an integer ≥ {minimum}, got {value}.")
+    return int(value)
+
+
+def check_real(value, name, spelling=PYTHON):
+    """A finite real number, of any sign."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{spelling.name(name)} must be a real number, got {value!r} "
+                        f"({type(value).__name__}).")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{spelling.name(name)} must be finite, got {value!r}.")
+    return value
+
+
+def check_fraction(value, name, *, allow_zero, spelling=PYTHON):
+    """A number in [0, 1) (with ``allow_zero``) or (0, 1): a momentum, β1, β2, a share of data."""
+    value = check_positive_real(value, name, allow_zero=True, spelling=spelling)
+    if value >= 1 or (value == 0 and not allow_zero):
+        interval = "[0, 1)" if allow_zero else "(0, 1)"
+        raise ValueError(f"{spelling.name(name)} must be in {interval}, got {value!r}.")
+    return value
+
+
+def check_network_choices(sizes, activation, output_activation, cost, spelling=PYTHON):
+    """The activation of each layer l = 1..L from a Network's ``activation`` (hidden layers) and
+    ``output_activation`` (None: the same), once the combination is known to make sense
+    (`check_layer_activations`)."""
+    check_choice(activation, "activation", _activations.ACTIVATIONS, spelling)
+    output_activation = check_choice(activation if output_activation is None
+                                     else output_activation, "output_activation",
+                                     _activations.ACTIVATIONS, spelling)
+    check_choice(cost, "cost", _costs.COSTS, spelling)
+    L = len(sizes) - 1
+    if activation == "softmax" and L > 1:
+        raise ValueError(f"{spelling.setting('activation', 'softmax')} would put softmax in the "
+                         "hidden layers; it belongs to the output layer only: "
+                         f"{spelling.setting('output_activation', 'softmax')}.")
+    activations = (activation,) * (L - 1) + (output_activation,)
+    return check_layer_activations(sizes, activations, cost, spelling)
+
+
+def check_layer_activations(sizes, activations, cost, spelling=PYTHON):
+    """One activation per layer l = 1..L, in a combination that makes sense: softmax only at the
+    output and over two outputs or more, cross-entropy only after sigmoid or softmax outputs
+    (its ln a and ln(1 − a) need 0 < a < 1). Returns them as a tuple."""
+    L = len(sizes) - 1
+    if isinstance(activations, (str, bytes)) or not hasattr(activations, "__len__"):
+        raise TypeError(f"activations must be a sequence of L = {L} names (one per layer), got "
+                        f"{activations!r}.")
+    activations = tuple(activations)
+    if len(activations) != L:
+        raise ValueError(f"activations must name one activation per layer: L = {L} for sizes "
+                         f"{list(sizes)}, got {len(activations)}.")
+    for l, activation in enumerate(activations):
+        check_choice(activation, f"activations[{l}]", _activations.ACTIVATIONS, spelling)
+    check_choice(cost, "cost", _costs.COSTS, spelling)
+    if "softmax" in activations[:-1]:
+        raise ValueError("softmax belongs to the output layer only: a_j = e^(z_j) / Σ_i e^(z_i) "
+                         "needs the whole layer, and its slope is not one per neuron.")
+    output = activations[-1]
+    if output == "softmax" and sizes[-1] < 2:
+        raise ValueError(f"softmax needs at least two outputs (sizes[-1] = {sizes[-1]}): over one "
+                         "output it is the constant 1. Use a sigmoid output for one class score.")
+    if output not in _costs.OUTPUTS_FOR[cost]:
+        raise ValueError(f"{spelling.setting('cost', cost)} needs "
+                         f"{spelling.name('output_activation')} in "
+                         f"{list(_costs.OUTPUTS_FOR[cost])}, got {output!r}.")
+    return activations
 
 
 def check_dtype(dtype):
@@ -51,14 +163,15 @@ def check_sizes(sizes):
     return tuple(checked)
 
 
-def check_positive_real(value, name, *, allow_zero=False):
+def check_positive_real(value, name, *, allow_zero=False, spelling=PYTHON):
     """A finite real number > 0, or ≥ 0 with ``allow_zero`` (a learning rate, a penalty)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__}).")
+        raise TypeError(f"{spelling.name(name)} must be a real number, got {value!r} "
+                        f"({type(value).__name__}).")
     value = float(value)
     if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         bound = "≥ 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}.")
+        raise ValueError(f"{spelling.name(name)} must be a finite number {bound}, got {value!r}.")
     return value
 
 
@@ -121,28 +234,37 @@ def as_examples(value, name, width, width_name, dtype, ndims=(1, 2)):
     return array
 
 
-def labels_as_targets(labels, n_outputs, dtype, name="Y"):
+def labels_as_targets(labels, n_outputs, dtype, name="Y", single=False):
     """A 1-D Y beside a batch X: class labels, one-hot over the n_outputs classes; with a single
-    output, simply that output's target for each example."""
+    output, simply that output's target for each example. (``single``: the label of one
+    example, for the messages.)"""
     labels = as_real_array(labels, name, np.float64)
     if n_outputs == 1:
         return labels.reshape(-1, 1).astype(dtype)
     if not np.array_equal(labels, np.round(labels)) or (labels.size and (
             labels.min() < 0 or labels.max() >= n_outputs)):
-        raise ValueError(
-            f"{name} is 1-D, so it holds class labels: they must be integers in "
-            f"[0, {n_outputs}) for a network with {n_outputs} outputs.")
+        what = (f"{name} is a class label: it must be an integer" if single else
+                f"{name} is 1-D, so it holds class labels: they must be integers")
+        raise ValueError(f"{what} in [0, {n_outputs}) for a network with {n_outputs} outputs.")
     return np.eye(n_outputs, dtype=dtype)[labels.astype(np.intp)]
 
 
 def as_pair(X, Y, sizes, dtype, ndims=(1, 2), names=("X", "Y")):
     """Inputs X and targets Y that go together: same dimensionality, same number of examples.
 
-    Beside a batch X, a 1-D Y holds integer class labels (converted to one-hot targets once).
+    Beside a batch X, a 1-D Y holds integer class labels (converted to one-hot targets once);
+    beside one example x, a number y is its label.
     """
     X = as_examples(X, names[0], sizes[0], "n0 (sizes[0])", dtype, ndims)
     if X.ndim == 2 and np.ndim(Y) == 1:
         Y = labels_as_targets(Y, sizes[-1], dtype, names[1])
+    elif X.ndim == 1 and np.ndim(Y) == 0 and 1 in ndims:
+        Y = labels_as_targets(np.reshape(Y, 1), sizes[-1], dtype, names[1].lower(),
+                              single=True)[0]
+    elif np.ndim(Y) == 2 and np.shape(Y)[1] == 1 and sizes[-1] > 1:
+        raise ValueError(
+            f"{names[1]} has 1 value per example, but the network expects nL (sizes[-1]) = "
+            f"{sizes[-1]}. If it holds class labels, pass them 1-D: {names[1]}.ravel().")
     Y = as_examples(Y, names[1], sizes[-1], "nL (sizes[-1])", dtype, ndims)
     if X.ndim != Y.ndim:
         raise ValueError(

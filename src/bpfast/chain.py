@@ -8,19 +8,10 @@ three links of the chain rule and their products and check them by hand. With
 (a − y) / (a (1 − a)), and links 2 and 3 multiply to a − y, σ'(z) = a (1 − a) cancelling.
 """
 import math
-import numbers
 
+from ._validation import check_choice, check_real
 from .costs import COSTS
 from .reference import _softplus, sigmoid, sigmoid_prime
-
-
-def _real(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__}).")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}.")
-    return value
 
 
 def _operand(x):
@@ -46,12 +37,11 @@ class Chain:
     """
 
     def __init__(self, w, b, a_prev, y, cost="quadratic"):
-        self.w = _real(w, "w")
-        self.b = _real(b, "b")
-        self.a_prev = _real(a_prev, "a_prev")
-        self.y = _real(y, "y")
-        if cost not in COSTS:
-            raise ValueError(f"cost must be one of {list(COSTS)}, got {cost!r}.")
+        self.w = check_real(w, "w")
+        self.b = check_real(b, "b")
+        self.a_prev = check_real(a_prev, "a_prev")
+        self.y = check_real(y, "y")
+        check_choice(cost, "cost", COSTS)
         if cost == "cross_entropy" and not 0 <= self.y <= 1:
             raise ValueError(f"y must be a probability in [0, 1] for the cross-entropy cost, "
                              f"got {self.y!r}.")

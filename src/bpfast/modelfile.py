@@ -52,9 +52,20 @@ def _string(data, key, path):
     return str(value)
 
 
+def resolve(path):
+    """The file `save` wrote for ``path``: ``path`` itself, or with the .npz that numpy's savez
+    adds when it is missing (``save("m")`` writes m.npz)."""
+    path = os.fspath(path)
+    if not os.path.exists(path) and not str(path).endswith(".npz") and os.path.exists(
+            path + ".npz"):
+        return path + ".npz"
+    return path
+
+
 def read(path):
     """``(weights, biases, choices)`` from the model file ``path``, every field checked; a
     ValueError says what is wrong with a damaged file. `bpfast.load` builds the Network."""
+    path = resolve(path)
     try:
         return _read_fields(path)
     except (FileNotFoundError, ModelFileError):
@@ -65,6 +76,13 @@ def read(path):
 
 
 def _read_fields(path):
+    # An .npz file is a zip archive: anything else (a text file, a pickle, an .npy array) is
+    # refused here, before numpy would suggest loading it with pickle — which bpfast never does.
+    with open(path, "rb") as f:
+        start = f.read(4)
+    if start != b"PK\x03\x04":
+        raise ModelFileError(f"{path}: not a bpfast model file (an .npz archive, as "
+                             f"Network.save writes; this file starts with {start!r}).")
     try:
         data = np.load(os.fspath(path), allow_pickle=False)
     except FileNotFoundError:

@@ -6,6 +6,7 @@ NOTATION.md defines them. Its parameters live in one vector θ in the slides' or
 layout, so ∇C and a gradient-descent step need no copying. Every method validates its input here
 and only then calls `bpfast._kernels`, which trusts what it is given.
 """
+import numbers
 import threading
 
 import numpy as np
@@ -16,7 +17,9 @@ from ._validation import (
     as_examples,
     as_pair,
     as_real_array,
+    check_choice,
     check_dtype,
+    check_network_choices,
     check_positive_real,
     check_sizes,
 )
@@ -24,6 +27,9 @@ from .activations import ACTIVATIONS
 
 #: The costs a Network can use (the keyword ``cost=``); see `bpfast.costs`.
 COSTS = costs.COSTS
+
+#: What a Network is, fixed when it is made: read-only attributes.
+_FIXED = ("sizes", "activations", "activation", "cost_function", "dtype")
 
 #: How a Network draws its first parameters (the keyword ``init=``): the standard deviation of
 #: w^(l)'s entries from (n_{l−1}, n_l), and whether the biases are drawn from N(0, 1) (True) or
@@ -34,34 +40,6 @@ INITS = {
     "glorot": (lambda n_in, n_out: np.sqrt(2 / (n_in + n_out)), False),
     "he": (lambda n_in, n_out: np.sqrt(2 / n_in), False),
 }
-
-
-def _check_choice(value, name, choices):
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}.")
-    return value
-
-
-def _check_layers(sizes, activation, output_activation, cost):
-    """The activation of each layer l = 1..L, once the combination is known to be one that makes
-    sense: softmax only at the output and over two outputs or more, cross-entropy only after
-    sigmoid or softmax outputs (its ln a and ln(1 − a) need 0 < a < 1)."""
-    _check_choice(activation, "activation", ACTIVATIONS)
-    output_activation = _check_choice(
-        activation if output_activation is None else output_activation, "output_activation",
-        ACTIVATIONS)
-    _check_choice(cost, "cost", COSTS)
-    L = len(sizes) - 1
-    if activation == "softmax" and L > 1:
-        raise ValueError("activation='softmax' would put softmax in the hidden layers; it belongs "
-                         "to the output layer only: output_activation='softmax'.")
-    if output_activation == "softmax" and sizes[-1] < 2:
-        raise ValueError(f"softmax needs at least two outputs (sizes[-1] = {sizes[-1]}): over one "
-                         "output it is the constant 1. Use a sigmoid output for one class score.")
-    if output_activation not in costs.OUTPUTS_FOR[cost]:
-        raise ValueError(f"cost={cost!r} needs output_activation in "
-                         f"{list(costs.OUTPUTS_FOR[cost])}, got {output_activation!r}.")
-    return (activation,) * (L - 1) + (output_activation,)
 
 
 def _layer_offsets(sizes):
@@ -85,13 +63,6 @@ def _split(theta, sizes):
     return w, b
 
 
-def _finite_or_raise(array, what):
-    """The kernels compute what IEEE arithmetic gives; an overflow to inf − inf shows as NaN."""
-    if not np.isfinite(array).all():
-        raise FloatingPointError(
-            f"{what} is not finite: the computation overflowed the {array.dtype} range (inputs, "
-            "targets or parameters too large in magnitude). Scale the data or parameters down.")
-    return array
 
 
 class Trace:
@@ -159,6 +130,63 @@ class Gradient:
         lead = f"n={self._vector.shape[0]}, " if self.per_example else ""
         return f"Gradient({lead}sizes={list(self.sizes)}, dtype={self.dtype.name})"
 
+    # --- arithmetic, as on numpy arrays: g1 + g2, g1 − g2, c·g, g / n, −g, sum(gradients) -------
+
+    # numpy scalars on the left (np.float64(2) * g) defer to Gradient's own operators.
+    __array_ufunc__ = None
+
+    def _other_vector(self, other, operation):
+        if not isinstance(other, Gradient):
+            return NotImplemented
+        if other.sizes != self.sizes or other._vector.shape != self._vector.shape:
+            raise ValueError(f"cannot {operation} a {other!r} and a {self!r}: their sizes (and "
+                             "per-example axes) must be the same.")
+        if other.dtype != self.dtype:
+            raise TypeError(f"cannot {operation} a {other.dtype.name} and a {self.dtype.name} "
+                            "gradient; convert one first: Gradient.from_vector(g.vector()."
+                            "astype(...), g.sizes).")
+        return other._vector
+
+    def _scalar(self, other):
+        if isinstance(other, (bool, np.bool_)) or not isinstance(other, numbers.Real):
+            return NotImplemented
+        return self.dtype.type(other)
+
+    def __add__(self, other):
+        vector = self._other_vector(other, "add")
+        if vector is NotImplemented:
+            return NotImplemented
+        return Gradient(self._vector + vector, self.sizes)
+
+    def __radd__(self, other):
+        # sum(gradients) starts from 0.
+        if isinstance(other, numbers.Number) and not isinstance(other, bool) and other == 0:
+            return Gradient(self._vector.copy(), self.sizes)
+        return NotImplemented
+
+    def __sub__(self, other):
+        vector = self._other_vector(other, "subtract")
+        if vector is NotImplemented:
+            return NotImplemented
+        return Gradient(self._vector - vector, self.sizes)
+
+    def __mul__(self, other):
+        c = self._scalar(other)
+        if c is NotImplemented:
+            return NotImplemented
+        return Gradient(self._vector * c, self.sizes)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other):
+        c = self._scalar(other)
+        if c is NotImplemented:
+            return NotImplemented
+        return Gradient(self._vector / c, self.sizes)
+
+    def __neg__(self):
+        return Gradient(-self._vector, self.sizes)
+
 
 class Network:
     """A fully connected network: z^(l) = w^(l) a^(l−1) + b^(l), a^(l) = f_l(z^(l)), l = 1..L.
@@ -200,12 +228,12 @@ class Network:
 
     def __init__(self, sizes, *, activation="sigmoid", output_activation=None, cost="quadratic",
                  dtype="float64", init="scaled_normal", seed=None):
-        self.sizes = check_sizes(sizes)
-        deviation, random_biases = INITS[_check_choice(init, "init", tuple(INITS))]
-        self.activations = _check_layers(self.sizes, activation, output_activation, cost)
-        self.activation = activation
-        self.cost_function = cost
-        self.dtype = check_dtype(dtype)
+        self._sizes = check_sizes(sizes)
+        deviation, random_biases = INITS[check_choice(init, "init", tuple(INITS))]
+        self._activations = check_network_choices(self.sizes, activation, output_activation, cost)
+        self._activation = activation
+        self._cost_function = cost
+        self._dtype = check_dtype(dtype)
         self._sizes_array = np.asarray(self.sizes, dtype=np.intp)
         self._acts = np.array([ACTIVATIONS.index(f) for f in self.activations], dtype=np.intc)
         self._cost = COSTS.index(cost)
@@ -271,7 +299,29 @@ class Network:
         # An unpickled θ is a fresh array: put it back on a cache-line boundary (see _buffers).
         theta = aligned_empty(state["_theta"].shape[0], state["_theta"].dtype)
         theta[...] = state["_theta"]
+        # Pickles of bpfast 0.1 kept the network's shape and choices in public attributes.
+        for key in _FIXED:
+            if key in state:
+                state["_" + key] = state.pop(key)
         self.__dict__.update(state, _theta=theta, _training=threading.Lock())
+
+    # --- what a network is: fixed when it is made ------------------------------------------------
+
+    sizes = property(lambda self: self._sizes, doc="(n0, …, nL), the widths of the layers.")
+    activations = property(lambda self: self._activations,
+                           doc="f_l of each layer l = 1..L, by name.")
+    activation = property(lambda self: self._activation,
+                          doc="The activation of the hidden layers, as passed.")
+    cost_function = property(lambda self: self._cost_function, doc="The cost's name.")
+    dtype = property(lambda self: self._dtype, doc="The precision of θ and of every computation.")
+
+    def __setattr__(self, key, value):
+        if key in _FIXED:
+            raise AttributeError(
+                f"{key} is fixed when a Network is made (the kernels' buffers and θ's layout "
+                f"follow from it); make a new one: bpfast.Network(sizes, ...), or "
+                f"Network.from_params(weights, biases, ...).")
+        super().__setattr__(key, value)
 
     # --- parameters ------------------------------------------------------------------------------
 
@@ -338,6 +388,24 @@ class Network:
             )
         self._theta[...] = vector
 
+    def _finite_or_raise(self, array, what):
+        """`array` if it is finite. The kernels compute what IEEE arithmetic gives: a NaN or an
+        infinity in θ itself (written into the weights, or left by a step that overflowed)
+        comes out everywhere, and an overflow to inf − inf shows as NaN."""
+        if np.isfinite(array).all():
+            return array
+        for name, symbol, arrays in (("weights", "w", self.weights), ("biases", "b", self.biases)):
+            for l, p in enumerate(arrays):
+                if not np.isfinite(p).all():
+                    kind = "NaN" if np.isnan(p).any() else "infinity"
+                    raise ValueError(
+                        f"the network's {name}[{l}] ({symbol}^({l + 1})) contains {kind}: "
+                        "every parameter must be finite. Set new values (net.weights = ..., "
+                        "net.set_parameters_vector) or make a new network.")
+        raise FloatingPointError(
+            f"{what} is not finite: the computation overflowed the {array.dtype} range (inputs, "
+            "targets or parameters too large in magnitude). Scale the data or parameters down.")
+
     # --- the forward pass ------------------------------------------------------------------------
 
     def _batch_buffer(self, n):
@@ -367,7 +435,7 @@ class Network:
         n = X.shape[0]
         Z, A, slopes = self._batch_buffer(n), self._batch_buffer(n), self._batch_buffer(n)
         _kernels.forward(self._theta, self._sizes_array, self._acts, self._cost, X, Z, A, slopes)
-        return Z, _finite_or_raise(A, "the forward pass (a^(l))")
+        return Z, self._finite_or_raise(A, "the forward pass (a^(l))")
 
     def _trace(self, X, single=False):
         """The `Trace` of a batch X that has been validated already."""
@@ -388,7 +456,9 @@ class Network:
 
     def evaluate(self, X, Y):
         """``(cost, accuracy)`` on a batch: the mean cost C, and the fraction of examples whose
-        largest output a_j^(L) is their class — None unless the targets are one-hot (or labels).
+        largest output a_j^(L) is their class (one-hot targets, or labels); with one output and
+        0/1 targets (binary classification), whose output is on their target's side of ½. The
+        accuracy is None for other targets.
         """
         X, Y = self._pair(X, Y, ndims=(2,))
         return self._cost_and_accuracy(X, Y)
@@ -401,11 +471,20 @@ class Network:
         z_L, a_L = self._blocks(Z, n, False)[-1], self._blocks(A, n, False)[-1]
         with np.errstate(over="ignore", invalid="ignore"):
             C0 = costs.per_example(self.cost_function, self.output_activation, z_L, a_L, Y)
-        cost = float(_finite_or_raise(C0, "the cost").mean())
-        one_hot = (self.sizes[-1] > 1 and np.isin(Y, (0, 1)).all()
-                   and (Y.sum(axis=1) == 1).all())
-        accuracy = float(np.mean(a_L.argmax(axis=1) == Y.argmax(axis=1))) if one_hot else None
-        return cost, accuracy
+        cost = float(self._finite_or_raise(C0, "the cost").mean())
+        return cost, self._accuracy(a_L, Y)
+
+    def _accuracy(self, a_L, Y):
+        """The share of examples classified right: the largest output is the class (one-hot
+        targets or labels); with one output and 0/1 targets, the output is on the target's side
+        of ½. None for other targets (regression, several labels per example)."""
+        if not np.isin(Y, (0, 1)).all():
+            return None
+        if self.sizes[-1] == 1:
+            return float(np.mean((a_L[:, 0] >= 0.5) == (Y[:, 0] == 1)))
+        if (Y.sum(axis=1) == 1).all():
+            return float(np.mean(a_L.argmax(axis=1) == Y.argmax(axis=1)))
+        return None
 
     def _pair(self, X, Y, ndims=(1, 2), names=("X", "Y")):
         """Inputs and targets, converted and checked once (`as_pair`); cross-entropy also needs
@@ -437,7 +516,7 @@ class Network:
             grad = grad.reshape(n, self.n_params)
         _kernels.gradient(self._theta, self._sizes_array, self._acts, self._cost, X, Y, A, S, T,
                           grad.reshape(-1), per_example)
-        return Gradient(_finite_or_raise(grad, "the gradient"), self.sizes)
+        return Gradient(self._finite_or_raise(grad, "the gradient"), self.sizes)
 
     def backprop(self, x, y):
         """∂C_0/∂w^(l) and ∂C_0/∂b^(l) of one example (x, y 1-D), as a `Gradient`.
@@ -555,8 +634,12 @@ class Network:
         -------
         `bpfast.training.History`: per epoch, the mean training cost and the time taken.
 
-        Raises `bpfast.TrainingDiverged` (an ArithmeticError) if the parameters become
-        non-finite; the network then keeps the parameters it had before that epoch.
+        Raises `bpfast.TrainingDiverged` (an ArithmeticError) if a step makes the parameters
+        non-finite: the network then keeps those of the last finite step (which may already be
+        huge), and the exception carries ``parameters_before_epoch``, θ as it was when that epoch
+        began. Ctrl-C stops at the next mini-batch boundary with a KeyboardInterrupt whose
+        ``epoch`` and ``mini_batch`` (from 1; 0: none of that epoch's) name the last completed
+        step, whose parameters the network holds.
         """
         if not self._training.acquire(blocking=False):
             raise RuntimeError("fit is already running on this network in another thread; "

@@ -13,6 +13,9 @@ Beyond the slides: ``activations`` (one name per layer l = 1..L, default all "si
 Nesterov, Adam, L2), one parameter at a time.
 """
 import math
+import numbers
+
+from ._validation import check_count, check_layer_activations
 
 
 def sigmoid(z):
@@ -78,8 +81,56 @@ ELEMENTWISE = {
 }
 
 
-def _activations(weights, activations):
-    return ("sigmoid",) * len(weights) if activations is None else tuple(activations)
+def _real_list(values, name, length, length_name):
+    """`values` as a list of floats, after checking it is a sequence of `length` finite reals."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+        raise TypeError(f"{name} must be a sequence of numbers, got {type(values).__name__}.")
+    if len(values) != length:
+        raise ValueError(f"{name} must have {length_name} = {length} values, got {len(values)}.")
+    checked = []
+    for k, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name}[{k}] must be a real number, got {value!r}.")
+        if not math.isfinite(value):
+            raise ValueError(f"{name}[{k}] must be finite, got {value!r}.")
+        checked.append(float(value))
+    return checked
+
+
+def _checked_network(weights, biases, activations, cost):
+    """The sizes [n0, …, nL] read off ``weights`` and ``biases``, and one activation per layer,
+    after checking both as `bpfast.Network` checks its own: the same rules, the same messages."""
+    for name, value in (("weights", weights), ("biases", biases)):
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or not value:
+            raise TypeError(f"{name} must be a non-empty list with one entry per layer.")
+    if len(weights) != len(biases):
+        raise ValueError(f"weights and biases must have one entry per layer, got {len(weights)} "
+                         f"weight matrices and {len(biases)} bias vectors.")
+    if not hasattr(weights[0], "__len__") or not weights[0] or not hasattr(weights[0][0],
+                                                                            "__len__"):
+        raise TypeError("weights[0] must be a matrix: a list of rows w_j, one per neuron j.")
+    sizes = [len(weights[0][0])]
+    for l, (w, b) in enumerate(zip(weights, biases)):
+        if not hasattr(b, "__len__") or not hasattr(w, "__len__") or len(w) != len(b) or not b:
+            raise ValueError(f"weights[{l}] must have one row per entry of biases[{l}].")
+        for j, row in enumerate(w):
+            _real_list(row, f"weights[{l}][{j}]", sizes[-1], "n_l−1")
+        _real_list(b, f"biases[{l}]", len(b), "n_l")
+        sizes.append(len(b))
+    if activations is None:
+        activations = ("sigmoid",) * len(weights)
+    return sizes, check_layer_activations(sizes, activations, cost)
+
+
+def _check_example(x, y, sizes, cost="quadratic"):
+    x = _real_list(x, "x", sizes[0], "n0")
+    if y is None:
+        return x
+    y = _real_list(y, "y", sizes[-1], "nL")
+    if cost == "cross_entropy" and not all(0.0 <= y_j <= 1.0 for y_j in y):
+        raise ValueError("y must hold probabilities in [0, 1] for the cross-entropy cost, got "
+                         f"{y}.")
+    return x, y
 
 
 def _activate(activation, z_l):
@@ -94,7 +145,11 @@ def forward(weights, biases, x, activations=None):
 
     Returns ``(z, a)``: z holds z^(1), …, z^(L); a holds a^(0) = x, a^(1), …, a^(L).
     """
-    activations = _activations(weights, activations)
+    sizes, activations = _checked_network(weights, biases, activations, "quadratic")
+    return _forward(weights, biases, _check_example(x, None, sizes), activations)
+
+
+def _forward(weights, biases, x, activations):
     z = []
     a = [[float(x_k) for x_k in x]]
     for w, b, activation in zip(weights, biases, activations):  # layers l = 1, …, L
@@ -122,15 +177,26 @@ def cost(weights, biases, x, y, activations=None, cost="quadratic"):
     −∞ where a rounds to 0): after sigmoid, −Σ_j [y_j ln a_j + (1 − y_j) ln(1 − a_j)] =
     Σ_j softplus(z_j) − y_j z_j; after softmax, −Σ_j y_j ln a_j = Σ_j y_j (ln Σ_i e^(z_i) − z_j).
     """
+    sizes, activations = _checked_network(weights, biases, activations, cost)
     if _is_batch(x):
+        pairs = _check_batch(x, y, sizes, cost)
+        if not pairs:
+            raise ValueError("x must hold at least one example.")
         return sum(_example_cost(weights, biases, x_k, y_k, activations, cost)
-                   for x_k, y_k in zip(x, y)) / len(x)
+                   for x_k, y_k in pairs) / len(pairs)
+    x, y = _check_example(x, y, sizes, cost)
     return _example_cost(weights, biases, x, y, activations, cost)
 
 
+def _check_batch(X, Y, sizes, cost):
+    """The examples of a batch (X, Y), each checked."""
+    if not hasattr(X, "__len__") or not hasattr(Y, "__len__") or len(X) != len(Y):
+        raise ValueError("X and Y must hold the same number of examples.")
+    return [_check_example(x, y, sizes, cost) for x, y in zip(X, Y)]
+
+
 def _example_cost(weights, biases, x, y, activations, cost):
-    activations = _activations(weights, activations)
-    z, a = forward(weights, biases, x, activations)
+    z, a = _forward(weights, biases, x, activations)
     z_L, a_L = z[-1], a[-1]
     if cost == "quadratic":
         return sum((a_L[j] - y[j]) ** 2 for j in range(len(a_L)))
@@ -143,6 +209,15 @@ def _example_cost(weights, biases, x, y, activations, cost):
 
 def output_error(z_L, a_L, y, output_activation="sigmoid", cost="quadratic"):
     """δ_j^(L) = ∂C_0/∂z_j^(L), the chain's links 2 and 3 at the output layer."""
+    n = len(z_L) if hasattr(z_L, "__len__") else 0
+    z_L = _real_list(z_L, "z_L", n, "nL")
+    a_L = _real_list(a_L, "a_L", n, "len(z_L)")
+    y = _real_list(y, "y", n, "len(z_L)")
+    check_layer_activations([1, n], [output_activation], cost)
+    return _output_error(z_L, a_L, y, output_activation, cost)
+
+
+def _output_error(z_L, a_L, y, output_activation, cost):
     J = range(len(a_L))
     if cost == "quadratic":
         # Link 3: ∂C_0/∂a_i^(L) = 2 (a_i − y_i).
@@ -167,15 +242,20 @@ def backprop(weights, biases, x, y, activations=None, cost="quadratic"):
 
     Returns ``(dC0_dw, dC0_db)``, lists shaped like ``weights`` and ``biases``.
     """
-    activations = _activations(weights, activations)
-    z, a = forward(weights, biases, x, activations)
+    sizes, activations = _checked_network(weights, biases, activations, cost)
+    x, y = _check_example(x, y, sizes, cost)
+    return _backprop(weights, biases, x, y, activations, cost)
+
+
+def _backprop(weights, biases, x, y, activations, cost):
+    z, a = _forward(weights, biases, x, activations)
     L = len(weights)
     dC0_dw = [None] * L
     dC0_db = [None] * L
 
     # At the output, links 2 and 3: δ_j = ∂C_0/∂z_j^(L) (with the slides' choices,
     # σ'(z_j) · 2 (a_j − y_j)).
-    delta = output_error(z[L - 1], a[L], y, activations[L - 1], cost)
+    delta = _output_error(z[L - 1], a[L], y, activations[L - 1], cost)
 
     for l in range(L, 0, -1):
         w = weights[l - 1]
@@ -202,11 +282,19 @@ def backprop(weights, biases, x, y, activations=None, cost="quadratic"):
 
 def gradient(weights, biases, X, Y, activations=None, cost="quadratic"):
     """The batch mean: ∂C/∂w^(l) = (1/n) Σ_k ∂C_k/∂w^(l), and the same for b^(l)."""
-    n = len(X)
+    sizes, activations = _checked_network(weights, biases, activations, cost)
+    pairs = _check_batch(X, Y, sizes, cost)
+    if not pairs:
+        raise ValueError("X must hold at least one example.")
+    return _gradient(weights, biases, pairs, activations, cost)
+
+
+def _gradient(weights, biases, pairs, activations, cost):
+    n = len(pairs)
     dC_dw = [[[0.0] * len(row) for row in w] for w in weights]
     dC_db = [[0.0] * len(b) for b in biases]
-    for x_k, y_k in zip(X, Y):
-        dCk_dw, dCk_db = backprop(weights, biases, x_k, y_k, activations, cost)
+    for x_k, y_k in pairs:
+        dCk_dw, dCk_db = _backprop(weights, biases, x_k, y_k, activations, cost)
         for l in range(len(weights)):
             for j in range(len(dC_db[l])):
                 for k in range(len(dC_dw[l][j])):
@@ -239,6 +327,31 @@ def step(weights, biases, dC_dw, dC_db, learning_rate, state, *, optimizer="sgd"
         adam:       m ← β1 m + (1 − β1) g,  r ← β2 r + (1 − β2) g²,
                     θ ← θ − η (m / (1 − β1^t)) / (√(r / (1 − β2^t)) + ε)
     """
+    sizes, _ = _checked_network(weights, biases, None, "quadratic")
+    _check_step(sizes, dC_dw, dC_db, learning_rate, state, optimizer, momentum, nesterov, l2,
+                betas, eps)
+    _step(weights, biases, dC_dw, dC_db, learning_rate, state, optimizer, momentum, nesterov, l2,
+          betas, eps)
+
+
+def _check_step(sizes, dC_dw, dC_db, learning_rate, state, *rule):
+    from .training import check_rule
+    check_rule(learning_rate, *rule)
+    if not isinstance(state, dict):
+        raise TypeError(f"state must be a dict (start with {{}}), got {type(state).__name__}.")
+    if not hasattr(dC_dw, "__len__") or not hasattr(dC_db, "__len__") or not (
+            len(dC_dw) == len(dC_db) == len(sizes) - 1):
+        raise ValueError(f"dC_dw and dC_db must have one entry per layer (L = {len(sizes) - 1}).")
+    for l in range(len(sizes) - 1):
+        if not hasattr(dC_dw[l], "__len__") or len(dC_dw[l]) != sizes[l + 1]:
+            raise ValueError(f"dC_dw[{l}] must have n_l = {sizes[l + 1]} rows.")
+        for j, row in enumerate(dC_dw[l]):
+            _real_list(row, f"dC_dw[{l}][{j}]", sizes[l], "n_l−1")
+        _real_list(dC_db[l], f"dC_db[{l}]", sizes[l + 1], "n_l")
+
+
+def _step(weights, biases, dC_dw, dC_db, learning_rate, state, optimizer, momentum, nesterov, l2,
+          betas, eps):
     eta, mu = learning_rate, momentum
     beta1, beta2 = betas
     state["t"] = t = state.get("t", 0) + 1
@@ -274,12 +387,30 @@ def train_epoch(weights, biases, X, Y, order, batch_size, learning_rate, state,
     """One epoch of `fit`: the examples in ``order``, mini-batches of ``batch_size`` (the last one
     may be shorter), one `step` per mini-batch from its mean gradient. Returns the epoch's mean
     cost, each C_k evaluated with the parameters in force when its mini-batch was visited."""
+    from .training import check_rule
+    sizes, activations = _checked_network(weights, biases, activations, cost)
+    pairs = _check_batch(X, Y, sizes, cost)
+    batch_size = check_count(batch_size, "batch_size", 1)
+    settings = dict(optimizer="sgd", momentum=0.0, nesterov=False, l2=0.0, betas=(0.9, 0.999),
+                    eps=1e-8)
+    unknown = set(rule) - set(settings)
+    if unknown:
+        raise TypeError(f"train_epoch got unknown keyword(s) {sorted(unknown)}; the rule's are "
+                        f"{list(settings)}.")
+    settings.update(rule)
+    check_rule(learning_rate, *settings.values())
+    if not isinstance(state, dict):
+        raise TypeError(f"state must be a dict (start with {{}}), got {type(state).__name__}.")
+    for k in order:
+        check_count(k, "order's entries", 0)
+        if k >= len(pairs):
+            raise ValueError(f"order holds row {k}, but X has {len(pairs)} examples.")
+    if not order:
+        raise ValueError("order must hold at least one row of X.")
     total = 0.0
     for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
-        X_batch, Y_batch = [X[k] for k in rows], [Y[k] for k in rows]
-        total += sum(_example_cost(weights, biases, x, y, activations, cost)
-                     for x, y in zip(X_batch, Y_batch))
-        dC_dw, dC_db = gradient(weights, biases, X_batch, Y_batch, activations, cost)
-        step(weights, biases, dC_dw, dC_db, learning_rate, state, **rule)
+        batch = [pairs[k] for k in order[start:start + batch_size]]
+        total += sum(_example_cost(weights, biases, x, y, activations, cost) for x, y in batch)
+        dC_dw, dC_db = _gradient(weights, biases, batch, activations, cost)
+        _step(weights, biases, dC_dw, dC_db, learning_rate, state, *settings.values())
     return total / len(order)

@@ -30,21 +30,24 @@ from threadpoolctl import ThreadpoolController
 
 from . import _kernels
 from ._buffers import aligned_empty
-from ._validation import check_positive_real
+from ._validation import PYTHON, check_choice, check_count, check_fraction, check_positive_real
 
 
 class TrainingDiverged(ArithmeticError):
-    """A step of `fit` made parameters non-finite; the network keeps those of the step before.
+    """A step of `fit` made parameters non-finite; the network keeps those of the step before,
+    the last finite one (which may already be huge, the run having been on its way out).
 
-    ``epoch`` and ``mini_batch`` (both counted from 1) name that step; ``history`` holds the
-    completed epochs.
+    ``epoch`` and ``mini_batch`` (both counted from 1) name the step that diverged; ``history``
+    holds the completed epochs; ``parameters_before_epoch`` is a copy of θ as it was when that
+    epoch began (`Network.set_parameters_vector` puts it back).
     """
 
-    def __init__(self, message, epoch, history, mini_batch):
+    def __init__(self, message, epoch, history, mini_batch, parameters_before_epoch):
         super().__init__(message)
         self.epoch = epoch
         self.mini_batch = mini_batch
         self.history = history
+        self.parameters_before_epoch = parameters_before_epoch
 
 
 class History:
@@ -92,14 +95,6 @@ class History:
     def __repr__(self):
         last = f", last cost {self.cost[-1]:.6g}" if self.cost else ""
         return f"History({self.epochs} epochs{last}, {sum(self.seconds):.3g} s)"
-
-
-def _check_count(value, name, minimum):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__}).")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer ≥ {minimum}, got {value}.")
-    return int(value)
 
 
 def available_cores():
@@ -198,37 +193,31 @@ OPTIMIZERS = ("sgd", "adam")
 _SGD, _MOMENTUM, _NESTEROV, _ADAM = range(4)
 
 
-def _check_fraction(value, name, *, allow_zero):
-    value = check_positive_real(value, name, allow_zero=True)
-    if value >= 1 or (value == 0 and not allow_zero):
-        interval = "[0, 1)" if allow_zero else "(0, 1)"
-        raise ValueError(f"{name} must be in {interval}, got {value!r}.")
-    return value
-
-
-def _rule(eta, optimizer, momentum, nesterov, l2, betas, eps):
-    """The step's rule and hyper-parameters, checked, as `_kernels.train_epoch` takes them."""
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {optimizer!r}.")
-    mu = _check_fraction(momentum, "momentum", allow_zero=True)
+def check_rule(eta, optimizer, momentum, nesterov, l2, betas, eps, spelling=PYTHON):
+    """The step's rule and hyper-parameters, checked, as `_kernels.train_epoch` takes them
+    (also the command line's check of its flags: ``spelling``)."""
+    check_choice(optimizer, "optimizer", OPTIMIZERS, spelling)
+    mu = check_fraction(momentum, "momentum", allow_zero=True, spelling=spelling)
     if not isinstance(nesterov, (bool, np.bool_)):
         raise TypeError(f"nesterov must be True or False, got {nesterov!r}.")
-    l2 = check_positive_real(l2, "l2", allow_zero=True)
+    l2 = check_positive_real(l2, "l2", allow_zero=True, spelling=spelling)
     try:
         beta1, beta2 = betas
     except (TypeError, ValueError):
         raise TypeError(f"betas must be a pair (β1, β2), got {betas!r}.") from None
-    beta1 = _check_fraction(beta1, "betas[0]", allow_zero=True)
-    beta2 = _check_fraction(beta2, "betas[1]", allow_zero=True)
-    eps = check_positive_real(eps, "eps")
+    beta1 = check_fraction(beta1, "betas[0]", allow_zero=True, spelling=spelling)
+    beta2 = check_fraction(beta2, "betas[1]", allow_zero=True, spelling=spelling)
+    eps = check_positive_real(eps, "eps", spelling=spelling)
     if optimizer == "adam":
         if mu or nesterov:
-            raise ValueError("momentum and nesterov are for optimizer='sgd'; Adam's own momentum "
+            raise ValueError(f"{spelling.name('momentum')} and {spelling.name('nesterov')} are "
+                             f"for {spelling.setting('optimizer', 'sgd')}; Adam's own momentum "
                              "is betas[0].")
         rule = _ADAM
     elif nesterov:
         if not mu:
-            raise ValueError("nesterov=True needs a momentum > 0.")
+            raise ValueError(f"{spelling.setting('nesterov', True)} needs a "
+                             f"{spelling.name('momentum')} > 0.")
         rule = _NESTEROV
     else:
         rule = _MOMENTUM if mu else _SGD
@@ -245,18 +234,18 @@ def fit(net, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=No
     if validation_data is not None:
         X_val, Y_val = _as_validation_data(net, validation_data)
     if early_stopping is not None:
-        early_stopping = _check_count(early_stopping, "early_stopping", 1)
+        early_stopping = check_count(early_stopping, "early_stopping", 1)
         if validation_data is None:
             raise ValueError("early_stopping needs validation_data to watch.")
-    epochs = _check_count(epochs, "epochs", 0)
-    batch_size = _check_count(batch_size, "batch_size", 1)
+    epochs = check_count(epochs, "epochs", 0)
+    batch_size = check_count(batch_size, "batch_size", 1)
     eta = check_positive_real(learning_rate, "learning_rate")
-    rule = _rule(eta, optimizer, momentum, nesterov, l2, betas, eps)
+    rule = check_rule(eta, optimizer, momentum, nesterov, l2, betas, eps)
     N = X.shape[0]
     batch = min(batch_size, N)
     if n_threads is None:
         n_threads = default_threads(net, batch)
-    n_threads = _check_count(n_threads, "n_threads", 1)
+    n_threads = check_count(n_threads, "n_threads", 1)
 
     rng = np.random.default_rng(seed)
     dtype = net.dtype
@@ -294,11 +283,19 @@ def fit(net, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=No
                     sum_C = _kernels.train_epoch(
                         theta, net._sizes_array, net._acts, net._cost, X, Y, order, batch, rule,
                         n_threads=n_threads, team=team, catch_sigint=main_thread, steps=steps, **buffers, **state)
-                except KeyboardInterrupt as interrupt:
+                except KeyboardInterrupt as caught:
                     # θ holds the parameters after the last completed step; the history is that of
                     # the completed epochs.
+                    done = getattr(caught, "mini_batches_done", None)
+                    if done is None:            # not the kernels' own: Python's, from elsewhere
+                        caught.history = history
+                        raise
+                    interrupt = KeyboardInterrupt(
+                        f"training interrupted in epoch {epoch + 1}, after mini-batch {done} of "
+                        f"{n_batches}: the network holds the parameters of that step")
+                    interrupt.epoch, interrupt.mini_batch = epoch + 1, done
                     interrupt.history = history
-                    raise
+                    raise interrupt from None
                 seconds = time.perf_counter() - start
                 if not (np.isfinite(sum_C) and np.isfinite(theta).all()):
                     # Replay the epoch from its start, checking θ after every step: the replay is
@@ -314,7 +311,7 @@ def fit(net, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=No
                         f"training diverged in epoch {epoch + 1}, mini-batch {bad_batch}: its step "
                         f"made parameters non-finite; the network keeps those of the last finite "
                         f"step. Try a smaller learning rate than {eta!r}.",
-                        epoch + 1, history, bad_batch)
+                        epoch + 1, history, bad_batch, before)
                 history._record(float(sum_C) / N, seconds)
                 figures = {"cost": history.cost[-1], "seconds": seconds}
                 if validation_data is not None:
