@@ -104,11 +104,12 @@ def test_explain_walks_the_chain_and_the_sum_over_j(cost):
     (["train", "--dtype", "float16"], "invalid choice"),
     (["train", "--activation", "softmax"], "invalid choice"),
     (["train", "--output-activation", "tanh", "--cost", "cross_entropy"],
-     r"needs output_activation in \['sigmoid', 'softmax'\], got 'tanh'"),
+     r"--cost cross_entropy needs --output-activation in \['sigmoid', 'softmax'\], got 'tanh'"),
     (["train", "--sizes", "64,30,1", "--output-activation", "softmax"], "do not fit the data"),
-    (["train", "--nesterov"], "--nesterov needs --momentum > 0"),
+    (["train", "--nesterov"], "--nesterov needs a --momentum > 0"),
     (["train", "--momentum", "1"], r"--momentum: must be a number in \[0, 1\)"),
-    (["train", "--optimizer", "adam", "--momentum", "0.5"], "Adam has its own"),
+    (["train", "--optimizer", "adam", "--momentum", "0.5"],
+     "--momentum and --nesterov are for --optimizer sgd; Adam has its own"),
     (["train", "--l2", "-1"], "--l2: must be a finite number ≥ 0"),
     (["evaluate", "/nonexistent/model.npz"], "No such file"),
     (["explain", "--w", "inf"], "--w: must be a finite number"),
@@ -194,3 +195,158 @@ def test_check_exits_1_when_a_difference_is_over_tolerance(monkeypatch, capsys):
     monkeypatch.setattr(package.Network, "gradient", off_by_a_little)
     assert cli.main(["check", "--fd-params", "20"]) == 1
     assert "FAIL" in capsys.readouterr().out
+
+
+# --- the newcomer's findings: a model's own split, data traps, lost work, tracebacks -------------
+
+def run(capsys, *args):
+    """bpfast in this process: (status, stdout, stderr)."""
+    from bpfast import cli
+    status = cli.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_evaluate_scores_the_held_out_rows_of_the_models_own_split(tmp_path, capsys):
+    """Trained with --seed 7, the model's test rows are not those of seed 0: evaluate re-draws
+    the split the model file records, and its accuracy is the one train printed."""
+    status, out, _ = run(capsys, "train", "--seed", 7, "--epochs", 5, "--save", tmp_path / "s7")
+    assert status == 0
+    printed = re.search(r"test: cost ([\d.]+), accuracy ([\d.]+)%", out).groups()
+    assert "saved to " + str(tmp_path / "s7.npz") in out
+    status, out, _ = run(capsys, "evaluate", tmp_path / "s7.npz")
+    assert status == 0
+    assert "on the 360 held-out test examples of digits, as training split them" in out
+    assert f"cost {printed[0]}, accuracy {printed[1]}%" in out
+    status, _, err = run(capsys, "evaluate", tmp_path / "s7.npz", "--seed", 0)
+    assert status == 2 and "records how its data was split (seed 7" in err
+
+
+def test_evaluate_says_when_a_model_file_records_no_split(tmp_path, capsys):
+    import bpfast as package
+    package.Network([64, 30, 10], seed=0).save(tmp_path / "plain.npz")
+    status, out, _ = run(capsys, "evaluate", tmp_path / "plain.npz")
+    assert status == 0
+    assert "this model file records no split, so rows it was trained on may be among them" in out
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_training(tmp_path, capsys):
+    for flag in ("--save", "--plot", "--plot-weights"):
+        if flag != "--save":
+            pytest.importorskip("matplotlib")
+        status, out, err = run(capsys, "train", flag, "/nonexistent/m.npz")
+        assert status == 2 and "epoch" not in out and out == ""
+        assert err.strip() == (f"bpfast train: error: {flag} /nonexistent/m.npz: the directory "
+                               "/nonexistent does not exist.")
+    status, _, err = run(capsys, "train", "--save", tmp_path)
+    assert status == 2 and "is a directory" in err
+
+
+def test_a_diverging_run_ends_in_one_line_and_status_3(capsys):
+    status, out, err = run(capsys, "train", "--learning-rate", "1e6", "--activation", "relu",
+                           "--output-activation", "identity", "--epochs", 3)
+    assert status == 3
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert re.fullmatch(r"bpfast train: training diverged in epoch \d+, mini-batch \d+: a step "
+                        r"made the parameters overflow\. Try a smaller --learning-rate \(this "
+                        r"run: 1e\+06\)\.", err.strip())
+
+
+def test_help_shows_what_epochs_and_batch_size_default_to(capsys):
+    from bpfast import cli
+    help_text = cli.build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    assert "passes over the training rows (default: 30)" in " ".join(help_text.split())
+    assert "one step each (default: 10)" in " ".join(help_text.split())
+
+
+def digits_as_files(tmp_path, labels=None):
+    """The bundled digits as a user's own files: raw pixels 0..16, and the given labels."""
+    import bpfast as package
+    X, y = package.datasets.load_digits()
+    y = y if labels is None else labels(y)
+    np.savez(tmp_path / "digits.npz", X=X, y=y)
+    return tmp_path / "digits.npz"
+
+
+def test_raw_pixels_get_a_warning_and_scale_minmax_fixes_them(tmp_path, capsys):
+    path = digits_as_files(tmp_path)
+    status, out, err = run(capsys, "train", "--data", path, "--epochs", 10)
+    assert status == 0 and "warning: the inputs of" in err and "reach 16" in err
+    unscaled = float(re.search(r"accuracy ([\d.]+)%", out.splitlines()[-1]).group(1))
+    status, out, err = run(capsys, "train", "--data", path, "--epochs", 10, "--scale", "minmax",
+                           "--save", tmp_path / "m.npz")
+    assert status == 0 and "warning" not in err
+    scaled = float(re.search(r"accuracy ([\d.]+)%", out.splitlines()[-2]).group(1))
+    assert scaled > 90 and scaled > unscaled + 20
+    # The model keeps the training rows' per-feature ranges: evaluate scales alike.
+    status, out, _ = run(capsys, "evaluate", tmp_path / "m.npz")
+    assert f"accuracy {scaled:.2f}%" in out
+
+
+def test_labels_are_mapped_to_their_sorted_distinct_values(tmp_path, capsys):
+    """Digits labelled 1..10 make 10 outputs, not 11; words are labels too; evaluate and predict
+    speak in those labels."""
+    path = digits_as_files(tmp_path, labels=lambda y: y + 1)
+    status, out, _ = run(capsys, "train", "--data", path, "--scale", "minmax", "--epochs", 3)
+    assert status == 0 and "sizes=[64, 30, 10]" in out
+    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
+                      "nine"])
+    path = digits_as_files(tmp_path, labels=lambda y: names[y])
+    status, out, _ = run(capsys, "train", "--data", path, "--scale", "minmax", "--epochs", 10,
+                         "--save", tmp_path / "words.npz")
+    assert status == 0 and "sizes=[64, 30, 10]" in out
+    status, out, _ = run(capsys, "evaluate", tmp_path / "words.npz")
+    assert status == 0
+    header = out.splitlines()[3].split()
+    assert header == sorted(names.tolist())               # the confusion matrix's columns
+    X, _ = __import__("bpfast").datasets.load_digits()
+    np.savez(tmp_path / "new.npz", X=X[:5])
+    status, out, _ = run(capsys, "predict", tmp_path / "words.npz", "--data", tmp_path / "new.npz")
+    assert status == 0 and out.split() == ["zero", "one", "two", "three", "four"]
+
+
+def test_a_validation_split_early_stopping_and_a_stratified_split(capsys):
+    status, out, _ = run(capsys, "train", "--early-stopping", 2, "--epochs", 50, "--stratify",
+                         "--optimizer", "adam", "--learning-rate", 0.05)
+    assert status == 0
+    assert "on digits: 1293 training and 144 validation and 360 test examples" in out
+    assert "validation cost" in out
+    kept = re.search(r"early stopping: kept epoch (\d+) of (\d+)", out)
+    assert kept and int(kept.group(1)) < int(kept.group(2)) < 50
+
+
+def test_real_valued_targets_make_a_regression(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.random((600, 3))
+    y = np.sin(3 * X[:, 0]) + X[:, 1] * X[:, 2]
+    np.savetxt(tmp_path / "smooth.csv", np.column_stack([X, y]), delimiter=",")
+    status, out, _ = run(capsys, "train", "--data", tmp_path / "smooth.csv", "--epochs", 100,
+                         "--learning-rate", 0.2, "--save", tmp_path / "r.npz")
+    assert status == 0 and "(regression)" in out
+    assert "output_activation='identity'" in out
+    r2 = float(re.search(r"test: cost [\d.]+, R² ([-\d.]+)", out).group(1))
+    assert r2 > 0.9
+    status, out, _ = run(capsys, "evaluate", tmp_path / "r.npz")
+    assert status == 0 and f"R² {r2:.4f}" in out
+    np.savetxt(tmp_path / "inputs.csv", X[:3], delimiter=",")
+    status, out, _ = run(capsys, "predict", tmp_path / "r.npz", "--data", tmp_path / "inputs.csv")
+    assert status == 0 and len(out.split()) == 3
+    np.testing.assert_allclose([float(v) for v in out.split()], y[:3], atol=0.2)
+
+
+def test_a_label_unknown_to_the_model_is_refused(tmp_path, capsys):
+    path = digits_as_files(tmp_path)
+    assert run(capsys, "train", "--data", path, "--scale", "minmax", "--epochs", 1, "--save",
+               tmp_path / "m.npz")[0] == 0
+    X, _ = __import__("bpfast").datasets.load_digits()
+    np.savez(tmp_path / "odd.npz", X=X[:4], y=np.array([1, 2, 3, 12]))
+    status, _, err = run(capsys, "evaluate", tmp_path / "m.npz", "--data", tmp_path / "odd.npz")
+    assert status == 2 and "label 12 is not among the classes the model knows" in err
+
+
+def test_explain_writes_negative_factors_in_parentheses(capsys):
+    status, out, _ = run(capsys, "explain")
+    assert status == 0
+    assert "= 0.5 · 0.250000 · (-1.000000) = -0.125000" in out
+    assert "= (-0.8) · 0.249975 · 0.990000 = -0.197980" in out
+    assert not re.search(r"· -\d", out)

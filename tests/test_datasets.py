@@ -165,7 +165,83 @@ def test_csv_with_and_without_header(tmp_path):
     with pytest.raises(ValueError, match="ragged.csv, line 2: 2 values where 3"):
         datasets.load_csv(tmp_path / "ragged.csv")
     (tmp_path / "words.csv").write_text("a,b,c\n1,x,0\n")
-    with pytest.raises(ValueError, match="words.csv, line 2: a value is not a number"):
+    with pytest.raises(ValueError, match="words.csv, line 2: a feature is not a number"):
         datasets.load_csv(tmp_path / "words.csv")
     with pytest.raises(ValueError, match="cannot be read"):
         datasets.load_csv(tmp_path / "missing.csv")
+
+
+def test_csv_labels_may_be_words(tmp_path):
+    (tmp_path / "pets.csv").write_text("weight,height,kind\n4.0,30,cat\n30,60, dog\n5,25,cat\n")
+    X, y = datasets.load_csv(tmp_path / "pets.csv")
+    np.testing.assert_array_equal(X, [[4, 30], [30, 60], [5, 25]])
+    assert y.tolist() == ["cat", "dog", "cat"]
+    (tmp_path / "empty.csv").write_text("\n\n")
+    with pytest.raises(ValueError, match="empty"):
+        datasets.load_csv(tmp_path / "empty.csv")
+    (tmp_path / "header_only.csv").write_text("a,b,label\n")
+    with pytest.raises(ValueError, match="no data rows"):
+        datasets.load_csv(tmp_path / "header_only.csv")
+    (tmp_path / "one_column.csv").write_text("1\n2\n")
+    with pytest.raises(ValueError, match="at least one feature column and a label column"):
+        datasets.load_csv(tmp_path / "one_column.csv")
+    (tmp_path / "plain.csv").write_text("1,2,0\n")
+    with pytest.raises(ValueError, match="needs a header row"):
+        datasets.load_csv(tmp_path / "plain.csv", label="y")
+
+
+def test_labels_become_the_sorted_distinct_classes():
+    classes, codes = datasets.encode_labels([3, 1, 10, 3])
+    assert classes.tolist() == [1, 3, 10] and codes.tolist() == [1, 0, 2, 1]
+    classes, codes = datasets.encode_labels(np.array(["dog", "cat", "dog"]))
+    assert classes.tolist() == ["cat", "dog"] and classes[codes].tolist() == ["dog", "cat", "dog"]
+    assert datasets.encode_labels(np.arange(1, 11))[0].size == 10       # 1..10: ten classes
+    with pytest.raises(ValueError, match="1-D"):
+        datasets.encode_labels(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="finite"):
+        datasets.encode_labels([1.0, np.nan])
+    with pytest.raises(ValueError, match="at least one"):
+        datasets.encode_labels([])
+    with pytest.raises(TypeError, match="numbers or strings"):
+        datasets.encode_labels(np.array([None, 1], dtype=object))
+
+
+def test_a_stratified_split_keeps_every_class_share():
+    labels = np.repeat([0, 1, 2], [50, 30, 20])
+    X = np.arange(100.0).reshape(-1, 1)
+    X_train, X_test, y_train, y_test = datasets.train_test_split(
+        X, labels, test_size=0.2, seed=3, stratify=labels)
+    assert np.bincount(y_test).tolist() == [10, 6, 4]
+    assert np.bincount(y_train).tolist() == [40, 24, 16]
+    assert sorted(np.concatenate([X_train, X_test]).ravel().tolist()) == X.ravel().tolist()
+    np.testing.assert_array_equal(labels[X_test.ravel().astype(int)], y_test)   # rows stay paired
+    again = datasets.train_test_split(X, labels, test_size=0.2, seed=3, stratify=labels)
+    np.testing.assert_array_equal(again[1], X_test)
+    # Largest remainders: 7 test rows of 3 classes of 10 make 3 + 2 + 2.
+    labels = np.repeat([0, 1, 2], 10)
+    y_test = datasets.train_test_split(labels, labels, test_size=7, seed=0, stratify=labels)[3]
+    assert sorted(np.bincount(y_test).tolist()) == [2, 2, 3]
+    with pytest.raises(ValueError, match="class 5 has only one example"):
+        datasets.train_test_split(np.zeros(4), [1, 1, 5, 1], test_size=0.5, stratify=[1, 1, 5, 1])
+    with pytest.raises(ValueError, match="one label per example"):
+        datasets.train_test_split(np.zeros(4), np.zeros(4), stratify=[1, 2])
+
+
+def test_per_feature_scaling_is_fitted_on_given_rows():
+    X_train = np.array([[0.0, 10.0, 5.0], [4.0, 30.0, 5.0]])
+    low, high = datasets.minmax(X_train)
+    np.testing.assert_array_equal(low, [0, 10, 5])
+    np.testing.assert_array_equal(high, [4, 30, 5])
+    np.testing.assert_array_equal(datasets.scale(X_train, low, high), [[0, 0, 0], [1, 1, 0]])
+    # Test rows are scaled as the training rows were: they may leave [0, 1].
+    np.testing.assert_array_equal(datasets.scale([[8.0, 0.0, 6.0]], low, high), [[2, -0.5, 1]])
+    with pytest.raises(ValueError, match="one value per feature"):
+        datasets.scale(X_train, low[:2], high[:2])
+    with pytest.raises(ValueError, match="low ≤ high"):
+        datasets.scale(X_train, high, low - 1)
+    with pytest.raises(ValueError, match="2-D array"):
+        datasets.minmax(np.zeros(3))
+    with pytest.raises(ValueError, match="finite"):
+        datasets.minmax([[np.inf]])
+    with pytest.raises(ValueError, match="finite low < high"):
+        datasets.scale([1.0, 2.0], 3, 3)

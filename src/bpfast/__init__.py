@@ -9,8 +9,9 @@
 - `check`: the kernels against the reference and against finite differences, on your network;
 - `datasets`: the bundled 8×8 digits, MNIST's IDX files, and the helpers around them.
 
-Names and conventions follow NOTATION.md: weights[l-1] is w^(l) of shape (n_l, n_{l−1}),
-C_0 = Σ_j (a_j^(L) − y_j)² with no factor ½, and a batch has one example per row.
+Names and conventions follow the notation (docs/notation.md in bpfast's sources): weights[l-1]
+is w^(l) of shape (n_l, n_{l−1}), C_0 = Σ_j (a_j^(L) − y_j)² with no factor ½, and a batch has
+one example per row.
 """
 from . import activations, chain, costs, datasets, reference, training
 from .activations import sigmoid, sigmoid_prime

@@ -1,7 +1,9 @@
-"""The command line: ``bpfast train``, ``bpfast evaluate``, ``bpfast check``, ``bpfast explain``.
+"""The command line: ``bpfast train``, ``evaluate``, ``predict``, ``check``, ``explain``, ``demo``.
 
-Also reached as ``python -m bpfast``. Bad arguments end with a one-line error and exit status 2,
-never a traceback.
+Also reached as ``python -m bpfast``. Nothing ends in a traceback; the exit status says how it
+ended: 0 done, 1 `check` found a difference over tolerance, 2 bad arguments or data (one line
+on stderr, naming the flag), 3 training diverged (one line: where, and what to try), 130
+interrupted (Ctrl-C), 141 the reader of the output went away.
 """
 import argparse
 import os
@@ -11,51 +13,186 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from . import __version__, crosscheck, datasets, plots, reference
-from ._validation import check_sizes
-from .activations import ACTIVATIONS
+from . import __version__, crosscheck, datasets, modelfile, plots, reference
+from ._validation import COMMAND_LINE, check_network_choices, check_sizes
+from .activations import ACTIVATIONS, ELEMENTWISE
 from .chain import Chain
 from .costs import COSTS
 from .demo import main as demo
 from .network import INITS, Network, load
-from .training import OPTIMIZERS
+from .training import OPTIMIZERS, TrainingDiverged, check_rule
 
 
 class UsageError(Exception):
     """A bad argument found after parsing: reported on one line, exit status 2."""
 
 
-# --- data ----------------------------------------------------------------------------------------
+class Diverged(Exception):
+    """Training diverged: reported on one line with what to try, exit status 3."""
 
-def _load_data(spec, test_fraction, seed):
-    """``(X_train, Y_train, X_test, Y_test, labels_test)`` for --data; pixels scaled to [0, 1]."""
+
+# --- data ---------------------------------------------------------------------------------------
+
+#: Inputs far beyond this magnitude saturate sigmoid and tanh units from the first step (with the
+#: default initialisation, z has the scale of the inputs): `train` warns and points to --scale.
+_LARGE_INPUT = 10.0
+
+
+class Data:
+    """The data of a run, split and scaled as `train` sees it, and the record that lets
+    `evaluate` and `predict` see later data the same way (`bpfast.modelfile`)."""
+
+    def __init__(self, parts, record, classes, description):
+        self.parts = parts                  # {"train", "validation", "test"}: (X, Y) or None
+        self.record = record
+        self.classes = classes              # None for regression
+        self.description = description
+
+    @property
+    def task(self):
+        return self.record["task"]
+
+
+def _read(spec):
+    """``(X, y, X_test, y_test)`` of --data (the test part only for MNIST, which has its own),
+    y as labels (or target values) as read."""
     if spec == "digits":
-        X, labels = datasets.load_digits()
-        X = datasets.scale(X, 0, 16)
-    elif spec.startswith("mnist:"):
-        try:
-            (X, labels), (X_test, labels_test) = datasets.load_mnist(spec[len("mnist:"):])
-        except (OSError, ValueError) as error:
-            raise UsageError(str(error)) from None
-        X, X_test = datasets.scale(X, 0, 255), datasets.scale(X_test, 0, 255)
-        return (X, datasets.one_hot(labels, 10), X_test, datasets.one_hot(labels_test, 10),
-                labels_test)
-    elif spec.endswith(".npz") or spec.endswith(".csv"):
-        try:
-            X, labels = (datasets.load_npz(spec) if spec.endswith(".npz")
-                         else datasets.load_csv(spec))
-        except (OSError, ValueError) as error:
-            raise UsageError(str(error)) from None
-    else:
-        raise UsageError(f"--data must be digits, mnist:DIR, FILE.npz or FILE.csv, got {spec!r}.")
+        X, y = datasets.load_digits()
+        return X, y, None, None
     try:
-        n_classes = int(np.max(labels)) + 1
-        Y = datasets.one_hot(labels, n_classes)
-        X_train, X_test, Y_train, Y_test = datasets.train_test_split(
-            X, Y, test_size=test_fraction, seed=seed)
-    except (TypeError, ValueError) as error:
+        if spec.startswith("mnist:"):
+            (X, y), (X_test, y_test) = datasets.load_mnist(spec[len("mnist:"):])
+            return X, y, X_test, y_test
+        if spec.endswith(".npz") or spec.endswith(".csv"):
+            X, y = (datasets.load_npz(spec) if spec.endswith(".npz") else datasets.load_csv(spec))
+            return X, y, None, None
+    except (OSError, ValueError, TypeError) as error:
+        raise UsageError(str(error)) from None
+    raise UsageError(f"--data must be digits, mnist:DIR, FILE.npz or FILE.csv, got {spec!r}.")
+
+
+def _task_of(y, task):
+    """"classification" (labels: integers, strings, bools) or "regression" (real targets)."""
+    y = np.asarray(y)
+    if task != "auto":
+        return task
+    if y.ndim == 1 and (y.dtype.kind in "biuUS" or (
+            y.dtype.kind == "f" and np.isfinite(y).all() and np.array_equal(y, np.round(y)))):
+        return "classification"
+    if y.dtype.kind in "biuf":
+        return "regression"
+    raise UsageError(f"the targets must be labels or numbers, got dtype {y.dtype}.")
+
+
+def _targets(y, task, classes, spec):
+    """Targets Y for the network: one-hot rows over `classes`, or the values as columns."""
+    y = np.asarray(y)
+    if task == "regression":
+        if y.dtype.kind not in "biuf":
+            raise UsageError(f"--data {spec}: regression needs numeric targets, got {y.dtype}.")
+        Y = y.reshape(len(y), -1).astype(np.float64)
+        if not np.isfinite(Y).all():
+            raise UsageError(f"--data {spec}: the targets contain NaN or infinity.")
+        return Y
+    if y.ndim != 1:
+        raise UsageError(f"--data {spec}: classification needs one label per example (1-D y), "
+                         f"got shape {y.shape}.")
+    position = np.searchsorted(classes, y)
+    known = (position < len(classes)) & (classes[np.minimum(position, len(classes) - 1)] == y)
+    if not known.all():
+        raise UsageError(f"--data {spec}: label {y[~known][0].item()!r} is not among the classes the "
+                         f"model knows, {classes.tolist()}.")
+    return np.eye(len(classes))[position]
+
+
+def _features(X, spec):
+    X = np.asarray(X)
+    if X.ndim != 2 or X.dtype.kind not in "biuf":
+        raise UsageError(f"--data {spec}: X must be a 2-D array of numbers (one example per "
+                         f"row), got shape {X.shape}, dtype {X.dtype}.")
+    return X.astype(np.float64)
+
+
+def _scaling(spec, X_train, scale):
+    """(low, high) per input for --scale: the bundled digits and MNIST by their pixel range,
+    user data per feature over the training rows (minmax) — or none."""
+    n0 = X_train.shape[1]
+    if spec == "digits":
+        return np.zeros(n0), np.full(n0, 16.0)
+    if spec.startswith("mnist:"):
+        return np.zeros(n0), np.full(n0, 255.0)
+    if scale == "minmax":
+        return datasets.minmax(X_train)
+    return None
+
+
+def prepare(spec, *, task="auto", seed=0, test_fraction=0.2, validation_fraction=0.0,
+            stratify=False, scale="none"):
+    """The `Data` of a training run: --data read, its labels mapped to classes (sorted distinct
+    values, as scikit-learn), split into training, validation and test rows, and scaled as the
+    training rows say."""
+    X, y, X_test, y_test = _read(spec)
+    X = _features(X, spec)
+    task = _task_of(y, task)
+    classes = None
+    if task == "classification":
+        try:
+            classes, _ = datasets.encode_labels(np.concatenate([y, y_test]) if y_test is not None
+                                                else y)
+        except (TypeError, ValueError) as error:
+            raise UsageError(f"--data {spec}: {error}") from None
+        if len(classes) < 2:
+            raise UsageError(f"--data {spec}: classification needs two classes or more, found "
+                             f"{classes.tolist()}.")
+    Y = _targets(y, task, classes, spec)
+    strata = y if (stratify and task == "classification") else None
+    try:
+        if X_test is None:
+            X, X_test, Y, Y_test = datasets.train_test_split(
+                X, Y, test_size=test_fraction, seed=seed, stratify=strata)
+            strata = Y.argmax(axis=1) if strata is not None else None
+        else:
+            X_test, Y_test = _features(X_test, spec), _targets(y_test, task, classes, spec)
+        X_val = Y_val = None
+        if validation_fraction:
+            X, X_val, Y, Y_val = datasets.train_test_split(
+                X, Y, test_size=validation_fraction, seed=seed + 1, stratify=strata)
+    except ValueError as error:
         raise UsageError(f"--data {spec}: {error}") from None
-    return X_train, Y_train, X_test, Y_test, Y_test.argmax(axis=1)
+    record = dict(data=spec, task=task, seed=seed, test_fraction=test_fraction,
+                  validation_fraction=validation_fraction, stratify=int(bool(strata is not None
+                                                                            or stratify)))
+    if classes is not None:
+        record["classes"] = classes
+    scaling = _scaling(spec, X, scale)
+    if scaling is not None:
+        record["scale_low"], record["scale_high"] = scaling
+        X, X_test = datasets.scale(X, *scaling), datasets.scale(X_test, *scaling)
+        X_val = None if X_val is None else datasets.scale(X_val, *scaling)
+    parts = {"train": (X, Y), "validation": None if X_val is None else (X_val, Y_val),
+             "test": (X_test, Y_test)}
+    return Data(parts, record, classes, spec)
+
+
+def _warn_if_unscaled(X, spec):
+    largest = float(np.abs(X).max())
+    if largest > _LARGE_INPUT:
+        print(f"warning: the inputs of {spec} reach {largest:g}; sigmoid and tanh units "
+              "saturate for |z| much above 5, and z has the inputs' scale: consider --scale "
+              "minmax (each feature to [0, 1] over the training rows).", file=sys.stderr)
+
+
+def _writable(path, flag):
+    """Refuse, before training, an output path that cannot be written: the work would be lost."""
+    path = os.path.abspath(os.fspath(path))
+    directory = os.path.dirname(path)
+    if os.path.isdir(path):
+        raise UsageError(f"{flag} {path}: is a directory; give a file name.")
+    if not os.path.isdir(directory):
+        raise UsageError(f"{flag} {path}: the directory {directory} does not exist.")
+    if not os.access(directory, os.W_OK) or (os.path.exists(path)
+                                             and not os.access(path, os.W_OK)):
+        raise UsageError(f"{flag} {path}: not writable.")
 
 
 # --- train ---------------------------------------------------------------------------------------
@@ -86,74 +223,128 @@ def _parse_sizes(text):
     return sizes
 
 
+def _score(net, X, Y, task):
+    """The cost and, for classification, the accuracy; for regression R² (1 − residual /
+    total sum of squares, over all outputs)."""
+    cost, accuracy = net.evaluate(X, Y)
+    if task == "classification":
+        return cost, accuracy
+    residual = np.square(net.predict(X) - Y).sum()
+    total = np.square(Y - Y.mean(axis=0)).sum()
+    return cost, (1 - residual / total) if total > 0 else float("nan")
+
+
+def _score_text(cost, score, task):
+    return (f"cost {cost:.4f}, accuracy {score:.2%}" if task == "classification"
+            else f"cost {cost:.4f}, R² {score:.4f}")
+
+
 def train(args):
     if args.plot or args.plot_weights:
         try:
             plots.require_matplotlib()
         except ImportError as error:
             raise UsageError(str(error)) from None
-    X_train, Y_train, X_test, Y_test, _ = _load_data(args.data, args.test_fraction, args.seed)
+    for flag, path in (("--save", args.save), ("--plot", args.plot),
+                       ("--plot-weights", args.plot_weights)):
+        if path:
+            _writable(path, flag)
+    validation_fraction = args.validation_fraction
+    if args.early_stopping and not validation_fraction:
+        validation_fraction = 0.1
+    data = prepare(args.data, task=args.task, seed=args.seed, test_fraction=args.test_fraction,
+                   validation_fraction=validation_fraction, stratify=args.stratify,
+                   scale=args.scale)
+    task = data.task
+    X_train, Y_train = data.parts["train"]
+    X_test, Y_test = data.parts["test"]
+    _warn_if_unscaled(X_train, args.data)
     sizes = (_parse_sizes(args.sizes) if args.sizes
              else [X_train.shape[1], 30, Y_train.shape[1]])
+    what = "classes" if task == "classification" else "targets"
     if sizes[0] != X_train.shape[1] or sizes[-1] != Y_train.shape[1]:
         raise UsageError(f"--sizes {sizes} do not fit the data: it has {X_train.shape[1]} inputs "
-                         f"and {Y_train.shape[1]} classes.")
+                         f"and {Y_train.shape[1]} {what}.")
     try:
         check_sizes(sizes)
     except (TypeError, ValueError) as error:
         raise UsageError(f"--sizes: {error}") from None
+    output_activation = args.output_activation
+    if output_activation is None and task == "regression":
+        output_activation = "identity"      # real targets: an output not bounded to (0, 1)
+    learning_rate = args.learning_rate or (1e-3 if args.optimizer == "adam" else
+                                           3.0 if task == "classification" else 0.1)
     try:
-        net = Network(sizes, activation=args.activation,
-                      output_activation=args.output_activation, cost=args.cost,
-                      dtype=args.dtype, init=args.init, seed=args.seed)
+        check_network_choices(sizes, args.activation, output_activation, args.cost,
+                              COMMAND_LINE)
+        check_rule(learning_rate, args.optimizer, args.momentum, args.nesterov, args.l2,
+                   (0.9, 0.999), 1e-8, COMMAND_LINE)
     except ValueError as error:
-        raise UsageError(str(error).replace("output_activation=", "--output-activation ")
-                         .replace("activation=", "--activation ")) from None
-    if args.nesterov and not args.momentum:
-        raise UsageError("--nesterov needs --momentum > 0.")
-    if args.optimizer == "adam" and args.momentum:
-        raise UsageError("--momentum is for --optimizer sgd; Adam has its own.")
-    learning_rate = args.learning_rate or (1e-3 if args.optimizer == "adam" else 3.0)
+        raise UsageError(str(error)) from None
+    net = Network(sizes, activation=args.activation, output_activation=output_activation,
+                  cost=args.cost, dtype=args.dtype, init=args.init, seed=args.seed)
     rule = dict(optimizer=args.optimizer, momentum=args.momentum, nesterov=args.nesterov,
                 l2=args.l2)
-    print(f"bpfast {__version__}: {net} on {args.data}: {len(X_train)} training and "
-          f"{len(X_test)} test examples")
+    validation = data.parts["validation"]
+    held_out = f"{len(X_test)} test examples"
+    if validation is not None:
+        held_out = f"{len(validation[0])} validation and {held_out}"
+    print(f"bpfast {__version__}: {net} on {args.data}: {len(X_train)} training and {held_out}"
+          + ("" if task == "classification" else " (regression)"))
     steps = ("Adam" if args.optimizer == "adam" else
              f"mini-batch gradient descent{' with Nesterov momentum' if args.nesterov else ''}"
              f"{' with momentum' if args.momentum and not args.nesterov else ''}")
     extras = (f", momentum {args.momentum}" if args.momentum else "") + (
-        f", L2 {args.l2}" if args.l2 else "")
+        f", L2 {args.l2}" if args.l2 else "") + (
+        f", early stopping after {args.early_stopping} epochs without progress"
+        if args.early_stopping else "")
     print(f"{steps}: {args.epochs} epochs, batch size {args.batch_size}, learning rate "
           f"{learning_rate}{extras}")
     curves = {"train cost": [], "test cost": [], "train accuracy": [], "test accuracy": []}
     show, advance, close = _progress(args.epochs, sys.stderr.isatty())
+    name = "accuracy" if task == "classification" else "R²"
 
     def after_epoch(epoch, figures):
-        # One forward pass per data set gives both its cost and its accuracy.
-        train_cost, train_accuracy = net.evaluate(X_train, Y_train)
-        show(f"cost {figures['cost']:.4f}  train accuracy {train_accuracy:.1%}")
+        # One forward pass per data set gives both its cost and its score.
+        train_cost, train_score = _score(net, X_train, Y_train, task)
+        shown = (f"{train_score:.1%}" if task == "classification" else f"{train_score:.4f}")
+        text = f"cost {figures['cost']:.4f}  train {name} {shown}"
+        if "validation_cost" in figures:
+            text += f"  validation cost {figures['validation_cost']:.4f}"
+        show(text)
         advance(1)
         if args.plot:
-            test_cost, test_accuracy = net.evaluate(X_test, Y_test)
+            test_cost, test_score = _score(net, X_test, Y_test, task)
             curves["train cost"].append(train_cost)
             curves["test cost"].append(test_cost)
-            curves["train accuracy"].append(train_accuracy)
-            curves["test accuracy"].append(test_accuracy)
+            curves["train accuracy"].append(train_score)
+            curves["test accuracy"].append(test_score)
 
     start = time.perf_counter()
     try:
-        net.fit(X_train, Y_train, epochs=args.epochs, batch_size=args.batch_size,
-                learning_rate=learning_rate, seed=args.seed, n_threads=args.threads,
-                callback=after_epoch, **rule)
+        history = net.fit(X_train, Y_train, epochs=args.epochs, batch_size=args.batch_size,
+                          learning_rate=learning_rate, seed=args.seed, n_threads=args.threads,
+                          callback=after_epoch, validation_data=validation,
+                          early_stopping=args.early_stopping, **rule)
+    except TrainingDiverged as diverged:
+        raise Diverged(f"training diverged in epoch {diverged.epoch}, mini-batch "
+                       f"{diverged.mini_batch}: a step made the parameters overflow. Try a "
+                       f"smaller --learning-rate (this run: {learning_rate:g})"
+                       + ("" if args.scale == "minmax" or args.data == "digits"
+                          or args.data.startswith("mnist:") else ", or --scale minmax")
+                       + ".") from None
     finally:
         close()
     seconds = time.perf_counter() - start
-    test_cost, test_accuracy = net.evaluate(X_test, Y_test)
-    print(f"test: cost {test_cost:.4f}, accuracy {test_accuracy:.2%} ({seconds:.2f} s of "
-          "training)")
+    if history.best_epoch is not None and history.best_epoch < history.epochs:
+        print(f"early stopping: kept epoch {history.best_epoch} of {history.epochs}, the best "
+              "on the validation rows")
+    test_cost, test_score = _score(net, X_test, Y_test, task)
+    print(f"test: {_score_text(test_cost, test_score, task)} ({seconds:.2f} s of training)")
     if args.save:
-        net.save(args.save)
-        print(f"saved to {args.save}")
+        modelfile.save(net, args.save, record=data.record)
+        saved = os.fspath(args.save)
+        print(f"saved to {saved if saved.endswith('.npz') else saved + '.npz'}")
     title = f"{list(net.sizes)} on {args.data}"
     if args.plot:
         plots.learning_curves(curves, args.plot, title=title)
@@ -165,28 +356,109 @@ def train(args):
     return 0
 
 
-# --- evaluate ------------------------------------------------------------------------------------
+# --- evaluate and predict --------------------------------------------------------------------------
 
-def evaluate(args):
+def _load_model(path):
     try:
-        net = load(args.model)
+        net = load(path)
+        return net, modelfile.read_record(path, net.sizes[0])
     except (OSError, ValueError) as error:
         raise UsageError(str(error)) from None
-    _, _, X_test, Y_test, labels = _load_data(args.data, args.test_fraction, args.seed)
-    if X_test.shape[1] != net.sizes[0] or Y_test.shape[1] != net.sizes[-1]:
+
+
+def _as_trained(X, record):
+    """New inputs scaled as the training rows were."""
+    if record and "scale_low" in record:
+        return datasets.scale(X, record["scale_low"], record["scale_high"])
+    return X
+
+
+def evaluate(args):
+    net, record = _load_model(args.model)
+    if record is None:
+        # A model saved by Network.save or by bpfast 0.1: nothing says how it was trained.
+        spec, seed = args.data or "digits", 0 if args.seed is None else args.seed
+        fraction = 0.2 if args.test_fraction is None else args.test_fraction
+        data = prepare(spec, seed=seed, test_fraction=fraction)
+        X, Y = data.parts["test"]
+        classes, task = data.classes, data.task
+        where = (f"the test part of {spec} split with seed {seed} ({fraction:.0%}); this model "
+                 "file records no split, so rows it was trained on may be among them")
+    elif args.data is None or args.data == record["data"]:
+        if args.seed is not None or args.test_fraction is not None:
+            raise UsageError(f"{args.model} records how its data was split (seed "
+                             f"{record['seed']}, test fraction {record['test_fraction']}): "
+                             "--seed and --test-fraction apply only to model files without one.")
+        data = prepare(record["data"], task=record["task"], seed=record["seed"],
+                       test_fraction=record["test_fraction"],
+                       validation_fraction=record["validation_fraction"],
+                       stratify=bool(record["stratify"]),
+                       scale="minmax" if "scale_low" in record else "none")
+        X, Y = data.parts["test"]
+        classes, task = data.classes, data.task
+        where = f"the {len(X)} held-out test examples of {record['data']}, as training split them"
+    else:
+        X, y, X_more, y_more = _read(args.data)
+        if X_more is not None:
+            X, y = X_more, y_more
+        X = _as_trained(_features(X, args.data), record)
+        task, classes = record["task"], record.get("classes")
+        Y = _targets(y, task, classes, args.data)
+        where = f"all {len(X)} examples of {args.data} (the model was trained on {record['data']})"
+    if X.shape[1] != net.sizes[0] or Y.shape[1] != net.sizes[-1]:
         raise UsageError(f"{args.model} has sizes {list(net.sizes)}, which do not fit "
-                         f"{args.data} ({X_test.shape[1]} inputs, {Y_test.shape[1]} classes).")
-    predicted = net.predict(X_test).argmax(axis=1)
-    n = Y_test.shape[1]
+                         f"{args.data or (record or {}).get('data', 'digits')} ({X.shape[1]} "
+                         f"inputs, {Y.shape[1]} outputs).")
+    print(f"{net} on {where}")
+    cost, score = _score(net, X, Y, task)
+    print(_score_text(cost, score, task))
+    if task == "classification":
+        _print_confusion(net.predict(X).argmax(axis=1), Y.argmax(axis=1), classes)
+    return 0
+
+
+def _print_confusion(predicted, actual, classes):
+    n = len(classes)
     confusion = np.zeros((n, n), dtype=np.int64)
-    np.add.at(confusion, (labels, predicted), 1)
-    print(f"{net} on {len(X_test)} test examples of {args.data}")
-    print(f"cost {net.cost(X_test, Y_test):.4f}, accuracy {np.mean(predicted == labels):.2%}")
+    np.add.at(confusion, (actual, predicted), 1)
+    names = [str(c) for c in classes]
     print("confusion matrix (rows: true class, columns: predicted):")
-    width = max(4, len(str(confusion.max())) + 1)
-    print("     " + "".join(f"{j:>{width}}" for j in range(n)))
+    width = max(4, len(str(confusion.max())) + 1, *(len(name) + 1 for name in names))
+    label = max(4, *(len(name) for name in names))
+    print(" " * (label + 1) + "".join(f"{name:>{width}}" for name in names))
     for i in range(n):
-        print(f"{i:>4} " + "".join(f"{confusion[i, j]:>{width}}" for j in range(n)))
+        print(f"{names[i]:>{label}} " + "".join(f"{confusion[i, j]:>{width}}" for j in range(n)))
+
+
+def predict(args):
+    net, record = _load_model(args.model)
+    spec = args.data
+    try:
+        if spec.endswith(".npz"):
+            with np.load(spec, allow_pickle=False) as data:
+                if "X" not in data.files:
+                    raise UsageError(f"{spec}: needs an array X (one example per row).")
+                X = data["X"]
+        elif spec.endswith(".csv"):
+            X, y = datasets.load_csv(spec)
+            if X.shape[1] == net.sizes[0] - 1 and y.dtype.kind == "f":
+                X = np.column_stack([X, y])         # no label column: every column is an input
+        else:
+            raise UsageError(f"--data must be FILE.npz or FILE.csv, got {spec!r}.")
+    except (OSError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    X = _as_trained(_features(X, spec), record)
+    if X.shape[1] != net.sizes[0]:
+        raise UsageError(f"{spec} has {X.shape[1]} inputs per example; {args.model} takes "
+                         f"{net.sizes[0]}.")
+    a = net.predict(X)
+    out = sys.stdout
+    if record and record["task"] == "classification":
+        for label in record["classes"][a.argmax(axis=1)]:
+            print(label, file=out)
+    else:
+        for row in a:
+            print(",".join(f"{v:.9g}" for v in row), file=out)
     return 0
 
 
@@ -232,6 +504,12 @@ def check(args):
 
 # --- explain -------------------------------------------------------------------------------------
 
+def _factor(x, spec):
+    """A factor of a product as written by hand: 0.25 · (−1.000000), not 0.25 · -1.000000."""
+    text = format(x, spec)
+    return f"({text})" if x < 0 else text
+
+
 def explain(args):
     cost = args.cost
     try:
@@ -265,13 +543,13 @@ def explain(args):
     for j in range(2):
         if cost == "quadratic":
             term = w[j][0] * reference.sigmoid_prime(z[0][j]) * 2 * (a[1][j] - y[j])
-            print(f"  j = {j}: w_{j}k · σ'(z_{j}) · 2(a_{j} − y_{j}) = {w[j][0]:g} · "
-                  f"{reference.sigmoid_prime(z[0][j]):.6f} · {2 * (a[1][j] - y[j]):.6f} = "
-                  f"{term:.6f}")
+            print(f"  j = {j}: w_{j}k · σ'(z_{j}) · 2(a_{j} − y_{j}) = {_factor(w[j][0], 'g')} · "
+                  f"{_factor(reference.sigmoid_prime(z[0][j]), '.6f')} · "
+                  f"{_factor(2 * (a[1][j] - y[j]), '.6f')} = {term:.6f}")
         else:
             term = w[j][0] * (a[1][j] - y[j])
-            print(f"  j = {j}: w_{j}k · (a_{j} − y_{j}) = {w[j][0]:g} · {a[1][j] - y[j]:.6f} = "
-                  f"{term:.6f}")
+            print(f"  j = {j}: w_{j}k · (a_{j} − y_{j}) = {_factor(w[j][0], 'g')} · "
+                  f"{_factor(a[1][j] - y[j], '.6f')} = {term:.6f}")
         total += term
 
     def C0_of_a_k(a_prev):
@@ -302,6 +580,7 @@ _seed = _parsed(int, lambda value: value >= 0, "an integer ≥ 0")
 _positive_float = _parsed(float, lambda value: np.isfinite(value) and value > 0,
                           "a finite number > 0")
 _fraction = _parsed(float, lambda value: 0 < value < 1, "a fraction in (0, 1)")
+_fraction_or_zero = _parsed(float, lambda value: 0 <= value < 1, "a fraction in [0, 1)")
 _momentum = _parsed(float, lambda value: 0 <= value < 1, "a number in [0, 1)")
 _non_negative_float = _parsed(float, lambda value: np.isfinite(value) and value >= 0,
                               "a finite number ≥ 0")
@@ -315,34 +594,64 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     data_help = ("digits (bundled, the default), mnist:DIR (the four IDX files), FILE.npz "
-                 "(arrays X, y) or FILE.csv (label in the last column)")
+                 "(arrays X, y) or FILE.csv (label in the last column, or the one named "
+                 "'label')")
     p = commands.add_parser("train", help="train a network by mini-batch gradient descent",
-                            description="Train a sigmoid network with the quadratic cost by "
-                            "mini-batch gradient descent, then report its test accuracy.")
+                            description="Train a network (by default the slides': sigmoid, "
+                            "quadratic cost, plain gradient descent) on a data set, then report "
+                            "its score on the held-out test rows. Labels become the classes "
+                            "(their sorted distinct values); real-valued targets make it a "
+                            "regression.")
     p.add_argument("--data", default="digits", help=data_help)
-    p.add_argument("--sizes", help="layer widths, e.g. 64,30,10 (default: inputs,30,classes)")
-    p.add_argument("--epochs", type=_positive_int, default=30)
-    p.add_argument("--batch-size", type=_positive_int, default=10)
+    p.add_argument("--task", choices=["auto", "classification", "regression"], default="auto",
+                   help="auto (the default): classification for labels (integers or words), "
+                   "regression for real-valued targets")
+    p.add_argument("--sizes", help="layer widths, e.g. 64,30,10 (default: inputs,30,outputs)")
+    p.add_argument("--epochs", type=_positive_int, default=30,
+                   help="passes over the training rows (default: 30)")
+    p.add_argument("--batch-size", type=_positive_int, default=10,
+                   help="examples per mini-batch, one step each (default: 10)")
     p.add_argument("--learning-rate", type=_positive_float, default=None,
-                   help="η (default: 3.0, or 0.001 with --optimizer adam)")
-    p.add_argument("--activation", choices=list(ACTIVATIONS[:4]), default="sigmoid",
-                   help="of the hidden layers, and of the output unless --output-activation")
-    p.add_argument("--output-activation", choices=list(ACTIVATIONS), default=None)
-    p.add_argument("--cost", choices=list(COSTS), default="quadratic")
-    p.add_argument("--optimizer", choices=list(OPTIMIZERS), default="sgd")
+                   help="η (default: 3.0 for classification, 0.1 for regression, 0.001 with "
+                   "--optimizer adam)")
+    p.add_argument("--activation", choices=list(ELEMENTWISE), default="sigmoid",
+                   help="of the hidden layers, and of the output unless --output-activation "
+                   "(default: sigmoid)")
+    p.add_argument("--output-activation", choices=list(ACTIVATIONS), default=None,
+                   help="(default: as --activation; identity for regression)")
+    p.add_argument("--cost", choices=list(COSTS), default="quadratic",
+                   help="(default: quadratic, Σ_j (a_j − y_j)²)")
+    p.add_argument("--optimizer", choices=list(OPTIMIZERS), default="sgd",
+                   help="(default: sgd)")
     p.add_argument("--momentum", type=_momentum, default=0.0, help="μ in [0, 1), with sgd")
     p.add_argument("--nesterov", action="store_true", help="Nesterov's momentum")
     p.add_argument("--l2", type=_non_negative_float, default=0.0,
                    help="λ: the cost gains (λ/2) Σ‖w‖²")
-    p.add_argument("--seed", type=_seed, default=0, help="initialisation, order and split")
+    p.add_argument("--seed", type=_seed, default=0,
+                   help="initialisation, order and split (default: 0)")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     p.add_argument("--init", choices=list(INITS), default="scaled_normal",
                    help="how the weights are drawn (default: N(0, 1/n_in))")
     p.add_argument("--threads", type=_positive_int, default=None,
-                   help="threads sharing each mini-batch (default: all cores)")
+                   help="parts each step is split into, and threads at most (default: the "
+                   "cores, OMP_NUM_THREADS, and what the mini-batch has work for)")
     p.add_argument("--test-fraction", type=_fraction, default=0.2,
-                   help="held-out share of the data (not for mnist, which has its test set)")
-    p.add_argument("--save", metavar="MODEL.npz", help="write the trained network there")
+                   help="held-out share of the data (default: 0.2; not for mnist, which has "
+                   "its own test set)")
+    p.add_argument("--validation-fraction", type=_fraction_or_zero, default=0.0,
+                   help="share of the training rows held out to watch each epoch (default: 0, "
+                   "none; 0.1 with --early-stopping)")
+    p.add_argument("--early-stopping", type=_positive_int, default=None, metavar="N",
+                   help="stop after N epochs without a better validation cost, and keep the "
+                   "best epoch's parameters")
+    p.add_argument("--stratify", action="store_true",
+                   help="split each class in proportion (classification)")
+    p.add_argument("--scale", choices=["none", "minmax"], default="none",
+                   help="minmax: each input feature to [0, 1] over the training rows (stored in "
+                   "the model; the digits and MNIST are always scaled by their pixel range)")
+    p.add_argument("--save", metavar="MODEL.npz",
+                   help="write the trained network there, with how its data was split and "
+                   "scaled")
     p.add_argument("--plot", metavar="CURVES.png",
                    help="draw training and test cost and accuracy per epoch (needs matplotlib)")
     p.add_argument("--plot-weights", metavar="WEIGHTS.png",
@@ -350,12 +659,26 @@ def build_parser():
     p.set_defaults(run=train)
 
     p = commands.add_parser("evaluate", help="cost, accuracy and confusion matrix of a model",
-                            description="Evaluate a saved model on the test part of a data set.")
+                            description="Evaluate a saved model: on the held-out test rows of "
+                            "the data it was trained on, split as training split them — or on "
+                            "all rows of other --data.")
     p.add_argument("model", metavar="MODEL.npz")
-    p.add_argument("--data", default="digits", help=data_help)
-    p.add_argument("--seed", type=_seed, default=0, help="the split, as given to train")
-    p.add_argument("--test-fraction", type=_fraction, default=0.2)
+    p.add_argument("--data", default=None, help="other data to evaluate on (" + data_help + ")")
+    p.add_argument("--seed", type=_seed, default=None,
+                   help="for model files that record no split only (bpfast 0.1): the split's "
+                   "seed (default: 0)")
+    p.add_argument("--test-fraction", type=_fraction, default=None,
+                   help="likewise, the test share (default: 0.2)")
     p.set_defaults(run=evaluate)
+
+    p = commands.add_parser("predict", help="a model's predictions for new data",
+                            description="Print one prediction per example of --data: its class "
+                            "(the labels the model was trained with) or its output values, the "
+                            "inputs scaled as the training rows were.")
+    p.add_argument("model", metavar="MODEL.npz")
+    p.add_argument("--data", required=True,
+                   help="FILE.npz (array X) or FILE.csv (inputs, with or without a label column)")
+    p.set_defaults(run=predict)
 
     p = commands.add_parser("check", help="kernels ↔ reference ↔ finite differences",
                             description="Run bpfast.check on random networks of several shapes "
@@ -396,6 +719,9 @@ def main(argv=None):
     except UsageError as error:
         print(f"bpfast {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except Diverged as error:
+        print(f"bpfast {args.command}: {error}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print(f"bpfast {args.command}: interrupted", file=sys.stderr)
         return 130

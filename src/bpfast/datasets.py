@@ -137,10 +137,30 @@ def one_hot(labels, n_classes=None):
     return Y
 
 
-def train_test_split(X, y, *, test_size=0.2, seed=None):
+def encode_labels(labels):
+    """``(classes, codes)``: the sorted distinct labels (numbers or strings), and each label's
+    index among them — scikit-learn's convention, so labels 1..10 make 10 classes, not 11, and
+    "cat", "dog" make 2. ``classes[codes]`` gives the labels back."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be 1-D (one per example), got shape {labels.shape}.")
+    if labels.dtype.kind not in "biufUS":
+        raise TypeError(f"labels must be numbers or strings, got dtype {labels.dtype}.")
+    if labels.dtype.kind == "f" and not np.isfinite(labels).all():
+        raise ValueError("labels must be finite numbers (or strings).")
+    if labels.size == 0:
+        raise ValueError("labels must hold at least one label.")
+    classes, codes = np.unique(labels, return_inverse=True)
+    return classes, codes.astype(np.int64)
+
+
+def train_test_split(X, y, *, test_size=0.2, seed=None, stratify=None):
     """A seeded random split: ``X_train, X_test, y_train, y_test`` (scikit-learn's order).
 
-    test_size is a fraction in (0, 1) or a number of examples.
+    test_size is a fraction in (0, 1) or a number of examples. With ``stratify`` (one label per
+    example, usually y's), each class keeps its share in both parts: the test part takes
+    test_size of every class, rounded so that the counts add up (largest remainders); every
+    class needs two examples or more.
     """
     X, y = np.asarray(X), np.asarray(y)
     n = X.shape[0] if X.ndim else 0
@@ -156,23 +176,75 @@ def train_test_split(X, y, *, test_size=0.2, seed=None):
     if not 0 < n_test < n:
         raise ValueError(f"test_size={test_size!r} leaves {n_test} of {n} examples for testing; "
                          "both parts must be non-empty.")
-    order = np.random.default_rng(seed).permutation(n)
-    test, train = order[:n_test], order[n_test:]
+    rng = np.random.default_rng(seed)
+    if stratify is None:
+        order = rng.permutation(n)
+        test, train = order[:n_test], order[n_test:]
+    else:
+        test, train = _stratified(stratify, n, n_test, rng)
     return X[train], X[test], y[train], y[test]
+
+
+def _stratified(stratify, n, n_test, rng):
+    """Test and training rows with each class in proportion (`train_test_split`)."""
+    stratify = np.asarray(stratify)
+    if stratify.shape[:1] != (n,):
+        raise ValueError(f"stratify must hold one label per example ({n}), got shape "
+                         f"{stratify.shape}.")
+    classes, codes = encode_labels(stratify.reshape(n, -1)[:, 0] if stratify.ndim > 1
+                                   else stratify)
+    counts = np.bincount(codes, minlength=len(classes))
+    if counts.min() < 2:
+        raise ValueError(f"stratify: class {classes[counts.argmin()].item()!r} has only one example; "
+                         "every class needs two or more to appear in both parts.")
+    exact = counts * n_test / n
+    quotas = np.floor(exact).astype(np.int64)
+    # The rows left over go to the classes with the largest remainders (ties: the first).
+    left = n_test - quotas.sum()
+    quotas[np.argsort(-(exact - quotas), kind="stable")[:left]] += 1
+    test, train = [], []
+    for c in range(len(classes)):
+        rows = rng.permutation(np.flatnonzero(codes == c))
+        test.append(rows[:quotas[c]])
+        train.append(rows[quotas[c]:])
+    return rng.permutation(np.concatenate(test)), rng.permutation(np.concatenate(train))
 
 
 def scale(X, low=None, high=None):
     """(X − low) / (high − low) as float64: values in [low, high] land in [0, 1].
 
     low and high default to the smallest and largest value of X; pass them (0 and 255 for
-    MNIST, 0 and 16 for the digits) to scale a test set exactly like its training set.
+    MNIST, 0 and 16 for the digits) to scale a test set exactly like its training set. They may
+    also be arrays, one value per feature (`minmax`); a feature whose low equals its high (a
+    constant one) is shifted to 0 and not divided.
     """
     X = np.asarray(X, dtype=np.float64)
-    low = X.min() if low is None else float(low)
-    high = X.max() if high is None else float(high)
-    if not (np.isfinite(low) and np.isfinite(high)) or high <= low:
-        raise ValueError(f"scale needs finite low < high, got low={low!r}, high={high!r}.")
-    return (X - low) / (high - low)
+    low = X.min() if low is None else low
+    high = X.max() if high is None else high
+    low, high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+    if low.ndim == 0 and high.ndim == 0:
+        if not (np.isfinite(low) and np.isfinite(high)) or high <= low:
+            raise ValueError(f"scale needs finite low < high, got low={float(low)!r}, "
+                             f"high={float(high)!r}.")
+        return (X - low) / (high - low)
+    width = X.shape[-1] if X.ndim else 0
+    if low.shape != (width,) or high.shape != (width,):
+        raise ValueError(f"per-feature low and high need one value per feature ({width}), got "
+                         f"shapes {low.shape} and {high.shape}.")
+    if not (np.isfinite(low).all() and np.isfinite(high).all()) or (high < low).any():
+        raise ValueError("scale needs finite low ≤ high for every feature.")
+    return (X - low) / np.where(high > low, high - low, 1.0)
+
+
+def minmax(X):
+    """``(low, high)``: each feature's smallest and largest value over the rows of X (the
+    training rows), for `scale`."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[0] == 0:
+        raise ValueError(f"minmax needs a 2-D array with at least one row, got shape {X.shape}.")
+    if not np.isfinite(X).all():
+        raise ValueError("minmax needs finite values.")
+    return X.min(axis=0), X.max(axis=0)
 
 
 def load_npz(path):
@@ -197,7 +269,8 @@ def load_csv(path, label=None):
     """A user's data set from a .csv file: one example per row, numbers only.
 
     The label column is the one named ``label`` in a header row, or the last column. Returns
-    ``(X, y)`` as float64 arrays.
+    ``(X, y)``: X as float64, y as float64 — or as strings if a label is not a number
+    ("cat", "dog").
     """
     try:
         with open(path, newline="") as f:
@@ -224,15 +297,21 @@ def load_csv(path, label=None):
         raise ValueError(f"{path}: no data rows.")
     if width < 2:
         raise ValueError(f"{path}: needs at least one feature column and a label column.")
-    data = np.empty((len(rows), width))
+    column %= width
+    X = np.empty((len(rows), width - 1))
+    labels = []
     for number, row in enumerate(rows, start=2 if header else 1):
         if len(row) != width:
             raise ValueError(f"{path}, line {number}: {len(row)} values where {width} were "
                              "expected.")
+        labels.append(row[column].strip())
         try:
-            data[number - (2 if header else 1)] = [float(value) for value in row]
+            X[number - (2 if header else 1)] = [float(value) for k, value in enumerate(row)
+                                               if k != column]
         except ValueError:
-            raise ValueError(f"{path}, line {number}: a value is not a number.") from None
-    y = data[:, column]
-    X = np.delete(data, column % width, axis=1)
+            raise ValueError(f"{path}, line {number}: a feature is not a number.") from None
+    try:
+        y = np.array([float(label) for label in labels])
+    except ValueError:
+        y = np.array(labels)
     return X, y

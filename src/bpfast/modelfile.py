@@ -8,6 +8,18 @@ The archive holds numbers and strings only, so it is read with ``allow_pickle=Fa
                      (output_activation may be absent: files from bpfast 0.1 have none, and
                      their output layer has the activation of the others)
     w_1 ... w_L, b_1 ... b_L   w^(l) of shape (n_l, n_{l-1}) and b^(l), in that dtype
+
+and, for a model trained by ``bpfast train``, what `bpfast evaluate` and `bpfast predict` need to
+see the data as training saw it (`read_record`; all optional, files without them still load):
+
+    record_data          the --data it was trained on
+    record_task          "classification" or "regression"
+    record_classes       the classes, in output order: the sorted distinct labels (numbers or
+                         strings)
+    record_seed, record_test_fraction, record_validation_fraction, record_stratify
+                         how the rows were split (the held-out test rows are re-drawn from these)
+    record_scale_low, record_scale_high
+                         per input: x is fed to the network as (x − low) / (high − low)
 """
 import os
 import zipfile
@@ -21,8 +33,17 @@ class ModelFileError(ValueError):
     """What is wrong with a model file, found by checking it."""
 
 
-def save(net, path):
-    """Write ``net`` to ``path`` (an .npz archive; numpy adds the .npz suffix if it is missing)."""
+#: The training record's fields and the kind of array each must be.
+RECORD_FIELDS = {
+    "data": "string", "task": "string", "classes": "vector", "seed": "integer",
+    "test_fraction": "number", "validation_fraction": "number", "stratify": "integer",
+    "scale_low": "inputs", "scale_high": "inputs",
+}
+
+
+def save(net, path, record=None):
+    """Write ``net`` to ``path`` (an .npz archive; numpy adds the .npz suffix if it is missing),
+    with ``record`` (a dict of `RECORD_FIELDS`) if given."""
     arrays = {
         "format_version": np.array(FORMAT_VERSION),
         "sizes": np.array(net.sizes, dtype=np.int64),
@@ -34,7 +55,42 @@ def save(net, path):
     for l, (w, b) in enumerate(zip(net.weights, net.biases), start=1):
         arrays[f"w_{l}"] = w
         arrays[f"b_{l}"] = b
+    for key, value in (record or {}).items():
+        if key not in RECORD_FIELDS:
+            raise ValueError(f"record has no field {key!r}; its fields are {list(RECORD_FIELDS)}.")
+        arrays[f"record_{key}"] = np.asarray(value)
     np.savez(os.fspath(path), **arrays)
+
+
+def read_record(path, n_inputs):
+    """The training record of the model file ``path`` as a dict (`RECORD_FIELDS`), or None if it
+    has none (a model saved by `Network.save`, or by bpfast 0.1); each field checked."""
+    path = resolve(path)
+    record = {}
+    with np.load(path, allow_pickle=False) as data:
+        for key, kind in RECORD_FIELDS.items():
+            if f"record_{key}" not in data.files:
+                continue
+            value = _field(data, f"record_{key}", path)
+            name = f"{path}: field 'record_{key}'"
+            if kind == "string":
+                if value.dtype.kind != "U" or value.ndim != 0:
+                    raise ModelFileError(f"{name} must be a string.")
+                value = str(value)
+            elif kind in ("integer", "number"):
+                if value.ndim != 0 or value.dtype.kind not in ("iub" if kind == "integer"
+                                                               else "iuf"):
+                    raise ModelFileError(f"{name} must be a{'n integer' if kind == 'integer' else ' number'}.")
+                value = value.item()
+            elif kind == "vector":
+                if value.ndim != 1 or value.dtype.kind not in "iufU" or len(value) == 0:
+                    raise ModelFileError(f"{name} must be a non-empty list of labels.")
+            else:
+                if (value.shape != (n_inputs,) or value.dtype.kind != "f"
+                        or not np.isfinite(value).all()):
+                    raise ModelFileError(f"{name} must hold {n_inputs} finite numbers.")
+            record[key] = value
+    return record or None
 
 
 def _field(data, key, path):

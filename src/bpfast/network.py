@@ -1,9 +1,9 @@
 """The public network API, in the slides' notation, over the fast kernels.
 
 A `Network` with sizes [n0, …, nL] computes z^(l), a^(l), C_0 and ∂C_0/∂w^(l), ∂C_0/∂b^(l) as
-NOTATION.md defines them. Its parameters live in one vector θ in the slides' order (w^(1), b^(1),
-…, w^(L), b^(L)); ``weights`` and ``biases`` are views into it, and a `Gradient` has the same
-layout, so ∇C and a gradient-descent step need no copying. Every method validates its input here
+the notation (docs/notation.md) defines them. Its parameters live in one vector θ in the slides'
+order (w^(1), b^(1), …, w^(L), b^(L)); ``weights`` and ``biases`` are views into it, and a
+`Gradient` has the same layout, so ∇C and a gradient-descent step need no copying. Every method validates its input here
 and only then calls `bpfast._kernels`, which trusts what it is given.
 """
 import numbers

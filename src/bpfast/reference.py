@@ -2,10 +2,11 @@
 
 Nothing here uses numpy for arithmetic. A weight matrix is a list of rows, so ``w[j][k]`` connects
 neuron k of layer l−1 to neuron j of layer l (the slides' indices); vectors are lists of floats;
-every loop runs over j or k. ``weights[l-1]`` is w^(l) and ``biases[l-1]`` is b^(l), as in
-NOTATION.md. It is slow on purpose: read it beside the slides, and trust the fast kernels because
-`bpfast.check` and the tests compare them with it. (``array.tolist()`` turns numpy parameters into
-the nested lists taken here.)
+every loop runs over j or k. ``weights[l-1]`` is w^(l) and ``biases[l-1]`` is b^(l), as in the
+notation (docs/notation.md). It is slow on purpose: read it beside the slides, and trust the fast
+kernels because `bpfast.check` and the tests compare them with it. (``array.tolist()`` turns
+numpy parameters into the nested lists taken here.) Its functions check their arguments as
+`bpfast.Network` does, with the same messages.
 
 Beyond the slides: ``activations`` (one name per layer l = 1..L, default all "sigmoid") and
 ``cost`` ("quadratic", the default, or "cross_entropy") choose f_l and C_0 as `bpfast.costs` and

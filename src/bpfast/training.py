@@ -5,7 +5,7 @@ For each epoch: a seeded random order of the examples, then for each mini-batch 
 
     w ← w − η ∂C/∂w,    b ← b − η ∂C/∂b,    C = (1/m) Σ_k C_k over the mini-batch's m examples,
 
-as NOTATION.md defines gradient descent. Python is only visited between epochs.
+as docs/notation.md defines gradient descent. Python is only visited between epochs.
 
 The other steps `fit` can take, from g = ∂C/∂θ of the mini-batch (PyTorch's conventions):
 
@@ -211,8 +211,8 @@ def check_rule(eta, optimizer, momentum, nesterov, l2, betas, eps, spelling=PYTH
     if optimizer == "adam":
         if mu or nesterov:
             raise ValueError(f"{spelling.name('momentum')} and {spelling.name('nesterov')} are "
-                             f"for {spelling.setting('optimizer', 'sgd')}; Adam's own momentum "
-                             "is betas[0].")
+                             f"for {spelling.setting('optimizer', 'sgd')}; Adam has its own "
+                             "momentum, β1 (betas[0]).")
         rule = _ADAM
     elif nesterov:
         if not mu:
