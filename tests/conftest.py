@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 import bpfast
-from bpfast import costs
 
 DTYPES = ["float64", "float32"]
 
@@ -23,25 +22,83 @@ def make_problem(sizes, n, dtype="float64", seed=0, **choices):
     return net, X, Y
 
 
+def diverging_problem(rule, n_threads, position=29, batch_size=4, dtype="float64", seed=1):
+    """fit that takes real steps, then one that overflows: a [6, 8, 3] ReLU network with an
+    identity output on 40 examples, one of them with inputs of 1e200 — the row fit visits at
+    ``position`` of epoch 1's order (mini-batch position // batch_size + 1). Returns
+    (TrainingDiverged, the network after fit, the network as it began, X, Y, the mini-batch,
+    the keywords of that fit)."""
+    net, X, Y = make_problem([6, 8, 3], 40, dtype=dtype, seed=4, activation="relu",
+                             output_activation="identity")
+    start = bpfast.Network.from_params(net.weights, net.biases, activation="relu",
+                                       output_activation="identity", dtype=dtype)
+    X[np.random.default_rng(seed).permutation(40)[position]] = 1e200
+    keywords = dict(epochs=3, batch_size=batch_size, seed=seed, **rule)
+    with pytest.raises(bpfast.TrainingDiverged) as caught:
+        net.fit(X, Y, n_threads=n_threads, **keywords)
+    return caught.value, net, start, X, Y, position // batch_size + 1, keywords
+
+
+def float32_telling_problem(n=20):
+    """A problem on which float32 arithmetic and float64 arithmetic part clearly: the first
+    layer adds b^(1) = 0.3 to inputs of 2^20, where float32's spacing is 0.125, and the second
+    takes 2^20 away again (identity activations). In float32, z^(2) is 0.25 where float64 gives
+    0.3. The targets, 0.26, lie between the two: the error's sign differs (Adam, which follows
+    signs more than sizes, parts too) and the cost is 1e-4 against 1.6e-3. Learning rates small
+    enough to stay there: 1e-14 (the gradients are near 2^20), 1e-9 with Adam. Returns the
+    float32 network, X, Y."""
+    weights = [np.array([[1.0]]), np.array([[1.0]])]
+    biases = [np.array([0.3]), np.array([-2.0 ** 20])]
+    net = bpfast.Network.from_params(weights, biases, activation="identity", dtype="float32")
+    return net, np.full((n, 1), 2.0 ** 20), np.full((n, 1), 0.26)
+
+
+def entrywise(actual, expected):
+    """max_i |actual_i − expected_i| / |expected_i|: the error of the worst entry, on its own."""
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    return float(np.max(np.abs(actual - expected) / np.abs(expected)))
+
+
 @pytest.fixture(params=DTYPES)
 def dtype(request):
     return request.param
 
 
 # The activations and their slopes f'(z) (from z and a), for `numpy_fit`.
-F = {"sigmoid": (lambda z: 1 / (1 + np.exp(-z)), lambda z, a: a * (1 - a)),
+F = {"sigmoid": (lambda z: np.exp(-np.logaddexp(0, -z)), lambda z, a: a * (1 - a)),
      "tanh": (np.tanh, lambda z, a: 1 - a * a),
      "relu": (lambda z: np.maximum(z, 0), lambda z, a: (z > 0).astype(z.dtype)),
      "identity": (lambda z: z, lambda z, a: np.ones_like(z))}
 
 
+def numpy_costs(cost, output, z, a, y):
+    """C_k of each row, written out here (not bpfast.costs): Σ_j (a_j − y_j)², or cross-entropy
+    −Σ_j [y_j ln a_j + (1 − y_j) ln(1 − a_j)] after sigmoid, −Σ_j y_j ln a_j after softmax — from
+    z, as log-sum-exp and softplus, where a rounds to 0 or 1."""
+    if cost == "quadratic":
+        return ((a - y) ** 2).sum(axis=1)
+    if output == "softmax":
+        top = z.max(axis=1, keepdims=True)
+        lse = top + np.log(np.exp(z - top).sum(axis=1, keepdims=True))
+        return (y * (lse - z)).sum(axis=1)
+    softplus = np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+    return (softplus - y * z).sum(axis=1)
+
+
 def numpy_fit(net, X, Y, *, epochs, batch_size, learning_rate, seed, optimizer="sgd",
-              momentum=0.0, nesterov=False, l2=0.0, betas=(0.9, 0.999), eps=1e-8):
+              momentum=0.0, nesterov=False, l2=0.0, betas=(0.9, 0.999), eps=1e-8, steps=None,
+              dtype="float64"):
     """fit's steps written out in numpy: same orders, same mini-batches, same rules. Returns θ
-    after training, flat in the slides' order, and the mean cost of each epoch."""
-    theta = [p.astype(np.float64) for wb in zip(net.weights, net.biases) for p in wb]
+    after training, flat in the slides' order, and the mean cost of each epoch completed.
+    ``steps``: stop after that many steps in all (an interrupted or diverged fit); ``dtype``:
+    the arithmetic (float32: every array and every operation in float32, as a float32 network
+    computes)."""
+    dtype = np.dtype(dtype)
+    cast = dtype.type
+    theta = [p.astype(dtype) for wb in zip(net.weights, net.biases) for p in wb]
     v = [np.zeros_like(p) for p in theta]
     r = [np.zeros_like(p) for p in theta]
+    X, Y = np.asarray(X, dtype=dtype), np.asarray(Y, dtype=dtype)
     acts, cost, L = net.activations, net.cost_function, net.L
     rng = np.random.default_rng(seed)
     N, t = X.shape[0], 0
@@ -50,6 +107,8 @@ def numpy_fit(net, X, Y, *, epochs, batch_size, learning_rate, seed, optimizer="
         order = rng.permutation(N)
         total = 0.0
         for start in range(0, N, batch_size):
+            if steps is not None and t == steps:
+                return np.concatenate([p.ravel() for p in theta]), epoch_costs
             rows = order[start:start + batch_size]
             y = Y[rows]
             a, z = [X[rows]], []
@@ -60,7 +119,7 @@ def numpy_fit(net, X, Y, *, epochs, batch_size, learning_rate, seed, optimizer="
                     a.append(e / e.sum(axis=1, keepdims=True))
                 else:
                     a.append(F[acts[l]][0](z[-1]))
-            total += costs.per_example(cost, acts[-1], z[-1], a[-1], y).sum()
+            total += numpy_costs(cost, acts[-1], z[-1], a[-1], y).sum()
             if cost == "cross_entropy":
                 delta = a[-1] * y.sum(axis=1, keepdims=True) - y if acts[-1] == "softmax" \
                     else a[-1] - y
@@ -71,21 +130,22 @@ def numpy_fit(net, X, Y, *, epochs, batch_size, learning_rate, seed, optimizer="
                 delta = F[acts[-1]][1](z[-1], a[-1]) * 2 * (a[-1] - y)
             grads = [None] * (2 * L)
             for l in range(L - 1, -1, -1):
-                grads[2 * l] = delta.T @ a[l] / len(rows) + l2 * theta[2 * l]
-                grads[2 * l + 1] = delta.mean(axis=0)
+                grads[2 * l] = delta.T @ a[l] / cast(len(rows)) + cast(l2) * theta[2 * l]
+                grads[2 * l + 1] = delta.sum(axis=0) / cast(len(rows))
                 if l > 0:
                     delta = (delta @ theta[2 * l]) * F[acts[l - 1]][1](z[l - 1], a[l])
             t += 1
+            b1, b2, eta, mu = cast(betas[0]), cast(betas[1]), cast(learning_rate), cast(momentum)
             for p, g, v_p, r_p in zip(theta, grads, v, r):
                 if optimizer == "adam":
-                    v_p[...] = betas[0] * v_p + (1 - betas[0]) * g
-                    r_p[...] = betas[1] * r_p + (1 - betas[1]) * g * g
-                    p -= learning_rate * (v_p / (1 - betas[0] ** t)) / (
-                        np.sqrt(r_p / (1 - betas[1] ** t)) + eps)
+                    v_p[...] = b1 * v_p + (1 - b1) * g
+                    r_p[...] = b2 * r_p + (1 - b2) * g * g
+                    p -= eta * (v_p / cast(1 - betas[0] ** t)) / (
+                        np.sqrt(r_p / cast(1 - betas[1] ** t)) + cast(eps))
                 elif momentum:
-                    v_p[...] = momentum * v_p + g
-                    p -= learning_rate * (g + momentum * v_p if nesterov else v_p)
+                    v_p[...] = mu * v_p + g
+                    p -= eta * (g + mu * v_p if nesterov else v_p)
                 else:
-                    p -= learning_rate * g
+                    p -= eta * g
         epoch_costs.append(total / N)
     return np.concatenate([p.ravel() for p in theta]), epoch_costs

@@ -11,9 +11,9 @@ import bpfast
 from bpfast import reference
 from bpfast.activations import ACTIVATIONS, ELEMENTWISE, activate, softmax
 from bpfast.costs import COSTS, OUTPUTS_FOR
-from bpfast.crosscheck import REFERENCE_TOLERANCES, relative_difference
+from bpfast.crosscheck import REFERENCE_TOLERANCES, reference_gradient, relative_difference
 
-from conftest import DTYPES, REFERENCE_TOLERANCE, make_problem
+from conftest import DTYPES, REFERENCE_TOLERANCE, make_problem, numpy_fit
 
 COMBINATIONS = [(hidden, output, cost)
                 for hidden, output, cost in itertools.product(ELEMENTWISE, ACTIVATIONS, COSTS)
@@ -158,10 +158,17 @@ def test_divergence_is_caught_with_every_activation(hidden, output, cost):
     """A NaN or infinity must propagate through f, softmax and the costs, never be clipped
     away: it is how fit finds a step that diverged."""
     net, X, Y = make_net([6, 8, 3], hidden, output, cost, "float64", n=40, seed=4)
+    start = bpfast.Network.from_params(net.weights, net.biases, activation=hidden,
+                                       output_activation=output, cost=cost)
     X *= 1e3
-    with pytest.raises(bpfast.TrainingDiverged):
-        net.fit(X, Y, epochs=50, batch_size=4, learning_rate=1e200, seed=0)
-    assert np.isfinite(net.parameters_vector()).all()
+    keywords = dict(batch_size=4, learning_rate=1e200, seed=0)
+    with pytest.raises(bpfast.TrainingDiverged) as caught:
+        net.fit(X, Y, epochs=50, **keywords)
+    # The network holds the last finite step: θ after the steps that completed, by numpy.
+    done = (caught.value.epoch - 1) * 10 + caught.value.mini_batch - 1
+    assert done >= 1
+    expected, _ = numpy_fit(start, X, Y, epochs=caught.value.epoch, steps=done, **keywords)
+    assert relative_difference(net.parameters_vector(), expected) <= 1e-12
 
 
 def test_softmax_rows_are_distributions():
@@ -194,4 +201,7 @@ def test_cross_entropy_needs_targets_in_0_1():
     np.testing.assert_array_equal(net.parameters_vector(), before)
     # Labels and the quadratic cost are not concerned.
     net.fit(X, [0, 1, 1, 0], epochs=1, batch_size=2, learning_rate=0.1)
-    bpfast.Network([3, 2]).gradient(X, np.full((4, 2), 5.0))
+    assert not np.array_equal(net.parameters_vector(), before)
+    quadratic = bpfast.Network([3, 2], seed=1)
+    g = quadratic.gradient(X, np.full((4, 2), 5.0)).vector()
+    assert relative_difference(g, reference_gradient(quadratic, X, np.full((4, 2), 5.0))) <= 1e-12

@@ -8,23 +8,38 @@ from bpfast.crosscheck import reference_gradient, relative_difference
 
 from conftest import REFERENCE_TOLERANCE
 
-sizes_strategy = st.lists(st.integers(1, 9), min_size=2, max_size=5)
 dtype_strategy = st.sampled_from(["float64", "float32"])
+
+#: The reference is pure Python: P · n (parameters times examples) is kept under this.
+REFERENCE_BUDGET = 60_000
 
 
 @st.composite
-def problems(draw, max_n=8, scale=5.0):
-    sizes = draw(sizes_strategy)
-    n = draw(st.integers(1, max_n))
+def problems(draw, max_n=100, scale=5.0):
+    """A network of any activations and cost that make sense, 1 to 4 layers of 1 to 80 neurons,
+    and a batch — of up to 100 examples where the network is small enough for the reference,
+    so that batches of 64 and more (the BLAS path) come up as well as wide layers."""
+    L = draw(st.integers(1, 4))
+    sizes = [draw(st.integers(1, 80 if draw(st.booleans()) else 9)) for _ in range(L + 1)]
+    cost = draw(st.sampled_from(["quadratic", "cross_entropy"]))
+    hidden = draw(st.sampled_from(["sigmoid", "tanh", "relu", "identity"]))
+    outputs = (["sigmoid", "softmax"] if cost == "cross_entropy"
+               else ["sigmoid", "tanh", "relu", "identity", "softmax"])
+    if sizes[-1] < 2:
+        outputs.remove("softmax")
+    output = draw(st.sampled_from(outputs))
+    P = sum(b * (a + 1) for a, b in zip(sizes[:-1], sizes[1:]))
+    n = draw(st.integers(1, max(1, min(max_n, REFERENCE_BUDGET // P))))
     dtype = draw(dtype_strategy)
     values = st.floats(-scale, scale, allow_nan=False, width=32)
     X = draw(arrays(np.float64, (n, sizes[0]), elements=values))
     Y = draw(arrays(np.float64, (n, sizes[-1]), elements=st.floats(0, 1, width=32)))
-    net = bpfast.Network(sizes, dtype=dtype, seed=draw(st.integers(0, 2**32 - 1)))
+    net = bpfast.Network(sizes, activation=hidden, output_activation=output, cost=cost,
+                         dtype=dtype, seed=draw(st.integers(0, 2**32 - 1)))
     return net, X, Y
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(problems())
 def test_gradient_matches_reference(problem):
     net, X, Y = problem
@@ -82,4 +97,25 @@ def test_saturated_networks_stay_finite(problem):
     assert np.isfinite(g).all()
     assert np.isfinite(net.cost(X, Y))
     a_L = net.predict(X)
-    assert ((a_L >= 0) & (a_L <= 1)).all()
+    low = {"sigmoid": 0, "softmax": 0, "relu": 0, "tanh": -1}.get(net.output_activation, -np.inf)
+    high = {"sigmoid": 1, "softmax": 1, "tanh": 1}.get(net.output_activation, np.inf)
+    assert ((a_L >= low) & (a_L <= high)).all()
+
+
+def test_the_strategy_reaches_wide_layers_every_activation_and_the_blas_path():
+    """What the properties above are tested on, counted over the strategy's draws."""
+    seen = {"n >= 64": 0, "width > 64": 0, "activations": set(), "costs": set()}
+
+    @settings(max_examples=300, deadline=None, database=None)
+    @given(problems())
+    def count(problem):
+        net, X, _ = problem
+        seen["n >= 64"] += X.shape[0] >= 64
+        seen["width > 64"] += max(net.sizes) > 64
+        seen["activations"].update(net.activations)
+        seen["costs"].add(net.cost_function)
+
+    count()
+    assert seen["n >= 64"] >= 10 and seen["width > 64"] >= 10, seen
+    assert seen["activations"] == {"sigmoid", "tanh", "relu", "identity", "softmax"}, seen
+    assert seen["costs"] == {"quadratic", "cross_entropy"}

@@ -12,31 +12,52 @@ import bpfast
 from conftest import make_problem
 
 
-def train_and_record(net, X, Y, intervals):
-    def note(epoch, figures):
-        end = time.perf_counter()
-        intervals.append((end - figures["seconds"], end))
-    net.fit(X, Y, epochs=6, batch_size=8, learning_rate=0.5, seed=1, n_threads=1, callback=note)
-
-
 def test_two_networks_train_at_once_with_the_same_result_as_one_after_the_other():
     problems = [make_problem([200, 64, 10], 2000, seed=s) for s in (1, 2)]
     sequential = []
     for net, X, Y in [make_problem([200, 64, 10], 2000, seed=s) for s in (1, 2)]:
-        train_and_record(net, X, Y, [])
+        net.fit(X, Y, epochs=3, batch_size=8, learning_rate=0.5, seed=1, n_threads=1)
         sequential.append(net.parameters_vector())
-
-    intervals = [[], []]
-    threads = [threading.Thread(target=train_and_record, args=(*problem, spans))
-               for problem, spans in zip(problems, intervals)]
+    threads = [threading.Thread(target=net.fit, args=(X, Y), kwargs=dict(
+        epochs=3, batch_size=8, learning_rate=0.5, seed=1, n_threads=1))
+        for net, X, Y in problems]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     for (net, _, _), expected in zip(problems, sequential):
         np.testing.assert_array_equal(net.parameters_vector(), expected)
-    # Some epoch of one thread ran while an epoch of the other did: the kernels overlap.
-    assert any(a0 < b1 and b0 < a1 for a0, a1 in intervals[0] for b0, b1 in intervals[1])
+
+
+def test_other_python_threads_run_while_an_epoch_runs():
+    """The kernels run a whole epoch without the GIL: a Python thread that only counts keeps
+    counting through the epoch. Were the GIL held, that thread could not run a single bytecode
+    between the kernel's start and end — one gap as long as the epoch."""
+    net, X, Y = make_problem([500, 200, 10], 12000, seed=1)
+    stamps, stop = [], threading.Event()
+
+    def count():
+        while not stop.is_set():
+            stamps.append(time.perf_counter())
+
+    epoch = []
+    counter = threading.Thread(target=count)
+    counter.start()
+    try:
+        net.fit(X, Y, epochs=1, batch_size=10, learning_rate=0.1, seed=0, n_threads=1,
+                callback=lambda e, figures: epoch.append((time.perf_counter()
+                                                          - figures["seconds"],
+                                                          time.perf_counter())))
+    finally:
+        stop.set()
+        counter.join()
+    start, end = epoch[0]
+    assert end - start > 0.05                                # long enough to tell
+    inside = np.array([start] + [t for t in stamps if start < t < end] + [end])
+    # With the GIL released, the counting thread shares the epoch's every moment; an interval
+    # switch of the GIL (5 ms) or a busy scheduler makes gaps of milliseconds, never a quarter
+    # of the epoch.
+    assert np.diff(inside).max() < 0.25 * (end - start), np.diff(inside).max()
 
 
 def test_a_second_fit_on_the_same_network_is_refused():
@@ -68,8 +89,8 @@ def test_blas_threads_are_restored_when_two_users_overlap():
     B leaves too, and then come back to what it was."""
     from bpfast import _kernels, training
     before = blas_threads()
-    if not _kernels.openmp or max(before, default=1) == 1:
-        pytest.skip("BLAS runs one thread here anyway (or the build has no OpenMP)")
+    if not _kernels.threads or max(before, default=1) == 1:
+        pytest.skip("BLAS runs one thread here anyway (or the build has no threads of its own)")
     a, b = training._single_threaded_blas(), training._single_threaded_blas()
     a.__enter__()
     b.__enter__()

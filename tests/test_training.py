@@ -5,7 +5,13 @@ import pytest
 import bpfast
 from bpfast.crosscheck import relative_difference
 
-from conftest import make_problem, numpy_fit
+from conftest import (
+    diverging_problem,
+    entrywise,
+    float32_telling_problem,
+    make_problem,
+    numpy_fit,
+)
 
 
 @pytest.mark.parametrize("sizes,N,batch_size,n_threads", [
@@ -28,10 +34,35 @@ def test_fit_matches_numpy_sgd(sizes, N, batch_size, n_threads):
 
 def test_fit_in_float32_stays_float32_and_matches():
     net, X, Y = make_problem([6, 5, 3], 30, "float32", seed=3)
-    expected, _ = numpy_fit(net, X, Y, epochs=2, batch_size=4, learning_rate=0.5, seed=1)
+    expected, _ = numpy_fit(net, X, Y, epochs=2, batch_size=4, learning_rate=0.5, seed=1,
+                            dtype="float32")
     net.fit(X, Y, epochs=2, batch_size=4, learning_rate=0.5, seed=1)
-    assert net.parameters_vector().dtype == np.float32
     assert relative_difference(net.parameters_vector(), expected) <= 1e-5
+
+
+def test_a_float32_network_computes_in_float32():
+    """Where float32 and float64 arithmetic part by far more than rounding (z^(2) = 0.25
+    against 0.3), the float32 network's gradient is float32 numpy's to the last bit, and its
+    training is float32 numpy's to a few units of float32's 6e-8, its costs 1e-4 where
+    float64's are 1.6e-3. A float32 network that computed in float64 would have the latter."""
+    net, X, Y = float32_telling_problem()
+    x, y = X[:1], np.zeros((1, 1))
+    np.testing.assert_array_equal(net.predict(x), [[0.25]])
+    a1 = np.float32(x[0, 0]) + np.float32(0.3)              # float32: 1048576.25
+    # C = a², δ^(2) = 2a = 0.5, δ^(1) = w^(2) δ^(2): ∂C/∂(w^(1), b^(1), w^(2), b^(2)).
+    g32 = [2 * 0.25 * x[0, 0], 2 * 0.25, 2 * 0.25 * a1, 2 * 0.25]
+    np.testing.assert_array_equal(net.gradient(x, y).vector(), np.float32(g32))
+    g64 = bpfast.Network.from_params(net.weights, net.biases, activation="identity",
+                                     dtype="float64").gradient(x, y).vector()
+    assert entrywise(net.gradient(x, y).vector(), g64) > 0.1
+
+    fit = dict(epochs=3, batch_size=4, learning_rate=1e-14, seed=0)
+    as_float32, costs32 = numpy_fit(net, X, Y, dtype="float32", **fit)
+    _, costs64 = numpy_fit(net, X, Y, dtype="float64", **fit)
+    history = net.fit(X, Y, **fit)
+    assert entrywise(net.parameters_vector(), as_float32) <= 1e-6
+    assert entrywise(history.cost, costs32) <= 1e-5
+    assert entrywise(history.cost, costs64) >= 0.5
 
 
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
@@ -82,26 +113,41 @@ def test_fit_does_not_modify_its_inputs():
 
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_divergence_names_the_mini_batch_and_keeps_the_last_finite_step(n_threads):
-    # w^(1) = 0 and w^(2) = 1: every example gives the same output, and targets equal to it give
-    # a zero gradient — except row 29, whose input of 1e306 and target of 1 make its step
-    # overflow. The steps before it leave the parameters unchanged, so they must come back.
-    net = bpfast.Network.from_params([np.zeros((4, 3)), np.ones((2, 4))], [np.zeros(4),
-                                                                           np.zeros(2)])
-    X = np.random.default_rng(0).random((40, 3))
-    Y = net.predict(X)
-    X[29], Y[29] = 1e306, 1.0
-    theta = net.parameters_vector()
-    with pytest.raises(bpfast.TrainingDiverged, match="smaller learning rate") as caught:
-        net.fit(X, Y, epochs=3, batch_size=4, learning_rate=1e5, seed=3, n_threads=n_threads)
-    position = int(np.flatnonzero(np.random.default_rng(3).permutation(40) == 29)[0])
-    assert isinstance(caught.value, ArithmeticError)
-    assert (caught.value.epoch, caught.value.mini_batch) == (1, position // 4 + 1)
-    assert f"mini-batch {position // 4 + 1}" in str(caught.value)
-    assert caught.value.mini_batch > 1 and len(caught.value.history) == 0
-    np.testing.assert_array_equal(net.parameters_vector(), theta)
-    np.testing.assert_array_equal(caught.value.parameters_before_epoch, theta)
-    caught.value.parameters_before_epoch[0] = 5.0            # a copy: the network keeps its own
-    np.testing.assert_array_equal(net.parameters_vector(), theta)
+    """Seven real steps, then the eighth overflows (its mini-batch holds a row of 1e200): the
+    network keeps θ after step 7 — as the independent numpy fit computes it for seven steps —
+    and the exception names mini-batch 8 and carries θ as the epoch began."""
+    caught, net, start, X, Y, bad, keywords = diverging_problem(dict(learning_rate=0.1), n_threads)
+    assert bad == 8
+    assert isinstance(caught, ArithmeticError)
+    assert (caught.epoch, caught.mini_batch) == (1, 8)
+    assert "training diverged in epoch 1, mini-batch 8" in str(caught)
+    assert "smaller learning rate" in str(caught) and len(caught.history) == 0
+    seven_steps, _ = numpy_fit(start, X, Y, steps=7, **keywords)
+    assert relative_difference(net.parameters_vector(), seven_steps) <= 1e-12
+    assert not np.array_equal(seven_steps, start.parameters_vector())      # real steps
+    with np.errstate(all="ignore"):
+        eight_steps, _ = numpy_fit(start, X, Y, steps=8, **keywords)
+    assert not np.isfinite(eight_steps).all()                # the eighth step does overflow
+    np.testing.assert_array_equal(caught.parameters_before_epoch, start.parameters_vector())
+    caught.parameters_before_epoch[0] = 5.0               # a copy: the network keeps its own
+    assert relative_difference(net.parameters_vector(), seven_steps) <= 1e-12
+
+
+def test_a_later_epoch_that_diverges_hands_back_the_parameters_it_began_with():
+    """Momentum too large for the data: the run grows for two epochs and overflows in the
+    third. parameters_before_epoch is θ after the first two epochs, by the numpy fit."""
+    net, X, Y = make_problem([6, 12, 3], 60, seed=3, activation="relu",
+                             output_activation="identity")
+    X *= 3
+    start = bpfast.Network.from_params(net.weights, net.biases, activation="relu",
+                                       output_activation="identity")
+    keywords = dict(batch_size=5, learning_rate=0.008, momentum=0.9, seed=1)
+    with pytest.raises(bpfast.TrainingDiverged) as caught:
+        net.fit(X, Y, epochs=100, n_threads=2, **keywords)
+    assert caught.value.epoch == 3 and len(caught.value.history) == 2
+    two_epochs, costs = numpy_fit(start, X, Y, epochs=2, **keywords)
+    assert relative_difference(caught.value.parameters_before_epoch, two_epochs) <= 1e-12
+    np.testing.assert_allclose(caught.value.history.cost, costs, rtol=1e-12)
 
 
 @pytest.mark.parametrize("keyword,value,error,message", [
