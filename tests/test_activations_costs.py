@@ -126,7 +126,10 @@ def test_activations_match_numpy(dtype):
     z = z.astype(dtype)
     ulp = np.finfo(dtype).eps
     exact = {
-        "sigmoid": (1 / (1 + np.exp(-z.astype(np.float64))), None),
+        "sigmoid": (1 / (1 + np.exp(-z.astype(np.float64))),
+                    # σ' = e^(−|z|) / (1 + e^(−|z|))², exact where σ saturates
+                    np.exp(-np.abs(z.astype(np.float64)))
+                    / (1 + np.exp(-np.abs(z.astype(np.float64)))) ** 2),
         "tanh": (np.tanh(z.astype(np.float64)), 1 / np.cosh(z.astype(np.float64)) ** 2),
         "relu": (np.maximum(z, 0), (z > 0).astype(dtype)),
         "identity": (z, np.ones_like(z)),
@@ -136,8 +139,7 @@ def test_activations_match_numpy(dtype):
         assert a.dtype == slope.dtype == np.dtype(dtype)
         # Relative to each value: small |z| and saturated slopes must keep their precision.
         np.testing.assert_allclose(a, a_exact, rtol=4 * ulp, atol=0)
-        if slope_exact is not None:
-            np.testing.assert_allclose(slope, slope_exact, rtol=8 * ulp, atol=0)
+        np.testing.assert_allclose(slope, slope_exact, rtol=8 * ulp, atol=0)
 
 
 def test_activations_do_not_overflow():

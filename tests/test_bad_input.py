@@ -55,9 +55,22 @@ def test_unknown_choices_list_the_valid_ones(keyword, value, message):
         bpfast.Network([3, 2], **{keyword: value})
 
 
-def test_bad_seed():
-    with pytest.raises((TypeError, ValueError)):
-        bpfast.Network([3, 2], seed="abc")
+@pytest.mark.parametrize("seed,error,message", [
+    ("abc", TypeError, r"seed must be None, an integer ≥ 0 or a numpy.random.Generator, got "
+                       r"'abc' \(str\)"),
+    (1.5, TypeError, "seed must be None, an integer"),
+    (True, TypeError, "seed must be None, an integer"),
+    (-1, ValueError, "seed must be an integer ≥ 0, got -1"),
+])
+def test_bad_seed(seed, error, message):
+    with pytest.raises(error, match=message):
+        bpfast.Network([3, 2], seed=seed)
+    net = bpfast.Network([3, 2], seed=0)
+    before = net.parameters_vector()
+    with pytest.raises(error, match=message):
+        net.fit(np.ones((2, 3)), np.ones((2, 2)), epochs=1, batch_size=1, learning_rate=0.1,
+                seed=seed)
+    np.testing.assert_array_equal(net.parameters_vector(), before)
 
 
 @pytest.mark.parametrize("weights,biases,message", [

@@ -61,3 +61,17 @@ def test_targets_too_large_are_a_clear_error():
         net.cost(X, Y)
     with pytest.raises(FloatingPointError, match="overflowed"):
         net.evaluate(X, Y)
+
+
+def test_targets_so_large_that_the_training_cost_overflows_stop_fit_clearly():
+    """Every step finite, the cost not (found by the fuzzer: targets of 9e153, whose square
+    overflows): a FloatingPointError naming the epoch, never a TrainingDiverged of mini-batch 0."""
+    net = bpfast.Network([3, 4, 2], seed=0)
+    before = net.parameters_vector()
+    X, Y = np.zeros((4, 3)), np.full((4, 2), 9.48e153)
+    with pytest.raises(FloatingPointError, match="the training cost of epoch 1 is not finite.*"
+                                                 "keeps the parameters it had before that "
+                                                 "epoch") as caught:
+        net.fit(X, Y, epochs=2, batch_size=2, learning_rate=0.1)
+    np.testing.assert_array_equal(net.parameters_vector(), before)
+    assert len(caught.value.history) == 0

@@ -3,15 +3,21 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
+
+import bpfast
+from bpfast.crosscheck import relative_difference
+from conftest import numpy_fit
+
 SCRIPT = textwrap.dedent("""
-    import os, signal, threading, time
+    import os, signal, sys, threading, time
     import numpy as np
     import bpfast
 
     rng = np.random.default_rng(0)
-    X = rng.random((60000, 784), dtype=np.float32)
-    Y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 60000)]
-    net = bpfast.Network([784, 1024, 10], dtype="float32", seed=0)
+    X = rng.random((60000, 784))
+    Y = np.eye(10)[rng.integers(0, 10, 60000)]
+    net = bpfast.Network([784, 1024, 10], seed=0)
     before = net.parameters_vector()
     sent = []
 
@@ -30,6 +36,7 @@ SCRIPT = textwrap.dedent("""
         print("epochs", len(caught.history))
         print("at", caught.epoch, caught.mini_batch)
         print("message", caught)
+        np.save(sys.argv[1], theta)
         print("changed", not np.array_equal(theta, before))
         print("finite", bool(np.isfinite(theta).all()))
     else:
@@ -44,9 +51,9 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_sigint_stops_fit_within_a_mini_batch_and_keeps_a_consistent_network():
-    result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
-                            timeout=300)
+def test_sigint_stops_fit_within_a_mini_batch_and_keeps_a_consistent_network(tmp_path):
+    result = subprocess.run([sys.executable, "-c", SCRIPT, tmp_path / "theta.npy"],
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     figures = dict(line.split(" ", 1) for line in result.stdout.splitlines())
     # An epoch of this network takes seconds: stopping within one second of the signal, with
@@ -60,3 +67,10 @@ def test_sigint_stops_fit_within_a_mini_batch_and_keeps_a_consistent_network():
                                   "that step")
     assert figures["changed"] == "True" and figures["finite"] == "True"
     assert figures["second:"] == "KeyboardInterrupt"
+    # The parameters of the last completed step, mini_batch: the numpy fit's after that many.
+    rng = np.random.default_rng(0)
+    X = rng.random((60000, 784))
+    Y = np.eye(10)[rng.integers(0, 10, 60000)]
+    expected, _ = numpy_fit(bpfast.Network([784, 1024, 10], seed=0), X, Y, epochs=1,
+                            batch_size=16, learning_rate=0.1, seed=0, steps=mini_batch)
+    assert relative_difference(np.load(tmp_path / "theta.npy"), expected) <= 1e-12

@@ -94,21 +94,30 @@ def test_per_example_gradients_average_to_the_batch_gradient(dtype):
 
 
 def test_gradient_vector_is_in_the_slides_order():
-    net, X, Y = make_problem([3, 2, 2], 4)
-    g = net.gradient(X, Y)
-    expected = np.concatenate([g.w[0].ravel(), g.b[0], g.w[1].ravel(), g.b[1]])
-    np.testing.assert_array_equal(g.vector(), expected)
-    theta = net.parameters_vector()
-    np.testing.assert_array_equal(
-        theta, np.concatenate([net.weights[0].ravel(), net.biases[0],
-                               net.weights[1].ravel(), net.biases[1]]))
-    assert g.vector().shape == (net.n_params,) == (2 * 4 + 2 * 3,)
+    """∇C = (∂C/∂w^(1) row by row, ∂C/∂b^(1), ∂C/∂w^(2), ∂C/∂b^(2)), built here from the pure-Python
+    reference's nested lists — not from views of the same vector — and θ likewise from the
+    parameters as given."""
+    w = [[[0.1, -0.2, 0.3], [0.4, 0.5, -0.6]], [[0.7, -0.8], [0.9, 1.0]]]
+    b = [[0.01, -0.02], [0.03, 0.04]]
+    net = bpfast.Network.from_params([np.array(m) for m in w], [np.array(v) for v in b])
+    X = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.5]])
+    Y = np.array([[1.0, 0.0], [0.0, 1.0]])
+    dC_dw, dC_db = bpfast.reference.gradient(w, b, X.tolist(), Y.tolist())
+    in_order = [x for l in range(2) for x in [v for row in dC_dw[l] for v in row] + dC_db[l]]
+    assert relative_difference(net.gradient(X, Y).vector(), in_order) <= 1e-15
+    np.testing.assert_array_equal(net.parameters_vector(),
+                                  [0.1, -0.2, 0.3, 0.4, 0.5, -0.6, 0.01, -0.02,
+                                   0.7, -0.8, 0.9, 1.0, 0.03, 0.04])
+    assert net.gradient(X, Y).vector().shape == (net.n_params,) == (2 * 4 + 2 * 3,)
 
 
-def test_gradient_of_one_example_equals_backprop():
+def test_gradient_of_one_example_is_the_references_backprop():
     net, X, Y = make_problem([3, 2, 2], 1)
-    np.testing.assert_array_equal(net.gradient(X[0], Y[0]).vector(),
-                                  net.backprop(X[0], Y[0]).vector())
+    w, b = [m.tolist() for m in net.weights], [v.tolist() for v in net.biases]
+    dC0_dw, dC0_db = bpfast.reference.backprop(w, b, X[0].tolist(), Y[0].tolist())
+    expected = np.concatenate([np.concatenate([np.ravel(m), v]) for m, v in zip(dC0_dw, dC0_db)])
+    for g in (net.gradient(X[0], Y[0]), net.backprop(X[0], Y[0]), net.gradient(X, Y)):
+        assert relative_difference(g.vector(), expected) <= 1e-15
 
 
 def test_parameters_vector_round_trip_and_copies():

@@ -60,6 +60,19 @@ def check_count(value, name, minimum, spelling=PYTHON):
     return int(value)
 
 
+def check_seed(value, name="seed"):
+    """None, an integer ≥ 0, or a numpy Generator: what numpy.random.default_rng takes, checked
+    here so that the message names the argument."""
+    if value is None or isinstance(value, np.random.Generator):
+        return value
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be None, an integer ≥ 0 or a numpy.random.Generator, got "
+                        f"{value!r} ({type(value).__name__}).")
+    if value < 0:
+        raise ValueError(f"{name} must be an integer ≥ 0, got {value}.")
+    return int(value)
+
+
 def check_real(value, name, spelling=PYTHON):
     """A finite real number, of any sign."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):

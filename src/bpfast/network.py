@@ -21,6 +21,7 @@ from ._validation import (
     check_dtype,
     check_network_choices,
     check_positive_real,
+    check_seed,
     check_sizes,
 )
 from .activations import ACTIVATIONS
@@ -241,7 +242,7 @@ class Network:
         _, P = _layer_offsets(self.sizes)
         # Drawn in float64 whatever the dtype, so that one seed gives the same network (rounded)
         # in float32 and in float64.
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_seed(seed))
         try:
             theta = np.empty(P)
         except MemoryError:

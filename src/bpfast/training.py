@@ -30,7 +30,14 @@ from threadpoolctl import ThreadpoolController
 
 from . import _kernels
 from ._buffers import aligned_empty
-from ._validation import PYTHON, check_choice, check_count, check_fraction, check_positive_real
+from ._validation import (
+    PYTHON,
+    check_choice,
+    check_count,
+    check_fraction,
+    check_positive_real,
+    check_seed,
+)
 
 
 class TrainingDiverged(ArithmeticError):
@@ -238,6 +245,7 @@ def fit(net, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=No
         if validation_data is None:
             raise ValueError("early_stopping needs validation_data to watch.")
     epochs = check_count(epochs, "epochs", 0)
+    seed = check_seed(seed)
     batch_size = check_count(batch_size, "batch_size", 1)
     eta = check_positive_real(learning_rate, "learning_rate")
     rule = check_rule(eta, optimizer, momentum, nesterov, l2, betas, eps)
@@ -297,7 +305,19 @@ def fit(net, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=No
                     interrupt.history = history
                     raise interrupt from None
                 seconds = time.perf_counter() - start
-                if not (np.isfinite(sum_C) and np.isfinite(theta).all()):
+                if np.isfinite(theta).all() and not np.isfinite(sum_C):
+                    # Every step was finite, but the costs overflowed: the data are too large
+                    # for the dtype (as scikit-learn, training stops on a non-finite loss), and
+                    # the epoch is undone.
+                    theta[...] = before
+                    error = FloatingPointError(
+                        f"the training cost of epoch {epoch + 1} is not finite: the computation "
+                        f"overflowed the {dtype} range (inputs or targets too large in "
+                        "magnitude). Scale the data down. The network keeps the parameters it "
+                        "had before that epoch.")
+                    error.history = history
+                    raise error
+                if not np.isfinite(theta).all():
                     # Replay the epoch from its start, checking θ after every step: the replay is
                     # bitwise the same computation, so it finds the step that diverged and keeps
                     # the parameters of the step before — at no cost to epochs that go well.
