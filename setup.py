@@ -72,9 +72,9 @@ directives = {
 extension = Extension(
     "bpfast._kernels",
     sources=["src/bpfast/_kernels.pyx"],
-    depends=["src/bpfast/_activations.h", "src/bpfast/_clones.h", "src/bpfast/_microkernels.h",
-             "src/bpfast/_team.h",
-             "src/bpfast/_rules.h"],
+    depends=[f"src/bpfast/{name}.h" for name in (
+        "_activations", "_activations_impl", "_codes", "_dispatch", "_microkernels",
+        "_microkernels_impl", "_rules", "_rules_impl", "_team")],
     include_dirs=["src/bpfast"],
     extra_compile_args=compile_args,
     extra_link_args=link_args,

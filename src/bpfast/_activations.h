@@ -8,9 +8,10 @@
  * Everything comes from e^x with x ≤ 0, so nothing overflows: σ(−1000) = 0 and tanh(1000) = 1
  * exactly, and the slopes keep their full relative precision where f saturates. e^x is a
  * polynomial without calls or tables, and every loop body is branch-free (both candidates are
- * computed, then one is selected), so gcc vectorizes the loops; bpfast_activate is compiled for
- * x86-64-v3 (AVX2: 4 doubles or 8 floats at a time) and for the baseline, the loader picking
- * what the CPU runs, like the microkernels. A NaN z gives a NaN a: divergence must show.
+ * computed, then one is selected), so gcc vectorizes the loops. This file holds e^x, written
+ * out for double and for float (their constants and degrees differ); the loops over a layer,
+ * written once for any type, are in _activations_impl.h, compiled per type and instruction set
+ * by _dispatch.h. A NaN z gives a NaN a: divergence must show.
  */
 #ifndef BPFAST_ACTIVATIONS_H
 #define BPFAST_ACTIVATIONS_H
@@ -20,10 +21,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "_clones.h"
+#include "_codes.h"
 
-enum { BPFAST_SIGMOID = 0, BPFAST_TANH = 1, BPFAST_RELU = 2, BPFAST_IDENTITY = 3,
-       BPFAST_SOFTMAX = 4 };
+#define BPFAST_INLINE static inline __attribute__((always_inline))
 
 /* 2^n, for an integer n held in the low bits of t's mantissa (see bpfast_exp_negative):
    n + bias, shifted into the exponent field. memcpy is how C spells a bit cast. */
@@ -88,72 +88,5 @@ BPFAST_INLINE double bpfast_exp_negative_d(double x) {
 BPFAST_INLINE float bpfast_exp_negative_s(float x) {
     float e; bpfast_expm1_negative_s(x, &e); return e;
 }
-
-/* z ← z + b, then F(z, &a, &s) for each neuron of bpfast_activate. Two loops, so that gcc sees
- * when s is z and vectorizes the in-place one too. */
-#define BPFAST_EACH_NEURON(T, F)                                                                 \
-    if (s == z) {                                                                                \
-        for (ptrdiff_t i = 0; i < count; i++) F(z[i] + b[i], &a[i], &z[i]);                      \
-    } else {                                                                                     \
-        for (ptrdiff_t i = 0; i < count; i++) {                                                  \
-            T z_i = z[i] + b[i];                                                                 \
-            z[i] = z_i;                                                                          \
-            F(z_i, &a[i], &s[i]);                                                                \
-        }                                                                                        \
-    }
-
-#define BPFAST_DEFINE_ACTIVATIONS(T, SUFFIX, FABS, COPYSIGN)                                               \
-BPFAST_INLINE void bpfast_sigmoid_##SUFFIX(T z, T* a, T* slope) {                                \
-    T e = bpfast_exp_negative_##SUFFIX(-FABS(z));                                                \
-    T inv = (T) 1 / ((T) 1 + e);                                                                 \
-    T a_negative = e * inv;                                                                      \
-    *a = z >= 0 ? inv : a_negative;                                                              \
-    *slope = a_negative * inv;                                                                   \
-}                                                                                                \
-                                                                                                 \
-BPFAST_INLINE void bpfast_tanh_##SUFFIX(T z, T* a, T* slope) {                                   \
-    T e, m = bpfast_expm1_negative_##SUFFIX(-2 * FABS(z), &e);                                   \
-    /* 1 + e, not 2 + m: the same number, but not behind m's select, which gcc would otherwise  \
-     * resolve by computing the division twice, once for each candidate m. */                  \
-    T inv = (T) 1 / ((T) 1 + e);                                                                 \
-    *a = COPYSIGN(-m * inv, z);                                                                  \
-    *slope = 4 * e * inv * inv;                                                                  \
-}                                                                                                \
-                                                                                                 \
-/* z ← z + b, a = f(z), s = f'(z) over count neurons; s may be z itself (the slopes replace z).  \
- * With keep_z (or softmax, whose a needs a whole row), s ← z instead, and a = σ(z) for sigmoid. */ \
-BPFAST_CLONES void bpfast_activate_##SUFFIX(T* z, const T* b, T* a, T* s, ptrdiff_t count,        \
-                                            int activation, int keep_z) {                         \
-    T unused;                                                                                    \
-    if (keep_z || activation == BPFAST_SOFTMAX) {                                                \
-        for (ptrdiff_t i = 0; i < count; i++) {                                                  \
-            T z_i = z[i] + b[i];                                                                 \
-            z[i] = z_i;                                                                          \
-            s[i] = z_i;                                                                          \
-            if (activation == BPFAST_SIGMOID) bpfast_sigmoid_##SUFFIX(z_i, &a[i], &unused);      \
-        }                                                                                        \
-    } else if (activation == BPFAST_SIGMOID) {                                                   \
-        BPFAST_EACH_NEURON(T, bpfast_sigmoid_##SUFFIX);                                          \
-    } else if (activation == BPFAST_TANH) {                                                      \
-        BPFAST_EACH_NEURON(T, bpfast_tanh_##SUFFIX);                                             \
-    } else if (activation == BPFAST_RELU) {                                                      \
-        for (ptrdiff_t i = 0; i < count; i++) {                                                  \
-            T z_i = z[i] + b[i];                                                                 \
-            z[i] = z_i;                                                                          \
-            a[i] = z_i <= 0 ? (T) 0 : z_i;        /* max(z, 0) that keeps a NaN; slope 0 at 0 */ \
-            s[i] = z_i > 0 ? (T) 1 : (T) 0;                                                      \
-        }                                                                                        \
-    } else {                                                                                     \
-        for (ptrdiff_t i = 0; i < count; i++) {                                                  \
-            T z_i = z[i] + b[i];                                                                 \
-            z[i] = z_i;                                                                          \
-            a[i] = z_i;                                                                          \
-            s[i] = 1;                                                                            \
-        }                                                                                        \
-    }                                                                                            \
-}
-
-BPFAST_DEFINE_ACTIVATIONS(double, d, fabs, copysign)
-BPFAST_DEFINE_ACTIVATIONS(float, s, fabsf, copysignf)
 
 #endif

@@ -102,9 +102,12 @@ def openmp_limit():
 
 # --- the activations ------------------------------------------------------------------------------
 
-cdef extern from "_activations.h":
+# The C loops, each compiled for x86-64-v3 and the baseline; _dispatch.h chooses at import.
+cdef extern from "_dispatch.h":
     double bpfast_exp_negative_d(double x) noexcept nogil
     float bpfast_exp_negative_s(float x) noexcept nogil
+    int bpfast_choose_isa(const char* request)
+    const char* bpfast_isa_in_use
     void bpfast_activate_d(double* z, const double* b, double* a, double* s, Py_ssize_t count,
                            int activation, int keep_z) noexcept nogil
     void bpfast_activate_s(float* z, const float* b, float* a, float* s, Py_ssize_t count,
@@ -119,19 +122,61 @@ cdef inline floating _exp_negative(floating x) noexcept nogil:
         return bpfast_exp_negative_s(x)
 
 
-# The activations, numbered by _activations.h (bpfast.activations.ACTIVATIONS in this order).
-cdef extern from "_activations.h":
-    cdef enum Activation:
+# The activations, the costs and the rules, numbered in _codes.h and nowhere else.
+cdef extern from "_codes.h":
+    enum:  # Activation
         SIGMOID "BPFAST_SIGMOID"
         TANH "BPFAST_TANH"
         RELU "BPFAST_RELU"
         IDENTITY "BPFAST_IDENTITY"
         SOFTMAX "BPFAST_SOFTMAX"  # output layer only: a_j = e^(z_j) / Σ_i e^(z_i), a whole row
+        N_ACTIVATIONS "BPFAST_N_ACTIVATIONS"
+    enum:  # Cost
+        QUADRATIC "BPFAST_QUADRATIC"            # C_0 = Σ_j (a_j − y_j)²
+        CROSS_ENTROPY "BPFAST_CROSS_ENTROPY"    # sigmoid: −Σ_j [y_j ln a_j + (1 − y_j) ln(1 − a_j)]
+        N_COSTS "BPFAST_N_COSTS"                # softmax: −Σ_j y_j ln a_j
+    enum:  # Rule
+        SGD "BPFAST_SGD"            # θ ← θ − η g
+        MOMENTUM "BPFAST_MOMENTUM"  # v ← μ v + g,  θ ← θ − η v                    (heavy ball)
+        NESTEROV "BPFAST_NESTEROV"  # v ← μ v + g,  θ ← θ − η (g + μ v)
+        ADAM "BPFAST_ADAM"          # m ← β1 m + (1 − β1) g,  r ← β2 r + (1 − β2) g²,
+                                    # θ ← θ − η m̂ / (√r̂ + ε), m̂ = m / (1 − β1^t), r̂ = r / (1 − β2^t)
+        N_RULES "BPFAST_N_RULES"
+    # where g = ∂C/∂θ + λ w for the weights (L2: the cost gains (λ/2) Σ_l ‖w^(l)‖²), ∂C/∂θ for
+    # biases.
+    const char* const bpfast_activation_names[]
+    const char* const bpfast_cost_names[]
+    const char* const bpfast_rule_names[]
 
-# The costs (bpfast.network.COSTS in this order).
-cdef enum Cost:
-    QUADRATIC = 0       # C_0 = Σ_j (a_j − y_j)²
-    CROSS_ENTROPY = 1   # sigmoid: −Σ_j [y_j ln a_j + (1 − y_j) ln(1 − a_j)];  softmax: −Σ_j y_j ln a_j
+#: The codes by which the kernels know each activation, cost and update rule, by name (from
+#: _codes.h; bpfast.activations, bpfast.costs and bpfast.training check theirs against these).
+ACTIVATION_CODES = {bpfast_activation_names[i].decode(): i for i in range(N_ACTIVATIONS)}
+COST_CODES = {bpfast_cost_names[i].decode(): i for i in range(N_COSTS)}
+RULE_CODES = {bpfast_rule_names[i].decode(): i for i in range(N_RULES)}
+
+
+def check_codes(names, codes, what):
+    """Refuse to import if a Python module's list of names and these codes disagree (an old build
+    beside new sources, or an edit in one place only)."""
+    if dict(zip(names, range(len(names)))) != codes:
+        raise ImportError(f"bpfast's {what} {list(names)} and its compiled kernels' {codes} "
+                          "disagree: the build is out of date (rebuild: pip install .).")
+
+
+def _choose_isa():
+    """The variant of the C loops to run (_dispatch.h): the best this CPU has, or what the
+    environment variable BPFAST_ISA asks for ("baseline", or "x86-64-v3")."""
+    import os
+    request = os.environ.get("BPFAST_ISA", "").strip()
+    if bpfast_choose_isa(request.encode()) != 0:
+        raise ImportError(f"BPFAST_ISA={request!r}: this CPU and build run 'baseline'"
+                          + (" and 'x86-64-v3'." if bpfast_choose_isa(b"x86-64-v3") == 0
+                             else " only.") + " Unset it to use the best of them.")
+    return bpfast_isa_in_use.decode()
+
+
+#: The instruction set the C loops were compiled for that runs here: "x86-64-v3" or "baseline".
+isa = _choose_isa()
 
 
 cdef inline void _activate(floating* z, const floating* b, floating* a, floating* s,
@@ -198,7 +243,7 @@ cdef inline void _gemm(char transa, char transb, Py_ssize_t m, Py_ssize_t n, Py_
 
 # --- the three products of backpropagation -------------------------------------------------------
 
-cdef extern from "_rules.h":
+cdef extern from "_dispatch.h":
     ctypedef struct bpfast_hyper_d:
         int rule
         double eta, mu, l2, beta1, beta2, eps, c1, c2
@@ -211,7 +256,7 @@ cdef extern from "_rules.h":
                          float* theta, float* v, float* r) noexcept nogil
 
 
-cdef extern from "_microkernels.h":
+cdef extern from "_dispatch.h":
     void bpfast_abt_d(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, const double* A, Py_ssize_t lda,
                       const double* W, Py_ssize_t ldw, double* Z, Py_ssize_t ldz) noexcept nogil
     void bpfast_abt_s(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, const float* A, Py_ssize_t lda,
@@ -388,17 +433,6 @@ cdef inline Py_ssize_t _block(const Py_ssize_t* sizes, int l, Py_ssize_t n) noex
     for m in range(1, l):
         block += n * sizes[m]
     return block
-
-
-# How a step of `fit` turns ∂C/∂θ into a change of θ (bpfast.training.OPTIMIZERS in this order).
-cdef extern from "_rules.h":
-    cdef enum Rule:
-        SGD "BPFAST_SGD"            # θ ← θ − η g
-        MOMENTUM "BPFAST_MOMENTUM"  # v ← μ v + g,  θ ← θ − η v                    (heavy ball)
-        NESTEROV "BPFAST_NESTEROV"  # v ← μ v + g,  θ ← θ − η (g + μ v)
-        ADAM "BPFAST_ADAM"          # m ← β1 m + (1 − β1) g,  r ← β2 r + (1 − β2) g²,
-                                    # θ ← θ − η m̂ / (√r̂ + ε), m̂ = m / (1 − β1^t), r̂ = r / (1 − β2^t)
-# where g = ∂C/∂θ + λ w for the weights (L2: the cost gains (λ/2) Σ_l ‖w^(l)‖²), ∂C/∂θ for biases.
 
 
 cdef struct Optimizer:

@@ -21,6 +21,8 @@ ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity", "softmax")
 #: The ones computed neuron by neuron, with a slope f'(z_j) per neuron.
 ELEMENTWISE = ACTIVATIONS[:4]
 
+_kernels.check_codes(ACTIVATIONS, _kernels.ACTIVATION_CODES, "activations")
+
 
 def _as_float_array(z):
     z = np.asarray(z)

@@ -17,8 +17,11 @@ ln a would be ln 0 = −∞ wherever a rounds to 0 or 1. A batch's cost is the m
 import numpy as np
 from scipy.special import logsumexp
 
+from . import _kernels
+
 #: The costs a Network can use (``cost=``), numbered as the kernels number them.
 COSTS = ("quadratic", "cross_entropy")
+_kernels.check_codes(COSTS, _kernels.COST_CODES, "costs")
 
 #: The output activations each cost can follow.
 OUTPUTS_FOR = {"quadratic": ("sigmoid", "tanh", "relu", "identity", "softmax"),

@@ -197,7 +197,12 @@ def _as_validation_data(net, validation_data):
 #: The optimizers of `fit` (``optimizer=``); with "sgd", ``momentum`` and ``nesterov`` choose
 #: among the kernels' rules SGD, MOMENTUM and NESTEROV, numbered as there.
 OPTIMIZERS = ("sgd", "adam")
-_SGD, _MOMENTUM, _NESTEROV, _ADAM = range(4)
+
+#: The kernels' update rules, by the names of _codes.h: which one a step takes follows from
+#: ``optimizer``, ``momentum`` and ``nesterov`` (`check_rule`).
+RULES = ("sgd", "momentum", "nesterov", "adam")
+_kernels.check_codes(RULES, _kernels.RULE_CODES, "update rules")
+_SGD, _MOMENTUM, _NESTEROV, _ADAM = (_kernels.RULE_CODES[name] for name in RULES)
 
 
 def check_rule(eta, optimizer, momentum, nesterov, l2, betas, eps, spelling=PYTHON):

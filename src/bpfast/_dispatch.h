@@ -1,0 +1,233 @@
+/* Which compiled variant of bpfast's C loops runs: the microkernels (_microkernels_impl.h), the
+ * activations (_activations_impl.h) and the update rules (_rules_impl.h) are each written once,
+ * for any element type, and compiled here four times — for double and for float, each for
+ * x86-64-v3 (AVX2 and FMA) and for the baseline x86-64 — so that a wheel runs on any x86-64 and
+ * still uses the vector units where they are. Elsewhere (another compiler or system) only the
+ * baseline is compiled.
+ *
+ * Only the loops' outer functions carry the target (ISA_TARGET): the small inline functions they
+ * call are written for no particular target and compiled as part of each caller — as gcc's
+ * target_clones did before, and so with the same results, bit for bit.
+ *
+ * bpfast_choose_isa, called once when bpfast._kernels is imported, points the tables below at
+ * the x86-64-v3 variant when the CPU has it — unless the environment variable BPFAST_ISA says
+ * "baseline" (how the tests run the baseline on a machine that has AVX2). The two give the same
+ * results up to rounding (FMA rounds a·b + c once), so a given machine and variant give
+ * bitwise-reproducible results.
+ */
+#ifndef BPFAST_DISPATCH_H
+#define BPFAST_DISPATCH_H
+
+#include <stddef.h>
+#include <string.h>
+
+#include "_activations.h"
+#include "_microkernels.h"
+#include "_rules.h"
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define BPFAST_HAVE_AVX2_VARIANT 1
+#else
+#define BPFAST_HAVE_AVX2_VARIANT 0
+#endif
+
+/* --- double ---------------------------------------------------------------------------------- */
+#define T double
+#define V bpfast_v4d
+#define LANES 4
+#define HYPER bpfast_hyper_d
+#define SQRT sqrt
+#define FABS fabs
+#define COPYSIGN copysign
+#define EXP_NEGATIVE bpfast_exp_negative_d
+#define EXPM1_NEGATIVE bpfast_expm1_negative_d
+#define ISA_TARGET
+#define NAME(x) bpfast_##x##_d_baseline
+#include "_microkernels_impl.h"
+#include "_activations_impl.h"
+#include "_rules_impl.h"
+#undef NAME
+#undef ISA_TARGET
+#if BPFAST_HAVE_AVX2_VARIANT
+#define ISA_TARGET __attribute__((target("arch=x86-64-v3")))
+#define NAME(x) bpfast_##x##_d_avx2
+#include "_microkernels_impl.h"
+#include "_activations_impl.h"
+#include "_rules_impl.h"
+#undef NAME
+#undef ISA_TARGET
+#endif
+#undef T
+#undef V
+#undef LANES
+#undef HYPER
+#undef SQRT
+#undef FABS
+#undef COPYSIGN
+#undef EXP_NEGATIVE
+#undef EXPM1_NEGATIVE
+
+/* --- float ----------------------------------------------------------------------------------- */
+#define T float
+#define V bpfast_v8f
+#define LANES 8
+#define HYPER bpfast_hyper_s
+#define SQRT sqrtf
+#define FABS fabsf
+#define COPYSIGN copysignf
+#define EXP_NEGATIVE bpfast_exp_negative_s
+#define EXPM1_NEGATIVE bpfast_expm1_negative_s
+#define ISA_TARGET
+#define NAME(x) bpfast_##x##_s_baseline
+#include "_microkernels_impl.h"
+#include "_activations_impl.h"
+#include "_rules_impl.h"
+#undef NAME
+#undef ISA_TARGET
+#if BPFAST_HAVE_AVX2_VARIANT
+#define ISA_TARGET __attribute__((target("arch=x86-64-v3")))
+#define NAME(x) bpfast_##x##_s_avx2
+#include "_microkernels_impl.h"
+#include "_activations_impl.h"
+#include "_rules_impl.h"
+#undef NAME
+#undef ISA_TARGET
+#endif
+#undef T
+#undef V
+#undef LANES
+#undef HYPER
+#undef SQRT
+#undef FABS
+#undef COPYSIGN
+#undef EXP_NEGATIVE
+#undef EXPM1_NEGATIVE
+
+/* --- the tables, and the choice ------------------------------------------------------------ */
+
+typedef struct {
+    void (*abt)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const double*, ptrdiff_t, const double*, ptrdiff_t, double*,
+                ptrdiff_t);
+    void (*atb)(ptrdiff_t, ptrdiff_t, ptrdiff_t, double, double, const double*, ptrdiff_t, const double*,
+                ptrdiff_t, double*, ptrdiff_t, double*, const bpfast_hyper_d*);
+    void (*ab)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const double*, ptrdiff_t, const double*, ptrdiff_t, double*,
+               ptrdiff_t);
+    void (*activate)(double*, const double*, double*, double*, ptrdiff_t, int, int);
+    void (*update)(const bpfast_hyper_d*, double, ptrdiff_t, const double*, double*, double*, double*);
+} bpfast_loops_d;
+
+static const bpfast_loops_d bpfast_loops_d_baseline = {
+    bpfast_abt_d_baseline, bpfast_atb_d_baseline, bpfast_ab_d_baseline,
+    bpfast_activate_d_baseline, bpfast_update_d_baseline};
+#if BPFAST_HAVE_AVX2_VARIANT
+static const bpfast_loops_d bpfast_loops_d_avx2 = {
+    bpfast_abt_d_avx2, bpfast_atb_d_avx2, bpfast_ab_d_avx2,
+    bpfast_activate_d_avx2, bpfast_update_d_avx2};
+#endif
+static const bpfast_loops_d* bpfast_d = &bpfast_loops_d_baseline;
+
+/* The names the kernels call, each through the variant chosen at import. */
+static void bpfast_abt_d(ptrdiff_t m, ptrdiff_t nj, ptrdiff_t ni, const double* A, ptrdiff_t lda,
+                        const double* W, ptrdiff_t ldw, double* Z, ptrdiff_t ldz) {
+    bpfast_d->abt(m, nj, ni, A, lda, W, ldw, Z, ldz);
+}
+static void bpfast_atb_d(ptrdiff_t m, ptrdiff_t nj, ptrdiff_t ni, double alpha, double beta,
+                        const double* D, ptrdiff_t ldd, const double* A, ptrdiff_t lda, double* W,
+                        ptrdiff_t ldw, double* Vel, const bpfast_hyper_d* h) {
+    bpfast_d->atb(m, nj, ni, alpha, beta, D, ldd, A, lda, W, ldw, Vel, h);
+}
+static void bpfast_ab_d(ptrdiff_t m, ptrdiff_t ni, ptrdiff_t nj, const double* D, ptrdiff_t ldd,
+                       const double* W, ptrdiff_t ldw, double* Tout, ptrdiff_t ldt) {
+    bpfast_d->ab(m, ni, nj, D, ldd, W, ldw, Tout, ldt);
+}
+static void bpfast_activate_d(double* z, const double* b, double* a, double* s, ptrdiff_t count,
+                             int activation, int keep_z) {
+    bpfast_d->activate(z, b, a, s, count, activation, keep_z);
+}
+static void bpfast_update_d(const bpfast_hyper_d* h, double l2, ptrdiff_t n, const double* g,
+                           double* theta, double* v, double* r) {
+    bpfast_d->update(h, l2, n, g, theta, v, r);
+}
+
+typedef struct {
+    void (*abt)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const float*, ptrdiff_t, const float*, ptrdiff_t, float*,
+                ptrdiff_t);
+    void (*atb)(ptrdiff_t, ptrdiff_t, ptrdiff_t, float, float, const float*, ptrdiff_t, const float*,
+                ptrdiff_t, float*, ptrdiff_t, float*, const bpfast_hyper_s*);
+    void (*ab)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const float*, ptrdiff_t, const float*, ptrdiff_t, float*,
+               ptrdiff_t);
+    void (*activate)(float*, const float*, float*, float*, ptrdiff_t, int, int);
+    void (*update)(const bpfast_hyper_s*, float, ptrdiff_t, const float*, float*, float*, float*);
+} bpfast_loops_s;
+
+static const bpfast_loops_s bpfast_loops_s_baseline = {
+    bpfast_abt_s_baseline, bpfast_atb_s_baseline, bpfast_ab_s_baseline,
+    bpfast_activate_s_baseline, bpfast_update_s_baseline};
+#if BPFAST_HAVE_AVX2_VARIANT
+static const bpfast_loops_s bpfast_loops_s_avx2 = {
+    bpfast_abt_s_avx2, bpfast_atb_s_avx2, bpfast_ab_s_avx2,
+    bpfast_activate_s_avx2, bpfast_update_s_avx2};
+#endif
+static const bpfast_loops_s* bpfast_s = &bpfast_loops_s_baseline;
+
+/* The names the kernels call, each through the variant chosen at import. */
+static void bpfast_abt_s(ptrdiff_t m, ptrdiff_t nj, ptrdiff_t ni, const float* A, ptrdiff_t lda,
+                        const float* W, ptrdiff_t ldw, float* Z, ptrdiff_t ldz) {
+    bpfast_s->abt(m, nj, ni, A, lda, W, ldw, Z, ldz);
+}
+static void bpfast_atb_s(ptrdiff_t m, ptrdiff_t nj, ptrdiff_t ni, float alpha, float beta,
+                        const float* D, ptrdiff_t ldd, const float* A, ptrdiff_t lda, float* W,
+                        ptrdiff_t ldw, float* Vel, const bpfast_hyper_s* h) {
+    bpfast_s->atb(m, nj, ni, alpha, beta, D, ldd, A, lda, W, ldw, Vel, h);
+}
+static void bpfast_ab_s(ptrdiff_t m, ptrdiff_t ni, ptrdiff_t nj, const float* D, ptrdiff_t ldd,
+                       const float* W, ptrdiff_t ldw, float* Tout, ptrdiff_t ldt) {
+    bpfast_s->ab(m, ni, nj, D, ldd, W, ldw, Tout, ldt);
+}
+static void bpfast_activate_s(float* z, const float* b, float* a, float* s, ptrdiff_t count,
+                             int activation, int keep_z) {
+    bpfast_s->activate(z, b, a, s, count, activation, keep_z);
+}
+static void bpfast_update_s(const bpfast_hyper_s* h, float l2, ptrdiff_t n, const float* g,
+                           float* theta, float* v, float* r) {
+    bpfast_s->update(h, l2, n, g, theta, v, r);
+}
+
+static const char* bpfast_isa_in_use = "baseline";
+
+/* Whether this CPU runs the x86-64-v3 variant (AVX2, FMA, BMI1/2, …: what its code may use). */
+static int bpfast_cpu_has_x86_64_v3(void) {
+#if BPFAST_HAVE_AVX2_VARIANT
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("x86-64-v3");
+#else
+    return 0;
+#endif
+}
+
+/* Point the tables at a variant: request NULL or "" for the best this CPU runs, "baseline" for
+ * the baseline, "x86-64-v3" for that one. Returns 0, or -1 (and changes nothing) for a request
+ * this CPU or build cannot meet. */
+static int bpfast_choose_isa(const char* request) {
+    int best = bpfast_cpu_has_x86_64_v3();
+    int v3;
+    if (request == NULL || request[0] == '\0') v3 = best;
+    else if (strcmp(request, "baseline") == 0) v3 = 0;
+    else if (strcmp(request, "x86-64-v3") == 0 && best) v3 = 1;
+    else return -1;
+#if BPFAST_HAVE_AVX2_VARIANT
+    if (v3) {
+        bpfast_d = &bpfast_loops_d_avx2;
+        bpfast_s = &bpfast_loops_s_avx2;
+        bpfast_isa_in_use = "x86-64-v3";
+        return 0;
+    }
+#endif
+    (void) v3;
+    bpfast_d = &bpfast_loops_d_baseline;
+    bpfast_s = &bpfast_loops_s_baseline;
+    bpfast_isa_in_use = "baseline";
+    return 0;
+}
+
+#endif

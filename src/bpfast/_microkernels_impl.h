@@ -1,0 +1,188 @@
+/* The three small products for one element type and one instruction set: included by
+ * _dispatch.h once for each, with these defined (and undefined after):
+ *
+ *   T          the element type, double or float
+ *   V, LANES   a 32-byte vector of T (_microkernels.h) and its number of elements
+ *   HYPER      the rules' hyper-parameters for T (bpfast_hyper_d or _s, _rules.h)
+ *   ISA_TARGET  the target attribute of the outer functions (empty for the baseline)
+ *   NAME(x)    the name of function x for this type and instruction set
+ *
+ * What they compute is in _microkernels.h. No include guard: meant to be included again.
+ */
+
+/* Columns i per cache block: 2 KiB of each row, so that a block of every example of a
+ * mini-batch (up to SMALL_BATCH of them) and of a few weight rows share the 32 KiB of L1. */
+#define BPFAST_CHUNK ((ptrdiff_t)(2048 / sizeof(T)))
+
+BPFAST_INLINE V NAME(load)(const T* p) { V v; memcpy(&v, p, sizeof v); return v; }
+BPFAST_INLINE void NAME(store)(T* p, V v) { memcpy(p, &v, sizeof v); }
+BPFAST_INLINE V NAME(splat)(T x) { V v; for (int l = 0; l < LANES; l++) v[l] = x; return v; }
+BPFAST_INLINE T NAME(hsum)(V v) {
+    T s = 0; for (int l = 0; l < LANES; l++) s += v[l]; return s;
+}
+
+/* Z[r,c] (= if first, else +=) Σ_i A[r,i] W[c,i] over this chunk of i, r < R, c < C. */
+BPFAST_INLINE void NAME(abt_block)(int R, int C, int first, ptrdiff_t ni,
+        const T* A, ptrdiff_t lda, const T* W, ptrdiff_t ldw, T* Z, ptrdiff_t ldz) {
+    V acc[3][4];
+    for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) acc[r][c] = NAME(splat)(0);
+    ptrdiff_t i = 0;
+    for (; i + LANES <= ni; i += LANES) {
+        V a[3], w[4];
+        for (int r = 0; r < R; r++) a[r] = NAME(load)(A + r * lda + i);
+        for (int c = 0; c < C; c++) w[c] = NAME(load)(W + c * ldw + i);
+        for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) acc[r][c] += a[r] * w[c];
+    }
+    for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) {
+        T s = NAME(hsum)(acc[r][c]);
+        for (ptrdiff_t ii = i; ii < ni; ii++) s += A[r * lda + ii] * W[c * ldw + ii];
+        Z[r * ldz + c] = first ? s : Z[r * ldz + c] + s;
+    }
+}
+
+ISA_TARGET static void NAME(abt)(ptrdiff_t m, ptrdiff_t nj, ptrdiff_t ni,
+        const T* A, ptrdiff_t lda, const T* W, ptrdiff_t ldw, T* Z, ptrdiff_t ldz) {
+    /* A chunk of i: the chunk of every example of A stays in L1 while the neurons go by. */
+    for (ptrdiff_t i0 = 0; i0 < ni; i0 += BPFAST_CHUNK) {
+        ptrdiff_t len = ni - i0 < BPFAST_CHUNK ? ni - i0 : BPFAST_CHUNK;
+        for (ptrdiff_t j = 0; j < nj; j += 4) {
+            const T* w = W + j * ldw + i0;
+            for (ptrdiff_t k = 0; k < m; k += 3) {
+                const T* a = A + k * lda + i0;
+                T* z = Z + k * ldz + j;
+                int R = m - k < 3 ? (int)(m - k) : 3, C = nj - j < 4 ? (int)(nj - j) : 4;
+                switch (R * 4 + C) {
+                case 13: NAME(abt_block)(3, 1, i0 == 0, len, a, lda, w, ldw, z, ldz); break;
+                case 14: NAME(abt_block)(3, 2, i0 == 0, len, a, lda, w, ldw, z, ldz); break;
+                case 15: NAME(abt_block)(3, 3, i0 == 0, len, a, lda, w, ldw, z, ldz); break;
+                case 16: NAME(abt_block)(3, 4, i0 == 0, len, a, lda, w, ldw, z, ldz); break;
+                case 9: NAME(abt_block)(2, 1, i0 == 0, len, a, lda, w, ldw, z, ldz); break;
+                case 10: NAME(abt_block)(2, 2, i0 == 0, len, a, lda, w, ldw, z, ldz); break;
+                case 11: NAME(abt_block)(2, 3, i0 == 0, len, a, lda, w, ldw, z, ldz); break;
+                case 12: NAME(abt_block)(2, 4, i0 == 0, len, a, lda, w, ldw, z, ldz); break;
+                case 5: NAME(abt_block)(1, 1, i0 == 0, len, a, lda, w, ldw, z, ldz); break;
+                case 6: NAME(abt_block)(1, 2, i0 == 0, len, a, lda, w, ldw, z, ldz); break;
+                case 7: NAME(abt_block)(1, 3, i0 == 0, len, a, lda, w, ldw, z, ldz); break;
+                default: NAME(abt_block)(1, 4, i0 == 0, len, a, lda, w, ldw, z, ldz); break;
+                }
+            }
+        }
+    }
+}
+
+/* W[c,i] = β W[c,i] + α Σ_k D[k,c] A[k,i] for c < C and the 2·LANES columns i from here; with
+ * Vel, the momentum (or Nesterov) step of h instead. */
+BPFAST_INLINE void NAME(atb_block)(int C, ptrdiff_t m, T alpha, T beta,
+        const T* D, ptrdiff_t ldd, const T* A, ptrdiff_t lda, T* W, ptrdiff_t ldw,
+        T* Vel, const HYPER* h) {
+    V acc[4][2];
+    for (int c = 0; c < C; c++) acc[c][0] = acc[c][1] = NAME(splat)(0);
+    for (ptrdiff_t k = 0; k < m; k++) {
+        V a0 = NAME(load)(A + k * lda), a1 = NAME(load)(A + k * lda + LANES);
+        for (int c = 0; c < C; c++) {
+            V d = NAME(splat)(D[k * ldd + c]);
+            acc[c][0] += d * a0;
+            acc[c][1] += d * a1;
+        }
+    }
+    V va = NAME(splat)(alpha), vb = NAME(splat)(beta);
+    if (Vel) {
+        V eta = NAME(splat)(h->eta), mu = NAME(splat)(h->mu);
+        V l2 = NAME(splat)(h->l2);
+        int nesterov = h->rule == BPFAST_NESTEROV;
+        for (int c = 0; c < C; c++) for (int v = 0; v < 2; v++) {
+            T* w = W + c * ldw + v * LANES;
+            T* u = Vel + c * ldw + v * LANES;
+            V w_now = NAME(load)(w);
+            V g = va * acc[c][v] + l2 * w_now;
+            V velocity = mu * NAME(load)(u) + g;
+            NAME(store)(u, velocity);
+            NAME(store)(w, w_now - eta * (nesterov ? g + mu * velocity : velocity));
+        }
+        return;
+    }
+    for (int c = 0; c < C; c++) for (int v = 0; v < 2; v++) {
+        T* w = W + c * ldw + v * LANES;
+        /* β = 0 must not read W: it may hold anything, NaN included. */
+        NAME(store)(w, beta == 0 ? va * acc[c][v]
+                                           : vb * NAME(load)(w) + va * acc[c][v]);
+    }
+}
+
+ISA_TARGET static void NAME(atb)(ptrdiff_t m, ptrdiff_t nj, ptrdiff_t ni, T alpha, T beta,
+        const T* D, ptrdiff_t ldd, const T* A, ptrdiff_t lda, T* W, ptrdiff_t ldw,
+        T* Vel, const HYPER* h) {
+    for (ptrdiff_t i0 = 0; i0 < ni; i0 += BPFAST_CHUNK) {
+        ptrdiff_t end = ni - i0 < BPFAST_CHUNK ? ni : i0 + BPFAST_CHUNK, i;
+        for (ptrdiff_t j = 0; j < nj; j += 4) {
+            int C = nj - j < 4 ? (int)(nj - j) : 4;
+            const T* d = D + j;
+            for (i = i0; i + 2 * LANES <= end; i += 2 * LANES) {
+                T* w = W + j * ldw + i;
+                switch (C) {
+                case 1: NAME(atb_block)(1, m, alpha, beta, d, ldd, A + i, lda, w, ldw, Vel ? Vel + (w - W) : NULL, h); break;
+                case 2: NAME(atb_block)(2, m, alpha, beta, d, ldd, A + i, lda, w, ldw, Vel ? Vel + (w - W) : NULL, h); break;
+                case 3: NAME(atb_block)(3, m, alpha, beta, d, ldd, A + i, lda, w, ldw, Vel ? Vel + (w - W) : NULL, h); break;
+                default: NAME(atb_block)(4, m, alpha, beta, d, ldd, A + i, lda, w, ldw, Vel ? Vel + (w - W) : NULL, h); break;
+                }
+            }
+            for (int c = 0; c < C; c++) for (ptrdiff_t ii = i; ii < end; ii++) {
+                T s = 0;
+                for (ptrdiff_t k = 0; k < m; k++) s += d[k * ldd + c] * A[k * lda + ii];
+                T* w = W + (j + c) * ldw + ii;
+                if (Vel) {
+                    T* u = Vel + (w - W);
+                    T g = alpha * s + h->l2 * *w;
+                    *u = h->mu * *u + g;
+                    *w -= h->eta * (h->rule == BPFAST_NESTEROV ? g + h->mu * *u : *u);
+                } else {
+                    *w = beta == 0 ? alpha * s : beta * *w + alpha * s;
+                }
+            }
+        }
+    }
+}
+
+/* T[r,i] = Σ_j D[r,j] W[j,i] for r < R and the 2·LANES columns i from here. */
+BPFAST_INLINE void NAME(ab_block)(int R, ptrdiff_t nj,
+        const T* D, ptrdiff_t ldd, const T* W, ptrdiff_t ldw, T* Tout, ptrdiff_t ldt) {
+    V acc[4][2];
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = NAME(splat)(0);
+    for (ptrdiff_t j = 0; j < nj; j++) {
+        V w0 = NAME(load)(W + j * ldw), w1 = NAME(load)(W + j * ldw + LANES);
+        for (int r = 0; r < R; r++) {
+            V d = NAME(splat)(D[r * ldd + j]);
+            acc[r][0] += d * w0;
+            acc[r][1] += d * w1;
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        NAME(store)(Tout + r * ldt, acc[r][0]);
+        NAME(store)(Tout + r * ldt + LANES, acc[r][1]);
+    }
+}
+
+ISA_TARGET static void NAME(ab)(ptrdiff_t m, ptrdiff_t ni, ptrdiff_t nj,
+        const T* D, ptrdiff_t ldd, const T* W, ptrdiff_t ldw, T* Tout, ptrdiff_t ldt) {
+    ptrdiff_t k = 0, i;
+    for (; k < m; k += 4) {
+        int R = m - k < 4 ? (int)(m - k) : 4;
+        const T* d = D + k * ldd;
+        for (i = 0; i + 2 * LANES <= ni; i += 2 * LANES) {
+            T* t = Tout + k * ldt + i;
+            switch (R) {
+            case 1: NAME(ab_block)(1, nj, d, ldd, W + i, ldw, t, ldt); break;
+            case 2: NAME(ab_block)(2, nj, d, ldd, W + i, ldw, t, ldt); break;
+            case 3: NAME(ab_block)(3, nj, d, ldd, W + i, ldw, t, ldt); break;
+            default: NAME(ab_block)(4, nj, d, ldd, W + i, ldw, t, ldt); break;
+            }
+        }
+        for (int r = 0; r < R; r++) for (ptrdiff_t ii = i; ii < ni; ii++) {
+            T s = 0;
+            for (ptrdiff_t j = 0; j < nj; j++) s += d[r * ldd + j] * W[j * ldw + ii];
+            Tout[(k + r) * ldt + ii] = s;
+        }
+    }
+}
+
+#undef BPFAST_CHUNK

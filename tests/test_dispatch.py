@@ -1,0 +1,65 @@
+"""The C loops' variants (_dispatch.h) and the codes shared by C and Python (_codes.h)."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import bpfast
+from bpfast import _kernels
+
+SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import bpfast
+    from bpfast import _kernels
+    rng = np.random.default_rng(0)
+    net = bpfast.Network([30, 20, 5], activation="tanh", seed=1)
+    X, Y = rng.normal(size=(40, 30)), rng.random((40, 5))
+    net.fit(X, Y, epochs=2, batch_size=8, learning_rate=0.3, momentum=0.9, nesterov=True,
+            seed=0, n_threads=1)
+    np.save(sys.argv[1], np.concatenate([net.parameters_vector(),
+                                         net.gradient(X, Y).vector()]))
+    print(_kernels.isa)
+""")
+
+
+def run_with_isa(isa, path):
+    environment = {key: value for key, value in os.environ.items() if key != "BPFAST_ISA"}
+    if isa is not None:
+        environment["BPFAST_ISA"] = isa
+    return subprocess.run([sys.executable, "-c", SCRIPT, str(path)], capture_output=True,
+                          text=True, env=environment, timeout=120)
+
+
+def test_the_baseline_can_be_chosen_and_agrees_with_the_best_variant(tmp_path):
+    """BPFAST_ISA=baseline runs the loops compiled for any x86-64 even where AVX2 is there (how
+    CI tests them); the two agree to rounding (FMA rounds a·b + c once)."""
+    best = run_with_isa(None, tmp_path / "best.npy")
+    baseline = run_with_isa("baseline", tmp_path / "baseline.npy")
+    assert best.returncode == 0 and baseline.returncode == 0, best.stderr + baseline.stderr
+    assert baseline.stdout.strip() == "baseline"
+    assert best.stdout.strip() == _kernels.isa
+    a, b = np.load(tmp_path / "best.npy"), np.load(tmp_path / "baseline.npy")
+    assert np.max(np.abs(a - b)) <= 1e-12 * np.max(np.abs(a))
+    if best.stdout.strip() == "x86-64-v3":
+        assert not np.array_equal(a, b)                 # two variants did run
+
+
+def test_an_unknown_variant_is_refused_at_import(tmp_path):
+    result = run_with_isa("avx512", tmp_path / "x.npy")
+    assert result.returncode != 0
+    assert "ImportError: BPFAST_ISA='avx512': this CPU and build run 'baseline'" in result.stderr
+
+
+def test_python_names_agree_with_the_kernels_codes():
+    assert _kernels.ACTIVATION_CODES == {name: code for code, name in
+                                         enumerate(bpfast.activations.ACTIVATIONS)}
+    assert _kernels.COST_CODES == {name: code for code, name in enumerate(bpfast.costs.COSTS)}
+    assert _kernels.RULE_CODES == {name: code for code, name in
+                                   enumerate(bpfast.training.RULES)}
+    with pytest.raises(ImportError, match="disagree: the build is out of date"):
+        _kernels.check_codes(("sigmoid", "relu", "tanh", "identity", "softmax"),
+                             _kernels.ACTIVATION_CODES, "activations")
