@@ -2,17 +2,26 @@
 
 Design
 1. The parameters θ live in one contiguous vector in the slides' order: w^(1) (row-major,
-   shape (n_1, n_0)), b^(1), w^(2), b^(2), …, w^(L), b^(L). `sizes` = [n_0, …, n_L] gives every
-   offset. A gradient has the same layout, so ∇C is written straight into its final place, and a
-   gradient-descent step is a GEMM that updates θ in place (beta = 1).
+   shape (n_1, n_0)), b^(1), w^(2), b^(2), …, w^(L), b^(L). A `NetworkLayout` (a C struct,
+   Layout, with its Python twin) is the one place where offsets exist: where each w^(l), b^(l)
+   starts, where each layer's block starts in a batch buffer, the widths, the activation and
+   cost codes (_codes.h). Every kernel takes it. A gradient has θ's layout, so ∇C is written
+   straight into its final place, and a gradient-descent step is a GEMM that updates θ in place.
 2. A batch is row-major, one example per row. Matrix products are BLAS GEMMs from
    scipy.linalg.cython_blas. BLAS is column-major, so a row-major matrix M is handed over as Mᵀ
    and the operands swap: Z = A wᵀ is computed as Zᵀ = w Aᵀ.
 3. Per-layer batch buffers are flat: layer l's block of shape (n, n_l) starts at
-   n · (n_1 + … + n_{l−1}). Z holds z^(l), A holds a^(l) (a^(0) is X itself), S holds f'(z^(l))
-   (z^(L) itself at the output with cross-entropy or softmax) and is overwritten, layer by layer
-   from the top, with δ^(l) = ∂C_0/∂z^(l).
-4. A step of `fit` is split into parts by neurons: in every layer, part p of n_threads owns a
+   n · (n_1 + … + n_{l−1}). A `Workspace`, sized from the layout (never by a caller), holds them:
+   A holds a^(l) (a^(0) is X itself), S holds f'(z^(l)) (z^(L) itself at the output with
+   cross-entropy or softmax) and is overwritten, layer by layer from the top, with
+   δ^(l) = ∂C_0/∂z^(l); Z, only for a trace, keeps z^(l) (otherwise z is computed into S, which
+   the slopes replace — the one place two roles share a buffer, and the forward pass's
+   argument Z, NULL or not, says which).
+4. The pieces of backpropagation are named for what they write: `_forward_layer` (z, a, f'),
+   `_output_delta` (δ^(L), and Σ_k C_k: the one cost, for fit, cost and evaluate),
+   `_delta_below` (δ^(l−1)), then link 1 three ways — `_mean_gradient_layer` (∂C/∂θ),
+   `_example_gradients_layer` (each ∂C_k/∂θ), `_step_layer` (θ itself, by the rule).
+5. A step of `fit` is split into parts by neurons: in every layer, part p of n_threads owns a
    contiguous range of neurons j, computes their z_j, a_j, δ_j and updates their row w_j and
    b_j; BLAS is called single-threaded on those sub-blocks. The step is a sequence of stages
    (Stage), each a phase of a `Team` (_team.h): every part of a stage is done before the next
@@ -20,25 +29,31 @@ Design
    n_threads, so a given n_threads gives bitwise-reproducible results whichever threads compute
    the parts and however many — which the team decides at run time, by measuring, so that a
    busy machine never makes threads wait for each other more than they gain.
-5. Mini-batches of fewer than SMALL_BATCH examples use the small products of _microkernels.h
-   (AVX2/FMA where the CPU has it, chosen at load time) instead of BLAS, whose packing of the
-   operands costs more than the arithmetic at that size; larger ones go to BLAS.
-6. Each layer has its activation (`acts[l−1]`, numbered as Activation; the formulas are in
-   _activations.h, compiled like the microkernels), and the network one cost (Cost). Softmax needs
-   whole rows: for a softmax output, threads share the output layer's a^(L) and δ^(L) by
-   examples instead of neurons (`_rows_are_split`), in a stage of their own.
-7. A step of `fit` is one of the rules of Rule (plain, momentum, Nesterov, Adam; L2 with any):
-   plain steps are the gradient GEMM with β = 1 − ηλ; the others keep their state in buffers laid
-   out as θ and apply the rule right after each block of ∂C/∂w (`_step_rows`, _rules.h).
-8. `cdef … noexcept nogil` functions over `floating` do the arithmetic; the `def` twins at the
-   bottom release the GIL around them. Nothing here checks its arguments: bpfast.network and
-   bpfast.training validate every shape, dtype and value before calling in.
+6. Mini-batches of fewer than SMALL_BATCH examples use the small products of
+   _microkernels_impl.h instead of BLAS, whose packing of the operands costs more than the
+   arithmetic at that size; larger ones go to BLAS. The C loops (products, activations, rules)
+   are written once for any type and compiled per type and instruction set (x86-64-v3 and the
+   baseline); _dispatch.h chooses at import (BPFAST_ISA=baseline forces the baseline).
+7. Each layer has its activation (`acts[l−1]`; the formulas are in _activations.h) and the
+   network one cost. Softmax needs whole rows: for a softmax output, parts share the output
+   layer's a^(L) and δ^(L) by examples instead of neurons (`_rows_are_split`), in a stage of
+   their own.
+8. A step of `fit` is one of the rules of _codes.h (plain, momentum, Nesterov, Adam; L2 with
+   any), held by a `Rule` built once per fit: its hyper-parameters in both precisions and its
+   state (v, m, r), laid out as θ. Plain steps are the gradient GEMM with β = 1 − ηλ; the
+   others apply the rule right after each block of ∂C/∂w (`_step_rows`, _rules.h).
+9. `cdef … noexcept nogil` functions over `floating` do the arithmetic; the `def` twins at the
+   bottom release the GIL around them. They check only that θ, the workspace and the rule fit
+   the layout; bpfast.network and bpfast.training validate every shape, dtype and value of the
+   user's input before calling in.
 """
 from libc.math cimport fabs, isfinite, log, log1p, pow
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 from cython cimport floating
+
+import numpy as np
 
 cdef extern from *:
     """
@@ -323,63 +338,279 @@ cdef inline void _t_is_d_w(Py_ssize_t m, Py_ssize_t ni, Py_ssize_t nj,
         bpfast_ab_s(m, ni, nj, D, ldd, W, ldw, T, ldt)
 
 
-# --- the layers ----------------------------------------------------------------------------------
+# --- the network's layout --------------------------------------------------------------------------
 
-cdef inline Py_ssize_t _n_params(const Py_ssize_t* sizes, int L) noexcept nogil:
-    """P = Σ_l n_l (n_{l−1} + 1), the length of ∇C"""
-    cdef Py_ssize_t P = 0
-    cdef int l
-    for l in range(1, L + 1):
-        P += sizes[l] * (sizes[l - 1] + 1)
-    return P
-
-
-cdef inline Py_ssize_t _first(Py_ssize_t n, int thread, int n_threads) noexcept nogil:
-    """The first of the neurons (or rows) 0..n−1 that `thread` owns; it owns up to the next's."""
-    return n * thread // n_threads
-
-
-cdef inline bint _rows_are_split(const int* acts, int L) noexcept nogil:
-    """Whether the output layer is shared between threads by examples (softmax) and not neurons"""
-    return acts[L - 1] == SOFTMAX
+cdef struct Layout:
+    # What a network is, for the kernels: computed once (`NetworkLayout`), the only place where
+    # offsets and block sizes are worked out. Arrays indexed by the layer l = 1..L (index 0 of the
+    # per-layer arrays is the input layer's or unused).
+    int L
+    Py_ssize_t* sizes       # n_0, …, n_L
+    Py_ssize_t* w           # where w^(l) starts in θ (row-major, (n_l, n_{l−1}))
+    Py_ssize_t* b           # where b^(l) starts in θ (just after w^(l))
+    Py_ssize_t* before      # n_1 + … + n_{l−1}: layer l's (n, n_l) block of a batch buffer
+                            # starts at n · before[l]
+    int* acts               # the activation of layer l: acts[l − 1] (numbered in _codes.h)
+    int cost                # numbered in _codes.h
+    Py_ssize_t P            # the length of θ and ∇C: Σ_l n_l (n_{l−1} + 1)
+    Py_ssize_t width        # n_1 + … + n_L: the columns of a batch buffer, all layers
+    Py_ssize_t widest_hidden  # max(n_1, …, n_{L−1}), 1 without hidden layers: T's columns
 
 
-cdef void _forward_layer(const floating* theta, const Py_ssize_t* sizes, const int* acts,
-                         int cost, int L, int l, Py_ssize_t n, const floating* X, floating* Z,
-                         floating* A, floating* S, int part, int n_parts) noexcept nogil:
+cdef inline Py_ssize_t _block(const Layout* lay, int l, Py_ssize_t n) noexcept nogil:
+    """Where layer l's (n, n_l) block starts in the per-layer batch buffers"""
+    return n * lay.before[l]
+
+
+cdef inline Py_ssize_t _first(Py_ssize_t n, int part, int n_parts) noexcept nogil:
+    """The first of the neurons (or rows) 0..n−1 that `part` owns; it owns up to the next's."""
+    return n * part // n_parts
+
+
+cdef inline bint _rows_are_split(const Layout* lay) noexcept nogil:
+    """Whether the output layer is shared between parts by examples (softmax) and not neurons"""
+    return lay.acts[lay.L - 1] == SOFTMAX
+
+
+cdef class NetworkLayout:
+    """The layout of a network (Design 1): sizes, where each w^(l) and b^(l) starts in θ, where
+    each layer's block starts in a batch buffer, the activation and cost codes — computed once,
+    read by the kernels as a C struct and by Python through these attributes. `workspace`
+    sizes the buffers a batch needs."""
+    cdef Layout c
+    cdef object _arrays             # the numpy arrays behind c's pointers
+
+    def __cinit__(self, sizes, acts, int cost):
+        cdef int L = len(sizes) - 1, l
+        cdef Py_ssize_t[::1] s, w, b, before
+        cdef int[::1] codes
+        self._arrays = [np.asarray(sizes, dtype=np.intp).copy(), np.zeros(L + 1, np.intp),
+                        np.zeros(L + 1, np.intp), np.zeros(L + 1, np.intp),
+                        np.asarray(acts, dtype=np.intc).copy()]
+        s, w, b, before, codes = self._arrays
+        if L < 1 or codes.shape[0] != L:
+            raise ValueError("a layout needs sizes [n0, …, nL] and one activation per layer.")
+        self.c.L = L
+        self.c.P = 0
+        self.c.width = 0
+        self.c.widest_hidden = 1
+        for l in range(1, L + 1):
+            w[l] = self.c.P
+            b[l] = self.c.P + s[l] * s[l - 1]
+            self.c.P += s[l] * (s[l - 1] + 1)
+            before[l] = self.c.width
+            self.c.width += s[l]
+            if l < L and s[l] > self.c.widest_hidden:
+                self.c.widest_hidden = s[l]
+        self.c.sizes = &s[0]
+        self.c.w = &w[0]
+        self.c.b = &b[0]
+        self.c.before = &before[0]
+        self.c.acts = &codes[0]
+        self.c.cost = cost
+
+    def __reduce__(self):
+        return NetworkLayout, (self.sizes, self.activation_codes, self.c.cost)
+
+    @property
+    def sizes(self):
+        return tuple(int(n) for n in self._arrays[0])
+
+    @property
+    def L(self):
+        return self.c.L
+
+    @property
+    def P(self):
+        """The length of θ and of ∇C."""
+        return self.c.P
+
+    @property
+    def width(self):
+        """n_1 + … + n_L: the columns of a batch buffer that holds every layer."""
+        return self.c.width
+
+    def w_offset(self, int l):
+        """Where w^(l) starts in θ, for l = 1..L (b^(l) follows it)."""
+        return int(self._arrays[1][l])
+
+    def b_offset(self, int l):
+        return int(self._arrays[2][l])
+
+    def block(self, int l, Py_ssize_t n):
+        """Where layer l's (n, n_l) block starts in a batch buffer of n rows."""
+        return n * int(self._arrays[3][l])
+
+    @property
+    def activation_codes(self):
+        return tuple(int(a) for a in self._arrays[4])
+
+    @property
+    def cost_code(self):
+        return self.c.cost
+
+    def workspace(self, Py_ssize_t rows, dtype, bint training=False):
+        """The buffers for batches of up to ``rows`` examples (`Workspace`); with ``training``,
+        also the two halves of the gathered mini-batch that an epoch alternates between."""
+        return Workspace(self, rows, dtype, training)
+
+
+cdef class Workspace:
+    """Work buffers for batches of up to ``rows`` examples of a layout, cache-line aligned:
+    A (a^(1..L)), S (slopes, then δ^(1..L)), Z (z^(1..L), for the forward pass's trace), T (the
+    sum over j of one layer), and for training Xb, Yb (two mini-batches of inputs and targets).
+    Sized here, from the layout: no caller computes a scratch size."""
+    cdef readonly Py_ssize_t rows
+    cdef readonly object dtype, A, S, Z, T, Xb, Yb
+
+    def __cinit__(self, NetworkLayout layout, Py_ssize_t rows, dtype, bint training):
+        from ._buffers import aligned_empty
+        self.rows = rows
+        self.dtype = np.dtype(dtype)
+        self.A = aligned_empty(rows * layout.c.width, self.dtype)
+        self.S = aligned_empty(rows * layout.c.width, self.dtype)
+        self.Z = None
+        self.T = aligned_empty(rows * layout.c.widest_hidden, self.dtype)
+        self.Xb = self.Yb = None
+        if training:
+            self.Xb = aligned_empty(2 * rows * layout.c.sizes[0], self.dtype)
+            self.Yb = aligned_empty(2 * rows * layout.c.sizes[layout.c.L], self.dtype)
+
+    def with_z(self):
+        """The workspace, with room kept for z^(1..L) as well (a forward pass's trace)."""
+        from ._buffers import aligned_empty
+        if self.Z is None:
+            self.Z = aligned_empty(self.A.shape[0], self.dtype)
+        return self
+
+
+cdef inline void _fits(Workspace ws, Py_ssize_t n, dtype, bint training=False) except *:
+    """An internal check before the kernels, which trust their buffers: a workspace for at least
+    n rows of the right dtype."""
+    if ws.rows < n or ws.dtype != dtype or (training and ws.Xb is None):
+        raise ValueError(f"a workspace of {ws.rows} {ws.dtype} rows cannot take {n} of {dtype}.")
+
+
+# --- the forward pass --------------------------------------------------------------------------------
+
+cdef void _forward_layer(const Layout* lay, const floating* theta, int l, Py_ssize_t n,
+                         const floating* X, floating* A, floating* S, floating* Z,
+                         int part, int n_parts) noexcept nogil:
     """z^(l) = a^(l−1) w^(l)ᵀ + b^(l),  a^(l) = f_l(z^(l)),  S ← f_l'(z^(l)) for the part's neurons j
     of layer l (rows = examples; a^(0) = X), f_l being activation acts[l−1].
 
-    S may equal Z (the slopes replace z, which the backward pass does not need). At the output,
-    S keeps z^(L) itself where the backward pass needs z and not a slope: with the cross-entropy
-    cost (computed from z) and with softmax (whose Jacobian is not a slope per neuron); softmax's
-    a^(L) is then left to `_softmax_rows`, by examples.
+    z itself is kept in Z when Z is not NULL (a trace); otherwise it is computed into S, which
+    the slopes then replace (the backward pass needs no z). At the output, S keeps z^(L) itself
+    where the backward pass needs z and not a slope: with the cross-entropy cost (computed from
+    z) and with softmax (whose Jacobian is not a slope per neuron); softmax's a^(L) is then left
+    to `_softmax_rows`, by examples.
     """
-    cdef Py_ssize_t n_in = sizes[l - 1], n_out = sizes[l]
-    cdef const floating* w = theta + _w_offset(sizes, l)
-    cdef const floating* b = w + n_out * n_in
-    cdef const floating* a_prev = X if l == 1 else A + _block(sizes, l - 1, n)
-    cdef Py_ssize_t block = _block(sizes, l, n), k
-    cdef floating* z = Z + block
-    cdef floating* a = A + block
+    cdef Py_ssize_t n_in = lay.sizes[l - 1], n_out = lay.sizes[l]
+    cdef const floating* w = theta + lay.w[l]
+    cdef const floating* b = theta + lay.b[l]
+    cdef const floating* a_prev = X if l == 1 else A + _block(lay, l - 1, n)
+    cdef Py_ssize_t block = _block(lay, l, n), k
     cdef floating* s = S + block
+    cdef floating* z = (Z + block) if Z != NULL else s
+    cdef floating* a = A + block
     cdef Py_ssize_t j0 = _first(n_out, part, n_parts), j1 = _first(n_out, part + 1, n_parts)
     _z_is_a_wT(n, j1 - j0, n_in, a_prev, n_in, w + j0 * n_in, n_in, z + j0, n_out)
     for k in range(n):
         _activate(z + k * n_out + j0, b + j0, a + k * n_out + j0, s + k * n_out + j0, j1 - j0,
-                  acts[l - 1], l == L and cost == CROSS_ENTROPY)
+                  lay.acts[l - 1], l == lay.L and lay.cost == CROSS_ENTROPY)
 
 
-cdef void _forward(const floating* theta, const Py_ssize_t* sizes, const int* acts, int cost,
-                   int L, Py_ssize_t n, const floating* X, floating* Z, floating* A,
-                   floating* S) noexcept nogil:
+cdef void _forward(const Layout* lay, const floating* theta, Py_ssize_t n, const floating* X,
+                   floating* A, floating* S, floating* Z) noexcept nogil:
     """The forward pass of a batch, every layer, on one thread (`_forward_layer`, then softmax's
     rows at the output)."""
     cdef int l
-    for l in range(1, L + 1):
-        _forward_layer(theta, sizes, acts, cost, L, l, n, X, Z, A, S, 0, 1)
-    if _rows_are_split(acts, L):
-        _softmax_rows(S + _block(sizes, L, n), A + _block(sizes, L, n), sizes[L], 0, n)
+    cdef Py_ssize_t output = _block(lay, lay.L, n)
+    for l in range(1, lay.L + 1):
+        _forward_layer(lay, theta, l, n, X, A, S, Z, 0, 1)
+    if _rows_are_split(lay):
+        _softmax_rows(S + output, A + output, lay.sizes[lay.L], 0, n)
+
+
+# --- the backward pass: δ, layer by layer ------------------------------------------------------------
+
+cdef double _output_delta(const Layout* lay, Py_ssize_t n, const floating* A, const floating* Y,
+                          floating* S, int part, int n_parts) noexcept nogil:
+    """δ^(L) = ∂C_0/∂z^(L) into S's output block, which holds f'(z^(L)) or z^(L) (see
+    `_forward_layer`); returns Σ_k C_k over the part's share (its neurons, or with softmax its
+    examples). The one place where C_0 is computed: for `fit`, `cost` and `evaluate` alike.
+
+    quadratic:             δ_j = f'(z_j) · 2(a_j − y_j)           (link 2 times link 3)
+    quadratic, softmax:    δ_j = Σ_i ∂a_i/∂z_j · 2(a_i − y_i) = a_j (2(a_j − y_j) − Σ_i a_i 2(a_i − y_i))
+    cross-entropy, sigmoid: C_0 = Σ_j softplus(z_j) − y_j z_j, δ_j = a_j − y_j
+    cross-entropy, softmax: C_0 = Σ_j y_j (lse(z) − z_j),       δ_j = a_j Σ_i y_i − y_j
+    (softplus(z) = ln(1 + e^z), lse(z) = ln Σ_i e^(z_i), both computed without overflow.)
+    """
+    cdef Py_ssize_t count = lay.sizes[lay.L], output = _block(lay, lay.L, n)
+    cdef int cost = lay.cost
+    cdef Py_ssize_t k, j, i
+    cdef floating error, dot, top, total, sum_y, lse, z_j
+    cdef const floating* a
+    cdef const floating* y
+    cdef floating* s
+    cdef double sum_C = 0
+    A = A + output
+    S = S + output
+    if _rows_are_split(lay):
+        for k in range(_first(n, part, n_parts), _first(n, part + 1, n_parts)):
+            a = A + k * count
+            y = Y + k * count
+            s = S + k * count
+            if cost == QUADRATIC:
+                dot = 0
+                for j in range(count):
+                    error = a[j] - y[j]
+                    sum_C += error * error
+                    dot += a[j] * 2 * error
+                for j in range(count):
+                    s[j] = a[j] * (2 * (a[j] - y[j]) - dot)
+            else:
+                top = _row_max(s, count)
+                total = 0
+                sum_y = 0
+                for j in range(count):
+                    total += _exp_negative(s[j] - top)
+                    sum_y += y[j]
+                lse = top + log(total)
+                for j in range(count):
+                    sum_C += y[j] * (lse - s[j])
+                    s[j] = a[j] * sum_y - y[j]
+        return sum_C
+    for k in range(n):
+        for j in range(_first(count, part, n_parts), _first(count, part + 1, n_parts)):
+            i = k * count + j
+            error = A[i] - Y[i]
+            if cost == QUADRATIC:
+                sum_C += error * error
+                S[i] = S[i] * 2 * error
+            else:                               # CROSS_ENTROPY with sigmoid
+                z_j = S[i]
+                sum_C += ((z_j if z_j > 0 else 0) - Y[i] * z_j
+                          + log1p(_exp_negative(-fabs(z_j))))
+                S[i] = error
+    return sum_C
+
+
+cdef void _delta_below(const Layout* lay, const floating* theta, int l, Py_ssize_t n,
+                       floating* S, floating* T, int part, int n_parts) noexcept nogil:
+    """δ_i^(l−1) = f'(z_i^(l−1)) · Σ_j w_ji^(l) δ_j^(l) for the part's neurons i of layer l − 1.
+
+    The sum over j, ∂C_0/∂a_i^(l−1), goes into T (scratch of n × n_{l−1}), then it is multiplied
+    by link 2 of the layer below, which S holds where δ^(l−1) is to be written.
+    """
+    cdef Py_ssize_t n_out = lay.sizes[l], n_in = lay.sizes[l - 1], k, i
+    cdef Py_ssize_t i0 = _first(n_in, part, n_parts), i1 = _first(n_in, part + 1, n_parts)
+    cdef const floating* delta = S + _block(lay, l, n)
+    cdef floating* delta_below = S + _block(lay, l - 1, n)
+    _t_is_d_w(n, i1 - i0, n_out, delta, n_out, theta + lay.w[l] + i0, n_in, T + i0, n_in)
+    for k in range(n):
+        for i in range(i0, i1):
+            delta_below[k * n_in + i] *= T[k * n_in + i]
 
 
 # Columns summed at once by `_add_column_sums`: a block of partial sums that stays in registers
@@ -410,59 +641,74 @@ cdef inline void _add_column_sums(floating* out, const floating* M, Py_ssize_t r
         start += width
 
 
-# What `_backward` does with ∂C/∂θ once it has it.
-cdef enum Mode:
-    MEAN = 0          # grad ← ∂C/∂θ = (1/n) Σ_k ∂C_k/∂θ
-    PER_EXAMPLE = 1   # grad[k·P:(k+1)·P] ← ∂C_k/∂θ
-    STEP = 2          # θ ← θ − η ∂C/∂θ, in place (grad is θ itself)
+cdef inline const floating* _a_below(const Layout* lay, int l, Py_ssize_t n, const floating* X,
+                                     const floating* A) noexcept nogil:
+    """a^(l−1) of a batch of n: X for l = 1, else its block of A"""
+    return X if l == 1 else A + _block(lay, l - 1, n)
 
 
-cdef inline Py_ssize_t _w_offset(const Py_ssize_t* sizes, int l) noexcept nogil:
-    """Where w^(l) starts in θ (b^(l) follows it)"""
-    cdef Py_ssize_t offset = 0
-    cdef int m
-    for m in range(1, l):
-        offset += sizes[m] * (sizes[m - 1] + 1)
-    return offset
+# --- link 1: what each layer's δ gives, three ways -----------------------------------------------
+
+cdef void _mean_gradient_layer(const Layout* lay, int l, Py_ssize_t n, const floating* X,
+                               const floating* A, const floating* S, floating* grad,
+                               int part, int n_parts) noexcept nogil:
+    """∂C/∂w_ji^(l) = (1/n) Σ_k δ_kj^(l) a_ki^(l−1),  ∂C/∂b_j^(l) = (1/n) Σ_k δ_kj^(l) into grad
+    (laid out as θ), for the part's rows j. Link 1: ∂z_j/∂w_ji = a_i^(l−1), ∂z_j/∂b_j = 1."""
+    cdef Py_ssize_t n_out = lay.sizes[l], n_in = lay.sizes[l - 1], j
+    cdef Py_ssize_t j0 = _first(n_out, part, n_parts), j1 = _first(n_out, part + 1, n_parts)
+    cdef const floating* delta = S + _block(lay, l, n)
+    cdef floating inv_n = (<floating> 1) / n
+    _w_is_beta_w_plus_alpha_dT_a(n, j1 - j0, n_in, inv_n, 0, delta + j0, n_out,
+                                 _a_below(lay, l, n, X, A), n_in, grad + lay.w[l] + j0 * n_in,
+                                 n_in)
+    for j in range(j0, j1):
+        grad[lay.b[l] + j] = 0
+    _add_column_sums(grad + lay.b[l], delta, n, n_out, j0, j1, inv_n)
 
 
-cdef inline Py_ssize_t _block(const Py_ssize_t* sizes, int l, Py_ssize_t n) noexcept nogil:
-    """Where layer l's (n, n_l) block starts in the per-layer batch buffers"""
-    cdef Py_ssize_t block = 0
-    cdef int m
-    for m in range(1, l):
-        block += n * sizes[m]
-    return block
+cdef void _example_gradients_layer(const Layout* lay, int l, Py_ssize_t n, const floating* X,
+                                   const floating* A, const floating* S, floating* out,
+                                   int part, int n_parts) noexcept nogil:
+    """∂C_k/∂w_ji^(l) = δ_kj^(l) a_ki^(l−1),  ∂C_k/∂b_j^(l) = δ_kj^(l) into row k of out (n rows
+    of P, each laid out as θ), for the part's rows j."""
+    cdef Py_ssize_t n_out = lay.sizes[l], n_in = lay.sizes[l - 1], P = lay.P, k, j, i
+    cdef Py_ssize_t j0 = _first(n_out, part, n_parts), j1 = _first(n_out, part + 1, n_parts)
+    cdef const floating* delta = S + _block(lay, l, n)
+    cdef const floating* a_prev = _a_below(lay, l, n, X, A)
+    cdef floating* g
+    cdef floating d
+    for k in range(n):
+        g = out + k * P
+        for j in range(j0, j1):
+            d = delta[k * n_out + j]
+            for i in range(n_in):
+                g[lay.w[l] + j * n_in + i] = d * a_prev[k * n_in + i]
+            g[lay.b[l] + j] = d
 
 
-cdef struct Optimizer:
-    int rule
-    double eta, l2, mu, beta1, beta2, eps
-    double c1, c2     # Adam at step t: 1 / (1 − β1^t) and 1 / (1 − β2^t)
-    void* grad        # P elements: the mini-batch's ∂C/∂θ (every rule but SGD)
-    void* v           # P elements: the velocity v, or Adam's first moment m
-    void* r           # P elements: Adam's second moment r
+cdef struct Step:
+    # What a step of `fit` does to θ, built once per fit (`Rule`): the rule and its
+    # hyper-parameters in both precisions (d.eta and d.l2 also serve float networks' plain steps,
+    # whose factors are formed in double), and the rule's state, laid out as θ.
+    bpfast_hyper_d d
+    bpfast_hyper_s s
+    void* grad          # the mini-batch's ∂C/∂θ (every rule but SGD)
+    void* v             # the velocity v, or Adam's first moment m
+    void* r             # Adam's second moment r
 
 
-cdef inline void _hyper(const Optimizer* opt, bpfast_hyper_d* hd, bpfast_hyper_s* hs) noexcept nogil:
-    """The rule's hyper-parameters in the form _rules.h takes, in double and in float"""
-    hd.rule = hs.rule = opt.rule
-    hd.eta = opt.eta
-    hd.mu = opt.mu
-    hd.l2 = opt.l2
-    hd.beta1 = opt.beta1
-    hd.beta2 = opt.beta2
-    hd.eps = opt.eps
-    hd.c1 = opt.c1
-    hd.c2 = opt.c2
-    hs.eta = <float> opt.eta
-    hs.mu = <float> opt.mu
-    hs.l2 = <float> opt.l2
-    hs.beta1 = <float> opt.beta1
-    hs.beta2 = <float> opt.beta2
-    hs.eps = <float> opt.eps
-    hs.c1 = <float> opt.c1
-    hs.c2 = <float> opt.c2
+cdef void _update(floating* theta, const floating* g, const Step* step, Py_ssize_t start,
+                  Py_ssize_t end, bint weights) noexcept nogil:
+    """One step of the rule on θ_i for start ≤ i < end, from g_i = ∂C/∂θ_i in memory (_rules.h);
+    `weights` says whether these are weights, which L2 regularises, or biases."""
+    cdef floating* v = <floating*> step.v + start
+    cdef floating* r = (<floating*> step.r + start) if step.r != NULL else v
+    if floating is double:
+        bpfast_update_d(&step.d, step.d.l2 if weights else 0, end - start, g + start,
+                        theta + start, v, r)
+    else:
+        bpfast_update_s(&step.s, step.s.l2 if weights else 0, end - start, g + start,
+                        theta + start, v, r)
 
 
 # Weight rows per block of `_step_rows`: their ∂C/∂w (4 rows of 784 doubles, 25 KiB) is still in
@@ -472,204 +718,90 @@ cdef enum:
 
 
 cdef void _step_rows(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, const floating* D, Py_ssize_t ldd,
-                     const floating* A, Py_ssize_t lda, floating* theta, floating* grad,
-                     const Optimizer* opt, Py_ssize_t start) noexcept nogil:
-    """A step of `opt`'s rule, L2 included, on the nj weight rows of θ from θ[start] (each ni
-    long), from ∂C/∂w_ji = (1/m) Σ_k D_kj A_ki. Momentum and Nesterov on small mini-batches: in
-    the product's epilogue, ∂C/∂w never in memory. Adam on small mini-batches: ∂C/∂w written into
-    grad (laid out as θ) a few rows at a time and read back while it is in L1. BLAS, whose
-    packing prefers one large product: all rows into grad at once, then the rule."""
+                     const floating* A, Py_ssize_t lda, floating* theta, const Step* step,
+                     Py_ssize_t start) noexcept nogil:
+    """A step of the rule, L2 included, on the nj weight rows of θ from θ[start] (each ni long),
+    from ∂C/∂w_ji = (1/m) Σ_k D_kj A_ki. Momentum and Nesterov on small mini-batches: in the
+    product's epilogue, ∂C/∂w never in memory. Adam on small mini-batches: ∂C/∂w written into the
+    rule's grad a few rows at a time and read back while it is in L1. BLAS, whose packing prefers
+    one large product: all rows into grad at once, then the rule."""
     cdef floating inv_m = (<floating> 1) / m
+    cdef floating* grad = <floating*> step.grad
     cdef Py_ssize_t j, rows
-    cdef bpfast_hyper_d hd
-    cdef bpfast_hyper_s hs
     if m == 0 or nj == 0:
         return
     if m >= SMALL_BATCH:
         _gemm(c'N', c'T', ni, nj, m, inv_m, A, lda, D, ldd, 0, grad + start, ni)
-        _update(theta, grad, opt, start, start + nj * ni, True)
+        _update(theta, grad, step, start, start + nj * ni, True)
         return
-    if opt.rule == MOMENTUM or opt.rule == NESTEROV:
+    if step.d.rule == MOMENTUM or step.d.rule == NESTEROV:
         # The small products apply momentum themselves, tile by tile (_microkernels.h).
-        _hyper(opt, &hd, &hs)
         if floating is double:
             bpfast_atb_d(m, nj, ni, inv_m, 0, D, ldd, A, lda, theta + start, ni,
-                         <double*> opt.v + start, &hd)
+                         <double*> step.v + start, &step.d)
         else:
             bpfast_atb_s(m, nj, ni, inv_m, 0, D, ldd, A, lda, theta + start, ni,
-                         <float*> opt.v + start, &hs)
+                         <float*> step.v + start, &step.s)
         return
     j = 0
     while j < nj:
         rows = min(<Py_ssize_t> STEP_ROWS, nj - j)
         _w_is_beta_w_plus_alpha_dT_a(m, rows, ni, inv_m, 0, D + j, ldd, A, lda,
                                      grad + start + j * ni, ni)
-        _update(theta, grad, opt, start + j * ni, start + (j + rows) * ni, True)
+        _update(theta, grad, step, start + j * ni, start + (j + rows) * ni, True)
         j += rows
 
 
-cdef void _update(floating* theta, const floating* g, const Optimizer* opt, Py_ssize_t start,
-                  Py_ssize_t end, bint weights) noexcept nogil:
-    """One step of `opt`'s rule on θ_i for start ≤ i < end, from g_i = ∂C/∂θ_i in memory (Rule,
-    and _rules.h); `weights` says whether these are weights, which L2 regularises, or biases."""
-    cdef bpfast_hyper_d hd
-    cdef bpfast_hyper_s hs
-    cdef floating* v = <floating*> opt.v + start
-    cdef floating* r = (<floating*> opt.r + start) if opt.r != NULL else v
-    _hyper(opt, &hd, &hs)
-    if floating is double:
-        bpfast_update_d(&hd, opt.l2 if weights else 0, end - start, g + start, theta + start, v, r)
-    else:
-        bpfast_update_s(&hs, <float> opt.l2 if weights else 0, end - start, g + start,
-                        theta + start, v, r)
+cdef void _step_layer(const Layout* lay, int l, Py_ssize_t n, const floating* X,
+                      const floating* A, const floating* S, floating* theta, const Step* step,
+                      int part, int n_parts) noexcept nogil:
+    """A step of fit on w^(l) and b^(l) of θ, the part's rows j, from δ^(l) and a^(l−1).
 
-
-cdef void _link_one(floating* grad, Py_ssize_t P, const Py_ssize_t* sizes, int l, Py_ssize_t n,
-                    const floating* X, const floating* A, const floating* S, Mode mode,
-                    const Optimizer* opt, int thread, int n_threads) noexcept nogil:
-    """∂C/∂w_ji^(l) = (1/n) Σ_k δ_kj^(l) a_ki^(l−1),  ∂C/∂b_j^(l) = (1/n) Σ_k δ_kj^(l), own rows j
-
-    Link 1 of the chain: ∂z_j/∂w_ji = a_i^(l−1) and ∂z_j/∂b_j = 1. S holds δ^(l); `mode` says
-    where the result goes (see Mode; STEP applies `opt`); P is the length of a per-example row.
+    Plain gradient descent needs no ∂C/∂θ in memory: the product adds −η ∂C/∂w to w in place,
+    and L2's −ηλ w folds into its β: w ← (1 − ηλ) w − η ∂C/∂w. The other rules: `_step_rows`.
     """
-    cdef Py_ssize_t n_out = sizes[l], n_in = sizes[l - 1]
-    cdef Py_ssize_t w_offset = _w_offset(sizes, l)
-    cdef Py_ssize_t b_offset = w_offset + n_out * n_in
-    cdef Py_ssize_t j0 = _first(n_out, thread, n_threads), j1 = _first(n_out, thread + 1, n_threads)
-    cdef const floating* delta = S + _block(sizes, l, n)
-    cdef const floating* a_prev = X if l == 1 else A + _block(sizes, l - 1, n)
-    cdef Py_ssize_t k, j, i
-    cdef floating d
-    cdef floating* g
-    cdef floating* theta = grad
+    cdef Py_ssize_t n_out = lay.sizes[l], n_in = lay.sizes[l - 1], j
+    cdef Py_ssize_t j0 = _first(n_out, part, n_parts), j1 = _first(n_out, part + 1, n_parts)
+    cdef const floating* delta = S + _block(lay, l, n)
+    cdef const floating* a_prev = _a_below(lay, l, n, X, A)
     cdef floating inv_n = (<floating> 1) / n
-    cdef floating scale = inv_n, beta = 0
-    cdef bint fused = mode == STEP and opt.rule == SGD
-    if mode == PER_EXAMPLE:
-        for k in range(n):
-            g = grad + k * P
-            for j in range(j0, j1):
-                d = delta[k * n_out + j]
-                for i in range(n_in):
-                    g[w_offset + j * n_in + i] = d * a_prev[k * n_in + i]
-                g[b_offset + j] = d
+    cdef floating scale
+    cdef floating* grad
+    if step.d.rule == SGD:
+        scale = <floating> (-step.d.eta) * inv_n
+        _w_is_beta_w_plus_alpha_dT_a(n, j1 - j0, n_in, scale,
+                                     <floating> (1 - step.d.eta * step.d.l2), delta + j0, n_out,
+                                     a_prev, n_in, theta + lay.w[l] + j0 * n_in, n_in)
+        _add_column_sums(theta + lay.b[l], delta, n, n_out, j0, j1, scale)
         return
-    if fused:
-        # Plain gradient descent needs no ∂C/∂θ in memory: the GEMM adds −η ∂C/∂w to w in place,
-        # and L2's −ηλ w folds into its β: w ← (1 − ηλ) w − η ∂C/∂w.
-        scale = <floating> (-opt.eta) * inv_n
-        beta = <floating> (1 - opt.eta * opt.l2)
-    elif mode == STEP:
-        grad = <floating*> opt.grad
-        _step_rows(n, j1 - j0, n_in, delta + j0, n_out, a_prev, n_in, theta, grad, opt,
-                   w_offset + j0 * n_in)
-    if not (mode == STEP and not fused):
-        _w_is_beta_w_plus_alpha_dT_a(n, j1 - j0, n_in, scale, beta, delta + j0, n_out, a_prev,
-                                     n_in, grad + w_offset + j0 * n_in, n_in)
-    g = grad + b_offset
-    if not fused:
-        for j in range(j0, j1):
-            g[j] = 0
-    _add_column_sums(g, delta, n, n_out, j0, j1, scale)
-    if mode == STEP and not fused:
-        _update(theta, grad, opt, b_offset + j0, b_offset + j1, False)
+    grad = <floating*> step.grad
+    _step_rows(n, j1 - j0, n_in, delta + j0, n_out, a_prev, n_in, theta, step,
+               lay.w[l] + j0 * n_in)
+    for j in range(j0, j1):
+        grad[lay.b[l] + j] = 0
+    _add_column_sums(grad + lay.b[l], delta, n, n_out, j0, j1, inv_n)
+    _update(theta, grad, step, lay.b[l] + j0, lay.b[l] + j1, False)
 
 
-cdef double _output_delta(int activation, int cost, Py_ssize_t n, Py_ssize_t count,
-                          const floating* A, const floating* Y, floating* S,
-                          int thread, int n_threads) noexcept nogil:
-    """δ^(L) = ∂C_0/∂z^(L) into S, which holds f'(z^(L)) or z^(L) (see `_forward`); returns
-    Σ_k C_k over the thread's share (its neurons, or with softmax its examples).
-
-    quadratic:             δ_j = f'(z_j) · 2(a_j − y_j)           (link 2 times link 3)
-    quadratic, softmax:    δ_j = Σ_i ∂a_i/∂z_j · 2(a_i − y_i) = a_j (2(a_j − y_j) − Σ_i a_i 2(a_i − y_i))
-    cross-entropy, sigmoid: C_0 = Σ_j softplus(z_j) − y_j z_j, δ_j = a_j − y_j
-    cross-entropy, softmax: C_0 = Σ_j y_j (lse(z) − z_j),       δ_j = a_j Σ_i y_i − y_j
-    (softplus(z) = ln(1 + e^z), lse(z) = ln Σ_i e^(z_i), both computed without overflow.)
-    """
-    cdef Py_ssize_t k, j, i
-    cdef floating error, dot, top, total, sum_y, lse, z_j
-    cdef const floating* a
-    cdef const floating* y
-    cdef floating* s
-    cdef double sum_C = 0
-    if activation == SOFTMAX:
-        for k in range(_first(n, thread, n_threads), _first(n, thread + 1, n_threads)):
-            a = A + k * count
-            y = Y + k * count
-            s = S + k * count
-            if cost == QUADRATIC:
-                dot = 0
-                for j in range(count):
-                    error = a[j] - y[j]
-                    sum_C += error * error
-                    dot += a[j] * 2 * error
-                for j in range(count):
-                    s[j] = a[j] * (2 * (a[j] - y[j]) - dot)
-            else:
-                top = _row_max(s, count)
-                total = 0
-                sum_y = 0
-                for j in range(count):
-                    total += _exp_negative(s[j] - top)
-                    sum_y += y[j]
-                lse = top + log(total)
-                for j in range(count):
-                    sum_C += y[j] * (lse - s[j])
-                    s[j] = a[j] * sum_y - y[j]
-        return sum_C
-    for k in range(n):
-        for j in range(_first(count, thread, n_threads), _first(count, thread + 1, n_threads)):
-            i = k * count + j
-            error = A[i] - Y[i]
-            if cost == QUADRATIC:
-                sum_C += error * error
-                S[i] = S[i] * 2 * error
-            else:                               # CROSS_ENTROPY with sigmoid
-                z_j = S[i]
-                sum_C += ((z_j if z_j > 0 else 0) - Y[i] * z_j
-                          + log1p(_exp_negative(-fabs(z_j))))
-                S[i] = error
-    return sum_C
-
-
-cdef void _delta_below(const floating* theta, const Py_ssize_t* sizes, int l, Py_ssize_t n,
-                       floating* S, floating* T, int part, int n_parts) noexcept nogil:
-    """δ_i^(l−1) = f'(z_i^(l−1)) · Σ_j w_ji^(l) δ_j^(l) for the part's neurons i of layer l − 1.
-
-    The sum over j, ∂C_0/∂a_i^(l−1), goes into T (scratch of n × n_{l−1}), then it is multiplied
-    by link 2 of the layer below, which S holds where δ^(l−1) is to be written.
-    """
-    cdef Py_ssize_t n_out = sizes[l], n_in = sizes[l - 1], k, i
-    cdef Py_ssize_t i0 = _first(n_in, part, n_parts), i1 = _first(n_in, part + 1, n_parts)
-    cdef const floating* delta = S + _block(sizes, l, n)
-    cdef floating* delta_below = S + _block(sizes, l - 1, n)
-    _t_is_d_w(n, i1 - i0, n_out, delta, n_out, theta + _w_offset(sizes, l) + i0, n_in,
-              T + i0, n_in)
-    for k in range(n):
-        for i in range(i0, i1):
-            delta_below[k * n_in + i] *= T[k * n_in + i]
-
-
-cdef double _backward(const floating* theta, const Py_ssize_t* sizes, const int* acts, int cost,
-                      int L, Py_ssize_t n, const floating* X, const floating* Y, const floating* A,
-                      floating* S, floating* T, floating* grad, Mode mode) noexcept nogil:
-    """The backward pass of a batch on one thread, ∂C/∂θ (MEAN) or every ∂C_k/∂θ (PER_EXAMPLE)
-    into grad: δ^(L) (`_output_delta`), δ^(l−1) (`_delta_below`) and `_link_one` for every layer;
-    returns Σ_k C_k.
+cdef double _backward(const Layout* lay, const floating* theta, Py_ssize_t n, const floating* X,
+                      const floating* Y, const floating* A, floating* S, floating* T,
+                      floating* out, bint per_example) noexcept nogil:
+    """The backward pass of a batch on one thread: ∂C/∂θ (the batch mean, into out laid out as
+    θ) or every ∂C_k/∂θ (per_example: n rows of P), from δ^(L) (`_output_delta`) down through
+    δ^(l−1) (`_delta_below`); returns Σ_k C_k.
 
     On entry S holds what `_forward` left there (the slopes f'(z^(l)), z^(L) at the output in the
-    cases it names); it is overwritten with δ^(l). T is scratch of n × max(n_1, …, n_{L−1}).
+    cases it names); it is overwritten with δ^(l). T is scratch of n × widest_hidden.
     """
-    cdef Py_ssize_t P = _n_params(sizes, L)
-    cdef double sum_C
+    cdef double sum_C = _output_delta(lay, n, A, Y, S, 0, 1)
     cdef int l
-    sum_C = _output_delta(acts[L - 1], cost, n, sizes[L], A + _block(sizes, L, n), Y,
-                          S + _block(sizes, L, n), 0, 1)
-    for l in range(L, 0, -1):
-        _link_one(grad, P, sizes, l, n, X, A, S, mode, NULL, 0, 1)
+    for l in range(lay.L, 0, -1):
+        if per_example:
+            _example_gradients_layer(lay, l, n, X, A, S, out, 0, 1)
+        else:
+            _mean_gradient_layer(lay, l, n, X, A, S, out, 0, 1)
         if l > 1:
-            _delta_below(theta, sizes, l, n, S, T, 0, 1)
+            _delta_below(lay, theta, l, n, S, T, 0, 1)
     return sum_C
 
 
@@ -694,6 +826,56 @@ cdef extern from "_team.h":
         BPFAST_FINISHED
 
 
+cdef inline void* _address(array):
+    """Where a numpy array's data starts (arrays the holder keeps alive)."""
+    return <void*> <size_t> array.ctypes.data
+
+
+cdef class Rule:
+    """A step of `fit` (Rule in _codes.h) and its hyper-parameters, in the C form the kernels
+    take (both precisions), with the rule's state — ∂C/∂θ of the mini-batch, v (or Adam's m) and
+    Adam's r, laid out as θ — built once per fit and kept over its epochs. The values are
+    checked by bpfast.training.check_rule before they get here."""
+    cdef Step c
+    cdef readonly int code
+    cdef readonly object grad, v, r             # numpy arrays (None where the rule has none)
+
+    def __cinit__(self, int code, double eta, double l2=0, double mu=0, double beta1=0,
+                  double beta2=0, double eps=1, Py_ssize_t P=0, dtype=np.float64):
+        from ._buffers import aligned_empty
+        if not 0 <= code < N_RULES:
+            raise ValueError(f"rule must be one of the codes {list(range(N_RULES))}, got {code}.")
+        self.code = code
+        self.c.d.rule = self.c.s.rule = code
+        self.c.d.eta, self.c.d.l2, self.c.d.mu = eta, l2, mu
+        self.c.d.beta1, self.c.d.beta2, self.c.d.eps = beta1, beta2, eps
+        self.c.d.c1 = self.c.d.c2 = 1
+        self.c.s.eta, self.c.s.l2, self.c.s.mu = <float> eta, <float> l2, <float> mu
+        self.c.s.beta1, self.c.s.beta2, self.c.s.eps = <float> beta1, <float> beta2, <float> eps
+        self.c.s.c1 = self.c.s.c2 = 1
+        self.grad = self.v = self.r = None
+        self.c.grad = self.c.v = self.c.r = NULL
+        if code != SGD:
+            self.grad = aligned_empty(P, dtype)
+            self.v = aligned_empty(P, dtype)
+            self.v[...] = 0
+            self.c.grad = _address(self.grad)
+            self.c.v = _address(self.v)
+        if code == ADAM:
+            self.r = aligned_empty(P, dtype)
+            self.r[...] = 0
+            self.c.r = _address(self.r)
+
+    def state(self):
+        """A copy of the rule's memory (v, r), to put back with `restore`."""
+        return [None if a is None else a.copy() for a in (self.v, self.r)]
+
+    def restore(self, state):
+        for mine, saved in zip((self.v, self.r), state):
+            if mine is not None:
+                mine[...] = saved
+
+
 # The stages of a step of `fit`, each a phase of the team (Design 4): every part of a stage is
 # done before the next stage starts, because the next one reads what all of them wrote.
 cdef enum Stage:
@@ -706,16 +888,14 @@ cdef enum Stage:
 
 
 cdef struct Epoch:
-    # What the epoch trains on (typed by the task: floating*), set once by `train_epoch`.
+    # What the epoch trains on (typed by the task: floating*), set once by `_run_epoch`.
+    const Layout* lay
     void* theta
-    const Py_ssize_t* sizes
-    const int* acts
-    int cost, L
     const void* X
     const void* Y
     const Py_ssize_t* order
     Py_ssize_t N, batch, n_batches, steps
-    Optimizer opt                               # with the step's t for Adam (`_begin_step`)
+    Step step                                   # the rule, with this step's t for Adam
     void* Xb
     void* Yb
     void* A
@@ -741,7 +921,7 @@ cdef inline floating* _batch_half(void* buffer, Py_ssize_t i_batch, Py_ssize_t b
 cdef void _gather(Epoch* e, Py_ssize_t i_batch, int part, int n_parts,
                   floating* tag) noexcept nogil:
     """The part's share of mini-batch i_batch's rows of X and Y, into their half of Xb and Yb"""
-    cdef Py_ssize_t n0 = e.sizes[0], nL = e.sizes[e.L], k, row
+    cdef Py_ssize_t n0 = e.lay.sizes[0], nL = e.lay.sizes[e.lay.L], k, row
     cdef Py_ssize_t start = i_batch * e.batch, m = min(e.batch, e.N - start)
     cdef floating* x = _batch_half(e.Xb, i_batch, e.batch, n0, tag)
     cdef floating* y = _batch_half(e.Yb, i_batch, e.batch, nL, tag)
@@ -763,50 +943,48 @@ cdef void _prefetch_rows(Epoch* e, Py_ssize_t i_batch, int part, int n_parts,
         return
     m = min(e.batch, e.N - start)
     for k in range(_first(m, part, n_parts), _first(m, part + 1, n_parts)):
-        row = <const char*> (<const floating*> e.X + e.order[start + k] * e.sizes[0])
-        for byte in range(0, e.sizes[0] * <Py_ssize_t> sizeof(floating), 64):
+        row = <const char*> (<const floating*> e.X + e.order[start + k] * e.lay.sizes[0])
+        for byte in range(0, e.lay.sizes[0] * <Py_ssize_t> sizeof(floating), 64):
             _prefetch(row + byte)
 
 
 cdef void _epoch_task(Epoch* e, int part, int n_parts, floating* tag) noexcept nogil:
     """The part's share of the stage the epoch is at (Stage). The output layer's δ^(L) adds the
-    part's Σ_k C_k to its share; the step's updates go straight into θ (`_link_one`, STEP)."""
+    part's Σ_k C_k to its share; the step's updates go straight into θ (`_step_layer`)."""
+    cdef const Layout* lay = e.lay
     cdef floating* theta = <floating*> e.theta
-    cdef const Py_ssize_t* sizes = e.sizes
-    cdef int L = e.L, l = e.l
-    cdef Py_ssize_t n = e.m, P = _n_params(sizes, L), nL = sizes[L]
-    cdef floating* x = _batch_half(e.Xb, e.i_batch, e.batch, sizes[0], tag)
+    cdef int L = lay.L, l = e.l
+    cdef Py_ssize_t n = e.m, nL = lay.sizes[L]
+    cdef floating* x = _batch_half(e.Xb, e.i_batch, e.batch, lay.sizes[0], tag)
     cdef floating* y = _batch_half(e.Yb, e.i_batch, e.batch, nL, tag)
     cdef floating* A = <floating*> e.A
     cdef floating* S = <floating*> e.S
-    cdef Py_ssize_t output = _block(sizes, L, n)
+    cdef Py_ssize_t output = _block(lay, L, n)
     if e.stage == GATHER:
         _gather(e, e.i_batch, part, n_parts, tag)
     elif e.stage == FORWARD:
         if l == 1:
             _prefetch_rows(e, e.i_batch + 1, part, n_parts, tag)
-        _forward_layer(theta, sizes, e.acts, e.cost, L, l, n, x, S, A, S, part, n_parts)
-        if l == L and not _rows_are_split(e.acts, L):
-            e.shares[part] += _output_delta(e.acts[L - 1], e.cost, n, nL, A + output, y,
-                                            S + output, part, n_parts)
+        _forward_layer(lay, theta, l, n, x, A, S, NULL, part, n_parts)
+        if l == L and not _rows_are_split(lay):
+            e.shares[part] += _output_delta(lay, n, A, y, S, part, n_parts)
             if L == 1:                          # the same neurons all the way: no phase between
-                _link_one(theta, P, sizes, 1, n, x, A, S, STEP, &e.opt, part, n_parts)
+                _step_layer(lay, 1, n, x, A, S, theta, &e.step, part, n_parts)
                 _gather(e, e.i_batch + 1, part, n_parts, tag)
     elif e.stage == ROWS:
         _softmax_rows(S + output, A + output, nL, _first(n, part, n_parts),
                       _first(n, part + 1, n_parts))
-        e.shares[part] += _output_delta(e.acts[L - 1], e.cost, n, nL, A + output, y,
-                                        S + output, part, n_parts)
+        e.shares[part] += _output_delta(lay, n, A, y, S, part, n_parts)
     elif e.stage == BACK:
         # δ^(l−1) is computed from w^(l) before w^(l) changes, as gradient descent requires:
         # w^(l+1) is updated now, after the phase in which every part last read it.
         if l < L:
-            _link_one(theta, P, sizes, l + 1, n, x, A, S, STEP, &e.opt, part, n_parts)
-        _delta_below(theta, sizes, l, n, S, <floating*> e.T, part, n_parts)
+            _step_layer(lay, l + 1, n, x, A, S, theta, &e.step, part, n_parts)
+        _delta_below(lay, theta, l, n, S, <floating*> e.T, part, n_parts)
     else:                                       # LAST
         if L > 1:
-            _link_one(theta, P, sizes, 2, n, x, A, S, STEP, &e.opt, part, n_parts)
-        _link_one(theta, P, sizes, 1, n, x, A, S, STEP, &e.opt, part, n_parts)
+            _step_layer(lay, 2, n, x, A, S, theta, &e.step, part, n_parts)
+        _step_layer(lay, 1, n, x, A, S, theta, &e.step, part, n_parts)
         _gather(e, e.i_batch + 1, part, n_parts, tag)
 
 
@@ -814,7 +992,7 @@ cdef int _begin_step(Epoch* e, floating* tag) noexcept nogil:
     """Between two steps, on one thread: the replay's check of the step just taken, Ctrl-C, the
     end of the epoch; then the next mini-batch's size and Adam's t. Returns what `_epoch_close`
     does next."""
-    cdef Py_ssize_t P = _n_params(e.sizes, e.L)
+    cdef Py_ssize_t P = e.lay.P
     if e.backup != NULL:
         if e.stage != GATHER and not _all_finite(<floating*> e.theta, P):
             memcpy(e.theta, e.backup, P * sizeof(floating))
@@ -829,9 +1007,11 @@ cdef int _begin_step(Epoch* e, floating* tag) noexcept nogil:
         e.interrupted = True
         return BPFAST_FINISHED
     e.m = min(e.batch, e.N - e.i_batch * e.batch)
-    if e.opt.rule == ADAM:
-        e.opt.c1 = 1 / (1 - pow(e.opt.beta1, <double> (e.steps + e.i_batch + 1)))
-        e.opt.c2 = 1 / (1 - pow(e.opt.beta2, <double> (e.steps + e.i_batch + 1)))
+    if e.step.d.rule == ADAM:
+        e.step.d.c1 = 1 / (1 - pow(e.step.d.beta1, <double> (e.steps + e.i_batch + 1)))
+        e.step.d.c2 = 1 / (1 - pow(e.step.d.beta2, <double> (e.steps + e.i_batch + 1)))
+        e.step.s.c1 = <float> e.step.d.c1
+        e.step.s.c2 = <float> e.step.d.c2
     e.stage = FORWARD
     e.l = 1
     return BPFAST_NEXT_STEP
@@ -839,14 +1019,15 @@ cdef int _begin_step(Epoch* e, floating* tag) noexcept nogil:
 
 cdef int _epoch_close(Epoch* e, floating* tag) noexcept nogil:
     """After every part of a stage is done, on one thread: the stage that comes next (Stage)."""
-    cdef bint split = _rows_are_split(e.acts, e.L)
-    if e.stage == FORWARD and e.l < e.L:
+    cdef bint split = _rows_are_split(e.lay)
+    cdef int L = e.lay.L
+    if e.stage == FORWARD and e.l < L:
         e.l += 1
     elif e.stage == FORWARD and split:
         e.stage = ROWS
-    elif (e.stage == FORWARD or e.stage == ROWS) and e.L > 1:
+    elif (e.stage == FORWARD or e.stage == ROWS) and L > 1:
         e.stage = BACK
-        e.l = e.L
+        e.l = L
     elif e.stage == ROWS:
         e.stage = LAST
     elif e.stage == BACK and e.l > 2:
@@ -942,73 +1123,105 @@ def softmax(const floating[:, ::1] z, floating[:, ::1] a):
         _softmax_rows(&z[0, 0], &a[0, 0], z.shape[1], 0, z.shape[0])
 
 
-def forward(const floating[::1] theta, const Py_ssize_t[::1] sizes, const int[::1] acts,
-            int cost, const floating[:, ::1] X, floating[::1] Z, floating[::1] A, floating[::1] S):
-    """Z ← z^(1..L), A ← a^(1..L), S ← f'(z^(1..L)) for the batch X (flat blocks, Design 3)."""
-    cdef int L = <int> sizes.shape[0] - 1
-    with nogil:
-        _forward(&theta[0], &sizes[0], &acts[0], cost, L, X.shape[0], &X[0, 0], &Z[0], &A[0],
-                 &S[0])
+cdef inline void _check_theta(NetworkLayout layout, const floating[::1] theta) except *:
+    if theta.shape[0] != layout.c.P:
+        raise ValueError(f"θ has {theta.shape[0]} entries; the layout says {layout.c.P}.")
 
 
-def gradient(const floating[::1] theta, const Py_ssize_t[::1] sizes, const int[::1] acts,
-             int cost, const floating[:, ::1] X, const floating[:, ::1] Y,
-             floating[::1] A, floating[::1] S, floating[::1] T, floating[::1] grad,
-             bint per_example):
-    """grad ← ∂C/∂θ, the batch mean, or with `per_example` grad[k·P:(k+1)·P] ← ∂C_k/∂θ; returns
-    Σ_k C_k.
-
-    A and S are work buffers of n · (n_1 + … + n_L) elements, T of n · max(n_1..n_{L−1}, 1).
-    On return A holds the activations a^(1..L).
-    """
-    cdef int L = <int> sizes.shape[0] - 1
+def forward(NetworkLayout layout, const floating[::1] theta, const floating[:, ::1] X,
+            Workspace workspace, bint keep_z=False):
+    """The forward pass of the batch X into the workspace: A ← a^(1..L), S ← f'(z^(1..L)) (and
+    z^(L) at the output where the backward pass needs it), and with keep_z Z ← z^(1..L).
+    Returns nothing: the blocks are read through the layout."""
     cdef Py_ssize_t n = X.shape[0]
-    cdef double sum_C
+    cdef floating[::1] A, S, Z
+    _check_theta(layout, theta)
+    _fits(workspace, n, np.float64 if floating is double else np.float32)
+    A, S = workspace.A, workspace.S
+    if keep_z:
+        workspace.with_z()
+        Z = workspace.Z
     with nogil:
-        _forward(&theta[0], &sizes[0], &acts[0], cost, L, n, &X[0, 0], &S[0], &A[0], &S[0])
-        sum_C = _backward(&theta[0], &sizes[0], &acts[0], cost, L, n, &X[0, 0], &Y[0, 0], &A[0],
-                          &S[0], &T[0], &grad[0], PER_EXAMPLE if per_example else MEAN)
+        _forward(&layout.c, &theta[0], n, &X[0, 0], &A[0], &S[0], &Z[0] if keep_z else NULL)
+
+
+def cost_sum(NetworkLayout layout, const floating[::1] theta, const floating[:, ::1] X,
+             const floating[:, ::1] Y, Workspace workspace):
+    """Σ_k C_k over the batch (X, Y), by the kernels' one cost (`_output_delta`); the workspace's
+    A then holds a^(1..L)."""
+    cdef Py_ssize_t n = X.shape[0]
+    cdef floating[::1] A, S
+    cdef double sum_C
+    _check_theta(layout, theta)
+    _fits(workspace, n, np.float64 if floating is double else np.float32)
+    A, S = workspace.A, workspace.S
+    with nogil:
+        _forward(&layout.c, &theta[0], n, &X[0, 0], &A[0], &S[0], NULL)
+        sum_C = _output_delta(&layout.c, n, &A[0], &Y[0, 0], &S[0], 0, 1)
     return sum_C
 
 
-def train_epoch(floating[::1] theta, const Py_ssize_t[::1] sizes, const int[::1] acts, int cost,
-                const floating[:, ::1] X, const floating[:, ::1] Y, const Py_ssize_t[::1] order,
-                Py_ssize_t batch, dict rule,
-                floating[::1] Xb, floating[::1] Yb, floating[::1] A, floating[::1] S,
-                floating[::1] T, int n_threads=1, Team team=None,
-                bint catch_sigint=False, floating[::1] backup=None, floating[::1] grad=None,
-                floating[::1] v=None, floating[::1] r=None, Py_ssize_t steps=0):
-    """One epoch of training on θ in place; returns Σ_k C_k over the epoch.
+def mean_gradient(NetworkLayout layout, const floating[::1] theta, const floating[:, ::1] X,
+                  const floating[:, ::1] Y, Workspace workspace, floating[::1] grad):
+    """grad ← ∂C/∂θ = (1/n) Σ_k ∂C_k/∂θ of the batch (laid out as θ); returns Σ_k C_k."""
+    cdef Py_ssize_t n = X.shape[0]
+    cdef floating[::1] A, S, T
+    cdef double sum_C
+    _check_theta(layout, theta)
+    _fits(workspace, n, np.float64 if floating is double else np.float32)
+    if grad.shape[0] != layout.c.P:
+        raise ValueError(f"grad has {grad.shape[0]} entries; the layout says {layout.c.P}.")
+    A, S, T = workspace.A, workspace.S, workspace.T
+    with nogil:
+        _forward(&layout.c, &theta[0], n, &X[0, 0], &A[0], &S[0], NULL)
+        sum_C = _backward(&layout.c, &theta[0], n, &X[0, 0], &Y[0, 0], &A[0], &S[0], &T[0],
+                          &grad[0], False)
+    return sum_C
 
-    `rule` gives the step (Rule): {"rule": 0..3, "eta", "l2", "mu", "beta1", "beta2", "eps"}.
-    Every rule but SGD needs `grad` and `v` of P elements, Adam also `r`; `steps` is the number
-    of steps taken before this epoch (Adam's bias corrections).
-    Work buffers: Xb of 2 · batch · n0, Yb of 2 · batch · nL, A and S of batch · (n_1 + … + n_L),
-    T of batch · max(n_1..n_{L−1}, 1). Every index in `order` must be a row of X and Y.
-    Each mini-batch is split into n_threads parts (Design 4), which the workers of `team`
-    compute (a `Team`, kept over the epochs of a fit; none: the calling thread alone); BLAS
-    should be single-threaded then.
-    With `catch_sigint` (main thread only: it swaps the process's SIGINT handler for the
-    epoch), Ctrl-C stops the epoch at the next mini-batch boundary and raises
-    KeyboardInterrupt (its ``mini_batches_done``: the steps completed in this epoch); θ then
-    holds the parameters after the last completed step.
-    With `backup` (P elements), the epoch is a careful replay: θ is saved before every step and
-    checked after it; at the first step that leaves a non-finite parameter θ is put back and
-    the epoch stops. It then returns (Σ_k C_k, the 1-based index of that mini-batch, or 0).
-    """
+
+def example_gradients(NetworkLayout layout, const floating[::1] theta, const floating[:, ::1] X,
+                      const floating[:, ::1] Y, Workspace workspace, floating[:, ::1] out):
+    """out[k] ← ∂C_k/∂θ for every example k of the batch (each row laid out as θ); returns
+    Σ_k C_k."""
+    cdef Py_ssize_t n = X.shape[0]
+    cdef floating[::1] A, S, T
+    cdef double sum_C
+    _check_theta(layout, theta)
+    _fits(workspace, n, np.float64 if floating is double else np.float32)
+    if out.shape[0] != n or out.shape[1] != layout.c.P:
+        raise ValueError(f"out must have shape ({n}, {layout.c.P}).")
+    A, S, T = workspace.A, workspace.S, workspace.T
+    with nogil:
+        _forward(&layout.c, &theta[0], n, &X[0, 0], &A[0], &S[0], NULL)
+        sum_C = _backward(&layout.c, &theta[0], n, &X[0, 0], &Y[0, 0], &A[0], &S[0], &T[0],
+                          &out[0, 0], True)
+    return sum_C
+
+
+cdef _run_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1] X,
+                const floating[:, ::1] Y, const Py_ssize_t[::1] order, Py_ssize_t batch,
+                Rule rule, Workspace workspace, Team team, int n_threads, bint catch_sigint,
+                Py_ssize_t steps, floating* backup):
+    """An epoch on the team: (Σ_k C_k, the mini-batch whose step diverged in a replay or 0,
+    whether Ctrl-C stopped it, the steps it completed)."""
     cdef Epoch e
     cdef double sum_C = 0
     cdef int t
+    cdef floating[::1] Xb, Yb, A, S, T
     cdef bpfast_task task = _epoch_task_d if floating is double else _epoch_task_s
     cdef bpfast_close close = _epoch_close_d if floating is double else _epoch_close_s
-    if team is None:
-        team = Team()
+    _check_theta(layout, theta)
+    _fits(workspace, batch, np.float64 if floating is double else np.float32, training=True)
+    if X.shape[1] != layout.c.sizes[0] or Y.shape[1] != layout.c.sizes[layout.c.L] or (
+            X.shape[0] != Y.shape[0]) or order.shape[0] == 0 or batch < 1 or n_threads < 1:
+        raise ValueError("an epoch needs X and Y of the layout's widths, rows in order, a "
+                         "batch ≥ 1 and n_threads ≥ 1.")
+    if rule.code != SGD and rule.grad.shape[0] != layout.c.P:
+        raise ValueError("the rule's state is not laid out as this θ.")
+    Xb, Yb, A, S, T = workspace.Xb, workspace.Yb, workspace.A, workspace.S, workspace.T
     memset(&e, 0, sizeof(e))
+    e.lay = &layout.c
     e.theta = &theta[0]
-    e.sizes = &sizes[0]
-    e.acts = &acts[0]
-    e.cost = cost
-    e.L = <int> sizes.shape[0] - 1
     e.X = &X[0, 0]
     e.Y = &Y[0, 0]
     e.order = &order[0]
@@ -1016,26 +1229,13 @@ def train_epoch(floating[::1] theta, const Py_ssize_t[::1] sizes, const int[::1]
     e.batch = batch
     e.n_batches = (e.N + batch - 1) // batch
     e.steps = steps
-    e.opt.rule = rule["rule"]
-    e.opt.eta = rule["eta"]
-    e.opt.l2 = rule["l2"]
-    e.opt.mu = rule["mu"]
-    e.opt.beta1 = rule["beta1"]
-    e.opt.beta2 = rule["beta2"]
-    e.opt.eps = rule["eps"]
-    e.opt.c1 = e.opt.c2 = 1
-    e.opt.grad = &grad[0] if grad is not None else NULL
-    e.opt.v = &v[0] if v is not None else NULL
-    e.opt.r = &r[0] if r is not None else NULL
-    if e.opt.rule != SGD and (e.opt.grad == NULL or e.opt.v == NULL or
-                              (e.opt.rule == ADAM and e.opt.r == NULL)):
-        raise ValueError("this rule needs its state buffers")
+    e.step = rule.c
     e.Xb = &Xb[0]
     e.Yb = &Yb[0]
     e.A = &A[0]
     e.S = &S[0]
     e.T = &T[0]
-    e.backup = &backup[0] if backup is not None else NULL
+    e.backup = backup
     e.stage = GATHER
     e.shares = <double*> calloc(n_threads, sizeof(double))
     if e.shares == NULL:
@@ -1050,10 +1250,47 @@ def train_epoch(floating[::1] theta, const Py_ssize_t[::1] sizes, const int[::1]
         if e.catch_sigint:
             _release_sigint()
         free(e.shares)
-    if e.interrupted:
+    return sum_C, e.diverged, bool(e.interrupted), e.i_batch
+
+
+def train_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1] X,
+                const floating[:, ::1] Y, const Py_ssize_t[::1] order, Py_ssize_t batch,
+                Rule rule, Workspace workspace, Team team=None, int n_threads=1,
+                bint catch_sigint=False, Py_ssize_t steps=0):
+    """One epoch of training on θ in place: a step of `rule` for each mini-batch of `batch`
+    examples taken in `order` (each a row of X and Y), each split into n_threads parts (Design
+    4) that the workers of `team` compute (none: the calling thread alone); BLAS should be
+    single-threaded meanwhile. `steps`: those fit took before (Adam's t). Returns Σ_k C_k, each
+    C_k with the parameters in force when its mini-batch was visited.
+
+    With `catch_sigint` (main thread only: it swaps the process's SIGINT handler for the
+    epoch), Ctrl-C stops the epoch at the next mini-batch boundary and raises KeyboardInterrupt
+    (its ``mini_batches_done``: the steps completed in this epoch); θ then holds the parameters
+    after the last completed step.
+    """
+    if team is None:
+        team = Team()
+    sum_C, _, interrupted, done = _run_epoch(layout, theta, X, Y, order, batch, rule, workspace,
+                                             team, n_threads, catch_sigint, steps,
+                                             <floating*> NULL)
+    if interrupted:
         interrupt = KeyboardInterrupt("training interrupted at a mini-batch boundary")
-        interrupt.mini_batches_done = e.i_batch
+        interrupt.mini_batches_done = done
         raise interrupt
-    if backup is not None:
-        return sum_C, e.diverged
     return sum_C
+
+
+def replay_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1] X,
+                 const floating[:, ::1] Y, const Py_ssize_t[::1] order, Py_ssize_t batch,
+                 Rule rule, Workspace workspace, Team team=None, int n_threads=1,
+                 Py_ssize_t steps=0):
+    """`train_epoch` again, checking θ after every step (the careful replay of an epoch that
+    diverged, from θ and the rule's state as they were when it began): at the first step that
+    leaves a non-finite parameter θ is put back to the step before and the epoch stops. Returns
+    the 1-based index of that mini-batch, or 0."""
+    cdef floating[::1] backup = np.empty_like(np.asarray(theta))
+    if team is None:
+        team = Team()
+    _, diverged, _, _ = _run_epoch(layout, theta, X, Y, order, batch, rule, workspace, team,
+                                   n_threads, False, steps, &backup[0])
+    return diverged

@@ -28,10 +28,16 @@ OUTPUTS_FOR = {"quadratic": ("sigmoid", "tanh", "relu", "identity", "softmax"),
                "cross_entropy": ("sigmoid", "softmax")}
 
 
-def per_example(cost, output_activation, z_L, a_L, Y):
-    """C_k for each row k, from z^(L) and a^(L) (2-D, one example per row) and the targets Y."""
+def numpy_per_example(cost, output_activation, z_L, a_L, Y):
+    """C_k for each row k, from z^(L) and a^(L) (2-D, one example per row) and the targets Y, in
+    plain numpy: an oracle for checks (`bpfast.check`'s finite differences), not bpfast's own
+    cost, which the kernels compute — for `fit`, `Network.cost` and `Network.evaluate` alike."""
     if cost == "quadratic":
         return np.square(a_L - Y).sum(axis=-1)
     if output_activation == "softmax":
         return (Y * (logsumexp(z_L, axis=-1, keepdims=True) - z_L)).sum(axis=-1)
     return (np.logaddexp(0, z_L) - Y * z_L).sum(axis=-1)
+
+
+#: The name of bpfast 0.1 for `numpy_per_example`.
+per_example = numpy_per_example

@@ -11,6 +11,7 @@ import numpy as np
 from scipy.special import expit, softmax
 
 from . import costs, reference
+from .network import Gradient
 
 #: Largest difference accepted between the kernels and the reference, relative to the
 #: gradient's largest entry, by network dtype. float64: the two exact computations differ only
@@ -109,16 +110,14 @@ _NUMPY_ACTIVATIONS = {
 def _numpy_cost(theta, net, X, Y):
     """C = (1/n) Σ_k C_k by a plain numpy forward pass (C_0 as `bpfast.costs` defines it), and
     which side of its kink each ReLU unit is on, for each example (z > 0, with z = 0 apart)."""
-    a, start, pattern = X, 0, []
-    for n_in, n_out, activation in zip(net.sizes[:-1], net.sizes[1:], net.activations):
-        w = theta[start:start + n_out * n_in].reshape(n_out, n_in)
-        b = theta[start + n_out * n_in:start + n_out * (n_in + 1)]
-        start += n_out * (n_in + 1)
+    a, pattern = X, []
+    parameters = Gradient.from_vector(theta, net.sizes)      # w^(l) and b^(l) as views of θ
+    for w, b, activation in zip(parameters.w, parameters.b, net.activations):
         z = a @ w.T + b
         if activation == "relu":
             pattern.append(np.sign(z))
         a = _NUMPY_ACTIVATIONS[activation](z)
-    C = costs.per_example(net.cost_function, net.output_activation, z, a, Y).mean()
+    C = costs.numpy_per_example(net.cost_function, net.output_activation, z, a, Y).mean()
     return C, (np.concatenate([p.ravel() for p in pattern]) if pattern else np.empty(0))
 
 

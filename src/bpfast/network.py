@@ -6,6 +6,7 @@ order (w^(1), b^(1), …, w^(L), b^(L)); ``weights`` and ``biases`` are views in
 `Gradient` has the same layout, so ∇C and a gradient-descent step need no copying. Every method validates its input here
 and only then calls `bpfast._kernels`, which trusts what it is given.
 """
+import functools
 import numbers
 import threading
 
@@ -43,27 +44,22 @@ INITS = {
 }
 
 
-def _layer_offsets(sizes):
-    """Where w^(l) and b^(l) start in θ, for l = 1..L, and the length P of θ."""
-    offsets = []
-    P = 0
-    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        offsets.append((P, P + n_out * n_in))
-        P += n_out * (n_in + 1)
-    return offsets, P
+@functools.lru_cache(maxsize=64)
+def _offsets(sizes):
+    """The layout of θ for these sizes, where only the offsets matter (a Gradient's views)."""
+    return _kernels.NetworkLayout(sizes, [0] * (len(sizes) - 1), 0)
 
 
-def _split(theta, sizes):
-    """The views w^(l), b^(l) of a flat vector (or of each row of a stack of them)."""
-    offsets, _ = _layer_offsets(sizes)
+def _split(theta, layout):
+    """The views w^(l), b^(l) of a flat vector laid out by `layout` (or of each row of a stack
+    of them)."""
     lead = theta.shape[:-1]
     w, b = [], []
-    for (w_start, b_start), n_in, n_out in zip(offsets, sizes[:-1], sizes[1:]):
-        w.append(theta[..., w_start:b_start].reshape(lead + (n_out, n_in)))
-        b.append(theta[..., b_start:b_start + n_out])
+    for l in range(1, layout.L + 1):
+        n_in, n_out = layout.sizes[l - 1], layout.sizes[l]
+        w.append(theta[..., layout.w_offset(l):layout.b_offset(l)].reshape(lead + (n_out, n_in)))
+        b.append(theta[..., layout.b_offset(l):layout.b_offset(l) + n_out])
     return w, b
-
-
 
 
 class Trace:
@@ -91,7 +87,7 @@ class Gradient:
     def __init__(self, vector, sizes):
         self._vector = vector
         self.sizes = tuple(sizes)
-        self.w, self.b = _split(vector, self.sizes)
+        self.w, self.b = _split(vector, _offsets(self.sizes))
 
     @classmethod
     def from_vector(cls, vector, sizes):
@@ -100,7 +96,7 @@ class Gradient:
         vector = np.asarray(vector)
         dtype = vector.dtype if vector.dtype in (np.float32, np.float64) else np.float64
         vector = as_real_array(vector, "vector", dtype)
-        P = _layer_offsets(sizes)[1]
+        P = _offsets(sizes).P
         if vector.ndim not in (1, 2) or vector.shape[-1] != P:
             raise ValueError(
                 f"vector must have length P = {P} for sizes {list(sizes)} (or shape (n, {P})), "
@@ -235,11 +231,12 @@ class Network:
         self._activation = activation
         self._cost_function = cost
         self._dtype = check_dtype(dtype)
-        self._sizes_array = np.asarray(self.sizes, dtype=np.intp)
-        self._acts = np.array([ACTIVATIONS.index(f) for f in self.activations], dtype=np.intc)
-        self._cost = COSTS.index(cost)
+        # Where everything lives in θ and in the kernels' buffers: worked out here, once.
+        self._layout = _kernels.NetworkLayout(
+            self.sizes, [_kernels.ACTIVATION_CODES[f] for f in self.activations],
+            _kernels.COST_CODES[cost])
         self._training = threading.Lock()        # one fit at a time on this network
-        _, P = _layer_offsets(self.sizes)
+        P = self._layout.P
         # Drawn in float64 whatever the dtype, so that one seed gives the same network (rounded)
         # in float32 and in float64.
         rng = np.random.default_rng(check_seed(seed))
@@ -250,7 +247,7 @@ class Network:
                 f"a network of sizes {list(self.sizes)} has P = {P:,} parameters, "
                 f"{P * 8 / 2**30:,.1f} GiB in float64: more than this machine can allocate."
             ) from None
-        w, b = _split(theta, self.sizes)
+        w, b = _split(theta, self._layout)
         for l in range(self.L):
             w[l][...] = rng.normal(0.0, deviation(self.sizes[l], self.sizes[l + 1]),
                                    size=w[l].shape)
@@ -300,10 +297,17 @@ class Network:
         # An unpickled θ is a fresh array: put it back on a cache-line boundary (see _buffers).
         theta = aligned_empty(state["_theta"].shape[0], state["_theta"].dtype)
         theta[...] = state["_theta"]
-        # Pickles of bpfast 0.1 kept the network's shape and choices in public attributes.
+        # Pickles of bpfast 0.1 kept the network's shape and choices in public attributes, and
+        # the kernels' codes where the layout now is.
         for key in _FIXED:
             if key in state:
                 state["_" + key] = state.pop(key)
+        for key in ("_sizes_array", "_acts", "_cost"):
+            state.pop(key, None)
+        if "_layout" not in state:
+            state["_layout"] = _kernels.NetworkLayout(
+                state["_sizes"], [_kernels.ACTIVATION_CODES[f] for f in state["_activations"]],
+                _kernels.COST_CODES[state["_cost_function"]])
         self.__dict__.update(state, _theta=theta, _training=threading.Lock())
 
     # --- what a network is: fixed when it is made ------------------------------------------------
@@ -343,7 +347,7 @@ class Network:
 
     @property
     def weights(self):
-        return tuple(_split(self._theta, self.sizes)[0])
+        return tuple(_split(self._theta, self._layout)[0])
 
     @weights.setter
     def weights(self, values):
@@ -351,7 +355,7 @@ class Network:
 
     @property
     def biases(self):
-        return tuple(_split(self._theta, self.sizes)[1])
+        return tuple(_split(self._theta, self._layout)[1])
 
     @biases.setter
     def biases(self, values):
@@ -359,7 +363,7 @@ class Network:
 
     def _assign(self, values, which, name):
         """Copy new w^(l) (which=0) or b^(l) (which=1) into θ, all of them checked first."""
-        targets = _split(self._theta, self.sizes)[which]
+        targets = _split(self._theta, self._layout)[which]
         values = list(values)
         if len(values) != self.L:
             raise ValueError(f"{name} must hold L = {self.L} arrays, got {len(values)}.")
@@ -409,17 +413,13 @@ class Network:
 
     # --- the forward pass ------------------------------------------------------------------------
 
-    def _batch_buffer(self, n):
-        """A flat buffer holding one (n, n_l) block per layer l = 1..L."""
-        return aligned_empty(n * sum(self.sizes[1:]), self.dtype)
-
     def _blocks(self, buffer, n, single):
-        """The per-layer views of a `_batch_buffer`: (n, n_l) each, or (n_l,) for one example."""
-        blocks, start = [], 0
-        for n_l in self.sizes[1:]:
-            block = buffer[start:start + n * n_l].reshape(n, n_l)
+        """The per-layer views of a workspace buffer: (n, n_l) each, or (n_l,) for one example."""
+        blocks = []
+        for l in range(1, self.L + 1):
+            start = self._layout.block(l, n)
+            block = buffer[start:start + n * self.sizes[l]].reshape(n, self.sizes[l])
             blocks.append(block[0] if single else block)
-            start += n * n_l
         return blocks
 
     def forward(self, x):
@@ -431,19 +431,14 @@ class Network:
         X, single = self._as_batch(x, "X")
         return self._trace(X, single)
 
-    def _forward_pass(self, X):
-        """z^(1..L) and a^(1..L) of a batch X that has been validated already (flat buffers)."""
-        n = X.shape[0]
-        Z, A, slopes = self._batch_buffer(n), self._batch_buffer(n), self._batch_buffer(n)
-        _kernels.forward(self._theta, self._sizes_array, self._acts, self._cost, X, Z, A, slopes)
-        return Z, self._finite_or_raise(A, "the forward pass (a^(l))")
-
     def _trace(self, X, single=False):
         """The `Trace` of a batch X that has been validated already."""
-        Z, A = self._forward_pass(X)
         n = X.shape[0]
+        workspace = self._layout.workspace(n, self.dtype)
+        _kernels.forward(self._layout, self._theta, X, workspace, keep_z=True)
+        A = self._finite_or_raise(workspace.A, "the forward pass (a^(l))")
         a0 = X[0].copy() if single else X.copy()
-        return Trace(self._blocks(Z, n, single), [a0] + self._blocks(A, n, single))
+        return Trace(self._blocks(workspace.Z, n, single), [a0] + self._blocks(A, n, single))
 
     def predict(self, X):
         """a^(L), the network's output, for one example or a batch."""
@@ -465,14 +460,14 @@ class Network:
         return self._cost_and_accuracy(X, Y)
 
     def _cost_and_accuracy(self, X, Y):
-        """`evaluate` of a batch that has been validated already (fit's validation data)."""
-        # No Trace: it would copy X, and fit evaluates its validation data every epoch.
-        Z, A = self._forward_pass(X)
+        """`evaluate` of a batch that has been validated already (fit's validation data): the
+        kernels' cost, the one `fit` minimises, and a^(L) from the same pass."""
         n = X.shape[0]
-        z_L, a_L = self._blocks(Z, n, False)[-1], self._blocks(A, n, False)[-1]
-        with np.errstate(over="ignore", invalid="ignore"):
-            C0 = costs.per_example(self.cost_function, self.output_activation, z_L, a_L, Y)
-        cost = float(self._finite_or_raise(C0, "the cost").mean())
+        workspace = self._layout.workspace(n, self.dtype)
+        sum_C = _kernels.cost_sum(self._layout, self._theta, X, Y, workspace)
+        a_L = self._blocks(self._finite_or_raise(workspace.A, "the forward pass (a^(l))"), n,
+                          False)[-1]
+        cost = float(self._finite_or_raise(np.array(sum_C), "the cost")) / n
         return cost, self._accuracy(a_L, Y)
 
     def _accuracy(self, a_L, Y):
@@ -508,15 +503,15 @@ class Network:
 
     def _gradient(self, X, Y, per_example):
         n = X.shape[0]
-        A, S = self._batch_buffer(n), self._batch_buffer(n)
+        workspace = self._layout.workspace(n, self.dtype)
         # Aligned like fit's buffers: BLAS may round differently on differently aligned operands,
         # and the same call must give the same bits whatever memory it happens to get.
-        T = aligned_empty(n * max(self.sizes[1:-1], default=1), self.dtype)
-        grad = aligned_empty((n if per_example else 1) * self.n_params, self.dtype)
         if per_example:
-            grad = grad.reshape(n, self.n_params)
-        _kernels.gradient(self._theta, self._sizes_array, self._acts, self._cost, X, Y, A, S, T,
-                          grad.reshape(-1), per_example)
+            grad = aligned_empty(n * self.n_params, self.dtype).reshape(n, self.n_params)
+            _kernels.example_gradients(self._layout, self._theta, X, Y, workspace, grad)
+        else:
+            grad = aligned_empty(self.n_params, self.dtype)
+            _kernels.mean_gradient(self._layout, self._theta, X, Y, workspace, grad)
         return Gradient(self._finite_or_raise(grad, "the gradient"), self.sizes)
 
     def backprop(self, x, y):
@@ -646,11 +641,27 @@ class Network:
             raise RuntimeError("fit is already running on this network in another thread; "
                                "train a copy (copy.deepcopy) to train two at once.")
         try:
-            return training.fit(self, X, Y, epochs=epochs, batch_size=batch_size,
-                                learning_rate=learning_rate, seed=seed, n_threads=n_threads,
-                                optimizer=optimizer, momentum=momentum, nesterov=nesterov, l2=l2,
-                                betas=betas, eps=eps, validation_data=validation_data, early_stopping=early_stopping,
-                                callback=callback)
+            if callback is not None and not callable(callback):
+                raise TypeError(f"callback must be callable, got {type(callback).__name__}.")
+            X, Y = self._pair(X, Y, ndims=(2,))
+            validate = None
+            if validation_data is not None:
+                try:
+                    X_val, Y_val = validation_data
+                except (TypeError, ValueError):
+                    raise TypeError("validation_data must be a pair (X_val, Y_val).") from None
+                X_val, Y_val = self._pair(X_val, Y_val, ndims=(2,), names=("X_val", "Y_val"))
+
+                def validate():
+                    return self._cost_and_accuracy(X_val, Y_val)
+
+            settings = training.FitSettings.checked(
+                epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+                n_threads=n_threads, optimizer=optimizer, momentum=momentum, nesterov=nesterov,
+                l2=l2, betas=betas, eps=eps, early_stopping=early_stopping,
+                has_validation=validation_data is not None)
+            return training.train(self._layout, self._theta, X, Y, settings, validate=validate,
+                                  callback=callback)
         finally:
             self._training.release()
 

@@ -29,7 +29,6 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from . import _kernels
-from ._buffers import aligned_empty
 from ._validation import (
     PYTHON,
     check_choice,
@@ -125,7 +124,11 @@ def default_threads(net, batch):
     scikit-learn honours them: a joblib or Dask worker told to use one thread gets one), and no
     more than the mini-batch has work for (`MIN_FLOPS_PER_THREAD`). It depends on the machine's
     cores, never on its load."""
-    flops = 6 * net.n_params * batch
+    return _default_threads(net.n_params, batch)
+
+
+def _default_threads(P, batch):
+    flops = 6 * P * batch
     limit = _kernels.openmp_limit() or available_cores()
     return max(1, min(available_cores(), limit, flops // MIN_FLOPS_PER_THREAD))
 
@@ -186,14 +189,6 @@ def _recording_threads(history, team, n_threads):
                                switches=statistics["switches"])
 
 
-def _as_validation_data(net, validation_data):
-    try:
-        X_val, Y_val = validation_data
-    except (TypeError, ValueError):
-        raise TypeError("validation_data must be a pair (X_val, Y_val).") from None
-    return net._pair(X_val, Y_val, ndims=(2,), names=("X_val", "Y_val"))
-
-
 #: The optimizers of `fit` (``optimizer=``); with "sgd", ``momentum`` and ``nesterov`` choose
 #: among the kernels' rules SGD, MOMENTUM and NESTEROV, numbered as there.
 OPTIMIZERS = ("sgd", "adam")
@@ -236,126 +231,132 @@ def check_rule(eta, optimizer, momentum, nesterov, l2, betas, eps, spelling=PYTH
     return dict(rule=rule, eta=eta, l2=l2, mu=mu, beta1=beta1, beta2=beta2, eps=eps)
 
 
-def fit(net, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=None,
-        optimizer="sgd", momentum=0.0, nesterov=False, l2=0.0, betas=(0.9, 0.999), eps=1e-8,
-        validation_data=None, early_stopping=None, callback=None):
-    """Train ``net`` in place by mini-batch gradient descent; see `Network.fit`."""
+class FitSettings:
+    """Everything `Network.fit` is told besides the data, checked once (`checked`) and handed
+    down as one object: the loop (`train`) and the kernels' `Rule` read it, nothing else."""
+
+    __slots__ = ("epochs", "batch_size", "learning_rate", "seed", "n_threads", "rule", "eta",
+                 "l2", "mu", "beta1", "beta2", "eps", "early_stopping")
+
+    @classmethod
+    def checked(cls, *, epochs, batch_size, learning_rate, seed=None, n_threads=None,
+                optimizer="sgd", momentum=0.0, nesterov=False, l2=0.0, betas=(0.9, 0.999),
+                eps=1e-8, early_stopping=None, has_validation=False):
+        """The settings after every check, each refusal naming its argument."""
+        settings = cls()
+        settings.epochs = check_count(epochs, "epochs", 0)
+        settings.seed = check_seed(seed)
+        settings.batch_size = check_count(batch_size, "batch_size", 1)
+        settings.learning_rate = check_positive_real(learning_rate, "learning_rate")
+        rule = check_rule(settings.learning_rate, optimizer, momentum, nesterov, l2, betas, eps)
+        settings.rule = rule.pop("rule")
+        for key, value in rule.items():
+            setattr(settings, key, value)
+        settings.n_threads = None if n_threads is None else check_count(n_threads, "n_threads", 1)
+        settings.early_stopping = None
+        if early_stopping is not None:
+            settings.early_stopping = check_count(early_stopping, "early_stopping", 1)
+            if not has_validation:
+                raise ValueError("early_stopping needs validation_data to watch.")
+        return settings
+
+    def kernel_rule(self, P, dtype):
+        """The step as the kernels take it, with its state sized for θ (a fresh one: v, m and r
+        start at 0 with each call of fit)."""
+        return _kernels.Rule(self.rule, self.eta, self.l2, self.mu, self.beta1, self.beta2,
+                             self.eps, P, dtype)
+
+
+def train(layout, theta, X, Y, settings, *, validate=None, callback=None):
+    """Train θ (laid out by `layout`, in place) on the examples (X, Y) — validated, C-contiguous,
+    in θ's dtype — as `settings` say; `Network.fit` is its one caller. ``validate()``, if given,
+    returns the (cost, accuracy) of the validation data after an epoch. Returns a `History`."""
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}.")
-    X, Y = net._pair(X, Y, ndims=(2,))
-    if validation_data is not None:
-        X_val, Y_val = _as_validation_data(net, validation_data)
-    if early_stopping is not None:
-        early_stopping = check_count(early_stopping, "early_stopping", 1)
-        if validation_data is None:
-            raise ValueError("early_stopping needs validation_data to watch.")
-    epochs = check_count(epochs, "epochs", 0)
-    seed = check_seed(seed)
-    batch_size = check_count(batch_size, "batch_size", 1)
-    eta = check_positive_real(learning_rate, "learning_rate")
-    rule = check_rule(eta, optimizer, momentum, nesterov, l2, betas, eps)
     N = X.shape[0]
-    batch = min(batch_size, N)
+    batch = min(settings.batch_size, N)
+    n_threads = settings.n_threads
     if n_threads is None:
-        n_threads = default_threads(net, batch)
-    n_threads = check_count(n_threads, "n_threads", 1)
-
-    rng = np.random.default_rng(seed)
-    dtype = net.dtype
-    width = sum(net.sizes[1:])
-    buffers = dict(
-        Xb=aligned_empty(2 * batch * net.sizes[0], dtype),
-        Yb=aligned_empty(2 * batch * net.sizes[-1], dtype),
-        A=aligned_empty(batch * width, dtype),
-        S=aligned_empty(batch * width, dtype),
-        T=aligned_empty(batch * max(net.sizes[1:-1], default=1), dtype),
-    )
-    # The optimizer's state: ∂C/∂θ of the mini-batch and v (or m), r, each of θ's size.
-    state = {}
-    if rule["rule"] != _SGD:
-        state["grad"] = aligned_empty(net.n_params, dtype)
-        for name in ("v", "r") if rule["rule"] == _ADAM else ("v",):
-            state[name] = aligned_empty(net.n_params, dtype)
-            state[name][...] = 0
+        n_threads = _default_threads(layout.P, batch)
+    rng = np.random.default_rng(settings.seed)
+    dtype = theta.dtype
+    workspace = layout.workspace(batch, dtype, training=True)
+    rule = settings.kernel_rule(layout.P, dtype)
     n_batches = -(-N // batch)
     # The parts of each step are fixed by n_threads; which of the team's threads computes them,
     # and how many of those work at a time, it decides by measuring (see bpfast._kernels.Team).
     team = _kernels.Team(min(n_threads, available_cores()), _FORCED_MODE)
-    theta = net._theta
+    epoch_arguments = dict(layout=layout, theta=theta, X=X, Y=Y, batch=batch, rule=rule,
+                           workspace=workspace, team=team, n_threads=n_threads)
     history = History()
     best_cost, best_theta, waited = np.inf, None, 0
     main_thread = threading.current_thread() is threading.main_thread()
     with _single_threaded_blas(), _recording_threads(history, team, n_threads):
-            for epoch in range(epochs):
-                order = rng.permutation(N).astype(np.intp, copy=False)
-                before = theta.copy()
-                state_before = {name: state[name].copy() for name in ("v", "r") if name in state}
-                steps = epoch * n_batches
-                start = time.perf_counter()
-                try:
-                    sum_C = _kernels.train_epoch(
-                        theta, net._sizes_array, net._acts, net._cost, X, Y, order, batch, rule,
-                        n_threads=n_threads, team=team, catch_sigint=main_thread, steps=steps, **buffers, **state)
-                except KeyboardInterrupt as caught:
-                    # θ holds the parameters after the last completed step; the history is that of
-                    # the completed epochs.
-                    done = getattr(caught, "mini_batches_done", None)
-                    if done is None:            # not the kernels' own: Python's, from elsewhere
-                        caught.history = history
-                        raise
-                    interrupt = KeyboardInterrupt(
-                        f"training interrupted in epoch {epoch + 1}, after mini-batch {done} of "
-                        f"{n_batches}: the network holds the parameters of that step")
-                    interrupt.epoch, interrupt.mini_batch = epoch + 1, done
-                    interrupt.history = history
-                    raise interrupt from None
-                seconds = time.perf_counter() - start
-                if np.isfinite(theta).all() and not np.isfinite(sum_C):
-                    # Every step was finite, but the costs overflowed: the data are too large
-                    # for the dtype (as scikit-learn, training stops on a non-finite loss), and
-                    # the epoch is undone.
-                    theta[...] = before
-                    error = FloatingPointError(
-                        f"the training cost of epoch {epoch + 1} is not finite: the computation "
-                        f"overflowed the {dtype} range (inputs or targets too large in "
-                        "magnitude). Scale the data down. The network keeps the parameters it "
-                        "had before that epoch.")
-                    error.history = history
-                    raise error
-                if not np.isfinite(theta).all():
-                    # Replay the epoch from its start, checking θ after every step: the replay is
-                    # bitwise the same computation, so it finds the step that diverged and keeps
-                    # the parameters of the step before — at no cost to epochs that go well.
-                    theta[...] = before
-                    for name, saved in state_before.items():
-                        state[name][...] = saved
-                    _, bad_batch = _kernels.train_epoch(
-                        theta, net._sizes_array, net._acts, net._cost, X, Y, order, batch, rule,
-                        n_threads=n_threads, team=team, backup=np.empty_like(theta), steps=steps, **buffers, **state)
-                    raise TrainingDiverged(
-                        f"training diverged in epoch {epoch + 1}, mini-batch {bad_batch}: its step "
-                        f"made parameters non-finite; the network keeps those of the last finite "
-                        f"step. Try a smaller learning rate than {eta!r}.",
-                        epoch + 1, history, bad_batch, before)
-                history._record(float(sum_C) / N, seconds)
-                figures = {"cost": history.cost[-1], "seconds": seconds}
-                if validation_data is not None:
-                    cost, accuracy = net._cost_and_accuracy(X_val, Y_val)
-                    history.validation_cost.append(cost)
-                    figures["validation_cost"] = cost
-                    if accuracy is not None:
-                        history.validation_accuracy.append(accuracy)
-                        figures["validation_accuracy"] = accuracy
-                if callback is not None and callback(epoch + 1, figures) is False:
-                    break
-                if early_stopping is not None:
-                    if figures["validation_cost"] < best_cost:
-                        best_cost, best_theta, waited = figures["validation_cost"], theta.copy(), 0
-                        history.best_epoch = epoch + 1
-                    else:
-                        waited += 1
-                        if waited >= early_stopping:
-                            break
+        for epoch in range(settings.epochs):
+            order = rng.permutation(N).astype(np.intp, copy=False)
+            before, state_before = theta.copy(), rule.state()
+            steps = epoch * n_batches
+            start = time.perf_counter()
+            try:
+                sum_C = _kernels.train_epoch(order=order, catch_sigint=main_thread, steps=steps,
+                                             **epoch_arguments)
+            except KeyboardInterrupt as caught:
+                # θ holds the parameters after the last completed step; the history is that of
+                # the completed epochs.
+                done = getattr(caught, "mini_batches_done", None)
+                if done is None:                # not the kernels' own: Python's, from elsewhere
+                    caught.history = history
+                    raise
+                interrupt = KeyboardInterrupt(
+                    f"training interrupted in epoch {epoch + 1}, after mini-batch {done} of "
+                    f"{n_batches}: the network holds the parameters of that step")
+                interrupt.epoch, interrupt.mini_batch = epoch + 1, done
+                interrupt.history = history
+                raise interrupt from None
+            seconds = time.perf_counter() - start
+            if np.isfinite(theta).all() and not np.isfinite(sum_C):
+                # Every step was finite, but the costs overflowed: the data are too large for
+                # the dtype (as scikit-learn, training stops on a non-finite loss), and the
+                # epoch is undone.
+                theta[...] = before
+                error = FloatingPointError(
+                    f"the training cost of epoch {epoch + 1} is not finite: the computation "
+                    f"overflowed the {dtype} range (inputs or targets too large in magnitude). "
+                    "Scale the data down. The network keeps the parameters it had before that "
+                    "epoch.")
+                error.history = history
+                raise error
+            if not np.isfinite(theta).all():
+                # Replay the epoch from its start, checking θ after every step: the replay is
+                # bitwise the same computation, so it finds the step that diverged and keeps
+                # the parameters of the step before — at no cost to epochs that go well.
+                theta[...] = before
+                rule.restore(state_before)
+                bad_batch = _kernels.replay_epoch(order=order, steps=steps, **epoch_arguments)
+                raise TrainingDiverged(
+                    f"training diverged in epoch {epoch + 1}, mini-batch {bad_batch}: its step "
+                    f"made parameters non-finite; the network keeps those of the last finite "
+                    f"step. Try a smaller learning rate than {settings.learning_rate!r}.",
+                    epoch + 1, history, bad_batch, before)
+            history._record(float(sum_C) / N, seconds)
+            figures = {"cost": history.cost[-1], "seconds": seconds}
+            if validate is not None:
+                cost, accuracy = validate()
+                history.validation_cost.append(cost)
+                figures["validation_cost"] = cost
+                if accuracy is not None:
+                    history.validation_accuracy.append(accuracy)
+                    figures["validation_accuracy"] = accuracy
+            if callback is not None and callback(epoch + 1, figures) is False:
+                break
+            if settings.early_stopping is not None:
+                if figures["validation_cost"] < best_cost:
+                    best_cost, best_theta, waited = figures["validation_cost"], theta.copy(), 0
+                    history.best_epoch = epoch + 1
+                else:
+                    waited += 1
+                    if waited >= settings.early_stopping:
+                        break
     if best_theta is not None:
         theta[...] = best_theta
     return history
