@@ -11,6 +11,7 @@ import platform
 import numpy as np
 
 import bpfast
+
 from _common import best_time, gemm_gflops, model_flops, numpy_matrix_gradient
 
 
@@ -41,7 +42,8 @@ def main():
     ]
     ceiling = gemm_gflops(args.dtype)
 
-    print(f"sizes {args.sizes}, batch {args.batch}, {args.dtype}; {platform.processor() or platform.machine()}, "
+    machine = platform.processor() or platform.machine()
+    print(f"sizes {args.sizes}, batch {args.batch}, {args.dtype}; {machine}, "
           f"{os.cpu_count()} cores, numpy {np.__version__}, bpfast {bpfast.__version__}")
     print(f"relative difference bpfast vs numpy: {difference:.1e}")
     print(f"{'implementation':<22} {'ms/call':>9} {'GFLOP/s':>8} {'% ceiling':>9} {'speed-up':>8}")

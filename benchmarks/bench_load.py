@@ -86,7 +86,8 @@ def load(kind):
 
 def one_run(kind, sizes, choices, keywords, X, Y, epochs, n_threads):
     """Seconds for `epochs` epochs of fit (with `twofits`: two fits at once, until both end)."""
-    nets = [bpfast.Network(sizes, seed=s, **choices) for s in ((0, 1) if kind == "twofits" else (0,))]
+    seeds = (0, 1) if kind == "twofits" else (0,)
+    nets = [bpfast.Network(sizes, seed=s, **choices) for s in seeds]
 
     alone = []
 

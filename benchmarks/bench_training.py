@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 import bpfast
+
 from _common import gemm_gflops, model_flops
 from peers import (
     make_sklearn_epoch,
@@ -175,7 +176,8 @@ def main():
     print(f"numpy GEMM ceiling: {ceilings['float64']:.1f} GFLOP/s float64, "
           f"{ceilings['float32']:.1f} GFLOP/s float32\n")
 
-    header = f"{'workload':<8} {'implementation':<24} {'s/epoch':>8} {'GFLOP/s':>8} {'% ceil':>7} {'bpfast is':>10}"
+    header = (f"{'workload':<8} {'implementation':<24} {'s/epoch':>8} {'GFLOP/s':>8} "
+              f"{'% ceil':>7} {'bpfast is':>10}")
     print(header)
     print("-" * len(header))
     for name in args.workloads:

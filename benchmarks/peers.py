@@ -54,9 +54,11 @@ def make_torch_epoch():
     except ImportError:
         return None
 
-    def torch_epoch(weights, biases, X, Y, batch_size, eta, order, _cache={}):
+    cache = {}                                      # the models built, by workload
+
+    def torch_epoch(weights, biases, X, Y, batch_size, eta, order):
         key = id(weights)
-        if key not in _cache:                       # build the model once per workload
+        if key not in cache:                        # build the model once per workload
             layers = []
             for w, b in zip(weights, biases):
                 linear = torch.nn.Linear(w.shape[1], w.shape[0], dtype=torch.from_numpy(w).dtype)
@@ -65,9 +67,9 @@ def make_torch_epoch():
                     linear.bias.copy_(torch.from_numpy(b))
                 layers += [linear, torch.nn.Sigmoid()]
             model = torch.nn.Sequential(*layers)
-            _cache[key] = (model, torch.optim.SGD(model.parameters(), lr=eta),
-                           torch.from_numpy(X), torch.from_numpy(Y))
-        model, optimizer, Xt, Yt = _cache[key]
+            cache[key] = (model, torch.optim.SGD(model.parameters(), lr=eta),
+                          torch.from_numpy(X), torch.from_numpy(Y))
+        model, optimizer, Xt, Yt = cache[key]
         order_t = torch.from_numpy(order)
         for start in range(0, len(order), batch_size):
             rows = order_t[start:start + batch_size]
@@ -87,16 +89,18 @@ def make_sklearn_epoch():
     except ImportError:
         return None
 
-    def sklearn_epoch(weights, biases, X, Y, batch_size, eta, order, _cache={}):
+    cache = {}
+
+    def sklearn_epoch(weights, biases, X, Y, batch_size, eta, order):
         key = id(weights)
-        if key not in _cache:
+        if key not in cache:
             hidden = tuple(w.shape[0] for w in weights[:-1])
-            _cache[key] = MLPRegressor(hidden_layer_sizes=hidden, activation="logistic",
-                                       solver="sgd", batch_size=batch_size,
-                                       learning_rate_init=eta, momentum=0.0, alpha=0.0,
-                                       nesterovs_momentum=False, shuffle=True, random_state=0)
+            cache[key] = MLPRegressor(hidden_layer_sizes=hidden, activation="logistic",
+                                      solver="sgd", batch_size=batch_size,
+                                      learning_rate_init=eta, momentum=0.0, alpha=0.0,
+                                      nesterovs_momentum=False, shuffle=True, random_state=0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            _cache[key].partial_fit(X, Y)
+            cache[key].partial_fit(X, Y)
 
     return sklearn_epoch

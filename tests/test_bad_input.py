@@ -99,7 +99,8 @@ BAD_X = [
     (np.full((5, 4), np.inf), ValueError, "Input X contains infinity"),
     (np.full((5, 4), "a"), TypeError, "X must hold real numbers, got an array of dtype <U1"),
     (np.ones((5, 4), dtype=complex), TypeError, "X must hold real numbers"),
-    (np.array([[1, None, 2, 3]] * 5), TypeError, "X must hold real numbers, got an array of dtype object"),
+    (np.array([[1, None, 2, 3]] * 5), TypeError,
+     "X must hold real numbers, got an array of dtype object"),
     ([[1, 2, 3, 4], [1, 2]], ValueError, "X could not be converted to a numeric array"),
 ]
 
@@ -242,7 +243,8 @@ def test_a_label_stands_for_one_examples_target_and_a_column_of_labels_gets_a_hi
     net = bpfast.Network([3, 4, 5], seed=0)
     x = np.array([0.1, 0.2, 0.3])
     assert net.cost(x, 2) == net.cost(x, np.eye(5)[2])
-    np.testing.assert_array_equal(net.backprop(x, 2).vector(), net.backprop(x, np.eye(5)[2]).vector())
+    np.testing.assert_array_equal(net.backprop(x, 2).vector(),
+                                  net.backprop(x, np.eye(5)[2]).vector())
     with pytest.raises(ValueError, match=r"y is a class label: it must be an integer in \[0, 5\)"):
         net.cost(x, 7)
     X, labels = np.ones((4, 3)), np.array([0, 1, 4, 2])
@@ -261,7 +263,8 @@ def test_a_label_stands_for_one_examples_target_and_a_column_of_labels_gets_a_hi
      r"L = 2 .* got 3"),
     (lambda w, b, x, y: bpfast.reference.cost(w, b, x, y, cost="ce"), ValueError,
      r"cost must be one of \['quadratic', 'cross_entropy'\], got 'ce'"),
-    (lambda w, b, x, y: bpfast.reference.gradient(w, b, [x], [y], activations=["softmax", "sigmoid"]),
+    (lambda w, b, x, y: bpfast.reference.gradient(w, b, [x], [y],
+                                                  activations=["softmax", "sigmoid"]),
      ValueError, "softmax belongs to the output layer only"),
     (lambda w, b, x, y: bpfast.reference.backprop(w, b, x[:2], y), ValueError,
      r"x must have n0 = 3 values, got 2"),

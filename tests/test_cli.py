@@ -181,7 +181,8 @@ def test_train_on_mnist_files_npz_and_csv(tmp_path):
     np.savez(tmp_path / "mine.npz", X=X, y=y)
     result = bpfast("train", "--data", tmp_path / "mine.npz", "--epochs", 2)
     assert result.returncode == 0, result.stderr
-    assert "sizes=[3, 30, 2]" in result.stdout and "32 training and 8 test examples" in result.stdout
+    assert "sizes=[3, 30, 2]" in result.stdout
+    assert "32 training and 8 test examples" in result.stdout
     assert re.search(r"test: cost [\d.]+, accuracy [\d.]+%", result.stdout)
     np.savetxt(tmp_path / "mine.csv", np.column_stack([X, y]), delimiter=",")
     result = bpfast("train", "--data", tmp_path / "mine.csv", "--epochs", 2)
@@ -226,7 +227,8 @@ def test_explain_walks_the_chain_and_the_sum_over_j(cost):
     (["train", "--l2", "-1"], "--l2: must be a finite number ≥ 0"),
     (["evaluate", "/nonexistent/model.npz"], "No such file"),
     (["explain", "--w", "inf"], "--w: must be a finite number"),
-    (["explain", "--cost", "cross_entropy", "--y", "3"], r"--y: y must be a probability in \[0, 1\]"),
+    (["explain", "--cost", "cross_entropy", "--y", "3"],
+     r"--y: y must be a probability in \[0, 1\]"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_arguments_give_one_line_and_status_2(args, message):

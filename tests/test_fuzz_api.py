@@ -1,7 +1,8 @@
 """Hypothesis throws random shapes, dtypes, memory orders and values at the public API: only the
 documented exceptions ever come out, and a refused call leaves the network as it was."""
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import bpfast
@@ -110,8 +111,8 @@ def test_methods_taking_inputs_and_targets(pair):
     dtype = NET.dtype
     for method in ("cost", "gradient", "per_example_gradients", "backprop", "evaluate"):
         call = getattr(NET, method)
-        call_is_clean(NET, lambda: call(X, Y),
-                      lambda: call(canonical(X, dtype), canonical(Y, dtype)))
+        call_is_clean(NET, lambda call=call: call(X, Y),
+                      lambda call=call: call(canonical(X, dtype), canonical(Y, dtype)))
     fresh = bpfast.Network([3, 4, 2], seed=1)
     again = bpfast.Network([3, 4, 2], seed=1)
     fit = dict(epochs=1, batch_size=2, learning_rate=0.1, seed=0)
@@ -141,7 +142,8 @@ def test_methods_taking_one_array(value):
     f = float_dtype(value)
     for function in (bpfast.sigmoid, lambda z: bpfast.activations.activate(z, "tanh")[1],
                      bpfast.activations.softmax):
-        call_is_clean(NET, lambda: function(value), lambda: function(canonical(value, f)))
+        call_is_clean(NET, lambda function=function: function(value),
+                      lambda function=function: function(canonical(value, f)))
     call_is_clean(NET, lambda: bpfast.Gradient.from_vector(value, [3, 4, 2]),
                   lambda: bpfast.Gradient.from_vector(canonical(value, f), [3, 4, 2]))
 
@@ -156,12 +158,12 @@ def test_scalar_arguments(value):
         arguments = dict(epochs=1, batch_size=2, learning_rate=0.1)
         arguments[keyword] = value
         net = bpfast.Network([3, 4, 2], seed=0)
-        call_is_clean(net, lambda: net.fit(X, Y, **arguments))
+        call_is_clean(net, lambda net=net, arguments=arguments: net.fit(X, Y, **arguments))
     call_is_clean(NET, lambda: NET.step(NET.gradient(X, Y), value))
     call_is_clean(NET, lambda: bpfast.Network(value))
     call_is_clean(NET, lambda: bpfast.Network([3, 2], dtype=value))
     for keyword in ("activation", "output_activation", "cost"):
-        call_is_clean(NET, lambda: bpfast.Network([3, 2], **{keyword: value}))
+        call_is_clean(NET, lambda keyword=keyword: bpfast.Network([3, 2], **{keyword: value}))
     call_is_clean(NET, lambda: bpfast.Network([3, 2], seed=value))
 
 

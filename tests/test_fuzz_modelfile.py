@@ -29,7 +29,8 @@ def test_mutated_model_files_never_crash_load(tmp_path):
             data = data[:rng.integers(0, len(data))]
         elif kind == 2:                             # insert junk
             position = rng.integers(0, len(data))
-            data[position:position] = rng.integers(0, 256, rng.integers(1, 64)).astype(np.uint8).tobytes()
+            insert = rng.integers(0, 256, rng.integers(1, 64)).astype(np.uint8)
+            data[position:position] = insert.tobytes()
         else:                                       # overwrite a run with one value
             start = rng.integers(0, len(data))
             data[start:start + rng.integers(1, 32)] = bytes([rng.integers(0, 256)]) * 32

@@ -7,6 +7,7 @@ import numpy as np
 
 import bpfast
 from bpfast.crosscheck import relative_difference
+
 from conftest import numpy_fit
 
 SCRIPT = textwrap.dedent("""

@@ -60,4 +60,5 @@ def test_comparison_detects_a_wrong_gradient():
     net, X, Y = make_problem([4, 5, 3], 6)
     wrong = net.gradient(X, Y).vector()
     wrong[7] *= 1 + 1e-9
-    assert relative_difference(wrong, reference_gradient(net, X, Y)) > REFERENCE_TOLERANCE["float64"]
+    assert (relative_difference(wrong, reference_gradient(net, X, Y))
+            > REFERENCE_TOLERANCE["float64"])

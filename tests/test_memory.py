@@ -5,7 +5,6 @@ import os
 import numpy as np
 import pytest
 
-
 from conftest import make_problem
 
 

@@ -138,7 +138,8 @@ def test_divergence_keeps_the_last_finite_step_of_every_rule(rule, n_threads):
     (dict(nesterov=True), ValueError, "nesterov=True needs a momentum > 0"),
     (dict(nesterov=1, momentum=0.9), TypeError, "nesterov must be True or False"),
     (dict(optimizer="adam", momentum=0.9), ValueError,
-     r"momentum and nesterov are for optimizer='sgd'; Adam has its own momentum, β1 \(betas\[0\]\)"),
+     r"momentum and nesterov are for optimizer='sgd'; Adam has its own momentum, "
+     r"β1 \(betas\[0\]\)"),
     (dict(l2=-1.0), ValueError, "l2 must be a finite number ≥ 0"),
     (dict(l2=np.inf), ValueError, "l2 must be a finite number"),
     (dict(betas=0.9), TypeError, r"betas must be a pair"),

@@ -1,6 +1,8 @@
-"""Property tests: random shapes, values and memory layouts, against the reference and invariants."""
+"""Property tests: random shapes, values and memory layouts, against the reference and
+invariants."""
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import bpfast

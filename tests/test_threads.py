@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import bpfast
+
 from conftest import make_problem
 
 
@@ -132,7 +133,8 @@ def test_fit_gives_the_same_bits_whichever_threads_compute_the_parts(monkeypatch
         results[mode] = net.parameters_vector(), history.cost
         threads = history.threads
         assert threads["n_threads"] == n_threads
-        assert threads["steps_shared"] + threads["steps_alone"] == 3 * -(-333 // keywords["batch_size"])
+        steps = 3 * -(-333 // keywords["batch_size"])
+        assert threads["steps_shared"] + threads["steps_alone"] == steps
         if mode == 3 and threads["workers"] > 1:
             assert threads["steps_alone"] > 0 and threads["steps_shared"] > 0
             assert threads["switches"] > 10

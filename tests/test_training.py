@@ -1,4 +1,5 @@
-"""fit: mini-batch gradient descent in the kernels, checked against a plain numpy re-implementation."""
+"""fit: mini-batch gradient descent in the kernels, checked against a plain numpy
+re-implementation."""
 import numpy as np
 import pytest
 

@@ -155,7 +155,8 @@ cdef extern from "_codes.h":
         MOMENTUM "BPFAST_MOMENTUM"  # v ← μ v + g,  θ ← θ − η v                    (heavy ball)
         NESTEROV "BPFAST_NESTEROV"  # v ← μ v + g,  θ ← θ − η (g + μ v)
         ADAM "BPFAST_ADAM"          # m ← β1 m + (1 − β1) g,  r ← β2 r + (1 − β2) g²,
-                                    # θ ← θ − η m̂ / (√r̂ + ε), m̂ = m / (1 − β1^t), r̂ = r / (1 − β2^t)
+                                    # θ ← θ − η m̂ / (√r̂ + ε),
+                                    # m̂ = m / (1 − β1^t), r̂ = r / (1 − β2^t)
         N_RULES "BPFAST_N_RULES"
     # where g = ∂C/∂θ + λ w for the weights (L2: the cost gains (λ/2) Σ_l ‖w^(l)‖²), ∂C/∂θ for
     # biases.
@@ -338,7 +339,7 @@ cdef inline void _t_is_d_w(Py_ssize_t m, Py_ssize_t ni, Py_ssize_t nj,
         bpfast_ab_s(m, ni, nj, D, ldd, W, ldw, T, ldt)
 
 
-# --- the network's layout --------------------------------------------------------------------------
+# --- the network's layout ------------------------------------------------------------------------
 
 cdef struct Layout:
     # What a network is, for the kernels: computed once (`NetworkLayout`), the only place where
@@ -491,13 +492,13 @@ cdef inline void _fits(Workspace ws, Py_ssize_t n, dtype, bint training=False) e
         raise ValueError(f"a workspace of {ws.rows} {ws.dtype} rows cannot take {n} of {dtype}.")
 
 
-# --- the forward pass --------------------------------------------------------------------------------
+# --- the forward pass ----------------------------------------------------------------------------
 
 cdef void _forward_layer(const Layout* lay, const floating* theta, int l, Py_ssize_t n,
                          const floating* X, floating* A, floating* S, floating* Z,
                          int part, int n_parts) noexcept nogil:
-    """z^(l) = a^(l−1) w^(l)ᵀ + b^(l),  a^(l) = f_l(z^(l)),  S ← f_l'(z^(l)) for the part's neurons j
-    of layer l (rows = examples; a^(0) = X), f_l being activation acts[l−1].
+    """z^(l) = a^(l−1) w^(l)ᵀ + b^(l),  a^(l) = f_l(z^(l)),  S ← f_l'(z^(l)) for the part's
+    neurons j of layer l (rows = examples; a^(0) = X), f_l being activation acts[l−1].
 
     z itself is kept in Z when Z is not NULL (a trace); otherwise it is computed into S, which
     the slopes then replace (the backward pass needs no z). At the output, S keeps z^(L) itself
@@ -532,7 +533,7 @@ cdef void _forward(const Layout* lay, const floating* theta, Py_ssize_t n, const
         _softmax_rows(S + output, A + output, lay.sizes[lay.L], 0, n)
 
 
-# --- the backward pass: δ, layer by layer ------------------------------------------------------------
+# --- the backward pass: δ, layer by layer --------------------------------------------------------
 
 cdef double _output_delta(const Layout* lay, Py_ssize_t n, const floating* A, const floating* Y,
                           floating* S, int part, int n_parts) noexcept nogil:
@@ -541,7 +542,8 @@ cdef double _output_delta(const Layout* lay, Py_ssize_t n, const floating* A, co
     examples). The one place where C_0 is computed: for `fit`, `cost` and `evaluate` alike.
 
     quadratic:             δ_j = f'(z_j) · 2(a_j − y_j)           (link 2 times link 3)
-    quadratic, softmax:    δ_j = Σ_i ∂a_i/∂z_j · 2(a_i − y_i) = a_j (2(a_j − y_j) − Σ_i a_i 2(a_i − y_i))
+    quadratic, softmax:    δ_j = Σ_i ∂a_i/∂z_j · 2(a_i − y_i)
+                               = a_j (2(a_j − y_j) − Σ_i a_i 2(a_i − y_i))
     cross-entropy, sigmoid: C_0 = Σ_j softplus(z_j) − y_j z_j, δ_j = a_j − y_j
     cross-entropy, softmax: C_0 = Σ_j y_j (lse(z) − z_j),       δ_j = a_j Σ_i y_i − y_j
     (softplus(z) = ln(1 + e^z), lse(z) = ln Σ_i e^(z_i), both computed without overflow.)

@@ -189,7 +189,8 @@ def check_positive_real(value, name, *, allow_zero=False, spelling=PYTHON):
 
 
 def as_real_array(value, name, dtype):
-    """`value` as an array of `dtype`; refuses what is not real numbers (strings, complex, objects)."""
+    """`value` as an array of `dtype`; refuses what is not real numbers (strings, complex,
+    objects)."""
     if isinstance(value, np.ndarray):
         array = value
     else:
@@ -209,7 +210,8 @@ def as_real_array(value, name, dtype):
 
 
 def check_finite(array, name):
-    """Refuse NaN and ±inf, saying which (after conversion, inf may mean "too large for float32")."""
+    """Refuse NaN and ±inf, saying which (after conversion, inf may mean "too large for
+    float32")."""
     if not np.isfinite(array).all():
         if np.isnan(array).any():
             raise ValueError(f"Input {name} contains NaN.")

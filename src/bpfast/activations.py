@@ -2,9 +2,11 @@
 
     sigmoid   σ(z) = 1 / (1 + e^(−z))             σ'(z) = σ(z) (1 − σ(z))
     tanh      tanh(z)                             tanh'(z) = 1 − tanh(z)²
-    relu      max(z, 0)                           relu'(z) = 1 if z > 0 else 0 (0 at z = 0, as PyTorch)
+    relu      max(z, 0)                           relu'(z) = 1 if z > 0 else 0 (0 at z = 0, as
+                                                  PyTorch)
     identity  z                                   1
-    softmax   a_j = e^(z_j) / Σ_i e^(z_i)          ∂a_i/∂z_j = a_i (1[i = j] − a_j)   (output layer only)
+    softmax   a_j = e^(z_j) / Σ_i e^(z_i)          ∂a_i/∂z_j = a_i (1[i = j] − a_j)
+              (output layer only)
 
 None overflows: ``sigmoid(-1000.0)`` is 0.0, ``tanh(1000.0)`` is 1.0 and softmax shifts each row
 by its maximum, with no warning. The slopes keep full precision where the activation saturates.
@@ -61,7 +63,8 @@ def softmax(z):
     """a_j = e^(z_j) / Σ_i e^(z_i) over the last axis (each row of a batch), without overflow."""
     array = _as_float_array(z)
     if array.ndim not in (1, 2) or array.shape[-1] == 0:
-        raise ValueError(f"z must be a non-empty 1-D array or a 2-D batch, got shape {array.shape}.")
+        raise ValueError(f"z must be a non-empty 1-D array or a 2-D batch, got shape "
+                         f"{array.shape}.")
     rows = np.ascontiguousarray(array.reshape(-1, array.shape[-1]))
     a = np.empty_like(rows)
     _kernels.softmax(rows, a)

@@ -100,8 +100,8 @@ def _targets(y, task, classes, spec):
     position = np.searchsorted(classes, y)
     known = (position < len(classes)) & (classes[np.minimum(position, len(classes) - 1)] == y)
     if not known.all():
-        raise UsageError(f"--data {spec}: label {y[~known][0].item()!r} is not among the classes the "
-                         f"model knows, {classes.tolist()}.")
+        raise UsageError(f"--data {spec}: label {y[~known][0].item()!r} is not among the classes "
+                         f"the model knows, {classes.tolist()}.")
     return np.eye(len(classes))[position]
 
 
@@ -356,7 +356,7 @@ def train(args):
     return 0
 
 
-# --- evaluate and predict --------------------------------------------------------------------------
+# --- evaluate and predict ------------------------------------------------------------------------
 
 def _load_model(path):
     try:

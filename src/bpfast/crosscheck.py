@@ -31,7 +31,8 @@ FD_TOLERANCES = {"float64": (1e-8, 1e-10), "float32": (1e-3, 1e-5)}
 
 
 def relative_difference(actual, expected):
-    """max_i |actual_i − expected_i| / max_i |expected_i|: the error relative to the array's scale."""
+    """max_i |actual_i − expected_i| / max_i |expected_i|: the error relative to the array's
+    scale."""
     actual = np.asarray(actual, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
     scale = np.max(np.abs(expected), initial=0.0)

@@ -195,7 +195,8 @@ def _stratified(stratify, n, n_test, rng):
                                    else stratify)
     counts = np.bincount(codes, minlength=len(classes))
     if counts.min() < 2:
-        raise ValueError(f"stratify: class {classes[counts.argmin()].item()!r} has only one example; "
+        raise ValueError(f"stratify: class {classes[counts.argmin()].item()!r} has only one "
+                         "example; "
                          "every class needs two or more to appear in both parts.")
     exact = counts * n_test / n
     quotas = np.floor(exact).astype(np.int64)

@@ -80,7 +80,8 @@ def read_record(path, n_inputs):
             elif kind in ("integer", "number"):
                 if value.ndim != 0 or value.dtype.kind not in ("iub" if kind == "integer"
                                                                else "iuf"):
-                    raise ModelFileError(f"{name} must be a{'n integer' if kind == 'integer' else ' number'}.")
+                    article = "an integer" if kind == "integer" else "a number"
+                    raise ModelFileError(f"{name} must be {article}.")
                 value = value.item()
             elif kind == "vector":
                 if value.ndim != 1 or value.dtype.kind not in "iufU" or len(value) == 0:

@@ -3,8 +3,8 @@
 A `Network` with sizes [n0, …, nL] computes z^(l), a^(l), C_0 and ∂C_0/∂w^(l), ∂C_0/∂b^(l) as
 the notation (docs/notation.md) defines them. Its parameters live in one vector θ in the slides'
 order (w^(1), b^(1), …, w^(L), b^(L)); ``weights`` and ``biases`` are views into it, and a
-`Gradient` has the same layout, so ∇C and a gradient-descent step need no copying. Every method validates its input here
-and only then calls `bpfast._kernels`, which trusts what it is given.
+`Gradient` has the same layout, so ∇C and a gradient-descent step need no copying. Every method
+validates its input here and only then calls `bpfast._kernels`, which trusts what it is given.
 """
 import functools
 import numbers
@@ -25,7 +25,6 @@ from ._validation import (
     check_seed,
     check_sizes,
 )
-from .activations import ACTIVATIONS
 
 #: The costs a Network can use (the keyword ``cost=``); see `bpfast.costs`.
 COSTS = costs.COSTS
@@ -668,7 +667,8 @@ class Network:
     # --- model files ---------------------------------------------------------------------------
 
     def save(self, path):
-        """Write the network to an .npz model file (see `bpfast.modelfile`); `bpfast.load` reads it."""
+        """Write the network to an .npz model file (see `bpfast.modelfile`); `bpfast.load` reads
+        it."""
         modelfile.save(self, path)
 
     def __repr__(self):

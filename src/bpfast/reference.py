@@ -366,7 +366,8 @@ def _step(weights, biases, dC_dw, dC_db, learning_rate, state, optimizer, moment
         if optimizer == "adam":
             v = beta1 * v + (1 - beta1) * g
             r = beta2 * r + (1 - beta2) * g * g
-            return theta - eta * (v / (1 - beta1 ** t)) / (math.sqrt(r / (1 - beta2 ** t)) + eps), v, r
+            step = eta * (v / (1 - beta1 ** t)) / (math.sqrt(r / (1 - beta2 ** t)) + eps)
+            return theta - step, v, r
         if mu:
             v = mu * v + g
             return theta - eta * (g + mu * v if nesterov else v), v, r

@@ -20,7 +20,6 @@ t counts the steps of this `fit` from 1; v, m and r start at 0 in each call of `
 """
 import contextlib
 import functools
-import numbers
 import os
 import threading
 import time
@@ -133,7 +132,7 @@ def _default_threads(P, batch):
     return max(1, min(available_cores(), limit, flops // MIN_FLOPS_PER_THREAD))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _blas_controller():
     """Finds the loaded BLAS libraries once (scipy's, which the kernels call, among them)."""
     return ThreadpoolController()
