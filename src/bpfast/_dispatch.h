@@ -114,15 +114,16 @@ typedef struct {
                ptrdiff_t);
     void (*activate)(double*, const double*, double*, double*, ptrdiff_t, int, int);
     void (*update)(const bpfast_hyper_d*, double, ptrdiff_t, const double*, double*, double*, double*);
+    void (*outer)(ptrdiff_t, ptrdiff_t, const double*, const double*, double*, double*);
 } bpfast_loops_d;
 
 static const bpfast_loops_d bpfast_loops_d_baseline = {
     bpfast_abt_d_baseline, bpfast_atb_d_baseline, bpfast_ab_d_baseline,
-    bpfast_activate_d_baseline, bpfast_update_d_baseline};
+    bpfast_activate_d_baseline, bpfast_update_d_baseline, bpfast_outer_d_baseline};
 #if BPFAST_HAVE_AVX2_VARIANT
 static const bpfast_loops_d bpfast_loops_d_avx2 = {
     bpfast_abt_d_avx2, bpfast_atb_d_avx2, bpfast_ab_d_avx2,
-    bpfast_activate_d_avx2, bpfast_update_d_avx2};
+    bpfast_activate_d_avx2, bpfast_update_d_avx2, bpfast_outer_d_avx2};
 #endif
 static const bpfast_loops_d* bpfast_d = &bpfast_loops_d_baseline;
 
@@ -148,6 +149,10 @@ static void bpfast_update_d(const bpfast_hyper_d* h, double l2, ptrdiff_t n, con
                            double* theta, double* v, double* r) {
     bpfast_d->update(h, l2, n, g, theta, v, r);
 }
+static void bpfast_outer_d(ptrdiff_t nj, ptrdiff_t ni, const double* d, const double* a, double* G,
+                          double* B) {
+    bpfast_d->outer(nj, ni, d, a, G, B);
+}
 
 typedef struct {
     void (*abt)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const float*, ptrdiff_t, const float*, ptrdiff_t, float*,
@@ -158,15 +163,16 @@ typedef struct {
                ptrdiff_t);
     void (*activate)(float*, const float*, float*, float*, ptrdiff_t, int, int);
     void (*update)(const bpfast_hyper_s*, float, ptrdiff_t, const float*, float*, float*, float*);
+    void (*outer)(ptrdiff_t, ptrdiff_t, const float*, const float*, float*, float*);
 } bpfast_loops_s;
 
 static const bpfast_loops_s bpfast_loops_s_baseline = {
     bpfast_abt_s_baseline, bpfast_atb_s_baseline, bpfast_ab_s_baseline,
-    bpfast_activate_s_baseline, bpfast_update_s_baseline};
+    bpfast_activate_s_baseline, bpfast_update_s_baseline, bpfast_outer_s_baseline};
 #if BPFAST_HAVE_AVX2_VARIANT
 static const bpfast_loops_s bpfast_loops_s_avx2 = {
     bpfast_abt_s_avx2, bpfast_atb_s_avx2, bpfast_ab_s_avx2,
-    bpfast_activate_s_avx2, bpfast_update_s_avx2};
+    bpfast_activate_s_avx2, bpfast_update_s_avx2, bpfast_outer_s_avx2};
 #endif
 static const bpfast_loops_s* bpfast_s = &bpfast_loops_s_baseline;
 
@@ -191,6 +197,10 @@ static void bpfast_activate_s(float* z, const float* b, float* a, float* s, ptrd
 static void bpfast_update_s(const bpfast_hyper_s* h, float l2, ptrdiff_t n, const float* g,
                            float* theta, float* v, float* r) {
     bpfast_s->update(h, l2, n, g, theta, v, r);
+}
+static void bpfast_outer_s(ptrdiff_t nj, ptrdiff_t ni, const float* d, const float* a, float* G,
+                          float* B) {
+    bpfast_s->outer(nj, ni, d, a, G, B);
 }
 
 static const char* bpfast_isa_in_use = "baseline";

@@ -285,6 +285,10 @@ cdef extern from "_dispatch.h":
                       const float* D, Py_ssize_t ldd, const float* A, Py_ssize_t lda,
                       float* W, Py_ssize_t ldw, float* Vel,
                       const bpfast_hyper_s* h) noexcept nogil
+    void bpfast_outer_d(Py_ssize_t nj, Py_ssize_t ni, const double* d, const double* a,
+                        double* G, double* B) noexcept nogil
+    void bpfast_outer_s(Py_ssize_t nj, Py_ssize_t ni, const float* d, const float* a, float* G,
+                        float* B) noexcept nogil
     void bpfast_ab_d(Py_ssize_t m, Py_ssize_t ni, Py_ssize_t nj, const double* D, Py_ssize_t ldd,
                      const double* W, Py_ssize_t ldw, double* T, Py_ssize_t ldt) noexcept nogil
     void bpfast_ab_s(Py_ssize_t m, Py_ssize_t ni, Py_ssize_t nj, const float* D, Py_ssize_t ldd,
@@ -293,6 +297,9 @@ cdef extern from "_dispatch.h":
 # From this many examples in a batch on, BLAS beats the microkernels (Design 5).
 cdef enum:
     SMALL_BATCH = 64
+
+#: Batches (and parts of a call) of fewer examples than this never reach BLAS.
+BLAS_FROM = SMALL_BATCH
 
 
 cdef inline void _z_is_a_wT(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni,
@@ -496,7 +503,7 @@ cdef inline void _fits(Workspace ws, Py_ssize_t n, dtype, bint training=False) e
 
 cdef void _forward_layer(const Layout* lay, const floating* theta, int l, Py_ssize_t n,
                          const floating* X, floating* A, floating* S, floating* Z,
-                         int part, int n_parts) noexcept nogil:
+                         int part, int n_parts, bint* z_finite=NULL) noexcept nogil:
     """z^(l) = a^(l−1) w^(l)ᵀ + b^(l),  a^(l) = f_l(z^(l)),  S ← f_l'(z^(l)) for the part's
     neurons j of layer l (rows = examples; a^(0) = X), f_l being activation acts[l−1].
 
@@ -516,6 +523,13 @@ cdef void _forward_layer(const Layout* lay, const floating* theta, int l, Py_ssi
     cdef floating* a = A + block
     cdef Py_ssize_t j0 = _first(n_out, part, n_parts), j1 = _first(n_out, part + 1, n_parts)
     _z_is_a_wT(n, j1 - j0, n_in, a_prev, n_in, w + j0 * n_in, n_in, z + j0, n_out)
+    if z_finite != NULL:
+        # z^(l) = a w + b is finite exactly when a^(l−1) and θ's rows are: a NaN or an infinity
+        # among the inputs always reaches every z_j of its example (∞ · 0 is NaN), which an
+        # activation could hide (σ(∞) = 1). Checked here, on n_l numbers where X has n_{l−1}.
+        for k in range(n):
+            if not _all_finite(z + k * n_out + j0, j1 - j0):
+                z_finite[0] = False
     for k in range(n):
         _activate(z + k * n_out + j0, b + j0, a + k * n_out + j0, s + k * n_out + j0, j1 - j0,
                   lay.acts[l - 1], l == lay.L and lay.cost == CROSS_ENTROPY)
@@ -653,13 +667,14 @@ cdef inline const floating* _a_below(const Layout* lay, int l, Py_ssize_t n, con
 
 cdef void _mean_gradient_layer(const Layout* lay, int l, Py_ssize_t n, const floating* X,
                                const floating* A, const floating* S, floating* grad,
-                               int part, int n_parts) noexcept nogil:
-    """∂C/∂w_ji^(l) = (1/n) Σ_k δ_kj^(l) a_ki^(l−1),  ∂C/∂b_j^(l) = (1/n) Σ_k δ_kj^(l) into grad
-    (laid out as θ), for the part's rows j. Link 1: ∂z_j/∂w_ji = a_i^(l−1), ∂z_j/∂b_j = 1."""
+                               floating inv_n, int part, int n_parts) noexcept nogil:
+    """∂C/∂w_ji^(l) = inv_n Σ_k δ_kj^(l) a_ki^(l−1),  ∂C/∂b_j^(l) = inv_n Σ_k δ_kj^(l) into grad
+    (laid out as θ), for the part's rows j, over the n examples given: with inv_n = 1/n, the
+    batch mean; with 1/N, these examples' share of a batch of N. Link 1: ∂z_j/∂w_ji = a_i^(l−1),
+    ∂z_j/∂b_j = 1."""
     cdef Py_ssize_t n_out = lay.sizes[l], n_in = lay.sizes[l - 1], j
     cdef Py_ssize_t j0 = _first(n_out, part, n_parts), j1 = _first(n_out, part + 1, n_parts)
     cdef const floating* delta = S + _block(lay, l, n)
-    cdef floating inv_n = (<floating> 1) / n
     _w_is_beta_w_plus_alpha_dT_a(n, j1 - j0, n_in, inv_n, 0, delta + j0, n_out,
                                  _a_below(lay, l, n, X, A), n_in, grad + lay.w[l] + j0 * n_in,
                                  n_in)
@@ -672,20 +687,41 @@ cdef void _example_gradients_layer(const Layout* lay, int l, Py_ssize_t n, const
                                    const floating* A, const floating* S, floating* out,
                                    int part, int n_parts) noexcept nogil:
     """∂C_k/∂w_ji^(l) = δ_kj^(l) a_ki^(l−1),  ∂C_k/∂b_j^(l) = δ_kj^(l) into row k of out (n rows
-    of P, each laid out as θ), for the part's rows j."""
-    cdef Py_ssize_t n_out = lay.sizes[l], n_in = lay.sizes[l - 1], P = lay.P, k, j, i
+    of P, each laid out as θ), for the part's rows j: one outer product per example, written by
+    the vector loops of _microkernels_impl.h."""
+    cdef Py_ssize_t n_out = lay.sizes[l], n_in = lay.sizes[l - 1], P = lay.P, k
     cdef Py_ssize_t j0 = _first(n_out, part, n_parts), j1 = _first(n_out, part + 1, n_parts)
     cdef const floating* delta = S + _block(lay, l, n)
     cdef const floating* a_prev = _a_below(lay, l, n, X, A)
     cdef floating* g
-    cdef floating d
     for k in range(n):
         g = out + k * P
-        for j in range(j0, j1):
-            d = delta[k * n_out + j]
-            for i in range(n_in):
-                g[lay.w[l] + j * n_in + i] = d * a_prev[k * n_in + i]
-            g[lay.b[l] + j] = d
+        if floating is double:
+            bpfast_outer_d(j1 - j0, n_in, delta + k * n_out + j0, a_prev + k * n_in,
+                           g + lay.w[l] + j0 * n_in, g + lay.b[l] + j0)
+        else:
+            bpfast_outer_s(j1 - j0, n_in, delta + k * n_out + j0, a_prev + k * n_in,
+                           g + lay.w[l] + j0 * n_in, g + lay.b[l] + j0)
+
+
+cdef void _example_norms_layer(const Layout* lay, int l, Py_ssize_t n, const floating* X,
+                               const floating* A, const floating* S, double* squares,
+                               Py_ssize_t stride) noexcept nogil:
+    """‖∂C_k/∂w^(l)‖² + ‖∂C_k/∂b^(l)‖² = ‖δ_k^(l)‖² (‖a_k^(l−1)‖² + 1) into squares[k · stride],
+    for each example k — the per-example gradient's norm without the gradient: the Frobenius
+    norm of an outer product δ aᵀ is ‖δ‖ ‖a‖."""
+    cdef Py_ssize_t n_out = lay.sizes[l], n_in = lay.sizes[l - 1], k, j, i
+    cdef const floating* delta = S + _block(lay, l, n)
+    cdef const floating* a_prev = _a_below(lay, l, n, X, A)
+    cdef floating dd, aa
+    for k in range(n):
+        dd = 0
+        for j in range(n_out):
+            dd += delta[k * n_out + j] * delta[k * n_out + j]
+        aa = 0
+        for i in range(n_in):
+            aa += a_prev[k * n_in + i] * a_prev[k * n_in + i]
+        squares[k * stride] = (<double> dd) * (<double> aa + 1)
 
 
 cdef struct Step:
@@ -801,7 +837,7 @@ cdef double _backward(const Layout* lay, const floating* theta, Py_ssize_t n, co
         if per_example:
             _example_gradients_layer(lay, l, n, X, A, S, out, 0, 1)
         else:
-            _mean_gradient_layer(lay, l, n, X, A, S, out, 0, 1)
+            _mean_gradient_layer(lay, l, n, X, A, S, out, (<floating> 1) / n, 0, 1)
         if l > 1:
             _delta_below(lay, theta, l, n, S, T, 0, 1)
     return sum_C
@@ -820,12 +856,14 @@ cdef extern from "_team.h":
     const int HAVE_THREADS "BPFAST_HAVE_THREADS"
     bpfast_team* bpfast_team_new(int n_workers) noexcept nogil
     void bpfast_team_free(bpfast_team* team) noexcept nogil
+    void bpfast_team_forget(bpfast_team* team) noexcept nogil
     void bpfast_team_run(bpfast_team* team, int n_parts, void* job, bpfast_task task,
                          bpfast_close close) noexcept nogil
     enum:
         BPFAST_NEXT_PHASE
         BPFAST_NEXT_STEP
         BPFAST_FINISHED
+        BPFAST_FINISHED_STEP
 
 
 cdef inline void* _address(array):
@@ -995,19 +1033,20 @@ cdef int _begin_step(Epoch* e, floating* tag) noexcept nogil:
     end of the epoch; then the next mini-batch's size and Adam's t. Returns what `_epoch_close`
     does next."""
     cdef Py_ssize_t P = e.lay.P
+    cdef bint a_step_ended = e.stage != GATHER
     if e.backup != NULL:
-        if e.stage != GATHER and not _all_finite(<floating*> e.theta, P):
+        if a_step_ended and not _all_finite(<floating*> e.theta, P):
             memcpy(e.theta, e.backup, P * sizeof(floating))
             e.diverged = e.i_batch + 1
             return BPFAST_FINISHED
         memcpy(e.backup, e.theta, P * sizeof(floating))
-    if e.stage != GATHER:
+    if a_step_ended:
         e.i_batch += 1
     if e.i_batch == e.n_batches:
-        return BPFAST_FINISHED
+        return BPFAST_FINISHED_STEP
     if e.catch_sigint and _sigint_pending():
         e.interrupted = True
-        return BPFAST_FINISHED
+        return BPFAST_FINISHED_STEP if a_step_ended else BPFAST_FINISHED
     e.m = min(e.batch, e.N - e.i_batch * e.batch)
     if e.step.d.rule == ADAM:
         e.step.d.c1 = 1 / (1 - pow(e.step.d.beta1, <double> (e.steps + e.i_batch + 1)))
@@ -1016,7 +1055,7 @@ cdef int _begin_step(Epoch* e, floating* tag) noexcept nogil:
         e.step.s.c2 = <float> e.step.d.c2
     e.stage = FORWARD
     e.l = 1
-    return BPFAST_NEXT_STEP
+    return BPFAST_NEXT_STEP if a_step_ended else BPFAST_NEXT_PHASE
 
 
 cdef int _epoch_close(Epoch* e, floating* tag) noexcept nogil:
@@ -1093,11 +1132,249 @@ cdef class Team:
         with nogil:
             bpfast_team_free(self.team)
 
+    def forget(self):
+        """Forget what was measured of the machine: the next job is of another kind (shape,
+        batch, parts), whose times are not comparable with the last ones."""
+        bpfast_team_forget(self.team)
+
     @property
     def statistics(self):
         """Steps taken in each mode (all workers, one alone) and the number of changes of mode."""
         return dict(team_steps=self.team.team_steps, solo_steps=self.team.solo_steps,
                     switches=self.team.switches)
+
+
+# --- single calls on the team: the examples shared between parts --------------------------------
+
+# What a call writes once every part has its rows' forward pass (CallStage FORWARD).
+cdef enum:
+    WRITES_NOTHING = 0      # the forward pass (and Σ_k C_k with targets): predict, cost, evaluate
+    WRITES_MEAN = 1         # ∂C/∂θ, the batch mean
+    WRITES_EXAMPLES = 2     # each ∂C_k/∂θ, a row of n × P
+    WRITES_NORMS = 3        # each ‖∂C_k/∂θ^(l)‖², a row of n × L
+
+cdef enum CallStage:
+    CALL_FORWARD = 0        # the part's rows through every layer; δ^(L) and Σ_k C_k with targets
+    CALL_BACKWARD = 1       # δ down the layers, and what the call writes for the part's rows
+    CALL_REDUCE = 2         # the batch mean: the parts' sums added, column range by range
+
+
+cdef struct Call:
+    # One call's job on the team (Design 5, but by examples: a call has no step to share by
+    # neurons, and its parts need no phase between layers). Part p owns rows first(n, p) to
+    # first(n, p + 1) and its own region of the workspace, laid out as a batch of its rows.
+    const Layout* lay
+    const void* theta
+    const void* X
+    const void* Y               # NULL: no targets (the forward pass only)
+    Py_ssize_t n
+    int n_parts, writes, stage
+    void* A
+    void* S
+    void* T
+    void* Z                     # NULL, or z^(1..L) kept (a trace)
+    void* out                   # grad (P), the per-example rows (n × P), or squares (n × L)
+    void* partials              # the sums of parts 1.. (n_parts − 1 rows of P), for the mean
+    double* shares              # Σ_k C_k of each part
+    bint check_z                # whether to stop, before writing, at a z^(1) not finite
+    bint* z_finite              # each part: whether its rows' z^(1) were all finite
+    bint stopped                # a z^(1) was not finite: nothing was written
+
+
+cdef inline void _call_rows(const Call* c, int part, Py_ssize_t* r0, Py_ssize_t* m) noexcept nogil:
+    r0[0] = _first(c.n, part, c.n_parts)
+    m[0] = _first(c.n, part + 1, c.n_parts) - r0[0]
+
+
+cdef void _call_task(Call* c, int part, int n_parts, floating* tag) noexcept nogil:
+    """The part's share of the stage the call is at (CallStage)."""
+    cdef const Layout* lay = c.lay
+    cdef const floating* theta = <const floating*> c.theta
+    cdef Py_ssize_t r0, m, width = lay.width, P = lay.P, start, end, i, q
+    cdef const floating* X
+    cdef const floating* Y
+    cdef floating* A
+    cdef floating* S
+    cdef floating* Z = NULL
+    cdef floating* grad
+    cdef floating inv_n
+    cdef int l
+    _call_rows(c, part, &r0, &m)
+    if c.stage == CALL_REDUCE:
+        # Column range `part` of ∂C/∂θ: part 0's sum, plus the others' in part order.
+        grad = <floating*> c.out
+        start, end = _first(P, part, n_parts), _first(P, part + 1, n_parts)
+        for q in range(n_parts - 1):
+            for i in range(start, end):
+                grad[i] += (<floating*> c.partials)[q * P + i]
+        return
+    if m == 0:
+        return
+    X = <const floating*> c.X + r0 * lay.sizes[0]
+    Y = (<const floating*> c.Y + r0 * lay.sizes[lay.L]) if c.Y != NULL else NULL
+    A = <floating*> c.A + r0 * width
+    S = <floating*> c.S + r0 * width
+    if c.Z != NULL:
+        Z = <floating*> c.Z + r0 * width
+    if c.stage == CALL_FORWARD:
+        _forward_layer(lay, theta, 1, m, X, A, S, Z, 0, 1,
+                       &c.z_finite[part] if c.check_z else NULL)
+        for l in range(2, lay.L + 1):
+            _forward_layer(lay, theta, l, m, X, A, S, Z, 0, 1)
+        if _rows_are_split(lay):
+            _softmax_rows(S + _block(lay, lay.L, m), A + _block(lay, lay.L, m), lay.sizes[lay.L],
+                          0, m)
+        if Y != NULL:
+            c.shares[part] = _output_delta(lay, m, A, Y, S, 0, 1)
+        return
+    # CALL_BACKWARD
+    inv_n = (<floating> 1) / c.n
+    if c.writes == WRITES_MEAN:
+        grad = (<floating*> c.out) if part == 0 else (<floating*> c.partials) + (part - 1) * P
+    for l in range(lay.L, 0, -1):
+        if c.writes == WRITES_MEAN:
+            _mean_gradient_layer(lay, l, m, X, A, S, grad, inv_n, 0, 1)
+        elif c.writes == WRITES_EXAMPLES:
+            _example_gradients_layer(lay, l, m, X, A, S, <floating*> c.out + r0 * P, 0, 1)
+        else:
+            _example_norms_layer(lay, l, m, X, A, S, <double*> c.out + r0 * lay.L + (l - 1),
+                                 lay.L)
+        if l > 1:
+            _delta_below(lay, theta, l, m, S, <floating*> c.T + r0 * lay.widest_hidden, 0, 1)
+
+
+cdef int _call_close(Call* c, floating* tag) noexcept nogil:
+    """After every part of a stage: the next stage, or the end of the call."""
+    cdef int p
+    if c.stage == CALL_FORWARD:
+        for p in range(c.n_parts):
+            if not c.z_finite[p]:
+                c.stopped = True                # checked before anything is written
+                return BPFAST_FINISHED
+        if c.writes == WRITES_NOTHING:
+            return BPFAST_FINISHED_STEP
+        c.stage = CALL_BACKWARD
+        return BPFAST_NEXT_PHASE
+    if c.stage == CALL_BACKWARD and c.writes == WRITES_MEAN and c.n_parts > 1:
+        c.stage = CALL_REDUCE
+        return BPFAST_NEXT_PHASE
+    return BPFAST_FINISHED_STEP
+
+
+cdef void _call_task_d(void* c, int part, int n_parts) noexcept nogil:
+    _call_task(<Call*> c, part, n_parts, <double*> NULL)
+
+
+cdef void _call_task_s(void* c, int part, int n_parts) noexcept nogil:
+    _call_task(<Call*> c, part, n_parts, <float*> NULL)
+
+
+cdef int _call_close_d(void* c) noexcept nogil:
+    return _call_close(<Call*> c, <double*> NULL)
+
+
+cdef int _call_close_s(void* c) noexcept nogil:
+    return _call_close(<Call*> c, <float*> NULL)
+
+
+def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, ::1] X, Y,
+             Workspace workspace, int writes=WRITES_NOTHING, out=None, Team team=None,
+             int n_parts=1, bint keep_z=False, bint check_z=True):
+    """One call of the kernels on a batch X (and targets Y, or None), its examples split into
+    n_parts parts that the workers of `team` compute (none: the calling thread): the forward
+    pass into the workspace (each part in its own region: `regions`), Σ_k C_k with targets, then
+    what `writes` asks for into `out` — the batch mean ∂C/∂θ (P; 1/n of each part's sum, the
+    parts' sums added in part order), each ∂C_k/∂θ (n × P), or each example's squared norms by
+    layer (n × L, float64). X's finiteness is checked on z^(1) before anything is written.
+
+    Returns (Σ_k C_k, or 0.0 without targets; whether every z^(1) was finite — if not, the call
+    stopped after the forward pass)."""
+    cdef Call c
+    cdef Py_ssize_t n = X.shape[0], P = layout.c.P
+    cdef const floating[:, ::1] Yv
+    cdef floating[::1] A, S, T, Z, grad, partials
+    cdef floating[:, ::1] rows
+    cdef double[:, ::1] squares
+    cdef double sum_C = 0
+    cdef int p
+    cdef bpfast_task task = _call_task_d if floating is double else _call_task_s
+    cdef bpfast_close close = _call_close_d if floating is double else _call_close_s
+    dtype = np.float64 if floating is double else np.float32
+    _check_theta(layout, theta)
+    _fits(workspace, n, dtype)
+    if n_parts < 1 or X.shape[1] != layout.c.sizes[0]:
+        raise ValueError("a call needs n_parts ≥ 1 and X of the layout's width.")
+    if team is None:
+        team = Team()
+    memset(&c, 0, sizeof(c))
+    c.lay = &layout.c
+    c.theta = &theta[0]
+    c.X = &X[0, 0]
+    c.n = n
+    c.n_parts = n_parts
+    c.writes = writes
+    c.stage = CALL_FORWARD
+    c.check_z = check_z
+    if Y is not None:
+        Yv = Y
+        if Yv.shape[0] != n or Yv.shape[1] != layout.c.sizes[layout.c.L]:
+            raise ValueError("Y must have a row per example, of the layout's output width.")
+        c.Y = &Yv[0, 0]
+    elif writes != WRITES_NOTHING:
+        raise ValueError("a gradient needs targets.")
+    A, S, T = workspace.A, workspace.S, workspace.T
+    c.A, c.S, c.T = &A[0], &S[0], &T[0]
+    if keep_z:
+        workspace.with_z()
+        Z = workspace.Z
+        c.Z = &Z[0]
+    if writes == WRITES_MEAN:
+        grad = out
+        if grad.shape[0] != P:
+            raise ValueError(f"out must have {P} entries.")
+        c.out = &grad[0]
+        if n_parts > 1:
+            partials = np.empty((n_parts - 1) * P, dtype)
+            c.partials = &partials[0]
+    elif writes == WRITES_EXAMPLES:
+        rows = out
+        if rows.shape[0] != n or rows.shape[1] != P:
+            raise ValueError(f"out must have shape ({n}, {P}).")
+        c.out = &rows[0, 0]
+    elif writes == WRITES_NORMS:
+        squares = out
+        if squares.shape[0] != n or squares.shape[1] != layout.c.L:
+            raise ValueError(f"out must have shape ({n}, {layout.c.L}).")
+        c.out = &squares[0, 0]
+    c.shares = <double*> calloc(n_parts, sizeof(double))
+    c.z_finite = <bint*> calloc(n_parts, sizeof(bint))
+    if c.shares == NULL or c.z_finite == NULL:
+        free(c.shares)
+        free(c.z_finite)
+        raise MemoryError()
+    try:
+        for p in range(n_parts):
+            c.z_finite[p] = True
+        with nogil:
+            bpfast_team_run(team.team, n_parts, &c, task, close)
+        for p in range(n_parts):                # in a fixed order: reproducible
+            sum_C += c.shares[p]
+    finally:
+        free(c.shares)
+        free(c.z_finite)
+    return sum_C, not c.stopped
+
+
+def regions(NetworkLayout layout, Py_ssize_t n, int n_parts):
+    """Where each part of a call keeps its rows in a workspace buffer: a list of (first row,
+    rows, offset of its region) — the region holding its rows laid out as a batch of their own."""
+    cdef int p
+    cdef Py_ssize_t r0, r1
+    result = []
+    for p in range(n_parts):
+        r0, r1 = _first(n, p, n_parts), _first(n, p + 1, n_parts)
+        result.append((r0, r1 - r0, r0 * layout.c.width))
+    return result
 
 
 # --- Python-visible twins ------------------------------------------------------------------------

@@ -55,8 +55,10 @@
 #define BPFAST_TEAM_SPIN 1e-4           /* seconds a waiting worker spins before it sleeps */
 
 /* What a job's `close` returns: the next phase belongs to the same step, or to the next step
- * (the team's clock measures steps), or the job is finished. */
-enum { BPFAST_NEXT_PHASE = 0, BPFAST_NEXT_STEP = 1, BPFAST_FINISHED = 2 };
+ * (the team's clock measures steps), or the job is finished — just after a step (a call of
+ * its own is one step), or with no step ended (a job stopped early). */
+enum { BPFAST_NEXT_PHASE = 0, BPFAST_NEXT_STEP = 1, BPFAST_FINISHED = 2,
+       BPFAST_FINISHED_STEP = 3 };
 
 typedef void (*bpfast_task)(void* job, int part, int n_parts);
 typedef int (*bpfast_close)(void* job);
@@ -80,7 +82,8 @@ typedef struct {
     double next_trial;                  /* when the mode not in force may be tried again */
     double windows[2][BPFAST_TEAM_WINDOWS];  /* seconds per step of the last windows, by mode */
     int n_windows[2], next_window[2];
-    double window_start;
+    double window_start;                /* when this job's part of the window began */
+    double window_carry;                /* seconds of the window spent in earlier jobs */
     long window_steps;
     int forced;                         /* tests: 1 team, 2 solo, 3 alternate every step; 0 choose */
     long switches;                      /* mode changes so far (for tests and benchmarks) */
@@ -186,11 +189,12 @@ static void bpfast_team_judge(bpfast_team* team, int n_workers) {
     }
     if (n_workers < 2) return;
     team->window_steps++;
-    double now = bpfast_now(), elapsed = now - team->window_start;
+    double now = bpfast_now(), elapsed = team->window_carry + (now - team->window_start);
     if (elapsed < BPFAST_TEAM_WINDOW) return;
     int mode = team->solo, other = !mode;
     double steps = (double) team->window_steps, measured = elapsed / steps;
     team->window_start = now;
+    team->window_carry = 0;
     team->window_steps = 0;
     bpfast_team_record(team, mode, measured);
     double mine = bpfast_team_estimate(team, mode), theirs = bpfast_team_estimate(team, other);
@@ -253,8 +257,15 @@ static void bpfast_team_work(bpfast_team* team, int me, int n_workers, int n_par
             team->done = 0;
             int what = close(job);
             int was_solo = team->solo;
-            if (what == BPFAST_NEXT_STEP) bpfast_team_judge(team, n_workers);
-            if (what == BPFAST_FINISHED) __atomic_store_n(&team->finished, 1, __ATOMIC_SEQ_CST);
+            if (what == BPFAST_NEXT_STEP || what == BPFAST_FINISHED_STEP)
+                bpfast_team_judge(team, n_workers);
+            if (what == BPFAST_FINISHED_STEP) what = BPFAST_FINISHED;
+            if (what == BPFAST_FINISHED) {
+                /* The window goes on in the next job, short jobs (single calls) adding up;
+                 * the time between jobs (Python's) is not the team's. */
+                team->window_carry += bpfast_now() - team->window_start;
+                __atomic_store_n(&team->finished, 1, __ATOMIC_SEQ_CST);
+            }
             uint32_t next = bpfast_phase_word((seen >> 8) + 1, team->solo, me);
             __atomic_store_n(&team->phase, next, __ATOMIC_SEQ_CST);
             if ((was_solo && !team->solo) || what == BPFAST_FINISHED) {
@@ -281,6 +292,13 @@ static void* bpfast_worker(void* argument) {
     uint32_t seen = 0;
     for (;;) {
         uint32_t now;
+        /* Calls come one after another (an optimizer's loop): spin a while for the next job
+         * before sleeping, which would add a wake-up to each. */
+        double waiting_since = bpfast_now();
+        for (long i = 0; (now = __atomic_load_n(&team->job_seq, __ATOMIC_ACQUIRE)) == seen; i++) {
+            bpfast_pause();
+            if ((i & 255) == 255 && bpfast_now() - waiting_since > BPFAST_TEAM_SPIN) break;
+        }
         while ((now = __atomic_load_n(&team->job_seq, __ATOMIC_ACQUIRE)) == seen)
             bpfast_sleep_while(&team->job_seq, seen);
         seen = now;
@@ -325,6 +343,15 @@ static bpfast_team* bpfast_team_new(int n_workers) {
     return team;
 }
 
+/* Forget what was measured (a job of another kind comes: its times are not comparable). */
+static void bpfast_team_forget(bpfast_team* team) {
+    team->solo = team->trial = team->losses = 0;
+    team->next_trial = team->window_carry = 0;
+    team->window_steps = 0;
+    team->n_windows[0] = team->n_windows[1] = 0;
+    team->next_window[0] = team->next_window[1] = 0;
+}
+
 /* Until the workers of the last job have all left it. */
 static void bpfast_team_wait_idle(bpfast_team* team) {
     uint32_t active;
@@ -354,7 +381,6 @@ static void bpfast_team_run(bpfast_team* team, int n_parts, void* job, bpfast_ta
     team->sleepers = 0;
     team->phase = bpfast_phase_word(0, team->solo, 0);
     team->window_start = bpfast_now();
-    team->window_steps = 0;
     team->job = job;
     team->task = task;
     team->close = close;

@@ -188,7 +188,7 @@ def check_positive_real(value, name, *, allow_zero=False, spelling=PYTHON):
     return value
 
 
-def as_real_array(value, name, dtype):
+def as_real_array(value, name, dtype, finite=True):
     """`value` as an array of `dtype`; refuses what is not real numbers (strings, complex,
     objects)."""
     if isinstance(value, np.ndarray):
@@ -205,7 +205,8 @@ def as_real_array(value, name, dtype):
     # Values beyond float32's range become inf here; check_finite then names them.
     with np.errstate(over="ignore"):
         array = np.asarray(array, dtype=dtype, order="C")
-    check_finite(array, name)
+    if finite:
+        check_finite(array, name)
     return array
 
 
@@ -220,13 +221,13 @@ def check_finite(array, name):
         )
 
 
-def as_examples(value, name, width, width_name, dtype, ndims=(1, 2)):
+def as_examples(value, name, width, width_name, dtype, ndims=(1, 2), finite=True):
     """One example (1-D, length `width`) or a batch (2-D, one example per row), C-contiguous.
 
     Lists, integer arrays, Fortran-ordered, strided and read-only arrays are accepted and
     converted once; nothing is copied when `value` already has the right layout and dtype.
     """
-    array = as_real_array(value, name, dtype)
+    array = as_real_array(value, name, dtype, finite)
     if array.ndim not in ndims:
         expected = " or ".join({1: "1-D (one example)", 2: "2-D (one example per row)"}[d]
                                for d in ndims)
@@ -264,13 +265,15 @@ def labels_as_targets(labels, n_outputs, dtype, name="Y", single=False):
     return np.eye(n_outputs, dtype=dtype)[labels.astype(np.intp)]
 
 
-def as_pair(X, Y, sizes, dtype, ndims=(1, 2), names=("X", "Y")):
+def as_pair(X, Y, sizes, dtype, ndims=(1, 2), names=("X", "Y"), x_finite=True):
     """Inputs X and targets Y that go together: same dimensionality, same number of examples.
 
     Beside a batch X, a 1-D Y holds integer class labels (converted to one-hot targets once);
-    beside one example x, a number y is its label.
+    beside one example x, a number y is its label. ``x_finite=False`` leaves X's finiteness to
+    the kernels, which see it exactly on z^(1) (`bpfast._kernels.run_call`): a pass over X the
+    less.
     """
-    X = as_examples(X, names[0], sizes[0], "n0 (sizes[0])", dtype, ndims)
+    X = as_examples(X, names[0], sizes[0], "n0 (sizes[0])", dtype, ndims, x_finite)
     if X.ndim == 2 and np.ndim(Y) == 1:
         Y = labels_as_targets(Y, sizes[-1], dtype, names[1])
     elif X.ndim == 1 and np.ndim(Y) == 0 and 1 in ndims:

@@ -6,20 +6,24 @@ order (w^(1), b^(1), …, w^(L), b^(L)); ``weights`` and ``biases`` are views in
 `Gradient` has the same layout, so ∇C and a gradient-descent step need no copying. Every method
 validates its input here and only then calls `bpfast._kernels`, which trusts what it is given.
 """
+import contextlib
+import copy
 import functools
 import numbers
 import threading
 
 import numpy as np
 
-from . import _kernels, costs, modelfile, training
+from . import _kernels, _pool, costs, modelfile, training
 from ._buffers import aligned_empty
 from ._validation import (
     as_examples,
     as_pair,
     as_real_array,
     check_choice,
+    check_count,
     check_dtype,
+    check_finite,
     check_network_choices,
     check_positive_real,
     check_seed,
@@ -28,6 +32,11 @@ from ._validation import (
 
 #: The costs a Network can use (the keyword ``cost=``); see `bpfast.costs`.
 COSTS = costs.COSTS
+
+#: What a call of the kernels writes (bpfast._kernels.run_call's `writes`).
+_WRITES = {"nothing": 0, "mean": 1, "examples": 2, "norms": 3}
+
+_single_threaded_blas = training._single_threaded_blas
 
 #: What a Network is, fixed when it is made: read-only attributes.
 _FIXED = ("sizes", "activations", "activation", "cost_function", "dtype")
@@ -86,7 +95,22 @@ class Gradient:
     def __init__(self, vector, sizes):
         self._vector = vector
         self.sizes = tuple(sizes)
-        self.w, self.b = _split(vector, _offsets(self.sizes))
+        self._views = None
+
+    @property
+    def w(self):
+        """∂C/∂w^(l) for l = 1..L, views of the vector (each (n_l, n_{l−1}), per example a
+        leading axis n)."""
+        return self._split()[0]
+
+    @property
+    def b(self):
+        return self._split()[1]
+
+    def _split(self):
+        if self._views is None:            # made on first use: most callers want the vector
+            self._views = _split(self._vector, _offsets(self.sizes))
+        return self._views
 
     @classmethod
     def from_vector(cls, vector, sizes):
@@ -235,6 +259,7 @@ class Network:
             self.sizes, [_kernels.ACTIVATION_CODES[f] for f in self.activations],
             _kernels.COST_CODES[cost])
         self._training = threading.Lock()        # one fit at a time on this network
+        self._workspace, self._workspace_lock = None, threading.Lock()   # kept between calls
         P = self._layout.P
         # Drawn in float64 whatever the dtype, so that one seed gives the same network (rounded)
         # in float32 and in float64.
@@ -289,7 +314,9 @@ class Network:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        del state["_training"]                   # a lock is not data: a copy gets its own
+        # Locks and work buffers are not data: a copy gets its own.
+        for key in ("_training", "_workspace", "_workspace_lock"):
+            state.pop(key, None)
         return state
 
     def __setstate__(self, state):
@@ -307,7 +334,8 @@ class Network:
             state["_layout"] = _kernels.NetworkLayout(
                 state["_sizes"], [_kernels.ACTIVATION_CODES[f] for f in state["_activations"]],
                 _kernels.COST_CODES[state["_cost_function"]])
-        self.__dict__.update(state, _theta=theta, _training=threading.Lock())
+        self.__dict__.update(state, _theta=theta, _training=threading.Lock(), _workspace=None,
+                             _workspace_lock=threading.Lock())
 
     # --- what a network is: fixed when it is made ------------------------------------------------
 
@@ -396,7 +424,9 @@ class Network:
         """`array` if it is finite. The kernels compute what IEEE arithmetic gives: a NaN or an
         infinity in θ itself (written into the weights, or left by a step that overflowed)
         comes out everywhere, and an overflow to inf − inf shows as NaN."""
-        if np.isfinite(array).all():
+        # One sum says it for finite arrays (a NaN or an infinity makes it non-finite); only
+        # when it is not does an entry-by-entry look follow (a finite sum may overflow too).
+        if np.isfinite(np.add.reduce(array, axis=None)) or np.isfinite(array).all():
             return array
         for name, symbol, arrays in (("weights", "w", self.weights), ("biases", "b", self.biases)):
             for l, p in enumerate(arrays):
@@ -410,16 +440,75 @@ class Network:
             f"{what} is not finite: the computation overflowed the {array.dtype} range (inputs, "
             "targets or parameters too large in magnitude). Scale the data or parameters down.")
 
-    # --- the forward pass ------------------------------------------------------------------------
+    # --- calls: the kernels on a batch, its examples shared between threads ------------------
 
-    def _blocks(self, buffer, n, single):
-        """The per-layer views of a workspace buffer: (n, n_l) each, or (n_l,) for one example."""
-        blocks = []
-        for l in range(1, self.L + 1):
-            start = self._layout.block(l, n)
-            block = buffer[start:start + n * self.sizes[l]].reshape(n, self.sizes[l])
-            blocks.append(block[0] if single else block)
-        return blocks
+    #: Work buffers larger than this (bytes) are not kept between calls.
+    KEEP_WORKSPACE_BYTES = 64 << 20
+
+    @contextlib.contextmanager
+    def _workspace_for(self, n):
+        """Work buffers for n examples: the network's own, kept between calls — unless another
+        thread is using them (then fresh ones: two threads may call one network at once)."""
+        if not self._workspace_lock.acquire(blocking=False):
+            yield self._layout.workspace(n, self.dtype)
+            return
+        try:
+            workspace = self._workspace
+            if workspace is None or workspace.rows < n:
+                workspace = self._layout.workspace(n, self.dtype)
+                if n * self._layout.width * self.dtype.itemsize <= self.KEEP_WORKSPACE_BYTES:
+                    self._workspace = workspace
+            yield workspace
+        finally:
+            self._workspace_lock.release()
+
+    def _parts(self, n, n_threads, flops_per_example):
+        """How many parts a call on n examples is split into: n_threads if given, else as `fit`
+        chooses (the cores, OpenMP's limit, the work there is) — never more than n."""
+        if n_threads is None:
+            n_threads = training._default_threads(flops_per_example // 6, n)
+        else:
+            n_threads = check_count(n_threads, "n_threads", 1)
+        return max(1, min(n_threads, n))
+
+    def _call(self, X, Y, writes=0, out=None, keep_z=False, n_threads=None, layers=()):
+        """The kernels on a validated batch X (and targets Y, or None): Σ_k C_k, and copies of
+        the layers' a blocks asked for (``layers``: l = 1..L; with keep_z, z's too), each (n, n_l).
+        X's finiteness, left unchecked by the validation, is checked exactly on z^(1) before
+        anything is written."""
+        n = X.shape[0]
+        flops = 2 * self.n_params * (1 if writes == 0 else 3)
+        parts = self._parts(n, n_threads, flops)
+        kind = ("call", self.sizes, n, parts, writes)
+        # Parts that call BLAS each on their own rows: BLAS's own threads would only compete.
+        threads = (_single_threaded_blas() if parts > 1 and n // parts >= _kernels.BLAS_FROM
+                   else contextlib.nullcontext())
+        with self._workspace_for(n) as workspace, threads, \
+                _pool.team(min(parts, training.available_cores()), kind) as team:
+            sum_C, finite = _kernels.run_call(self._layout, self._theta, X, Y, workspace, writes,
+                                              out, team, parts, keep_z)
+            if not finite:
+                # A NaN or an infinity in X (or θ), named as validation names it — or finite
+                # numbers whose z^(1) overflowed, which σ and tanh take in their stride (σ(∞) = 1):
+                # then the call again, unchecked.
+                check_finite(X, "X")
+                sum_C, _ = _kernels.run_call(self._layout, self._theta, X, Y, workspace, writes,
+                                             out, team, parts, keep_z, check_z=False)
+            regions = _kernels.regions(self._layout, n, parts)
+            a = [self._gather(workspace.A, regions, l) for l in layers]
+            z = [self._gather(workspace.Z, regions, l) for l in layers] if keep_z else []
+        return sum_C, a, z
+
+    def _gather(self, buffer, regions, l):
+        """Layer l's (n, n_l) block from the parts' regions of a workspace buffer (a copy)."""
+        n_l = self.sizes[l]
+        pieces = []
+        for _, rows, offset in regions:
+            start = offset + self._layout.block(l, rows)
+            pieces.append(buffer[start:start + rows * n_l].reshape(rows, n_l))
+        return np.concatenate(pieces) if len(pieces) > 1 else pieces[0].copy()
+
+    # --- the forward pass ------------------------------------------------------------------------
 
     def forward(self, x):
         """The forward pass: z^(l) = w^(l) a^(l−1) + b^(l) and a^(l) = f_l(z^(l)) for l = 1..L.
@@ -428,26 +517,26 @@ class Network:
         `Trace` with ``z`` (L arrays) and ``a`` (L+1 arrays, ``a[0]`` the input).
         """
         X, single = self._as_batch(x, "X")
-        return self._trace(X, single)
+        layers = range(1, self.L + 1)
+        _, a, z = self._call(X, None, keep_z=True, layers=layers)
+        a = [self._finite_or_raise(a_l, "the forward pass (a^(l))") for a_l in a]
+        if single:
+            return Trace([z_l[0] for z_l in z], [X[0].copy()] + [a_l[0] for a_l in a])
+        return Trace(z, [X.copy()] + a)
 
-    def _trace(self, X, single=False):
-        """The `Trace` of a batch X that has been validated already."""
-        n = X.shape[0]
-        workspace = self._layout.workspace(n, self.dtype)
-        _kernels.forward(self._layout, self._theta, X, workspace, keep_z=True)
-        A = self._finite_or_raise(workspace.A, "the forward pass (a^(l))")
-        a0 = X[0].copy() if single else X.copy()
-        return Trace(self._blocks(workspace.Z, n, single), [a0] + self._blocks(A, n, single))
-
-    def predict(self, X):
-        """a^(L), the network's output, for one example or a batch."""
-        return self.forward(X).a[-1].copy()
+    def predict(self, X, *, n_threads=None):
+        """a^(L), the network's output, for one example or a batch (its examples shared between
+        threads where there is enough of them: ``n_threads`` as `fit`'s, None choosing)."""
+        X, single = self._as_batch(X, "X")
+        _, (a_L,), _ = self._call(X, None, n_threads=n_threads, layers=(self.L,))
+        a_L = self._finite_or_raise(a_L, "the forward pass (a^(l))")
+        return a_L[0] if single else a_L
 
     def cost(self, X, Y):
         """C_0 of one example (by default Σ_j (a_j^(L) − y_j)²; see `bpfast.costs`); for a batch,
         the mean C = (1/n) Σ_k C_k."""
-        X, Y = self._pair(X, Y)
-        return self._cost_and_accuracy(np.atleast_2d(X), np.atleast_2d(Y))[0]
+        X, Y = self._pair(X, Y, x_finite=False)
+        return self._cost_and_accuracy(np.atleast_2d(X), np.atleast_2d(Y), accuracy=False)[0]
 
     def evaluate(self, X, Y):
         """``(cost, accuracy)`` on a batch: the mean cost C, and the fraction of examples whose
@@ -455,19 +544,17 @@ class Network:
         0/1 targets (binary classification), whose output is on their target's side of ½. The
         accuracy is None for other targets.
         """
-        X, Y = self._pair(X, Y, ndims=(2,))
+        X, Y = self._pair(X, Y, ndims=(2,), x_finite=False)
         return self._cost_and_accuracy(X, Y)
 
-    def _cost_and_accuracy(self, X, Y):
+    def _cost_and_accuracy(self, X, Y, accuracy=True):
         """`evaluate` of a batch that has been validated already (fit's validation data): the
         kernels' cost, the one `fit` minimises, and a^(L) from the same pass."""
-        n = X.shape[0]
-        workspace = self._layout.workspace(n, self.dtype)
-        sum_C = _kernels.cost_sum(self._layout, self._theta, X, Y, workspace)
-        a_L = self._blocks(self._finite_or_raise(workspace.A, "the forward pass (a^(l))"), n,
-                          False)[-1]
-        cost = float(self._finite_or_raise(np.array(sum_C), "the cost")) / n
-        return cost, self._accuracy(a_L, Y)
+        sum_C, a, _ = self._call(X, Y, layers=(self.L,) if accuracy else ())
+        cost = float(self._finite_or_raise(np.array(sum_C), "the cost")) / X.shape[0]
+        if not accuracy:
+            return cost, None
+        return cost, self._accuracy(self._finite_or_raise(a[0], "the forward pass (a^(l))"), Y)
 
     def _accuracy(self, a_L, Y):
         """The share of examples classified right: the largest output is the class (one-hot
@@ -481,11 +568,12 @@ class Network:
             return float(np.mean(a_L.argmax(axis=1) == Y.argmax(axis=1)))
         return None
 
-    def _pair(self, X, Y, ndims=(1, 2), names=("X", "Y")):
+    def _pair(self, X, Y, ndims=(1, 2), names=("X", "Y"), x_finite=True):
         """Inputs and targets, converted and checked once (`as_pair`); cross-entropy also needs
         targets in [0, 1]: it is −Σ_j y_j ln a_j (− (1 − y_j) ln(1 − a_j)), a probability's cost,
-        unbounded below for y outside [0, 1]."""
-        X, Y = as_pair(X, Y, self.sizes, self.dtype, ndims=ndims, names=names)
+        unbounded below for y outside [0, 1]. ``x_finite=False``: X's finiteness is left to the
+        kernels' exact check (`_call`)."""
+        X, Y = as_pair(X, Y, self.sizes, self.dtype, ndims=ndims, names=names, x_finite=x_finite)
         if self.cost_function == "cross_entropy" and not ((Y >= 0) & (Y <= 1)).all():
             raise ValueError(
                 f"{names[1]} must hold probabilities in [0, 1] (one-hot rows, or class labels) for "
@@ -493,25 +581,20 @@ class Network:
         return X, Y
 
     def _as_batch(self, x, name):
-        array = as_examples(x, name, self.sizes[0], "n0 (sizes[0])", self.dtype)
+        array = as_examples(x, name, self.sizes[0], "n0 (sizes[0])", self.dtype, finite=False)
         if array.ndim == 1:
             return array.reshape(1, -1), True
         return array, False
 
     # --- the backward pass -----------------------------------------------------------------------
 
-    def _gradient(self, X, Y, per_example):
-        n = X.shape[0]
-        workspace = self._layout.workspace(n, self.dtype)
+    def _mean_gradient(self, X, Y, n_threads=None):
+        """(Σ_k C_k, ∂C/∂θ as a Gradient) of a validated batch."""
         # Aligned like fit's buffers: BLAS may round differently on differently aligned operands,
         # and the same call must give the same bits whatever memory it happens to get.
-        if per_example:
-            grad = aligned_empty(n * self.n_params, self.dtype).reshape(n, self.n_params)
-            _kernels.example_gradients(self._layout, self._theta, X, Y, workspace, grad)
-        else:
-            grad = aligned_empty(self.n_params, self.dtype)
-            _kernels.mean_gradient(self._layout, self._theta, X, Y, workspace, grad)
-        return Gradient(self._finite_or_raise(grad, "the gradient"), self.sizes)
+        grad = aligned_empty(self.n_params, self.dtype)
+        sum_C, _, _ = self._call(X, Y, _WRITES["mean"], grad, n_threads=n_threads)
+        return sum_C, Gradient(self._finite_or_raise(grad, "the gradient"), self.sizes)
 
     def backprop(self, x, y):
         """∂C_0/∂w^(l) and ∂C_0/∂b^(l) of one example (x, y 1-D), as a `Gradient`.
@@ -520,18 +603,101 @@ class Network:
             δ^(l−1) = f'(z^(l−1)) ⊙ (w^(l))ᵀ δ^(l)
             ∂C_0/∂w^(l) = δ^(l) (a^(l−1))ᵀ,   ∂C_0/∂b^(l) = δ^(l)
         """
-        x, y = self._pair(x, y, ndims=(1,))
-        return self._gradient(x.reshape(1, -1), y.reshape(1, -1), per_example=False)
+        x, y = self._pair(x, y, ndims=(1,), x_finite=False)
+        return self._mean_gradient(x.reshape(1, -1), y.reshape(1, -1))[1]
 
-    def gradient(self, X, Y):
-        """The batch mean ∂C/∂θ = (1/n) Σ_k ∂C_k/∂θ, as a `Gradient` (X, Y one row per example)."""
-        X, Y = self._pair(X, Y)
-        return self._gradient(np.atleast_2d(X), np.atleast_2d(Y), per_example=False)
+    def gradient(self, X, Y, *, n_threads=None):
+        """The batch mean ∂C/∂θ = (1/n) Σ_k ∂C_k/∂θ, as a `Gradient` (X, Y one row per example).
+        Its examples are shared between threads where there is enough of them (``n_threads`` as
+        `fit`'s); the same n_threads gives the same bits."""
+        X, Y = self._pair(X, Y, x_finite=False)
+        return self._mean_gradient(np.atleast_2d(X), np.atleast_2d(Y), n_threads)[1]
 
-    def per_example_gradients(self, X, Y):
-        """Each example's ∂C_k/∂θ, computed in one kernel call: every array has a leading axis n."""
+    def cost_and_gradient(self, X, Y, *, n_threads=None):
+        """``(C, ∂C/∂θ)``: the mean cost and its gradient from one pass (the kernels compute Σ_k C_k
+        on their way to δ^(L)) — what a full-batch optimiser asks for at every step."""
+        X, Y = self._pair(X, Y, x_finite=False)
+        X, Y = np.atleast_2d(X), np.atleast_2d(Y)
+        sum_C, g = self._mean_gradient(X, Y, n_threads)
+        return float(self._finite_or_raise(np.array(sum_C), "the cost")) / X.shape[0], g
+
+    def per_example_gradients(self, X, Y, *, out=None, n_threads=None):
+        """Each example's ∂C_k/∂θ, as a `Gradient` whose arrays have a leading axis n.
+
+        ``out``: where to write them — an (n, P) array of the network's dtype, C-ordered and
+        writable, or a per-example `Gradient` of this network's sizes and dtype — so that a loop
+        of calls reuses one buffer; it must not overlap X, Y or θ. Nothing is written into it
+        when the inputs are refused. Threads share the examples: each row is computed the same
+        way whatever their number."""
+        X, Y = self._pair(X, Y, ndims=(2,), x_finite=False)
+        rows = self._out_rows(out, X, Y)
+        self._call(X, Y, _WRITES["examples"], rows, n_threads=n_threads)
+        if out is None:
+            return Gradient(self._finite_or_raise(rows, "the gradient"), self.sizes)
+        self._finite_or_raise(rows, "the gradient")
+        return out if isinstance(out, Gradient) else Gradient(rows, self.sizes)
+
+    def _out_rows(self, out, X, Y):
+        """The (n, P) buffer that per-example gradients go to: a new one, or ``out`` checked."""
+        n, P = X.shape[0], self.n_params
+        if out is None:
+            return aligned_empty(n * P, self.dtype).reshape(n, P)
+        if isinstance(out, Gradient):
+            if out.sizes != self.sizes or not out.per_example:
+                raise ValueError(f"out must be per-example gradients of sizes {list(self.sizes)}, "
+                                 f"got {out!r}.")
+            rows = out._vector
+        elif isinstance(out, np.ndarray):
+            rows = out
+        else:
+            raise TypeError(f"out must be a numpy array or a bpfast.Gradient, got "
+                            f"{type(out).__name__}.")
+        if rows.shape != (n, P):
+            raise ValueError(f"out must have shape ({n}, {P}) for {n} examples of a network of P = "
+                             f"{P} parameters, got {rows.shape}.")
+        if rows.dtype != self.dtype:
+            raise TypeError(f"out must have the network's dtype {self.dtype.name}, got "
+                            f"{rows.dtype.name}.")
+        if not rows.flags.c_contiguous or not rows.flags.writeable:
+            raise ValueError("out must be C-contiguous and writable.")
+        for name, other in (("X", X), ("Y", Y), ("the network's parameters", self._theta)):
+            if np.may_share_memory(rows, other):
+                raise ValueError(f"out must not overlap {name}.")
+        return rows
+
+    def per_example_norms(self, X, Y, *, per_layer=False, n_threads=None):
+        """‖∂C_k/∂θ‖₂ of each example k, without forming the per-example gradients: the gradient
+        of w^(l) is the outer product δ_k^(l) (a_k^(l−1))ᵀ, whose norm is ‖δ_k^(l)‖ ‖a_k^(l−1)‖, so
+
+            ‖∂C_k/∂θ‖² = Σ_l ‖δ_k^(l)‖² (‖a_k^(l−1)‖² + 1)      (the + 1: b^(l)'s ‖δ_k^(l)‖²)
+
+        Returns an (n,) array, or with ``per_layer`` (n, L): ‖∂C_k/∂(w^(l), b^(l))‖ for each layer
+        (`bpfast.reference.example_norms` computes the same by loops)."""
+        X, Y = self._pair(X, Y, ndims=(2,), x_finite=False)
+        squares = np.empty((X.shape[0], self.L))
+        self._call(X, Y, _WRITES["norms"], squares, n_threads=n_threads)
+        self._finite_or_raise(squares, "the norms")
+        norms = np.sqrt(squares if per_layer else squares.sum(axis=1))
+        return norms.astype(self.dtype, copy=False)
+
+    def objective(self, X, Y):
+        """θ ↦ (C(θ), ∇C(θ)) on the data (X, Y), for `scipy.optimize.minimize(…, jac=True)`: a
+        function of a flat θ (in the order of `parameters_vector`) returning the mean cost and
+        its gradient as float64, as scipy works. It leaves this network as it is (it computes
+        on a copy), checks (X, Y) once, and converts θ and ∇C once per call."""
         X, Y = self._pair(X, Y, ndims=(2,))
-        return self._gradient(X, Y, per_example=True)
+        work = copy.deepcopy(self)
+
+        def cost_and_gradient(theta):
+            theta = as_real_array(theta, "theta", np.float64)
+            if theta.shape != (self.n_params,):
+                raise ValueError(f"theta must have shape ({self.n_params},), got {theta.shape}.")
+            work._theta[...] = theta
+            sum_C, g = work._mean_gradient(X, Y)
+            cost = float(work._finite_or_raise(np.array(sum_C), "the cost")) / X.shape[0]
+            return cost, g._vector.astype(np.float64)
+
+        return cost_and_gradient
 
     # --- gradient descent ------------------------------------------------------------------------
 

@@ -309,6 +309,28 @@ def _gradient(weights, biases, pairs, activations, cost):
     return dC_dw, dC_db
 
 
+def example_norms(weights, biases, X, Y, activations=None, cost="quadratic", per_layer=False):
+    """‖∂C_k/∂θ‖₂ of each example k of the batch (X, Y): the square root of the sum of the
+    squares of every ∂C_k/∂w_jk^(l) and ∂C_k/∂b_j^(l) that `backprop` gives, added up here one by
+    one. (The kernels reach the same number without forming the gradient: w^(l)'s part is the
+    outer product δ^(l) (a^(l−1))ᵀ, of norm ‖δ^(l)‖ ‖a^(l−1)‖, so ‖∂C_k/∂θ‖² =
+    Σ_l ‖δ^(l)‖² (‖a^(l−1)‖² + 1).) With ``per_layer``, one norm per layer l = 1..L instead."""
+    sizes, activations = _checked_network(weights, biases, activations, cost)
+    norms = []
+    for x, y in _check_batch(X, Y, sizes, cost):
+        dC0_dw, dC0_db = _backprop(weights, biases, x, y, activations, cost)
+        layers = []
+        for l in range(len(weights)):
+            square = 0.0
+            for j in range(len(dC0_db[l])):
+                for k in range(len(dC0_dw[l][j])):
+                    square += dC0_dw[l][j][k] ** 2
+                square += dC0_db[l][j] ** 2
+            layers.append(square)
+        norms.append([math.sqrt(s) for s in layers] if per_layer else math.sqrt(sum(layers)))
+    return norms
+
+
 def _is_batch(x):
     """A batch is a sequence of examples; one example is a sequence of numbers."""
     return len(x) > 0 and hasattr(x[0], "__len__")

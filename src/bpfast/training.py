@@ -27,7 +27,7 @@ import time
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from . import _kernels
+from . import _kernels, _pool
 from ._validation import (
     PYTHON,
     check_choice,
@@ -177,15 +177,17 @@ def _single_threaded_blas():
 
 @contextlib.contextmanager
 def _recording_threads(history, team, n_threads):
-    """History.threads from the team's statistics once fit ends (diverged or interrupted too)."""
+    """History.threads from the team's statistics once fit ends (diverged or interrupted too):
+    this fit's, the team having served others before."""
+    before = team.statistics
     try:
         yield
     finally:
-        statistics = team.statistics
+        after = team.statistics
         history.threads = dict(n_threads=n_threads, workers=team.n_workers,
-                               steps_shared=statistics["team_steps"],
-                               steps_alone=statistics["solo_steps"],
-                               switches=statistics["switches"])
+                               steps_shared=after["team_steps"] - before["team_steps"],
+                               steps_alone=after["solo_steps"] - before["solo_steps"],
+                               switches=after["switches"] - before["switches"])
 
 
 #: The optimizers of `fit` (``optimizer=``); with "sgd", ``momentum`` and ``nesterov`` choose
@@ -278,13 +280,22 @@ def train(layout, theta, X, Y, settings, *, validate=None, callback=None):
     if n_threads is None:
         n_threads = _default_threads(layout.P, batch)
     rng = np.random.default_rng(settings.seed)
-    dtype = theta.dtype
-    workspace = layout.workspace(batch, dtype, training=True)
-    rule = settings.kernel_rule(layout.P, dtype)
-    n_batches = -(-N // batch)
+    workspace = layout.workspace(batch, theta.dtype, training=True)
+    rule = settings.kernel_rule(layout.P, theta.dtype)
     # The parts of each step are fixed by n_threads; which of the team's threads computes them,
     # and how many of those work at a time, it decides by measuring (see bpfast._kernels.Team).
-    team = _kernels.Team(min(n_threads, available_cores()), _FORCED_MODE)
+    kind = ("fit", layout.sizes, layout.activation_codes, settings.rule, batch, n_threads)
+    with _pool.team(min(n_threads, available_cores()), kind, _FORCED_MODE) as team:
+        return _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch,
+                      n_threads, validate, callback)
+
+
+def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_threads, validate,
+           callback):
+    """`train`'s epochs, on a team lent for them."""
+    N = X.shape[0]
+    n_batches = -(-N // batch)
+    dtype = theta.dtype
     epoch_arguments = dict(layout=layout, theta=theta, X=X, Y=Y, batch=batch, rule=rule,
                            workspace=workspace, team=team, n_threads=n_threads)
     history = History()

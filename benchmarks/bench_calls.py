@@ -1,0 +1,306 @@
+"""Single calls beside their peers, in one run: per-example gradients and norms, the gradient, the
+cost with it, the output.
+
+    python benchmarks/bench_calls.py [--repeat 5] [--only per_example norms gradient predict]
+
+The peers, each in its strongest honest form: numpy (batched forward and backward passes, the
+matrix form with sums and the 2/n folded into δ; per-example gradients by one einsum per layer
+into a fresh array; norms as ‖δ‖²(‖a‖² + 1)), PyTorch's `torch.func.vmap(grad)` and Opacus's
+ghost-clipping norms (`pip install ".[bench]"`; a missing peer is reported as skipped). The floors
+and ceilings of the same run: writing the per-example output alone (np.empty and one fill, or one
+fill of a buffer kept), and numpy's large matrix product (GFLOP/s in real FLOPs: the first layer
+needs no δ^(0)). Times are the best of --repeat, the implementations taking turns.
+"""
+import argparse
+import datetime
+import os
+import platform
+
+import numpy as np
+
+import bpfast
+from _common import best_time, gemm_gflops
+
+DIGITS = "digits"
+PER_EXAMPLE = {
+    # name: (sizes, n, dtype)
+    "P1": ([784, 30, 10], 1000, "float64"),
+    "P2": ([784, 512, 512, 10], 256, "float32"),
+    "P3": ([64, 30, 10], 1797, "float64"),
+}
+GRADIENT = {
+    "G1": ([784, 30, 10], 1000, "float64"),
+    "G2": ([784, 512, 512, 10], 256, "float32"),
+    "G3": ([784, 30, 10], 32, "float64"),
+    "G4": ([64, 30, 10], 1797, "float64"),
+}
+PREDICT = {
+    "F1": ([784, 100, 10], 10_000, "float64"),
+    "F2": ([784, 512, 512, 10], 256, "float32"),
+    "F3": ([784, 100, 10], 32, "float64"),
+}
+
+
+def data(sizes, n, dtype):
+    if sizes[0] == 64:
+        X, labels = bpfast.datasets.load_digits()
+        X = bpfast.datasets.scale(X, 0, 16)[:n]
+        return X.astype(dtype), bpfast.datasets.one_hot(labels[:n], 10).astype(dtype)
+    rng = np.random.default_rng(0)
+    X = rng.random((n, sizes[0])).astype(dtype)
+    return X, np.eye(sizes[-1], dtype=dtype)[rng.integers(0, sizes[-1], n)]
+
+
+def flops(sizes, n, backward=True):
+    """Real FLOPs: 2 per weight per example forward; backward, 2 more for ∂C/∂w and 2 for the
+    δ of every layer below the top but the input's."""
+    weights = [a * b for a, b in zip(sizes[:-1], sizes[1:])]
+    if not backward:
+        return 2 * sum(weights) * n
+    return (4 * sum(weights) + 2 * sum(weights[1:])) * n
+
+
+# --- numpy -----------------------------------------------------------------------------------------
+
+def sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def numpy_forward(weights, biases, X):
+    activations = [X]
+    for w, b in zip(weights, biases):
+        activations.append(sigmoid(activations[-1] @ w.T + b))
+    return activations
+
+
+def numpy_deltas(weights, activations, Y, scale):
+    """δ^(l) of every layer (top first reversed to bottom first), the cost's factor folded in."""
+    a = activations[-1]
+    delta = (scale * (a - Y)) * a * (1 - a)
+    deltas = [delta]
+    for l in range(len(weights) - 1, 0, -1):
+        a = activations[l]
+        delta = (delta @ weights[l]) * a * (1 - a)
+        deltas.append(delta)
+    return deltas[::-1]
+
+
+def numpy_cost_and_gradient(weights, biases, X, Y):
+    """The matrix form: sums, not means, and 2/n folded into δ; the cost too."""
+    activations = numpy_forward(weights, biases, X)
+    n = X.shape[0]
+    error = activations[-1] - Y
+    cost = np.einsum("ij,ij->", error, error) / n
+    deltas = numpy_deltas(weights, activations, Y, 2.0 / n)
+    grads = []
+    for l, delta in enumerate(deltas):
+        grads.append(delta.T @ activations[l])
+        grads.append(delta.sum(axis=0))
+    return cost, grads
+
+
+def numpy_per_example(weights, biases, X, Y):
+    """Batched passes, then one einsum per layer into a fresh array."""
+    activations = numpy_forward(weights, biases, X)
+    deltas = numpy_deltas(weights, activations, Y, 2.0)
+    return [(np.einsum("kj,ki->kji", delta, activations[l]), delta)
+            for l, delta in enumerate(deltas)]
+
+
+def numpy_norms(weights, biases, X, Y):
+    activations = numpy_forward(weights, biases, X)
+    deltas = numpy_deltas(weights, activations, Y, 2.0)
+    squares = sum(np.einsum("kj,kj->k", d, d) * (np.einsum("ki,ki->k", activations[l],
+                                                           activations[l]) + 1)
+                  for l, d in enumerate(deltas))
+    return np.sqrt(squares)
+
+
+# --- PyTorch and Opacus -------------------------------------------------------------------------------
+
+def torch_model(net):
+    import torch
+    layers = []
+    for w, b in zip(net.weights, net.biases):
+        linear = torch.nn.Linear(w.shape[1], w.shape[0], dtype=torch.from_numpy(w).dtype)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(w))
+            linear.bias.copy_(torch.from_numpy(b))
+        layers += [linear, torch.nn.Sigmoid()]
+    return torch.nn.Sequential(*layers)
+
+
+def make_torch_per_example(net, X, Y):
+    try:
+        import torch
+        from torch.func import functional_call, grad, vmap
+    except ImportError:
+        return None
+    model = torch_model(net)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
+
+    def loss(params, x, y):
+        return ((functional_call(model, params, (x.unsqueeze(0),)) - y) ** 2).sum()
+
+    per_example = vmap(grad(loss), in_dims=(None, 0, 0))
+    return lambda: per_example(params, Xt, Yt)
+
+
+def make_opacus_norms(net, X, Y):
+    try:
+        import torch
+        from opacus.grad_sample import GradSampleModuleFastGradientClipping
+    except ImportError:
+        return None
+    module = GradSampleModuleFastGradientClipping(torch_model(net), loss_reduction="sum",
+                                                  max_grad_norm=1.0, use_ghost_clipping=True)
+    Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
+
+    def norms():
+        module.zero_grad()
+        loss = ((module(Xt) - Yt) ** 2).sum(dim=1)
+        loss.sum().backward()
+        return module.get_norm_sample()
+
+    return norms
+
+
+# --- the tables --------------------------------------------------------------------------------------
+
+def take_turns(calls, repeat):
+    """The best time of each call, the calls taking turns `repeat` times."""
+    best = {name: float("inf") for name in calls}
+    for _ in range(repeat):
+        for name, call in calls.items():
+            if call is not None:
+                best[name] = min(best[name], best_time(call, repeat=1, min_seconds=0.05))
+    return {name: (None if call is None else best[name]) for name, call in calls.items()}
+
+
+def report(title, rows, ceiling=None):
+    print(f"\n{title}")
+    for name, seconds, note in rows:
+        shown = "skipped (not installed)" if seconds is None else f"{seconds * 1e3:10.3f} ms"
+        print(f"  {name:<44} {shown:>24}  {note}")
+
+
+def per_example_table(repeat, ceilings):
+    for name, (sizes, n, dtype) in PER_EXAMPLE.items():
+        net = bpfast.Network(sizes, dtype=dtype, seed=0)
+        X, Y = data(sizes, n, dtype)
+        w, b = [x.copy() for x in net.weights], [x.copy() for x in net.biases]
+        P = net.n_params
+        buffer = np.empty((n, P), dtype)
+        check = net.per_example_gradients(X, Y).vector()
+        ours_norms = net.per_example_norms(X, Y)
+        theirs = numpy_per_example(w, b, X, Y)
+        first = np.concatenate([theirs[0][0].reshape(n, -1), theirs[0][1]], axis=1)
+        assert np.allclose(check[:, :first.shape[1]], first, rtol=1e-4, atol=1e-6)
+        assert np.allclose(ours_norms, numpy_norms(w, b, X, Y), rtol=1e-4)
+        calls = {
+            "bpfast per_example_gradients": lambda: net.per_example_gradients(X, Y),
+            "bpfast per_example_gradients(out=kept)": lambda: net.per_example_gradients(
+                X, Y, out=buffer),
+            "numpy batched + einsum": lambda: numpy_per_example(w, b, X, Y),
+            "PyTorch vmap(grad)": make_torch_per_example(net, X, Y),
+            "write floor: np.empty + fill": lambda: np.empty((n, P), dtype).fill(0),
+            "write floor, kept: fill": lambda: buffer.fill(0),
+            "bpfast per_example_norms": lambda: net.per_example_norms(X, Y),
+            "numpy norms ‖δ‖²(‖a‖² + 1)": lambda: numpy_norms(w, b, X, Y),
+            "Opacus ghost-clipping norms": make_opacus_norms(net, X, Y),
+            "bpfast gradient (same batch)": lambda: net.gradient(X, Y),
+        }
+        best = take_turns(calls, repeat)
+        ours = best["bpfast per_example_gradients"]
+        rows = []
+        for label, seconds in best.items():
+            note = ""
+            if seconds is not None and label.startswith(("numpy batched", "PyTorch")):
+                note = f"bpfast {seconds / ours:.2f}× faster"
+            elif label == "write floor: np.empty + fill":
+                note = f"bpfast at {ours / seconds:.2f}× the floor"
+            elif label == "write floor, kept: fill":
+                note = f"out=kept at {best['bpfast per_example_gradients(out=kept)'] / seconds:.2f}×"
+            elif label.startswith(("numpy norms", "Opacus")) and seconds is not None:
+                note = f"bpfast norms {seconds / best['bpfast per_example_norms']:.2f}× faster"
+            elif label == "bpfast per_example_norms":
+                gflops = flops(sizes, n) / seconds / 1e9
+                note = (f"{gflops:.1f} GFLOP/s, {100 * gflops / ceilings[dtype]:.0f}% of the "
+                        "ceiling")
+            rows.append((label, seconds, note))
+        report(f"{name}: {sizes} n={n} {dtype}, P = {P:,}", rows)
+
+
+def gradient_table(repeat, ceilings):
+    for name, (sizes, n, dtype) in GRADIENT.items():
+        net = bpfast.Network(sizes, dtype=dtype, seed=0)
+        X, Y = data(sizes, n, dtype)
+        w, b = [x.copy() for x in net.weights], [x.copy() for x in net.biases]
+        cost, g = net.cost_and_gradient(X, Y)
+        their_cost, theirs = numpy_cost_and_gradient(w, b, X, Y)
+        assert np.isclose(cost, their_cost, rtol=1e-4)
+        assert np.allclose(g.vector(), np.concatenate([t.ravel() for t in theirs]),
+                           rtol=1e-3, atol=1e-6)
+        calls = {
+            "bpfast gradient": lambda: net.gradient(X, Y),
+            "bpfast cost_and_gradient": lambda: net.cost_and_gradient(X, Y),
+            "numpy matrix form (cost too)": lambda: numpy_cost_and_gradient(w, b, X, Y),
+        }
+        best = take_turns(calls, repeat)
+        rows = []
+        for label, seconds in best.items():
+            gflops = flops(sizes, n) / seconds / 1e9
+            note = f"{gflops:.1f} GFLOP/s ({100 * gflops / ceilings[dtype]:.0f}%)"
+            if label.startswith("bpfast"):
+                note += f", {best['numpy matrix form (cost too)'] / seconds:.2f}× numpy"
+            rows.append((label, seconds, note))
+        report(f"{name}: {sizes} n={n} {dtype}", rows)
+
+
+def predict_table(repeat, ceilings):
+    for name, (sizes, n, dtype) in PREDICT.items():
+        net = bpfast.Network(sizes, dtype=dtype, seed=0)
+        X, _ = data(sizes, n, dtype)
+        w, b = [x.copy() for x in net.weights], [x.copy() for x in net.biases]
+        assert np.allclose(net.predict(X), numpy_forward(w, b, X)[-1], rtol=1e-4, atol=1e-6)
+        calls = {"bpfast predict": lambda: net.predict(X),
+                 "numpy forward": lambda: numpy_forward(w, b, X)[-1]}
+        best = take_turns(calls, repeat)
+        rows = []
+        for label, seconds in best.items():
+            gflops = flops(sizes, n, backward=False) / seconds / 1e9
+            note = f"{gflops:.1f} GFLOP/s ({100 * gflops / ceilings[dtype]:.0f}%)"
+            if label.startswith("bpfast"):
+                note += f", {best['numpy forward'] / seconds:.2f}× numpy"
+            rows.append((label, seconds, note))
+        report(f"{name}: {sizes} n={n} {dtype}", rows)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--only", nargs="+", default=["per_example", "gradient", "predict"],
+                        choices=["per_example", "gradient", "predict"])
+    args = parser.parse_args()
+    versions = [f"numpy {np.__version__}"]
+    for module in ("torch", "opacus"):
+        try:
+            versions.append(f"{module} {__import__(module).__version__}")
+        except ImportError:
+            versions.append(f"{module} missing")
+    print(f"bpfast {bpfast.__version__} single calls, {datetime.date.today()}, "
+          f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores; {', '.join(versions)}")
+    ceilings = {dtype: gemm_gflops(dtype) for dtype in ("float64", "float32")}
+    print(f"numpy GEMM ceiling: {ceilings['float64']:.1f} GFLOP/s float64, "
+          f"{ceilings['float32']:.1f} GFLOP/s float32")
+    if "per_example" in args.only:
+        per_example_table(args.repeat, ceilings)
+    if "gradient" in args.only:
+        gradient_table(args.repeat, ceilings)
+    if "predict" in args.only:
+        predict_table(args.repeat, ceilings)
+
+
+if __name__ == "__main__":
+    main()

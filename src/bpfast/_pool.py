@@ -1,0 +1,55 @@
+"""Teams of threads lent to `fit` and to single calls, kept between them.
+
+A team's threads (`bpfast._kernels.Team`) sleep between jobs, and starting them costs tens of
+microseconds — more than a small call takes. So finished teams wait here to be lent again, with
+what each has measured of the machine (whether sharing pays, `_team.h`): a loop of calls learns
+once. A team serves one job at a time: two calls at once, in two Python threads, get two teams.
+After a fork the child starts with none: the parent's threads do not exist there.
+"""
+import contextlib
+import os
+import threading
+
+from . import _kernels
+
+#: Idle teams kept, for each number of workers.
+MAX_IDLE = 4
+
+_lock = threading.Lock()
+_idle = {}                      # n_workers → teams waiting
+_forked_away = []               # a forked child's inherited teams: never freed, never used
+
+
+def _after_fork():
+    global _lock, _idle
+    _forked_away.extend(lent for teams in _idle.values() for lent, _ in teams)
+    _lock, _idle = threading.Lock(), {}
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+@contextlib.contextmanager
+def team(n_workers, kind, forced=0):
+    """A team of n_workers workers (the caller and its threads) for the duration of one job.
+    ``kind`` says what the job is (a shape, a batch, parts): a team that last served another
+    kind forgets what it measured. ``forced`` (tests) asks for a new team in that fixed mode,
+    not a pooled one."""
+    if forced:
+        yield _kernels.Team(n_workers, forced)
+        return
+    with _lock:
+        waiting = _idle.get(n_workers)
+        lent, last = waiting.pop() if waiting else (None, None)
+    if lent is None:
+        lent = _kernels.Team(n_workers)
+    elif last != kind:
+        lent.forget()
+    try:
+        yield lent
+    finally:
+        with _lock:
+            waiting = _idle.setdefault(n_workers, [])
+            if len(waiting) < MAX_IDLE:
+                waiting.append((lent, kind))

@@ -1,0 +1,190 @@
+"""Single calls: per-example gradients (into a buffer of the caller's too), their norms without
+them, the cost and gradient in one pass, scipy's objective, threads and kept work buffers."""
+import threading
+
+import numpy as np
+import pytest
+
+import bpfast
+from bpfast import reference
+from bpfast.crosscheck import reference_gradient, relative_difference
+
+from conftest import REFERENCE_TOLERANCE, make_problem
+
+CHOICES = [dict(), dict(activation="relu", output_activation="softmax", cost="cross_entropy"),
+           dict(activation="tanh", output_activation="identity")]
+
+
+def nested(net):
+    return [w.tolist() for w in net.weights], [b.tolist() for b in net.biases]
+
+
+@pytest.mark.parametrize("choices", CHOICES)
+@pytest.mark.parametrize("n", [5, 70])
+def test_per_example_gradients_and_norms_against_the_reference(choices, n, dtype):
+    net, X, Y = make_problem([6, 9, 4], n, dtype, seed=n, **choices)
+    tolerance = REFERENCE_TOLERANCE[dtype]
+    rows = net.per_example_gradients(X, Y).vector()
+    for k in (0, n // 2, n - 1):
+        dw, db = reference.backprop(*nested(net), X[k].tolist(), Y[k].tolist(), net.activations,
+                                    net.cost_function)
+        expected = np.concatenate([np.concatenate([np.ravel(w), b]) for w, b in zip(dw, db)])
+        assert relative_difference(rows[k], expected) <= tolerance
+    norms = reference.example_norms(*nested(net), X.tolist(), Y.tolist(), net.activations,
+                                    net.cost_function)
+    by_layer = reference.example_norms(*nested(net), X.tolist(), Y.tolist(), net.activations,
+                                       net.cost_function, per_layer=True)
+    np.testing.assert_allclose(net.per_example_norms(X, Y), norms, rtol=10 * tolerance)
+    np.testing.assert_allclose(net.per_example_norms(X, Y, per_layer=True), by_layer,
+                               rtol=10 * tolerance)
+    # The norms, computed without the rows, are the rows' norms; the rows' mean is the gradient.
+    np.testing.assert_allclose(net.per_example_norms(X, Y), np.linalg.norm(rows, axis=1),
+                               rtol=10 * tolerance)
+    assert relative_difference(rows.mean(axis=0), net.gradient(X, Y).vector()) <= 10 * tolerance
+    assert net.per_example_norms(X, Y).dtype == net.dtype
+
+
+def test_cost_and_gradient_is_cost_and_gradient(dtype):
+    net, X, Y = make_problem([7, 5, 3], 80, dtype, seed=2)
+    cost, g = net.cost_and_gradient(X, Y)
+    assert cost == pytest.approx(net.cost(X, Y), rel=1e-12 if dtype == "float64" else 1e-6)
+    np.testing.assert_array_equal(g.vector(), net.gradient(X, Y).vector())
+    assert relative_difference(g.vector(), reference_gradient(net, X, Y)) <= \
+        REFERENCE_TOLERANCE[dtype]
+    assert isinstance(cost, float)
+
+
+def test_per_example_gradients_into_the_callers_buffer(dtype):
+    net, X, Y = make_problem([6, 9, 4], 12, dtype, seed=1)
+    expected = net.per_example_gradients(X, Y).vector()
+    buffer = np.full((12, net.n_params), 7.0, dtype=dtype)
+    result = net.per_example_gradients(X, Y, out=buffer)
+    assert np.shares_memory(result.vector.__self__._vector, buffer)
+    np.testing.assert_array_equal(buffer, expected)
+    again = net.per_example_gradients(X, Y, out=result)          # a Gradient is a buffer too
+    assert again is result
+    np.testing.assert_array_equal(result.vector(), expected)
+
+
+@pytest.mark.parametrize("make_out,error,message", [
+    (lambda n, P, X, Y: np.empty((n, P + 1)), ValueError, r"out must have shape \(12, 103\) for "
+                                                           r"12 examples"),
+    (lambda n, P, X, Y: np.empty((n, P), np.float32), TypeError, "out must have the network's "
+                                                                 "dtype float64, got float32"),
+    (lambda n, P, X, Y: np.empty((n, P), order="F"), ValueError, "C-contiguous and writable"),
+    (lambda n, P, X, Y: np.empty((n, 2 * P))[:, ::2], ValueError, "C-contiguous"),
+    (lambda n, P, X, Y: np.broadcast_to(np.empty(P), (n, P)), ValueError, "writable"),
+    (lambda n, P, X, Y: [[0.0] * P] * n, TypeError, "out must be a numpy array or a "
+                                                    "bpfast.Gradient, got list"),
+    (lambda n, P, X, Y: bpfast.Network([6, 5, 4]).per_example_gradients(X, Y), ValueError,
+     r"out must be per-example gradients of sizes \[6, 9, 4\]"),
+    (lambda n, P, X, Y: bpfast.Network([6, 9, 4]).gradient(X, Y), ValueError,
+     "out must be per-example gradients"),
+])
+def test_a_bad_out_is_refused_and_left_untouched(make_out, error, message):
+    net, X, Y = make_problem([6, 9, 4], 12, seed=1)
+    out = make_out(12, net.n_params, X, Y)
+    before = np.array(out.vector() if isinstance(out, bpfast.Gradient) else out, copy=True)
+    with pytest.raises(error, match=message):
+        net.per_example_gradients(X, Y, out=out)
+    after = out.vector() if isinstance(out, bpfast.Gradient) else np.asarray(out)
+    np.testing.assert_array_equal(after, before)
+
+
+def test_out_must_not_overlap_the_inputs_or_the_parameters():
+    net = bpfast.Network([3, 2], seed=0)                          # P = 8
+    n, P = 4, 8
+    memory = np.zeros(n * P)
+    X, Y = np.zeros((n, 3)), np.zeros((n, 2))
+    shared = memory[:n * 3].reshape(n, 3)
+    with pytest.raises(ValueError, match="out must not overlap X"):
+        net.per_example_gradients(shared, Y, out=memory.reshape(n, P))
+    shared = memory[-n * 2:].reshape(n, 2)
+    with pytest.raises(ValueError, match="out must not overlap Y"):
+        net.per_example_gradients(X, shared, out=memory.reshape(n, P))
+    onto_theta = np.lib.stride_tricks.as_strided(net.weights[0], shape=(1, P), strides=(64, 8))
+    assert onto_theta.flags.c_contiguous and onto_theta.flags.writeable
+    with pytest.raises(ValueError, match="out must not overlap the network's parameters"):
+        net.per_example_gradients(X[:1], Y[:1], out=onto_theta)
+
+
+def test_nothing_is_written_when_the_inputs_are_refused():
+    net, X, Y = make_problem([6, 9, 4], 12, seed=1)
+    buffer = np.full((12, net.n_params), 7.0)
+    X[5, 2] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        net.per_example_gradients(X, Y, out=buffer)
+    np.testing.assert_array_equal(buffer, 7.0)
+    X[5, 2] = np.inf
+    with pytest.raises(ValueError, match="Input X contains infinity"):
+        net.per_example_gradients(X, Y, out=buffer)
+    np.testing.assert_array_equal(buffer, 7.0)
+
+
+def test_threads_share_the_examples_reproducibly():
+    """Per-example rows are the same for any number of threads (each row is computed alike);
+    batch sums are the same bits, call after call, for a given number."""
+    net, X, Y = make_problem([30, 20, 5], 300, seed=3)
+    rows = [net.per_example_gradients(X, Y, n_threads=t).vector() for t in (1, 2, 3)]
+    np.testing.assert_array_equal(rows[0], rows[1])
+    np.testing.assert_array_equal(rows[0], rows[2])
+    for threads in (1, 2, 3):
+        first = net.gradient(X, Y, n_threads=threads).vector()
+        np.testing.assert_array_equal(net.gradient(X, Y, n_threads=threads).vector(), first)
+        assert relative_difference(first, rows[0].mean(axis=0)) <= 1e-14
+        norms = net.per_example_norms(X, Y, n_threads=threads)
+        np.testing.assert_array_equal(norms, net.per_example_norms(X, Y, n_threads=1))
+        np.testing.assert_array_equal(net.predict(X, n_threads=threads), net.predict(X))
+
+
+def test_kept_work_buffers_never_back_what_a_call_returns():
+    net, X, Y = make_problem([6, 9, 4], 12, seed=1)
+    first, trace = net.predict(X), net.forward(X)
+    kept = [a.copy() for a in trace.a] + [z.copy() for z in trace.z]
+    net.predict(X + 1.0)
+    net.forward(X * 2.0)
+    net.gradient(X * 3.0, Y)
+    np.testing.assert_array_equal(net.predict(X), first)
+    for got, want in zip(trace.a + trace.z, kept):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_two_threads_calling_one_network_get_their_own_answers():
+    net, X, Y = make_problem([40, 30, 5], 200, seed=5)
+    inputs = [X * (1 + k / 10) for k in range(6)]
+    expected = [(net.gradient(x, Y).vector(), net.predict(x)) for x in inputs]
+    failures = []
+
+    def work(k):
+        for _ in range(20):
+            for j in (k, k + 3):
+                g, a = net.gradient(inputs[j], Y).vector(), net.predict(inputs[j])
+                if not (np.array_equal(g, expected[j][0]) and np.array_equal(a, expected[j][1])):
+                    failures.append(j)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+
+
+def test_the_objective_serves_scipy_and_leaves_the_network_alone(dtype):
+    scipy_optimize = pytest.importorskip("scipy.optimize")
+    net, X, Y = make_problem([4, 6, 2], 60, dtype, seed=7)
+    theta = net.parameters_vector()
+    f = net.objective(X, Y)
+    cost, gradient = f(theta.astype(np.float64))
+    assert cost == pytest.approx(net.cost(X, Y), rel=1e-6)
+    assert gradient.dtype == np.float64 and gradient.shape == (net.n_params,)
+    np.testing.assert_allclose(gradient, net.gradient(X, Y).vector(), rtol=1e-6)
+    if dtype == "float64":                  # finite differences of a float32 cost are noise
+        error = scipy_optimize.check_grad(lambda t: f(t)[0], lambda t: f(t)[1], theta)
+        assert error < 1e-6
+    result = scipy_optimize.minimize(f, theta.astype(np.float64), jac=True, method="L-BFGS-B",
+                                     options=dict(maxiter=50))
+    assert result.fun < 0.5 * cost
+    np.testing.assert_array_equal(net.parameters_vector(), theta)    # untouched
+    with pytest.raises(ValueError, match=r"theta must have shape \(\d+,\)"):
+        f(theta[:-1])
