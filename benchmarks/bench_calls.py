@@ -19,6 +19,7 @@ import platform
 import numpy as np
 
 import bpfast
+
 from _common import best_time, gemm_gflops
 
 DIGITS = "digits"
@@ -60,7 +61,7 @@ def flops(sizes, n, backward=True):
     return (4 * sum(weights) + 2 * sum(weights[1:])) * n
 
 
-# --- numpy -----------------------------------------------------------------------------------------
+# --- numpy ---------------------------------------------------------------------------------------
 
 def sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
@@ -116,7 +117,7 @@ def numpy_norms(weights, biases, X, Y):
     return np.sqrt(squares)
 
 
-# --- PyTorch and Opacus -------------------------------------------------------------------------------
+# --- PyTorch and Opacus --------------------------------------------------------------------------
 
 def torch_model(net):
     import torch
@@ -166,7 +167,7 @@ def make_opacus_norms(net, X, Y):
     return norms
 
 
-# --- the tables --------------------------------------------------------------------------------------
+# --- the tables ----------------------------------------------------------------------------------
 
 def take_turns(calls, repeat):
     """The best time of each call, the calls taking turns `repeat` times."""
@@ -187,94 +188,106 @@ def report(title, rows, ceiling=None):
 
 def per_example_table(repeat, ceilings):
     for name, (sizes, n, dtype) in PER_EXAMPLE.items():
-        net = bpfast.Network(sizes, dtype=dtype, seed=0)
-        X, Y = data(sizes, n, dtype)
-        w, b = [x.copy() for x in net.weights], [x.copy() for x in net.biases]
-        P = net.n_params
-        buffer = np.empty((n, P), dtype)
-        check = net.per_example_gradients(X, Y).vector()
-        ours_norms = net.per_example_norms(X, Y)
-        theirs = numpy_per_example(w, b, X, Y)
-        first = np.concatenate([theirs[0][0].reshape(n, -1), theirs[0][1]], axis=1)
-        assert np.allclose(check[:, :first.shape[1]], first, rtol=1e-4, atol=1e-6)
-        assert np.allclose(ours_norms, numpy_norms(w, b, X, Y), rtol=1e-4)
-        calls = {
-            "bpfast per_example_gradients": lambda: net.per_example_gradients(X, Y),
-            "bpfast per_example_gradients(out=kept)": lambda: net.per_example_gradients(
-                X, Y, out=buffer),
-            "numpy batched + einsum": lambda: numpy_per_example(w, b, X, Y),
-            "PyTorch vmap(grad)": make_torch_per_example(net, X, Y),
-            "write floor: np.empty + fill": lambda: np.empty((n, P), dtype).fill(0),
-            "write floor, kept: fill": lambda: buffer.fill(0),
-            "bpfast per_example_norms": lambda: net.per_example_norms(X, Y),
-            "numpy norms ‖δ‖²(‖a‖² + 1)": lambda: numpy_norms(w, b, X, Y),
-            "Opacus ghost-clipping norms": make_opacus_norms(net, X, Y),
-            "bpfast gradient (same batch)": lambda: net.gradient(X, Y),
-        }
-        best = take_turns(calls, repeat)
-        ours = best["bpfast per_example_gradients"]
-        rows = []
-        for label, seconds in best.items():
-            note = ""
-            if seconds is not None and label.startswith(("numpy batched", "PyTorch")):
-                note = f"bpfast {seconds / ours:.2f}× faster"
-            elif label == "write floor: np.empty + fill":
-                note = f"bpfast at {ours / seconds:.2f}× the floor"
-            elif label == "write floor, kept: fill":
-                note = f"out=kept at {best['bpfast per_example_gradients(out=kept)'] / seconds:.2f}×"
-            elif label.startswith(("numpy norms", "Opacus")) and seconds is not None:
-                note = f"bpfast norms {seconds / best['bpfast per_example_norms']:.2f}× faster"
-            elif label == "bpfast per_example_norms":
-                gflops = flops(sizes, n) / seconds / 1e9
-                note = (f"{gflops:.1f} GFLOP/s, {100 * gflops / ceilings[dtype]:.0f}% of the "
-                        "ceiling")
-            rows.append((label, seconds, note))
-        report(f"{name}: {sizes} n={n} {dtype}, P = {P:,}", rows)
+        per_example_rows(name, sizes, n, dtype, repeat, ceilings)
+
+
+def per_example_rows(name, sizes, n, dtype, repeat, ceilings):
+    net = bpfast.Network(sizes, dtype=dtype, seed=0)
+    X, Y = data(sizes, n, dtype)
+    w, b = [x.copy() for x in net.weights], [x.copy() for x in net.biases]
+    P = net.n_params
+    buffer = np.empty((n, P), dtype)
+    check = net.per_example_gradients(X, Y).vector()
+    ours_norms = net.per_example_norms(X, Y)
+    theirs = numpy_per_example(w, b, X, Y)
+    first = np.concatenate([theirs[0][0].reshape(n, -1), theirs[0][1]], axis=1)
+    assert np.allclose(check[:, :first.shape[1]], first, rtol=1e-4, atol=1e-6)
+    assert np.allclose(ours_norms, numpy_norms(w, b, X, Y), rtol=1e-4)
+    calls = {
+        "bpfast per_example_gradients": lambda: net.per_example_gradients(X, Y),
+        "bpfast per_example_gradients(out=kept)": lambda: net.per_example_gradients(
+            X, Y, out=buffer),
+        "numpy batched + einsum": lambda: numpy_per_example(w, b, X, Y),
+        "PyTorch vmap(grad)": make_torch_per_example(net, X, Y),
+        "write floor: np.empty + fill": lambda: np.empty((n, P), dtype).fill(0),
+        "write floor, kept: fill": lambda: buffer.fill(0),
+        "bpfast per_example_norms": lambda: net.per_example_norms(X, Y),
+        "numpy norms ‖δ‖²(‖a‖² + 1)": lambda: numpy_norms(w, b, X, Y),
+        "Opacus ghost-clipping norms": make_opacus_norms(net, X, Y),
+        "bpfast gradient (same batch)": lambda: net.gradient(X, Y),
+    }
+    best = take_turns(calls, repeat)
+    ours = best["bpfast per_example_gradients"]
+    rows = []
+    for label, seconds in best.items():
+        note = ""
+        if seconds is not None and label.startswith(("numpy batched", "PyTorch")):
+            note = f"bpfast {seconds / ours:.2f}× faster"
+        elif label == "write floor: np.empty + fill":
+            note = f"bpfast at {ours / seconds:.2f}× the floor"
+        elif label == "write floor, kept: fill":
+            note = f"out=kept at {best['bpfast per_example_gradients(out=kept)'] / seconds:.2f}×"
+        elif label.startswith(("numpy norms", "Opacus")) and seconds is not None:
+            note = f"bpfast norms {seconds / best['bpfast per_example_norms']:.2f}× faster"
+        elif label == "bpfast per_example_norms":
+            gflops = flops(sizes, n) / seconds / 1e9
+            note = (f"{gflops:.1f} GFLOP/s, {100 * gflops / ceilings[dtype]:.0f}% of the "
+                    "ceiling")
+        rows.append((label, seconds, note))
+    report(f"{name}: {sizes} n={n} {dtype}, P = {P:,}", rows)
 
 
 def gradient_table(repeat, ceilings):
     for name, (sizes, n, dtype) in GRADIENT.items():
-        net = bpfast.Network(sizes, dtype=dtype, seed=0)
-        X, Y = data(sizes, n, dtype)
-        w, b = [x.copy() for x in net.weights], [x.copy() for x in net.biases]
-        cost, g = net.cost_and_gradient(X, Y)
-        their_cost, theirs = numpy_cost_and_gradient(w, b, X, Y)
-        assert np.isclose(cost, their_cost, rtol=1e-4)
-        assert np.allclose(g.vector(), np.concatenate([t.ravel() for t in theirs]),
-                           rtol=1e-3, atol=1e-6)
-        calls = {
-            "bpfast gradient": lambda: net.gradient(X, Y),
-            "bpfast cost_and_gradient": lambda: net.cost_and_gradient(X, Y),
-            "numpy matrix form (cost too)": lambda: numpy_cost_and_gradient(w, b, X, Y),
-        }
-        best = take_turns(calls, repeat)
-        rows = []
-        for label, seconds in best.items():
-            gflops = flops(sizes, n) / seconds / 1e9
-            note = f"{gflops:.1f} GFLOP/s ({100 * gflops / ceilings[dtype]:.0f}%)"
-            if label.startswith("bpfast"):
-                note += f", {best['numpy matrix form (cost too)'] / seconds:.2f}× numpy"
-            rows.append((label, seconds, note))
-        report(f"{name}: {sizes} n={n} {dtype}", rows)
+        gradient_rows(name, sizes, n, dtype, repeat, ceilings)
+
+
+def gradient_rows(name, sizes, n, dtype, repeat, ceilings):
+    net = bpfast.Network(sizes, dtype=dtype, seed=0)
+    X, Y = data(sizes, n, dtype)
+    w, b = [x.copy() for x in net.weights], [x.copy() for x in net.biases]
+    cost, g = net.cost_and_gradient(X, Y)
+    their_cost, theirs = numpy_cost_and_gradient(w, b, X, Y)
+    assert np.isclose(cost, their_cost, rtol=1e-4)
+    assert np.allclose(g.vector(), np.concatenate([t.ravel() for t in theirs]),
+                       rtol=1e-3, atol=1e-6)
+    calls = {
+        "bpfast gradient": lambda: net.gradient(X, Y),
+        "bpfast cost_and_gradient": lambda: net.cost_and_gradient(X, Y),
+        "numpy matrix form (cost too)": lambda: numpy_cost_and_gradient(w, b, X, Y),
+    }
+    best = take_turns(calls, repeat)
+    rows = []
+    for label, seconds in best.items():
+        gflops = flops(sizes, n) / seconds / 1e9
+        note = f"{gflops:.1f} GFLOP/s ({100 * gflops / ceilings[dtype]:.0f}%)"
+        if label.startswith("bpfast"):
+            note += f", {best['numpy matrix form (cost too)'] / seconds:.2f}× numpy"
+        rows.append((label, seconds, note))
+    report(f"{name}: {sizes} n={n} {dtype}", rows)
 
 
 def predict_table(repeat, ceilings):
     for name, (sizes, n, dtype) in PREDICT.items():
-        net = bpfast.Network(sizes, dtype=dtype, seed=0)
-        X, _ = data(sizes, n, dtype)
-        w, b = [x.copy() for x in net.weights], [x.copy() for x in net.biases]
-        assert np.allclose(net.predict(X), numpy_forward(w, b, X)[-1], rtol=1e-4, atol=1e-6)
-        calls = {"bpfast predict": lambda: net.predict(X),
-                 "numpy forward": lambda: numpy_forward(w, b, X)[-1]}
-        best = take_turns(calls, repeat)
-        rows = []
-        for label, seconds in best.items():
-            gflops = flops(sizes, n, backward=False) / seconds / 1e9
-            note = f"{gflops:.1f} GFLOP/s ({100 * gflops / ceilings[dtype]:.0f}%)"
-            if label.startswith("bpfast"):
-                note += f", {best['numpy forward'] / seconds:.2f}× numpy"
-            rows.append((label, seconds, note))
-        report(f"{name}: {sizes} n={n} {dtype}", rows)
+        predict_rows(name, sizes, n, dtype, repeat, ceilings)
+
+
+def predict_rows(name, sizes, n, dtype, repeat, ceilings):
+    net = bpfast.Network(sizes, dtype=dtype, seed=0)
+    X, _ = data(sizes, n, dtype)
+    w, b = [x.copy() for x in net.weights], [x.copy() for x in net.biases]
+    assert np.allclose(net.predict(X), numpy_forward(w, b, X)[-1], rtol=1e-4, atol=1e-6)
+    calls = {"bpfast predict": lambda: net.predict(X),
+             "numpy forward": lambda: numpy_forward(w, b, X)[-1]}
+    best = take_turns(calls, repeat)
+    rows = []
+    for label, seconds in best.items():
+        gflops = flops(sizes, n, backward=False) / seconds / 1e9
+        note = f"{gflops:.1f} GFLOP/s ({100 * gflops / ceilings[dtype]:.0f}%)"
+        if label.startswith("bpfast"):
+            note += f", {best['numpy forward'] / seconds:.2f}× numpy"
+        rows.append((label, seconds, note))
+    report(f"{name}: {sizes} n={n} {dtype}", rows)
 
 
 def main():
