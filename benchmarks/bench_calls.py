@@ -15,6 +15,7 @@ import argparse
 import datetime
 import os
 import platform
+import time
 
 import numpy as np
 
@@ -169,12 +170,19 @@ def make_opacus_norms(net, X, Y):
 
 # --- the tables ----------------------------------------------------------------------------------
 
+#: Seconds between two timings: OpenBLAS's threads (numpy's, and bpfast's own calls on one part)
+#: spin for about 0.1 s after a product before they sleep, taking a core from whatever is timed
+#: next. Each timing starts after they have settled, so that none pays for the one before.
+SETTLE_SECONDS = 0.25
+
+
 def take_turns(calls, repeat):
     """The best time of each call, the calls taking turns `repeat` times."""
     best = {name: float("inf") for name in calls}
     for _ in range(repeat):
         for name, call in calls.items():
             if call is not None:
+                time.sleep(SETTLE_SECONDS)
                 best[name] = min(best[name], best_time(call, repeat=1, min_seconds=0.05))
     return {name: (None if call is None else best[name]) for name, call in calls.items()}
 

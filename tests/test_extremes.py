@@ -54,6 +54,25 @@ def test_an_overflow_to_inf_minus_inf_is_a_clear_error():
     np.testing.assert_array_equal(huge.gradient(X, [[0.5]]).vector(), [0.0, 0.0, 0.0])
 
 
+def test_a_per_example_product_that_overflows_is_a_clear_error():
+    """δ_k and a_k finite, their product not: the kernels' bound on |δ_kj a_ki| sees it (they do
+    not read the n × P values back), whatever the precision and wherever the row falls."""
+    for dtype, big in ((np.float64, 1e210), (np.float32, 1e27)):
+        net = bpfast.Network.from_params([np.array([[1.0 / big**0.5, 0.0]])], [np.array([0.0])],
+                                         output_activation="identity", dtype=dtype)
+        X = np.zeros((5, 2), dtype)
+        X[3] = [big, 1.0]                   # z = √big, δ = 2√big, ∂C/∂w_0 = 2 big^1.5 = inf
+        Y = np.zeros((5, 1), dtype)
+        assert np.isfinite(net.predict(X)).all()
+        for threads in (1, 2):
+            with pytest.raises(FloatingPointError, match="the gradient is not finite"):
+                net.per_example_gradients(X, Y, n_threads=threads)
+        X[3] = [big**0.5, 1.0]              # z ≈ 1: large rows, finite, as the formula says
+        rows = net.per_example_gradients(X, Y).vector()
+        delta = rows[3, 2]
+        np.testing.assert_array_equal(rows[3], np.array([delta * X[3, 0], delta, delta], dtype))
+
+
 def test_targets_too_large_are_a_clear_error():
     net, X, Y = make_problem([3, 2], 4)
     Y[0, 0] = 1e200

@@ -20,7 +20,7 @@ Design
 4. The pieces of backpropagation are named for what they write: `_forward_layer` (z, a, f'),
    `_output_delta` (δ^(L), and Σ_k C_k: the one cost, for fit, cost and evaluate),
    `_delta_below` (δ^(l−1)), then link 1 three ways — `_mean_gradient_layer` (∂C/∂θ),
-   `_example_gradients_layer` (each ∂C_k/∂θ), `_step_layer` (θ itself, by the rule).
+   `_example_gradients` (each ∂C_k/∂θ), `_step_layer` (θ itself, by the rule).
 5. A step of `fit` is split into parts by neurons: in every layer, part p of n_threads owns a
    contiguous range of neurons j, computes their z_j, a_j, δ_j and updates their row w_j and
    b_j; BLAS is called single-threaded on those sub-blocks. The step is a sequence of stages
@@ -46,7 +46,18 @@ Design
    bottom release the GIL around them. They check only that θ, the workspace and the rule fit
    the layout; bpfast.network and bpfast.training validate every shape, dtype and value of the
    user's input before calling in.
+10. A call outside `fit` (`run_call`: predict, cost, gradient, per-example gradients and norms)
+   has no step to share, so its parts share the examples: each part owns a range of rows and a
+   region of the workspace laid out as a batch of its own, and runs every layer without a
+   phase in between (the parts meet once before writing, to learn whether X was finite, and
+   once more to add up a batch mean). Each example's row of z, a, δ — and so of ∂C_k/∂θ — must
+   come out the same whatever the number of parts: the microkernels compute a row alike
+   whatever the rows around it, but BLAS need not (its blocking depends on the matrix's
+   height, and its own threads split the work), so a call that reaches BLAS gives it
+   CALL_ROWS rows at a time, single-threaded, its parts starting on a multiple of CALL_ROWS
+   (`_call_first`). Which of the two a call uses depends on its n alone (`_call_chunk`).
 """
+from libc.float cimport DBL_MAX, FLT_MAX
 from libc.math cimport fabs, isfinite, log, log1p, pow
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
@@ -294,22 +305,36 @@ cdef extern from "_dispatch.h":
     void bpfast_ab_s(Py_ssize_t m, Py_ssize_t ni, Py_ssize_t nj, const float* D, Py_ssize_t ldd,
                      const float* W, Py_ssize_t ldw, float* T, Py_ssize_t ldt) noexcept nogil
 
-# From this many examples in a batch on, BLAS beats the microkernels (Design 5).
+# From this many examples in a batch on, BLAS beats the microkernels (Design 5). A call of the
+# kernels (run_call) that reaches BLAS gives it CALL_ROWS rows at a time (Design 10).
 cdef enum:
     SMALL_BATCH = 64
+    CALL_ROWS = 64
 
-#: Batches (and parts of a call) of fewer examples than this never reach BLAS.
+#: Batches (and calls) of fewer examples than this never reach BLAS.
 BLAS_FROM = SMALL_BATCH
+
+
+cdef inline Py_ssize_t _rows_at_once(Py_ssize_t m) noexcept nogil:
+    """How the row-by-row products (`_z_is_a_wT`, `_t_is_d_w`) take a mini-batch of m examples
+    in `fit`: all at once by BLAS, or (0) by the microkernels."""
+    return m if m >= SMALL_BATCH else 0
 
 
 cdef inline void _z_is_a_wT(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni,
                             const floating* A, Py_ssize_t lda, const floating* W, Py_ssize_t ldw,
-                            floating* Z, Py_ssize_t ldz) noexcept nogil:
-    """Z = A Wᵀ, i.e. Z_kj = Σ_i A_ki W_ji   (row-major; k < m, j < nj, i < ni)"""
+                            floating* Z, Py_ssize_t ldz, Py_ssize_t chunk) noexcept nogil:
+    """Z = A Wᵀ, i.e. Z_kj = Σ_i A_ki W_ji   (row-major; k < m, j < nj, i < ni); by BLAS on
+    `chunk` rows at a time, or with chunk = 0 by the microkernel."""
+    cdef Py_ssize_t k, rows
     if m == 0 or nj == 0:
         return
-    if m >= SMALL_BATCH:
-        _gemm(c'T', c'N', nj, m, ni, 1, W, ldw, A, lda, 0, Z, ldz)
+    if chunk > 0:
+        k = 0
+        while k < m:
+            rows = min(chunk, m - k)
+            _gemm(c'T', c'N', nj, rows, ni, 1, W, ldw, A + k * lda, lda, 0, Z + k * ldz, ldz)
+            k += rows
     elif floating is double:
         bpfast_abt_d(m, nj, ni, A, lda, W, ldw, Z, ldz)
     else:
@@ -334,12 +359,18 @@ cdef inline void _w_is_beta_w_plus_alpha_dT_a(Py_ssize_t m, Py_ssize_t nj, Py_ss
 
 cdef inline void _t_is_d_w(Py_ssize_t m, Py_ssize_t ni, Py_ssize_t nj,
                            const floating* D, Py_ssize_t ldd, const floating* W, Py_ssize_t ldw,
-                           floating* T, Py_ssize_t ldt) noexcept nogil:
-    """T = D W, i.e. T_ki = Σ_j D_kj W_ji   (row-major; k < m, i < ni, j < nj)"""
+                           floating* T, Py_ssize_t ldt, Py_ssize_t chunk) noexcept nogil:
+    """T = D W, i.e. T_ki = Σ_j D_kj W_ji   (row-major; k < m, i < ni, j < nj); by BLAS on
+    `chunk` rows at a time, or with chunk = 0 by the microkernel."""
+    cdef Py_ssize_t k, rows
     if m == 0 or ni == 0:
         return
-    if m >= SMALL_BATCH:
-        _gemm(c'N', c'N', ni, m, nj, 1, W, ldw, D, ldd, 0, T, ldt)
+    if chunk > 0:
+        k = 0
+        while k < m:
+            rows = min(chunk, m - k)
+            _gemm(c'N', c'N', ni, rows, nj, 1, W, ldw, D + k * ldd, ldd, 0, T + k * ldt, ldt)
+            k += rows
     elif floating is double:
         bpfast_ab_d(m, ni, nj, D, ldd, W, ldw, T, ldt)
     else:
@@ -503,7 +534,8 @@ cdef inline void _fits(Workspace ws, Py_ssize_t n, dtype, bint training=False) e
 
 cdef void _forward_layer(const Layout* lay, const floating* theta, int l, Py_ssize_t n,
                          const floating* X, floating* A, floating* S, floating* Z,
-                         int part, int n_parts, bint* z_finite=NULL) noexcept nogil:
+                         int part, int n_parts, Py_ssize_t chunk,
+                         bint* z_finite=NULL) noexcept nogil:
     """z^(l) = a^(l−1) w^(l)ᵀ + b^(l),  a^(l) = f_l(z^(l)),  S ← f_l'(z^(l)) for the part's
     neurons j of layer l (rows = examples; a^(0) = X), f_l being activation acts[l−1].
 
@@ -511,7 +543,7 @@ cdef void _forward_layer(const Layout* lay, const floating* theta, int l, Py_ssi
     the slopes then replace (the backward pass needs no z). At the output, S keeps z^(L) itself
     where the backward pass needs z and not a slope: with the cross-entropy cost (computed from
     z) and with softmax (whose Jacobian is not a slope per neuron); softmax's a^(L) is then left
-    to `_softmax_rows`, by examples.
+    to `_softmax_rows`, by examples. `chunk`: how the product takes the rows (`_z_is_a_wT`).
     """
     cdef Py_ssize_t n_in = lay.sizes[l - 1], n_out = lay.sizes[l]
     cdef const floating* w = theta + lay.w[l]
@@ -522,7 +554,7 @@ cdef void _forward_layer(const Layout* lay, const floating* theta, int l, Py_ssi
     cdef floating* z = (Z + block) if Z != NULL else s
     cdef floating* a = A + block
     cdef Py_ssize_t j0 = _first(n_out, part, n_parts), j1 = _first(n_out, part + 1, n_parts)
-    _z_is_a_wT(n, j1 - j0, n_in, a_prev, n_in, w + j0 * n_in, n_in, z + j0, n_out)
+    _z_is_a_wT(n, j1 - j0, n_in, a_prev, n_in, w + j0 * n_in, n_in, z + j0, n_out, chunk)
     if z_finite != NULL:
         # z^(l) = a w + b is finite exactly when a^(l−1) and θ's rows are: a NaN or an infinity
         # among the inputs always reaches every z_j of its example (∞ · 0 is NaN), which an
@@ -536,13 +568,15 @@ cdef void _forward_layer(const Layout* lay, const floating* theta, int l, Py_ssi
 
 
 cdef void _forward(const Layout* lay, const floating* theta, Py_ssize_t n, const floating* X,
-                   floating* A, floating* S, floating* Z) noexcept nogil:
+                   floating* A, floating* S, floating* Z, Py_ssize_t chunk,
+                   bint* z_finite) noexcept nogil:
     """The forward pass of a batch, every layer, on one thread (`_forward_layer`, then softmax's
-    rows at the output)."""
+    rows at the output); z_finite (or NULL) as `_forward_layer`'s, for z^(1)."""
     cdef int l
     cdef Py_ssize_t output = _block(lay, lay.L, n)
-    for l in range(1, lay.L + 1):
-        _forward_layer(lay, theta, l, n, X, A, S, Z, 0, 1)
+    _forward_layer(lay, theta, 1, n, X, A, S, Z, 0, 1, chunk, z_finite)
+    for l in range(2, lay.L + 1):
+        _forward_layer(lay, theta, l, n, X, A, S, Z, 0, 1, chunk)
     if _rows_are_split(lay):
         _softmax_rows(S + output, A + output, lay.sizes[lay.L], 0, n)
 
@@ -613,17 +647,20 @@ cdef double _output_delta(const Layout* lay, Py_ssize_t n, const floating* A, co
 
 
 cdef void _delta_below(const Layout* lay, const floating* theta, int l, Py_ssize_t n,
-                       floating* S, floating* T, int part, int n_parts) noexcept nogil:
+                       floating* S, floating* T, int part, int n_parts,
+                       Py_ssize_t chunk) noexcept nogil:
     """δ_i^(l−1) = f'(z_i^(l−1)) · Σ_j w_ji^(l) δ_j^(l) for the part's neurons i of layer l − 1.
 
     The sum over j, ∂C_0/∂a_i^(l−1), goes into T (scratch of n × n_{l−1}), then it is multiplied
-    by link 2 of the layer below, which S holds where δ^(l−1) is to be written.
+    by link 2 of the layer below, which S holds where δ^(l−1) is to be written. `chunk`: how
+    the product takes the rows (`_t_is_d_w`).
     """
     cdef Py_ssize_t n_out = lay.sizes[l], n_in = lay.sizes[l - 1], k, i
     cdef Py_ssize_t i0 = _first(n_in, part, n_parts), i1 = _first(n_in, part + 1, n_parts)
     cdef const floating* delta = S + _block(lay, l, n)
     cdef floating* delta_below = S + _block(lay, l - 1, n)
-    _t_is_d_w(n, i1 - i0, n_out, delta, n_out, theta + lay.w[l] + i0, n_in, T + i0, n_in)
+    _t_is_d_w(n, i1 - i0, n_out, delta, n_out, theta + lay.w[l] + i0, n_in, T + i0, n_in,
+              chunk)
     for k in range(n):
         for i in range(i0, i1):
             delta_below[k * n_in + i] *= T[k * n_in + i]
@@ -683,25 +720,46 @@ cdef void _mean_gradient_layer(const Layout* lay, int l, Py_ssize_t n, const flo
     _add_column_sums(grad + lay.b[l], delta, n, n_out, j0, j1, inv_n)
 
 
-cdef void _example_gradients_layer(const Layout* lay, int l, Py_ssize_t n, const floating* X,
-                                   const floating* A, const floating* S, floating* out,
-                                   int part, int n_parts) noexcept nogil:
+cdef bint _example_gradients(const Layout* lay, Py_ssize_t n, const floating* X,
+                             const floating* A, const floating* S, floating* out) noexcept nogil:
     """∂C_k/∂w_ji^(l) = δ_kj^(l) a_ki^(l−1),  ∂C_k/∂b_j^(l) = δ_kj^(l) into row k of out (n rows
-    of P, each laid out as θ), for the part's rows j: one outer product per example, written by
-    the vector loops of _microkernels_impl.h."""
-    cdef Py_ssize_t n_out = lay.sizes[l], n_in = lay.sizes[l - 1], P = lay.P, k
-    cdef Py_ssize_t j0 = _first(n_out, part, n_parts), j1 = _first(n_out, part + 1, n_parts)
-    cdef const floating* delta = S + _block(lay, l, n)
-    cdef const floating* a_prev = _a_below(lay, l, n, X, A)
+    of P, each laid out as θ), once S holds every layer's δ: one outer product per example and
+    layer, written by the vector loop of _microkernels_impl.h. Each row is written whole before
+    the next — a row written layer by layer, in passes over the batch, is fetched from memory
+    again by every pass.
+
+    Returns whether every value written is certainly finite: each |δ_kj a_ki| is at most
+    Σ_j |δ_kj| (Σ_i |a_ki| + 1), a bound that costs a pass over δ_k and a_k, not over the
+    n × P values written (the caller looks at those only when the bound is not finite)."""
+    cdef Py_ssize_t P = lay.P, n_out, n_in, k, j, i
+    cdef const floating* delta
+    cdef const floating* a_prev
     cdef floating* g
+    cdef double sum_delta, sum_a
+    cdef double limit = 0.5 * (DBL_MAX if floating is double else FLT_MAX)
+    cdef bint bounded = True
+    cdef int l
     for k in range(n):
         g = out + k * P
-        if floating is double:
-            bpfast_outer_d(j1 - j0, n_in, delta + k * n_out + j0, a_prev + k * n_in,
-                           g + lay.w[l] + j0 * n_in, g + lay.b[l] + j0)
-        else:
-            bpfast_outer_s(j1 - j0, n_in, delta + k * n_out + j0, a_prev + k * n_in,
-                           g + lay.w[l] + j0 * n_in, g + lay.b[l] + j0)
+        for l in range(1, lay.L + 1):
+            n_out, n_in = lay.sizes[l], lay.sizes[l - 1]
+            delta = S + _block(lay, l, n) + k * n_out
+            a_prev = _a_below(lay, l, n, X, A) + k * n_in
+            if floating is double:
+                bpfast_outer_d(n_out, n_in, delta, a_prev, g + lay.w[l], g + lay.b[l])
+            else:
+                bpfast_outer_s(n_out, n_in, delta, a_prev, g + lay.w[l], g + lay.b[l])
+            sum_delta = 0
+            for j in range(n_out):
+                sum_delta += fabs(delta[j])
+            sum_a = 1
+            for i in range(n_in):
+                sum_a += fabs(a_prev[i])
+            # Rounded sums of magnitudes only grow, and half the range leaves room for the
+            # rounding of the bound itself; a NaN fails the comparison.
+            if not (sum_delta * sum_a <= limit):
+                bounded = False
+    return bounded
 
 
 cdef void _example_norms_layer(const Layout* lay, int l, Py_ssize_t n, const floating* X,
@@ -819,28 +877,6 @@ cdef void _step_layer(const Layout* lay, int l, Py_ssize_t n, const floating* X,
         grad[lay.b[l] + j] = 0
     _add_column_sums(grad + lay.b[l], delta, n, n_out, j0, j1, inv_n)
     _update(theta, grad, step, lay.b[l] + j0, lay.b[l] + j1, False)
-
-
-cdef double _backward(const Layout* lay, const floating* theta, Py_ssize_t n, const floating* X,
-                      const floating* Y, const floating* A, floating* S, floating* T,
-                      floating* out, bint per_example) noexcept nogil:
-    """The backward pass of a batch on one thread: ∂C/∂θ (the batch mean, into out laid out as
-    θ) or every ∂C_k/∂θ (per_example: n rows of P), from δ^(L) (`_output_delta`) down through
-    δ^(l−1) (`_delta_below`); returns Σ_k C_k.
-
-    On entry S holds what `_forward` left there (the slopes f'(z^(l)), z^(L) at the output in the
-    cases it names); it is overwritten with δ^(l). T is scratch of n × widest_hidden.
-    """
-    cdef double sum_C = _output_delta(lay, n, A, Y, S, 0, 1)
-    cdef int l
-    for l in range(lay.L, 0, -1):
-        if per_example:
-            _example_gradients_layer(lay, l, n, X, A, S, out, 0, 1)
-        else:
-            _mean_gradient_layer(lay, l, n, X, A, S, out, (<floating> 1) / n, 0, 1)
-        if l > 1:
-            _delta_below(lay, theta, l, n, S, T, 0, 1)
-    return sum_C
 
 
 # --- training -------------------------------------------------------------------------------------
@@ -1005,7 +1041,7 @@ cdef void _epoch_task(Epoch* e, int part, int n_parts, floating* tag) noexcept n
     elif e.stage == FORWARD:
         if l == 1:
             _prefetch_rows(e, e.i_batch + 1, part, n_parts, tag)
-        _forward_layer(lay, theta, l, n, x, A, S, NULL, part, n_parts)
+        _forward_layer(lay, theta, l, n, x, A, S, NULL, part, n_parts, _rows_at_once(n))
         if l == L and not _rows_are_split(lay):
             e.shares[part] += _output_delta(lay, n, A, y, S, part, n_parts)
             if L == 1:                          # the same neurons all the way: no phase between
@@ -1020,7 +1056,7 @@ cdef void _epoch_task(Epoch* e, int part, int n_parts, floating* tag) noexcept n
         # w^(l+1) is updated now, after the phase in which every part last read it.
         if l < L:
             _step_layer(lay, l + 1, n, x, A, S, theta, &e.step, part, n_parts)
-        _delta_below(lay, theta, l, n, S, <floating*> e.T, part, n_parts)
+        _delta_below(lay, theta, l, n, S, <floating*> e.T, part, n_parts, _rows_at_once(n))
     else:                                       # LAST
         if L > 1:
             _step_layer(lay, 2, n, x, A, S, theta, &e.step, part, n_parts)
@@ -1160,14 +1196,14 @@ cdef enum CallStage:
 
 
 cdef struct Call:
-    # One call's job on the team (Design 5, but by examples: a call has no step to share by
-    # neurons, and its parts need no phase between layers). Part p owns rows first(n, p) to
-    # first(n, p + 1) and its own region of the workspace, laid out as a batch of its rows.
+    # One call's job on the team (Design 10). Part p owns a contiguous range of rows
+    # (`_call_rows`) and its own region of the workspace, laid out as a batch of its rows.
     const Layout* lay
     const void* theta
     const void* X
     const void* Y               # NULL: no targets (the forward pass only)
     Py_ssize_t n
+    Py_ssize_t chunk            # how the row-by-row products take the rows (`_call_chunk`)
     int n_parts, writes, stage
     void* A
     void* S
@@ -1178,12 +1214,27 @@ cdef struct Call:
     double* shares              # Σ_k C_k of each part
     bint check_z                # whether to stop, before writing, at a z^(1) not finite
     bint* z_finite              # each part: whether its rows' z^(1) were all finite
+    bint* bounded               # each part: whether its per-example gradients are surely finite
     bint stopped                # a z^(1) was not finite: nothing was written
 
 
+cdef inline Py_ssize_t _call_chunk(Py_ssize_t n) noexcept nogil:
+    """The rows a call's products give BLAS at a time (0: the microkernels, for every part)."""
+    return CALL_ROWS if n >= SMALL_BATCH else 0
+
+
+cdef inline Py_ssize_t _call_first(Py_ssize_t n, int part, int n_parts) noexcept nogil:
+    """The first row of a call's part: parts start on a multiple of the chunk, so that every
+    chunk, and every row in it, is the same whatever the number of parts."""
+    cdef Py_ssize_t chunk = _call_chunk(n)
+    if chunk == 0:
+        return _first(n, part, n_parts)
+    return min(n, _first((n + chunk - 1) // chunk, part, n_parts) * chunk)
+
+
 cdef inline void _call_rows(const Call* c, int part, Py_ssize_t* r0, Py_ssize_t* m) noexcept nogil:
-    r0[0] = _first(c.n, part, c.n_parts)
-    m[0] = _first(c.n, part + 1, c.n_parts) - r0[0]
+    r0[0] = _call_first(c.n, part, c.n_parts)
+    m[0] = _call_first(c.n, part + 1, c.n_parts) - r0[0]
 
 
 cdef void _call_task(Call* c, int part, int n_parts, floating* tag) noexcept nogil:
@@ -1217,13 +1268,7 @@ cdef void _call_task(Call* c, int part, int n_parts, floating* tag) noexcept nog
     if c.Z != NULL:
         Z = <floating*> c.Z + r0 * width
     if c.stage == CALL_FORWARD:
-        _forward_layer(lay, theta, 1, m, X, A, S, Z, 0, 1,
-                       &c.z_finite[part] if c.check_z else NULL)
-        for l in range(2, lay.L + 1):
-            _forward_layer(lay, theta, l, m, X, A, S, Z, 0, 1)
-        if _rows_are_split(lay):
-            _softmax_rows(S + _block(lay, lay.L, m), A + _block(lay, lay.L, m), lay.sizes[lay.L],
-                          0, m)
+        _forward(lay, theta, m, X, A, S, Z, c.chunk, &c.z_finite[part] if c.check_z else NULL)
         if Y != NULL:
             c.shares[part] = _output_delta(lay, m, A, Y, S, 0, 1)
         return
@@ -1234,13 +1279,14 @@ cdef void _call_task(Call* c, int part, int n_parts, floating* tag) noexcept nog
     for l in range(lay.L, 0, -1):
         if c.writes == WRITES_MEAN:
             _mean_gradient_layer(lay, l, m, X, A, S, grad, inv_n, 0, 1)
-        elif c.writes == WRITES_EXAMPLES:
-            _example_gradients_layer(lay, l, m, X, A, S, <floating*> c.out + r0 * P, 0, 1)
-        else:
+        elif c.writes == WRITES_NORMS:
             _example_norms_layer(lay, l, m, X, A, S, <double*> c.out + r0 * lay.L + (l - 1),
                                  lay.L)
         if l > 1:
-            _delta_below(lay, theta, l, m, S, <floating*> c.T + r0 * lay.widest_hidden, 0, 1)
+            _delta_below(lay, theta, l, m, S, <floating*> c.T + r0 * lay.widest_hidden, 0, 1,
+                         c.chunk)
+    if c.writes == WRITES_EXAMPLES:
+        c.bounded[part] = _example_gradients(lay, m, X, A, S, <floating*> c.out + r0 * P)
 
 
 cdef int _call_close(Call* c, floating* tag) noexcept nogil:
@@ -1288,7 +1334,8 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
     layer (n × L, float64). X's finiteness is checked on z^(1) before anything is written.
 
     Returns (Σ_k C_k, or 0.0 without targets; whether every z^(1) was finite — if not, the call
-    stopped after the forward pass)."""
+    stopped after the forward pass; whether the per-example gradients written are certainly
+    finite (`_example_gradients`), True for the other writes)."""
     cdef Call c
     cdef Py_ssize_t n = X.shape[0], P = layout.c.P
     cdef const floating[:, ::1] Yv
@@ -1296,6 +1343,7 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
     cdef floating[:, ::1] rows
     cdef double[:, ::1] squares
     cdef double sum_C = 0
+    cdef bint bounded = True
     cdef int p
     cdef bpfast_task task = _call_task_d if floating is double else _call_task_s
     cdef bpfast_close close = _call_close_d if floating is double else _call_close_s
@@ -1311,6 +1359,7 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
     c.theta = &theta[0]
     c.X = &X[0, 0]
     c.n = n
+    c.chunk = _call_chunk(n)
     c.n_parts = n_parts
     c.writes = writes
     c.stage = CALL_FORWARD
@@ -1348,21 +1397,25 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
         c.out = &squares[0, 0]
     c.shares = <double*> calloc(n_parts, sizeof(double))
     c.z_finite = <bint*> calloc(n_parts, sizeof(bint))
-    if c.shares == NULL or c.z_finite == NULL:
+    c.bounded = <bint*> calloc(n_parts, sizeof(bint))
+    if c.shares == NULL or c.z_finite == NULL or c.bounded == NULL:
         free(c.shares)
         free(c.z_finite)
+        free(c.bounded)
         raise MemoryError()
     try:
         for p in range(n_parts):
-            c.z_finite[p] = True
+            c.z_finite[p] = c.bounded[p] = True
         with nogil:
             bpfast_team_run(team.team, n_parts, &c, task, close)
         for p in range(n_parts):                # in a fixed order: reproducible
             sum_C += c.shares[p]
+            bounded = bounded and c.bounded[p]
     finally:
         free(c.shares)
         free(c.z_finite)
-    return sum_C, not c.stopped
+        free(c.bounded)
+    return sum_C, not c.stopped, bounded
 
 
 def regions(NetworkLayout layout, Py_ssize_t n, int n_parts):
@@ -1372,9 +1425,23 @@ def regions(NetworkLayout layout, Py_ssize_t n, int n_parts):
     cdef Py_ssize_t r0, r1
     result = []
     for p in range(n_parts):
-        r0, r1 = _first(n, p, n_parts), _first(n, p + 1, n_parts)
+        r0, r1 = _call_first(n, p, n_parts), _call_first(n, p + 1, n_parts)
         result.append((r0, r1 - r0, r0 * layout.c.width))
     return result
+
+
+def call_parts(Py_ssize_t n, int wanted):
+    """How many parts a call on n examples is split into, for `wanted` threads: no more than
+    there are rows, or chunks of rows where BLAS computes (`_call_first`); at least one."""
+    cdef Py_ssize_t chunk = _call_chunk(n)
+    cdef Py_ssize_t most = n if chunk == 0 else (n + chunk - 1) // chunk
+    return <int> max(1, min(<Py_ssize_t> wanted, most))
+
+
+def call_uses_blas(Py_ssize_t n):
+    """Whether a call on n examples reaches BLAS (always single-threaded there: its products on
+    a chunk of rows are then the same whatever the number of parts)."""
+    return _call_chunk(n) > 0
 
 
 # --- Python-visible twins ------------------------------------------------------------------------
@@ -1405,76 +1472,6 @@ def softmax(const floating[:, ::1] z, floating[:, ::1] a):
 cdef inline void _check_theta(NetworkLayout layout, const floating[::1] theta) except *:
     if theta.shape[0] != layout.c.P:
         raise ValueError(f"θ has {theta.shape[0]} entries; the layout says {layout.c.P}.")
-
-
-def forward(NetworkLayout layout, const floating[::1] theta, const floating[:, ::1] X,
-            Workspace workspace, bint keep_z=False):
-    """The forward pass of the batch X into the workspace: A ← a^(1..L), S ← f'(z^(1..L)) (and
-    z^(L) at the output where the backward pass needs it), and with keep_z Z ← z^(1..L).
-    Returns nothing: the blocks are read through the layout."""
-    cdef Py_ssize_t n = X.shape[0]
-    cdef floating[::1] A, S, Z
-    _check_theta(layout, theta)
-    _fits(workspace, n, np.float64 if floating is double else np.float32)
-    A, S = workspace.A, workspace.S
-    if keep_z:
-        workspace.with_z()
-        Z = workspace.Z
-    with nogil:
-        _forward(&layout.c, &theta[0], n, &X[0, 0], &A[0], &S[0], &Z[0] if keep_z else NULL)
-
-
-def cost_sum(NetworkLayout layout, const floating[::1] theta, const floating[:, ::1] X,
-             const floating[:, ::1] Y, Workspace workspace):
-    """Σ_k C_k over the batch (X, Y), by the kernels' one cost (`_output_delta`); the workspace's
-    A then holds a^(1..L)."""
-    cdef Py_ssize_t n = X.shape[0]
-    cdef floating[::1] A, S
-    cdef double sum_C
-    _check_theta(layout, theta)
-    _fits(workspace, n, np.float64 if floating is double else np.float32)
-    A, S = workspace.A, workspace.S
-    with nogil:
-        _forward(&layout.c, &theta[0], n, &X[0, 0], &A[0], &S[0], NULL)
-        sum_C = _output_delta(&layout.c, n, &A[0], &Y[0, 0], &S[0], 0, 1)
-    return sum_C
-
-
-def mean_gradient(NetworkLayout layout, const floating[::1] theta, const floating[:, ::1] X,
-                  const floating[:, ::1] Y, Workspace workspace, floating[::1] grad):
-    """grad ← ∂C/∂θ = (1/n) Σ_k ∂C_k/∂θ of the batch (laid out as θ); returns Σ_k C_k."""
-    cdef Py_ssize_t n = X.shape[0]
-    cdef floating[::1] A, S, T
-    cdef double sum_C
-    _check_theta(layout, theta)
-    _fits(workspace, n, np.float64 if floating is double else np.float32)
-    if grad.shape[0] != layout.c.P:
-        raise ValueError(f"grad has {grad.shape[0]} entries; the layout says {layout.c.P}.")
-    A, S, T = workspace.A, workspace.S, workspace.T
-    with nogil:
-        _forward(&layout.c, &theta[0], n, &X[0, 0], &A[0], &S[0], NULL)
-        sum_C = _backward(&layout.c, &theta[0], n, &X[0, 0], &Y[0, 0], &A[0], &S[0], &T[0],
-                          &grad[0], False)
-    return sum_C
-
-
-def example_gradients(NetworkLayout layout, const floating[::1] theta, const floating[:, ::1] X,
-                      const floating[:, ::1] Y, Workspace workspace, floating[:, ::1] out):
-    """out[k] ← ∂C_k/∂θ for every example k of the batch (each row laid out as θ); returns
-    Σ_k C_k."""
-    cdef Py_ssize_t n = X.shape[0]
-    cdef floating[::1] A, S, T
-    cdef double sum_C
-    _check_theta(layout, theta)
-    _fits(workspace, n, np.float64 if floating is double else np.float32)
-    if out.shape[0] != n or out.shape[1] != layout.c.P:
-        raise ValueError(f"out must have shape ({n}, {layout.c.P}).")
-    A, S, T = workspace.A, workspace.S, workspace.T
-    with nogil:
-        _forward(&layout.c, &theta[0], n, &X[0, 0], &A[0], &S[0], NULL)
-        sum_C = _backward(&layout.c, &theta[0], n, &X[0, 0], &Y[0, 0], &A[0], &S[0], &T[0],
-                          &out[0, 0], True)
-    return sum_C
 
 
 cdef _run_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1] X,

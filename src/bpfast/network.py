@@ -464,40 +464,44 @@ class Network:
 
     def _parts(self, n, n_threads, flops_per_example):
         """How many parts a call on n examples is split into: n_threads if given, else as `fit`
-        chooses (the cores, OpenMP's limit, the work there is) — never more than n."""
+        chooses (the cores, OpenMP's limit, the work there is) — never more than the rows, or
+        the chunks of rows where BLAS computes (`_kernels.call_parts`)."""
         if n_threads is None:
             n_threads = training._default_threads(flops_per_example // 6, n)
         else:
             n_threads = check_count(n_threads, "n_threads", 1)
-        return max(1, min(n_threads, n))
+        return _kernels.call_parts(n, n_threads)
 
     def _call(self, X, Y, writes=0, out=None, keep_z=False, n_threads=None, layers=()):
         """The kernels on a validated batch X (and targets Y, or None): Σ_k C_k, and copies of
-        the layers' a blocks asked for (``layers``: l = 1..L; with keep_z, z's too), each (n, n_l).
+        the layers' a blocks asked for (``layers``: l = 1..L; with keep_z, z's too), each (n, n_l),
+        and whether per-example gradients written are certainly finite (`_kernels.run_call`).
         X's finiteness, left unchecked by the validation, is checked exactly on z^(1) before
         anything is written."""
         n = X.shape[0]
         flops = 2 * self.n_params * (1 if writes == 0 else 3)
         parts = self._parts(n, n_threads, flops)
         kind = ("call", self.sizes, n, parts, writes)
-        # Parts that call BLAS each on their own rows: BLAS's own threads would only compete.
-        threads = (_single_threaded_blas() if parts > 1 and n // parts >= _kernels.BLAS_FROM
+        # BLAS single-threaded: parts call it each on their own rows, where its own threads
+        # would only compete, and a row must come out the same whatever the number of parts.
+        threads = (_single_threaded_blas() if _kernels.call_uses_blas(n)
                    else contextlib.nullcontext())
         with self._workspace_for(n) as workspace, threads, \
                 _pool.team(min(parts, training.available_cores()), kind) as team:
-            sum_C, finite = _kernels.run_call(self._layout, self._theta, X, Y, workspace, writes,
-                                              out, team, parts, keep_z)
+            sum_C, finite, bounded = _kernels.run_call(self._layout, self._theta, X, Y,
+                                                       workspace, writes, out, team, parts, keep_z)
             if not finite:
                 # A NaN or an infinity in X (or θ), named as validation names it — or finite
                 # numbers whose z^(1) overflowed, which σ and tanh take in their stride (σ(∞) = 1):
                 # then the call again, unchecked.
                 check_finite(X, "X")
-                sum_C, _ = _kernels.run_call(self._layout, self._theta, X, Y, workspace, writes,
-                                             out, team, parts, keep_z, check_z=False)
+                sum_C, _, bounded = _kernels.run_call(self._layout, self._theta, X, Y, workspace,
+                                                      writes, out, team, parts, keep_z,
+                                                      check_z=False)
             regions = _kernels.regions(self._layout, n, parts)
             a = [self._gather(workspace.A, regions, l) for l in layers]
             z = [self._gather(workspace.Z, regions, l) for l in layers] if keep_z else []
-        return sum_C, a, z
+        return sum_C, a, z, bounded
 
     def _gather(self, buffer, regions, l):
         """Layer l's (n, n_l) block from the parts' regions of a workspace buffer (a copy)."""
@@ -518,7 +522,7 @@ class Network:
         """
         X, single = self._as_batch(x, "X")
         layers = range(1, self.L + 1)
-        _, a, z = self._call(X, None, keep_z=True, layers=layers)
+        _, a, z, _ = self._call(X, None, keep_z=True, layers=layers)
         a = [self._finite_or_raise(a_l, "the forward pass (a^(l))") for a_l in a]
         if single:
             return Trace([z_l[0] for z_l in z], [X[0].copy()] + [a_l[0] for a_l in a])
@@ -528,7 +532,7 @@ class Network:
         """a^(L), the network's output, for one example or a batch (its examples shared between
         threads where there is enough of them: ``n_threads`` as `fit`'s, None choosing)."""
         X, single = self._as_batch(X, "X")
-        _, (a_L,), _ = self._call(X, None, n_threads=n_threads, layers=(self.L,))
+        _, (a_L,), _, _ = self._call(X, None, n_threads=n_threads, layers=(self.L,))
         a_L = self._finite_or_raise(a_L, "the forward pass (a^(l))")
         return a_L[0] if single else a_L
 
@@ -550,7 +554,7 @@ class Network:
     def _cost_and_accuracy(self, X, Y, accuracy=True):
         """`evaluate` of a batch that has been validated already (fit's validation data): the
         kernels' cost, the one `fit` minimises, and a^(L) from the same pass."""
-        sum_C, a, _ = self._call(X, Y, layers=(self.L,) if accuracy else ())
+        sum_C, a, _, _ = self._call(X, Y, layers=(self.L,) if accuracy else ())
         cost = float(self._finite_or_raise(np.array(sum_C), "the cost")) / X.shape[0]
         if not accuracy:
             return cost, None
@@ -593,7 +597,7 @@ class Network:
         # Aligned like fit's buffers: BLAS may round differently on differently aligned operands,
         # and the same call must give the same bits whatever memory it happens to get.
         grad = aligned_empty(self.n_params, self.dtype)
-        sum_C, _, _ = self._call(X, Y, _WRITES["mean"], grad, n_threads=n_threads)
+        sum_C, _, _, _ = self._call(X, Y, _WRITES["mean"], grad, n_threads=n_threads)
         return sum_C, Gradient(self._finite_or_raise(grad, "the gradient"), self.sizes)
 
     def backprop(self, x, y):
@@ -631,11 +635,13 @@ class Network:
         way whatever their number."""
         X, Y = self._pair(X, Y, ndims=(2,), x_finite=False)
         rows = self._out_rows(out, X, Y)
-        self._call(X, Y, _WRITES["examples"], rows, n_threads=n_threads)
-        if out is None:
-            return Gradient(self._finite_or_raise(rows, "the gradient"), self.sizes)
-        self._finite_or_raise(rows, "the gradient")
-        return out if isinstance(out, Gradient) else Gradient(rows, self.sizes)
+        bounded = self._call(X, Y, _WRITES["examples"], rows, n_threads=n_threads)[3]
+        if not bounded:
+            # The kernels' bound on the values (|δ_kj a_ki|) is not finite: look at them all.
+            self._finite_or_raise(rows, "the gradient")
+        if out is None or not isinstance(out, Gradient):
+            return Gradient(rows, self.sizes)
+        return out
 
     def _out_rows(self, out, X, Y):
         """The (n, P) buffer that per-example gradients go to: a new one, or ``out`` checked."""

@@ -133,9 +133,11 @@ def _default_threads(P, batch):
 
 
 @functools.cache
-def _blas_controller():
-    """Finds the loaded BLAS libraries once (scipy's, which the kernels call, among them)."""
-    return ThreadpoolController()
+def _blas_libraries():
+    """threadpoolctl's handles on the BLAS libraries loaded (scipy's, which the kernels call,
+    among them), found once: finding them costs far more than a small call of the kernels."""
+    return [library for library in ThreadpoolController().lib_controllers
+            if library.user_api == "blas"]
 
 
 #: Tests only: fix the team's mode (1 all threads, 2 one thread, 3 alternating at every step)
@@ -144,7 +146,7 @@ _FORCED_MODE = 0
 
 _blas_lock = threading.Lock()
 _blas_users = 0
-_blas_limiter = None
+_blas_found = []
 
 
 @contextlib.contextmanager
@@ -157,13 +159,15 @@ def _single_threaded_blas():
     BLAS's thread count is global to the process: when several Python threads train or compute
     at once, the first one in limits it and the last one out restores it (each restoring what it
     found would leave BLAS limited whenever two overlap)."""
-    global _blas_users, _blas_limiter
+    global _blas_users, _blas_found
     if not _kernels.threads:
         yield
         return
     with _blas_lock:
         if _blas_users == 0:
-            _blas_limiter = _blas_controller().limit(limits=1, user_api="blas")
+            _blas_found = [(library, library.get_num_threads()) for library in _blas_libraries()]
+            for library, _ in _blas_found:
+                library.set_num_threads(1)
         _blas_users += 1
     try:
         yield
@@ -171,8 +175,9 @@ def _single_threaded_blas():
         with _blas_lock:
             _blas_users -= 1
             if _blas_users == 0:
-                _blas_limiter.restore_original_limits()
-                _blas_limiter = None
+                for library, found in _blas_found:
+                    library.set_num_threads(found)
+                _blas_found = []
 
 
 @contextlib.contextmanager
