@@ -41,13 +41,17 @@ def test_saturated_units_give_exact_zero_slopes():
 
 
 def test_an_overflow_to_inf_minus_inf_is_a_clear_error():
-    # z = 1e308·2 + (−1e308)·2 = inf − inf: no number is right, so nothing is returned.
-    nan_net = bpfast.Network.from_params([np.array([[1e308, -1e308]])], [np.array([0.0])])
-    X = np.array([[2.0, 2.0]])
+    # z^(1) = 4e308 overflows to inf in both units, kept by the identity, then
+    # z^(2) = inf − inf, in whatever order a product adds: no number is right, nothing returned.
+    nan_net = bpfast.Network.from_params(
+        [np.array([[1e308], [1e308]]), np.array([[1.0, -1.0]])], [np.zeros(2), np.zeros(1)],
+        activation="identity")
+    X = np.array([[4.0]])
     with pytest.raises(FloatingPointError, match="the forward pass .* overflowed"):
         nan_net.forward(X)
     with pytest.raises(FloatingPointError, match="the gradient is not finite"):
         nan_net.gradient(X, [[0.5]])
+    X = np.array([[2.0, 2.0]])
     # z = inf alone is a saturated unit: σ = 1, σ' = 0, and every result is finite and exact.
     huge = bpfast.Network.from_params([np.array([[1e308, 1e308]])], [np.array([0.0])])
     np.testing.assert_array_equal(huge.predict(X), [[1.0]])
@@ -56,7 +60,8 @@ def test_an_overflow_to_inf_minus_inf_is_a_clear_error():
 
 def test_a_per_example_product_that_overflows_is_a_clear_error():
     """δ_k and a_k finite, their product not: the kernels' bound on |δ_kj a_ki| sees it (they do
-    not read the n × P values back), whatever the precision and wherever the row falls."""
+    not read the n × P values back, nor the P of the mean), whatever the precision and wherever
+    the row falls."""
     for dtype, big in ((np.float64, 1e210), (np.float32, 1e27)):
         net = bpfast.Network.from_params([np.array([[1.0 / big**0.5, 0.0]])], [np.array([0.0])],
                                          output_activation="identity", dtype=dtype)
@@ -67,6 +72,8 @@ def test_a_per_example_product_that_overflows_is_a_clear_error():
         for threads in (1, 2):
             with pytest.raises(FloatingPointError, match="the gradient is not finite"):
                 net.per_example_gradients(X, Y, n_threads=threads)
+            with pytest.raises(FloatingPointError, match="the gradient is not finite"):
+                net.gradient(X, Y, n_threads=threads)       # its mean: 2 big^1.5 / 5, inf too
         X[3] = [big**0.5, 1.0]              # z ≈ 1: large rows, finite, as the formula says
         rows = net.per_example_gradients(X, Y).vector()
         delta = rows[3, 2]

@@ -49,13 +49,15 @@ Design
 10. A call outside `fit` (`run_call`: predict, cost, gradient, per-example gradients and norms)
    has no step to share, so its parts share the examples: each part owns a range of rows and a
    region of the workspace laid out as a batch of its own, and runs every layer without a
-   phase in between (the parts meet once before writing, to learn whether X was finite, and
-   once more to add up a batch mean). Each example's row of z, a, δ — and so of ∂C_k/∂θ — must
-   come out the same whatever the number of parts: the microkernels compute a row alike
-   whatever the rows around it, but BLAS need not (its blocking depends on the matrix's
-   height, and its own threads split the work), so a call that reaches BLAS gives it
-   CALL_ROWS rows at a time, single-threaded, its parts starting on a multiple of CALL_ROWS
-   (`_call_first`). Which of the two a call uses depends on its n alone (`_call_chunk`).
+   phase in between (the parts meet once before writing, to learn whether X was finite; for a
+   batch mean once more, after which each part sums its neurons' rows of ∂C/∂θ over every
+   region, written once into the output: no partial sums kept, no pass to add them). Each example's row of z, a, δ — and so of ∂C_k/∂θ — must
+   come out the same whatever the number of parts, and BLAS's result for a row may depend on
+   the rows given with it (its blocking follows the matrix's height; its own threads split
+   the work). So a call gives BLAS a chunk of rows at a time, single-threaded, and its parts
+   start on a multiple of the chunk (`_call_first`), whose size depends on n alone
+   (`_call_chunk`). Calls use BLAS only: on a call's chunks it ran 1.2–2× as fast as the
+   microkernels, one thread each.
 """
 from libc.float cimport DBL_MAX, FLT_MAX
 from libc.math cimport fabs, isfinite, log, log1p, pow
@@ -305,14 +307,13 @@ cdef extern from "_dispatch.h":
     void bpfast_ab_s(Py_ssize_t m, Py_ssize_t ni, Py_ssize_t nj, const float* D, Py_ssize_t ldd,
                      const float* W, Py_ssize_t ldw, float* T, Py_ssize_t ldt) noexcept nogil
 
-# From this many examples in a batch on, BLAS beats the microkernels (Design 5). A call of the
-# kernels (run_call) that reaches BLAS gives it CALL_ROWS rows at a time (Design 10).
+# From this many examples in a mini-batch on, `fit` calls BLAS rather than the microkernels
+# (Design 6). A call of the kernels (run_call) gives BLAS a quarter of its rows at a time, from
+# CALL_ROWS_MIN to CALL_ROWS (Design 10).
 cdef enum:
     SMALL_BATCH = 64
+    CALL_ROWS_MIN = 8
     CALL_ROWS = 64
-
-#: Batches (and calls) of fewer examples than this never reach BLAS.
-BLAS_FROM = SMALL_BATCH
 
 
 cdef inline Py_ssize_t _rows_at_once(Py_ssize_t m) noexcept nogil:
@@ -345,11 +346,13 @@ cdef inline void _w_is_beta_w_plus_alpha_dT_a(Py_ssize_t m, Py_ssize_t nj, Py_ss
                                               floating alpha, floating beta,
                                               const floating* D, Py_ssize_t ldd,
                                               const floating* A, Py_ssize_t lda,
-                                              floating* W, Py_ssize_t ldw) noexcept nogil:
-    """W = β W + α Dᵀ A, i.e. W_ji = β W_ji + α Σ_k D_kj A_ki   (β = 0 never reads W)"""
+                                              floating* W, Py_ssize_t ldw,
+                                              bint blas) noexcept nogil:
+    """W = β W + α Dᵀ A, i.e. W_ji = β W_ji + α Σ_k D_kj A_ki   (β = 0 never reads W); by BLAS,
+    or by the microkernel."""
     if m == 0 or nj == 0:
         return
-    if m >= SMALL_BATCH:
+    if blas:
         _gemm(c'N', c'T', ni, nj, m, alpha, A, lda, D, ldd, beta, W, ldw)
     elif floating is double:
         bpfast_atb_d(m, nj, ni, alpha, beta, D, ldd, A, lda, W, ldw, NULL, NULL)
@@ -704,20 +707,56 @@ cdef inline const floating* _a_below(const Layout* lay, int l, Py_ssize_t n, con
 
 cdef void _mean_gradient_layer(const Layout* lay, int l, Py_ssize_t n, const floating* X,
                                const floating* A, const floating* S, floating* grad,
-                               floating inv_n, int part, int n_parts) noexcept nogil:
+                               floating inv_n, bint first, int part, int n_parts) noexcept nogil:
     """∂C/∂w_ji^(l) = inv_n Σ_k δ_kj^(l) a_ki^(l−1),  ∂C/∂b_j^(l) = inv_n Σ_k δ_kj^(l) into grad
-    (laid out as θ), for the part's rows j, over the n examples given: with inv_n = 1/n, the
-    batch mean; with 1/N, these examples' share of a batch of N. Link 1: ∂z_j/∂w_ji = a_i^(l−1),
+    (laid out as θ), for the part's rows j, over the n examples given — with inv_n = 1/N, these
+    examples' share of the mean over a batch of N, written (first) or added to what grad holds
+    (a call's batch, region by region: Design 10). Link 1: ∂z_j/∂w_ji = a_i^(l−1),
     ∂z_j/∂b_j = 1."""
     cdef Py_ssize_t n_out = lay.sizes[l], n_in = lay.sizes[l - 1], j
     cdef Py_ssize_t j0 = _first(n_out, part, n_parts), j1 = _first(n_out, part + 1, n_parts)
     cdef const floating* delta = S + _block(lay, l, n)
-    _w_is_beta_w_plus_alpha_dT_a(n, j1 - j0, n_in, inv_n, 0, delta + j0, n_out,
+    _w_is_beta_w_plus_alpha_dT_a(n, j1 - j0, n_in, inv_n, 0 if first else 1, delta + j0, n_out,
                                  _a_below(lay, l, n, X, A), n_in, grad + lay.w[l] + j0 * n_in,
-                                 n_in)
-    for j in range(j0, j1):
-        grad[lay.b[l] + j] = 0
+                                 n_in, True)
+    if first:
+        for j in range(j0, j1):
+            grad[lay.b[l] + j] = 0
     _add_column_sums(grad + lay.b[l], delta, n, n_out, j0, j1, inv_n)
+
+
+cdef inline double _magnitude(const floating* delta, Py_ssize_t n_out, const floating* a,
+                              Py_ssize_t n_in) noexcept nogil:
+    """(Σ_j |δ_j|) (Σ_i |a_i| + 1): a bound on every |δ_j a_i| and |δ_j| of an example's
+    ∂C_k/∂θ^(l) — rounded sums of magnitudes only grow — that costs a pass over δ_k and a_k,
+    not over the values bounded. NaN when δ or a holds one."""
+    cdef double sum_delta = 0, sum_a = 1
+    cdef Py_ssize_t j, i
+    for j in range(n_out):
+        sum_delta += fabs(delta[j])
+    for i in range(n_in):
+        sum_a += fabs(a[i])
+    return sum_delta * sum_a
+
+
+cdef inline double _largest_finite(floating* tag) noexcept nogil:
+    """Half the largest finite value of the type: room for the rounding of a bound itself."""
+    return 0.5 * (DBL_MAX if floating is double else FLT_MAX)
+
+
+cdef double _mean_gradient_magnitude(const Layout* lay, Py_ssize_t n, const floating* X,
+                                     const floating* A, const floating* S) noexcept nogil:
+    """Σ_l Σ_k (Σ_j |δ_kj^(l)|) (Σ_i |a_ki^(l−1)| + 1) over these n examples: n times the mean
+    gradient's bound, NaN when a δ or an a holds one (`_magnitude`)."""
+    cdef double total = 0
+    cdef Py_ssize_t k
+    cdef int l
+    for l in range(1, lay.L + 1):
+        for k in range(n):
+            total += _magnitude(S + _block(lay, l, n) + k * lay.sizes[l], lay.sizes[l],
+                                _a_below(lay, l, n, X, A) + k * lay.sizes[l - 1],
+                                lay.sizes[l - 1])
+    return total
 
 
 cdef bint _example_gradients(const Layout* lay, Py_ssize_t n, const floating* X,
@@ -728,15 +767,13 @@ cdef bint _example_gradients(const Layout* lay, Py_ssize_t n, const floating* X,
     the next — a row written layer by layer, in passes over the batch, is fetched from memory
     again by every pass.
 
-    Returns whether every value written is certainly finite: each |δ_kj a_ki| is at most
-    Σ_j |δ_kj| (Σ_i |a_ki| + 1), a bound that costs a pass over δ_k and a_k, not over the
-    n × P values written (the caller looks at those only when the bound is not finite)."""
-    cdef Py_ssize_t P = lay.P, n_out, n_in, k, j, i
+    Returns whether every value written is certainly finite (`_magnitude`: the caller looks at
+    the n × P values only when it is not)."""
+    cdef Py_ssize_t P = lay.P, n_out, n_in, k
     cdef const floating* delta
     cdef const floating* a_prev
     cdef floating* g
-    cdef double sum_delta, sum_a
-    cdef double limit = 0.5 * (DBL_MAX if floating is double else FLT_MAX)
+    cdef double limit = _largest_finite(<floating*> NULL)
     cdef bint bounded = True
     cdef int l
     for k in range(n):
@@ -749,15 +786,7 @@ cdef bint _example_gradients(const Layout* lay, Py_ssize_t n, const floating* X,
                 bpfast_outer_d(n_out, n_in, delta, a_prev, g + lay.w[l], g + lay.b[l])
             else:
                 bpfast_outer_s(n_out, n_in, delta, a_prev, g + lay.w[l], g + lay.b[l])
-            sum_delta = 0
-            for j in range(n_out):
-                sum_delta += fabs(delta[j])
-            sum_a = 1
-            for i in range(n_in):
-                sum_a += fabs(a_prev[i])
-            # Rounded sums of magnitudes only grow, and half the range leaves room for the
-            # rounding of the bound itself; a NaN fails the comparison.
-            if not (sum_delta * sum_a <= limit):
+            if not (_magnitude(delta, n_out, a_prev, n_in) <= limit):    # NaN fails too
                 bounded = False
     return bounded
 
@@ -843,7 +872,7 @@ cdef void _step_rows(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, const floating*
     while j < nj:
         rows = min(<Py_ssize_t> STEP_ROWS, nj - j)
         _w_is_beta_w_plus_alpha_dT_a(m, rows, ni, inv_m, 0, D + j, ldd, A, lda,
-                                     grad + start + j * ni, ni)
+                                     grad + start + j * ni, ni, False)
         _update(theta, grad, step, start + j * ni, start + (j + rows) * ni, True)
         j += rows
 
@@ -867,7 +896,8 @@ cdef void _step_layer(const Layout* lay, int l, Py_ssize_t n, const floating* X,
         scale = <floating> (-step.d.eta) * inv_n
         _w_is_beta_w_plus_alpha_dT_a(n, j1 - j0, n_in, scale,
                                      <floating> (1 - step.d.eta * step.d.l2), delta + j0, n_out,
-                                     a_prev, n_in, theta + lay.w[l] + j0 * n_in, n_in)
+                                     a_prev, n_in, theta + lay.w[l] + j0 * n_in, n_in,
+                                     n >= SMALL_BATCH)
         _add_column_sums(theta + lay.b[l], delta, n, n_out, j0, j1, scale)
         return
     grad = <floating*> step.grad
@@ -1192,7 +1222,15 @@ cdef enum:
 cdef enum CallStage:
     CALL_FORWARD = 0        # the part's rows through every layer; δ^(L) and Σ_k C_k with targets
     CALL_BACKWARD = 1       # δ down the layers, and what the call writes for the part's rows
-    CALL_REDUCE = 2         # the batch mean: the parts' sums added, column range by range
+    CALL_GRADIENT = 2       # the batch mean, by neurons: each part's rows of every ∂C/∂w^(l)
+
+
+cdef struct CallPart:
+    # What a part of a call found, on its rows.
+    double share                # Σ_k C_k
+    bint z_finite               # whether every z^(1) was finite
+    bint bounded                # whether its per-example gradients are certainly finite
+    double magnitude            # its share of the mean gradient's bound
 
 
 cdef struct Call:
@@ -1210,25 +1248,21 @@ cdef struct Call:
     void* T
     void* Z                     # NULL, or z^(1..L) kept (a trace)
     void* out                   # grad (P), the per-example rows (n × P), or squares (n × L)
-    void* partials              # the sums of parts 1.. (n_parts − 1 rows of P), for the mean
-    double* shares              # Σ_k C_k of each part
     bint check_z                # whether to stop, before writing, at a z^(1) not finite
-    bint* z_finite              # each part: whether its rows' z^(1) were all finite
-    bint* bounded               # each part: whether its per-example gradients are surely finite
+    CallPart* parts             # what each part found
     bint stopped                # a z^(1) was not finite: nothing was written
 
 
 cdef inline Py_ssize_t _call_chunk(Py_ssize_t n) noexcept nogil:
-    """The rows a call's products give BLAS at a time (0: the microkernels, for every part)."""
-    return CALL_ROWS if n >= SMALL_BATCH else 0
+    """The rows a call's row-by-row products give BLAS at a time: a quarter of the batch, so
+    that even a small one has parts to share, but enough rows for BLAS to run at speed."""
+    return min(<Py_ssize_t> CALL_ROWS, max(<Py_ssize_t> CALL_ROWS_MIN, (n + 3) // 4))
 
 
 cdef inline Py_ssize_t _call_first(Py_ssize_t n, int part, int n_parts) noexcept nogil:
     """The first row of a call's part: parts start on a multiple of the chunk, so that every
     chunk, and every row in it, is the same whatever the number of parts."""
     cdef Py_ssize_t chunk = _call_chunk(n)
-    if chunk == 0:
-        return _first(n, part, n_parts)
     return min(n, _first((n + chunk - 1) // chunk, part, n_parts) * chunk)
 
 
@@ -1237,28 +1271,39 @@ cdef inline void _call_rows(const Call* c, int part, Py_ssize_t* r0, Py_ssize_t*
     m[0] = _call_first(c.n, part + 1, c.n_parts) - r0[0]
 
 
+cdef void _call_mean_gradient(const Call* c, int part, int n_parts, floating* tag) noexcept nogil:
+    """The part's neurons of every layer: their rows of ∂C/∂w^(l) and ∂C/∂b^(l), summed over
+    the regions of every part in part order — written once into the output, with no partial
+    sums to keep, and the same bits for a given number of parts."""
+    cdef const Layout* lay = c.lay
+    cdef Py_ssize_t r0, m
+    cdef floating inv_n = (<floating> 1) / c.n
+    cdef int l, q
+    for l in range(1, lay.L + 1):
+        for q in range(c.n_parts):
+            _call_rows(c, q, &r0, &m)
+            if m > 0:
+                _mean_gradient_layer(lay, l, m, <const floating*> c.X + r0 * lay.sizes[0],
+                                     <floating*> c.A + r0 * lay.width,
+                                     <floating*> c.S + r0 * lay.width, <floating*> c.out,
+                                     inv_n, q == 0, part, n_parts)
+
+
 cdef void _call_task(Call* c, int part, int n_parts, floating* tag) noexcept nogil:
     """The part's share of the stage the call is at (CallStage)."""
     cdef const Layout* lay = c.lay
     cdef const floating* theta = <const floating*> c.theta
-    cdef Py_ssize_t r0, m, width = lay.width, P = lay.P, start, end, i, q
+    cdef Py_ssize_t r0, m, width = lay.width, P = lay.P
     cdef const floating* X
     cdef const floating* Y
     cdef floating* A
     cdef floating* S
     cdef floating* Z = NULL
-    cdef floating* grad
-    cdef floating inv_n
     cdef int l
-    _call_rows(c, part, &r0, &m)
-    if c.stage == CALL_REDUCE:
-        # Column range `part` of ∂C/∂θ: part 0's sum, plus the others' in part order.
-        grad = <floating*> c.out
-        start, end = _first(P, part, n_parts), _first(P, part + 1, n_parts)
-        for q in range(n_parts - 1):
-            for i in range(start, end):
-                grad[i] += (<floating*> c.partials)[q * P + i]
+    if c.stage == CALL_GRADIENT:
+        _call_mean_gradient(c, part, n_parts, tag)
         return
+    _call_rows(c, part, &r0, &m)
     if m == 0:
         return
     X = <const floating*> c.X + r0 * lay.sizes[0]
@@ -1268,25 +1313,22 @@ cdef void _call_task(Call* c, int part, int n_parts, floating* tag) noexcept nog
     if c.Z != NULL:
         Z = <floating*> c.Z + r0 * width
     if c.stage == CALL_FORWARD:
-        _forward(lay, theta, m, X, A, S, Z, c.chunk, &c.z_finite[part] if c.check_z else NULL)
+        _forward(lay, theta, m, X, A, S, Z, c.chunk, &c.parts[part].z_finite if c.check_z else NULL)
         if Y != NULL:
-            c.shares[part] = _output_delta(lay, m, A, Y, S, 0, 1)
+            c.parts[part].share = _output_delta(lay, m, A, Y, S, 0, 1)
         return
-    # CALL_BACKWARD
-    inv_n = (<floating> 1) / c.n
-    if c.writes == WRITES_MEAN:
-        grad = (<floating*> c.out) if part == 0 else (<floating*> c.partials) + (part - 1) * P
+    # CALL_BACKWARD: every δ of the part's rows, and what they write by rows
     for l in range(lay.L, 0, -1):
-        if c.writes == WRITES_MEAN:
-            _mean_gradient_layer(lay, l, m, X, A, S, grad, inv_n, 0, 1)
-        elif c.writes == WRITES_NORMS:
+        if c.writes == WRITES_NORMS:
             _example_norms_layer(lay, l, m, X, A, S, <double*> c.out + r0 * lay.L + (l - 1),
                                  lay.L)
         if l > 1:
             _delta_below(lay, theta, l, m, S, <floating*> c.T + r0 * lay.widest_hidden, 0, 1,
                          c.chunk)
     if c.writes == WRITES_EXAMPLES:
-        c.bounded[part] = _example_gradients(lay, m, X, A, S, <floating*> c.out + r0 * P)
+        c.parts[part].bounded = _example_gradients(lay, m, X, A, S, <floating*> c.out + r0 * P)
+    elif c.writes == WRITES_MEAN:
+        c.parts[part].magnitude = _mean_gradient_magnitude(lay, m, X, A, S) / c.n
 
 
 cdef int _call_close(Call* c, floating* tag) noexcept nogil:
@@ -1294,15 +1336,15 @@ cdef int _call_close(Call* c, floating* tag) noexcept nogil:
     cdef int p
     if c.stage == CALL_FORWARD:
         for p in range(c.n_parts):
-            if not c.z_finite[p]:
+            if not c.parts[p].z_finite:
                 c.stopped = True                # checked before anything is written
                 return BPFAST_FINISHED
         if c.writes == WRITES_NOTHING:
             return BPFAST_FINISHED_STEP
         c.stage = CALL_BACKWARD
         return BPFAST_NEXT_PHASE
-    if c.stage == CALL_BACKWARD and c.writes == WRITES_MEAN and c.n_parts > 1:
-        c.stage = CALL_REDUCE
+    if c.stage == CALL_BACKWARD and c.writes == WRITES_MEAN:
+        c.stage = CALL_GRADIENT
         return BPFAST_NEXT_PHASE
     return BPFAST_FINISHED_STEP
 
@@ -1329,20 +1371,20 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
     """One call of the kernels on a batch X (and targets Y, or None), its examples split into
     n_parts parts that the workers of `team` compute (none: the calling thread): the forward
     pass into the workspace (each part in its own region: `regions`), Σ_k C_k with targets, then
-    what `writes` asks for into `out` — the batch mean ∂C/∂θ (P; 1/n of each part's sum, the
-    parts' sums added in part order), each ∂C_k/∂θ (n × P), or each example's squared norms by
+    what `writes` asks for into `out` — the batch mean ∂C/∂θ (P; each part its neurons' rows,
+    the regions' sums added in part order), each ∂C_k/∂θ (n × P), or each example's squared norms by
     layer (n × L, float64). X's finiteness is checked on z^(1) before anything is written.
 
     Returns (Σ_k C_k, or 0.0 without targets; whether every z^(1) was finite — if not, the call
-    stopped after the forward pass; whether the per-example gradients written are certainly
-    finite (`_example_gradients`), True for the other writes)."""
+    stopped after the forward pass; whether the gradients written — per example, or their mean —
+    are certainly finite (`_magnitude`), True for the other writes)."""
     cdef Call c
     cdef Py_ssize_t n = X.shape[0], P = layout.c.P
     cdef const floating[:, ::1] Yv
-    cdef floating[::1] A, S, T, Z, grad, partials
+    cdef floating[::1] A, S, T, Z, grad
     cdef floating[:, ::1] rows
     cdef double[:, ::1] squares
-    cdef double sum_C = 0
+    cdef double sum_C = 0, magnitude = 0
     cdef bint bounded = True
     cdef int p
     cdef bpfast_task task = _call_task_d if floating is double else _call_task_s
@@ -1382,9 +1424,6 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
         if grad.shape[0] != P:
             raise ValueError(f"out must have {P} entries.")
         c.out = &grad[0]
-        if n_parts > 1:
-            partials = np.empty((n_parts - 1) * P, dtype)
-            c.partials = &partials[0]
     elif writes == WRITES_EXAMPLES:
         rows = out
         if rows.shape[0] != n or rows.shape[1] != P:
@@ -1395,26 +1434,22 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
         if squares.shape[0] != n or squares.shape[1] != layout.c.L:
             raise ValueError(f"out must have shape ({n}, {layout.c.L}).")
         c.out = &squares[0, 0]
-    c.shares = <double*> calloc(n_parts, sizeof(double))
-    c.z_finite = <bint*> calloc(n_parts, sizeof(bint))
-    c.bounded = <bint*> calloc(n_parts, sizeof(bint))
-    if c.shares == NULL or c.z_finite == NULL or c.bounded == NULL:
-        free(c.shares)
-        free(c.z_finite)
-        free(c.bounded)
+    c.parts = <CallPart*> calloc(n_parts, sizeof(CallPart))
+    if c.parts == NULL:
         raise MemoryError()
     try:
         for p in range(n_parts):
-            c.z_finite[p] = c.bounded[p] = True
+            c.parts[p].z_finite = c.parts[p].bounded = True
         with nogil:
             bpfast_team_run(team.team, n_parts, &c, task, close)
         for p in range(n_parts):                # in a fixed order: reproducible
-            sum_C += c.shares[p]
-            bounded = bounded and c.bounded[p]
+            sum_C += c.parts[p].share
+            bounded = bounded and c.parts[p].bounded
+            magnitude += c.parts[p].magnitude
     finally:
-        free(c.shares)
-        free(c.z_finite)
-        free(c.bounded)
+        free(c.parts)
+    if writes == WRITES_MEAN:
+        bounded = magnitude <= _largest_finite(<floating*> NULL)         # NaN fails too
     return sum_C, not c.stopped, bounded
 
 
@@ -1432,16 +1467,9 @@ def regions(NetworkLayout layout, Py_ssize_t n, int n_parts):
 
 def call_parts(Py_ssize_t n, int wanted):
     """How many parts a call on n examples is split into, for `wanted` threads: no more than
-    there are rows, or chunks of rows where BLAS computes (`_call_first`); at least one."""
+    there are chunks of rows (`_call_first`); at least one."""
     cdef Py_ssize_t chunk = _call_chunk(n)
-    cdef Py_ssize_t most = n if chunk == 0 else (n + chunk - 1) // chunk
-    return <int> max(1, min(<Py_ssize_t> wanted, most))
-
-
-def call_uses_blas(Py_ssize_t n):
-    """Whether a call on n examples reaches BLAS (always single-threaded there: its products on
-    a chunk of rows are then the same whatever the number of parts)."""
-    return _call_chunk(n) > 0
+    return <int> max(1, min(<Py_ssize_t> wanted, (n + chunk - 1) // chunk))
 
 
 # --- Python-visible twins ------------------------------------------------------------------------

@@ -475,7 +475,7 @@ class Network:
     def _call(self, X, Y, writes=0, out=None, keep_z=False, n_threads=None, layers=()):
         """The kernels on a validated batch X (and targets Y, or None): Σ_k C_k, and copies of
         the layers' a blocks asked for (``layers``: l = 1..L; with keep_z, z's too), each (n, n_l),
-        and whether per-example gradients written are certainly finite (`_kernels.run_call`).
+        and whether the gradients written are certainly finite (`_kernels.run_call`).
         X's finiteness, left unchecked by the validation, is checked exactly on z^(1) before
         anything is written."""
         n = X.shape[0]
@@ -484,9 +484,7 @@ class Network:
         kind = ("call", self.sizes, n, parts, writes)
         # BLAS single-threaded: parts call it each on their own rows, where its own threads
         # would only compete, and a row must come out the same whatever the number of parts.
-        threads = (_single_threaded_blas() if _kernels.call_uses_blas(n)
-                   else contextlib.nullcontext())
-        with self._workspace_for(n) as workspace, threads, \
+        with self._workspace_for(n) as workspace, _single_threaded_blas(), \
                 _pool.team(min(parts, training.available_cores()), kind) as team:
             sum_C, finite, bounded = _kernels.run_call(self._layout, self._theta, X, Y,
                                                        workspace, writes, out, team, parts, keep_z)
@@ -597,8 +595,11 @@ class Network:
         # Aligned like fit's buffers: BLAS may round differently on differently aligned operands,
         # and the same call must give the same bits whatever memory it happens to get.
         grad = aligned_empty(self.n_params, self.dtype)
-        sum_C, _, _, _ = self._call(X, Y, _WRITES["mean"], grad, n_threads=n_threads)
-        return sum_C, Gradient(self._finite_or_raise(grad, "the gradient"), self.sizes)
+        sum_C, _, _, bounded = self._call(X, Y, _WRITES["mean"], grad, n_threads=n_threads)
+        if not bounded:
+            # The kernels' bound on |∂C/∂θ| is not finite: look at the values themselves.
+            self._finite_or_raise(grad, "the gradient")
+        return sum_C, Gradient(grad, self.sizes)
 
     def backprop(self, x, y):
         """∂C_0/∂w^(l) and ∂C_0/∂b^(l) of one example (x, y 1-D), as a `Gradient`.
