@@ -49,15 +49,15 @@ Design
 10. A call outside `fit` (`run_call`: predict, cost, gradient, per-example gradients and norms)
    has no step to share, so its parts share the examples: each part owns a range of rows and a
    region of the workspace laid out as a batch of its own, and runs every layer without a
-   phase in between (the parts meet once before writing, to learn whether X was finite; for a
-   batch mean once more, after which each part sums its neurons' rows of ∂C/∂θ over every
-   region, written once into the output: no partial sums kept, no pass to add them). Each example's row of z, a, δ — and so of ∂C_k/∂θ — must
-   come out the same whatever the number of parts, and BLAS's result for a row may depend on
-   the rows given with it (its blocking follows the matrix's height; its own threads split
-   the work). So a call gives BLAS a chunk of rows at a time, single-threaded, and its parts
-   start on a multiple of the chunk (`_call_first`), whose size depends on n alone
-   (`_call_chunk`). Calls use BLAS only: on a call's chunks it ran 1.2–2× as fast as the
-   microkernels, one thread each.
+   phase in between. The parts meet once before writing, to learn whether X was finite; for
+   a batch mean once more, after which each part sums its neurons' rows of ∂C/∂θ over every
+   region, straight into the output (no partial sums kept, no pass to add them). Each
+   example's row of z, a, δ — and so of ∂C_k/∂θ — must come out the same whatever the number
+   of parts, and BLAS's result for a row may depend on the rows given with it (its blocking
+   follows the matrix's height; its own threads split the work). So a call gives BLAS a chunk
+   of rows at a time, single-threaded, and its parts start on a multiple of the chunk
+   (`_call_first`), whose size depends on n alone (`_call_chunk`). Calls use BLAS only: on a
+   call's chunks it ran 1.2–2× as fast as the microkernels, one thread each.
 """
 from libc.float cimport DBL_MAX, FLT_MAX
 from libc.math cimport fabs, isfinite, log, log1p, pow
