@@ -53,13 +53,14 @@ def data(sizes, n, dtype):
     return X, np.eye(sizes[-1], dtype=dtype)[rng.integers(0, sizes[-1], n)]
 
 
-def flops(sizes, n, backward=True):
-    """Real FLOPs: 2 per weight per example forward; backward, 2 more for ∂C/∂w and 2 for the
-    δ of every layer below the top but the input's."""
+def flops(sizes, n, backward=True, weights_gradient=True):
+    """Real FLOPs: 2 per weight per example forward; backward, 2 for the δ of every layer below
+    the top but the input's, and 2 more for ∂C/∂w (none for the norms, which never form it)."""
     weights = [a * b for a, b in zip(sizes[:-1], sizes[1:])]
     if not backward:
         return 2 * sum(weights) * n
-    return (4 * sum(weights) + 2 * sum(weights[1:])) * n
+    return (2 * sum(weights) + 2 * sum(weights[1:])
+            + (2 * sum(weights) if weights_gradient else 0)) * n
 
 
 # --- numpy ---------------------------------------------------------------------------------------
@@ -238,7 +239,7 @@ def per_example_rows(name, sizes, n, dtype, repeat, ceilings):
         elif label.startswith(("numpy norms", "Opacus")) and seconds is not None:
             note = f"bpfast norms {seconds / best['bpfast per_example_norms']:.2f}× faster"
         elif label == "bpfast per_example_norms":
-            gflops = flops(sizes, n) / seconds / 1e9
+            gflops = flops(sizes, n, weights_gradient=False) / seconds / 1e9
             note = (f"{gflops:.1f} GFLOP/s, {100 * gflops / ceilings[dtype]:.0f}% of the "
                     "ceiling")
         rows.append((label, seconds, note))
