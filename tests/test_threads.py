@@ -101,6 +101,28 @@ def test_blas_threads_are_restored_when_two_users_overlap():
     assert blas_threads() == before
 
 
+def test_blas_is_limited_from_any_python_thread():
+    """A fit or a call from a thread other than the main one keeps BLAS to one thread too
+    (threadpoolctl's own setter does nothing for a thread that is not the first to use it)."""
+    from bpfast import _blas, _kernels
+    before = blas_threads()
+    if not _kernels.threads or max(before, default=1) == 1:
+        pytest.skip("BLAS runs one thread here anyway (or the build has no threads of its own)")
+    seen = []
+
+    def inside():
+        with _blas.single_threaded():
+            seen.append(blas_threads())
+
+    for _ in range(2):
+        worker = threading.Thread(target=inside)
+        worker.start()
+        worker.join()
+        inside()
+    assert seen and all(max(counts) == 1 for counts in seen)
+    assert blas_threads() == before
+
+
 # --- the team: which threads compute the parts never changes the bits ---------------------------
 
 TEAM_CASES = [

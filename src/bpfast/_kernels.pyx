@@ -128,6 +128,57 @@ def openmp_limit():
     return _openmp_limit() if HAVE_OPENMP else None
 
 
+# --- BLAS's own threads ---------------------------------------------------------------------------
+
+# OpenBLAS's thread count, set through its own functions (bpfast._blas finds them): a call of
+# the kernels must keep BLAS to one thread, and at a few dozen microseconds a call cannot afford
+# threadpoolctl's Python on the way in and out.
+ctypedef int (*_get_threads_t)() noexcept nogil
+ctypedef void (*_set_threads_t)(int) noexcept nogil
+cdef enum:
+    MAX_BLAS_LIBRARIES = 4
+cdef _get_threads_t _blas_get[MAX_BLAS_LIBRARIES]
+cdef _set_threads_t _blas_set[MAX_BLAS_LIBRARIES]
+cdef int _blas_found[MAX_BLAS_LIBRARIES]
+cdef int _blas_libraries = 0
+cdef int _blas_users = 0
+
+
+def use_blas_thread_functions(functions):
+    """The (openblas_get_num_threads, openblas_set_num_threads) addresses of each OpenBLAS loaded
+    (at most MAX_BLAS_LIBRARIES), which `blas_alone_enter` and `blas_alone_exit` then use."""
+    global _blas_libraries
+    if len(functions) > MAX_BLAS_LIBRARIES or _blas_users:
+        raise ValueError(f"at most {MAX_BLAS_LIBRARIES} libraries, set while none is limited.")
+    for q, (get, set_) in enumerate(functions):
+        _blas_get[q] = <_get_threads_t> <size_t> get
+        _blas_set[q] = <_set_threads_t> <size_t> set_
+    _blas_libraries = len(functions)
+
+
+def blas_alone_enter():
+    """BLAS to one thread, for as long as any caller needs it: the first in limits it (the GIL,
+    held here, orders Python threads), `blas_alone_exit` of the last restores what it found."""
+    global _blas_users
+    cdef int q
+    if _blas_users == 0:
+        for q in range(_blas_libraries):
+            _blas_found[q] = _blas_get[q]()
+            if _blas_found[q] != 1:
+                _blas_set[q](1)
+    _blas_users += 1
+
+
+def blas_alone_exit():
+    global _blas_users
+    cdef int q
+    _blas_users -= 1
+    if _blas_users == 0:
+        for q in range(_blas_libraries):
+            if _blas_found[q] != 1:
+                _blas_set[q](_blas_found[q])
+
+
 # --- the activations ------------------------------------------------------------------------------
 
 # The C loops, each compiled for x86-64-v3 and the baseline; _dispatch.h chooses at import.
@@ -753,18 +804,28 @@ cdef void _mean_gradient_layer(const Layout* lay, int l, Py_ssize_t n, const flo
     _add_column_sums(grad + lay.b[l], delta, n, n_out, j0, j1, inv_n)
 
 
+cdef inline double _sum_of_magnitudes(const floating* v, Py_ssize_t n) noexcept nogil:
+    """Σ_i |v_i|, in four running sums: one would make every addition wait for the one before."""
+    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0
+    cdef Py_ssize_t i = 0
+    while i + 4 <= n:
+        s0 += fabs(v[i])
+        s1 += fabs(v[i + 1])
+        s2 += fabs(v[i + 2])
+        s3 += fabs(v[i + 3])
+        i += 4
+    while i < n:
+        s0 += fabs(v[i])
+        i += 1
+    return (s0 + s1) + (s2 + s3)
+
+
 cdef inline double _magnitude(const floating* delta, Py_ssize_t n_out, const floating* a,
                               Py_ssize_t n_in) noexcept nogil:
     """(Σ_j |δ_j|) (Σ_i |a_i| + 1): a bound on every |δ_j a_i| and |δ_j| of an example's
     ∂C_k/∂θ^(l) — rounded sums of magnitudes only grow — that costs a pass over δ_k and a_k,
     not over the values bounded. NaN when δ or a holds one."""
-    cdef double sum_delta = 0, sum_a = 1
-    cdef Py_ssize_t j, i
-    for j in range(n_out):
-        sum_delta += fabs(delta[j])
-    for i in range(n_in):
-        sum_a += fabs(a[i])
-    return sum_delta * sum_a
+    return _sum_of_magnitudes(delta, n_out) * (_sum_of_magnitudes(a, n_in) + 1)
 
 
 cdef inline double _largest_finite(floating* tag) noexcept nogil:

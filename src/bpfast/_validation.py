@@ -192,6 +192,11 @@ def as_real_array(value, name, dtype, finite=True):
     """`value` as an array of `dtype`; refuses what is not real numbers (strings, complex,
     objects)."""
     if isinstance(value, np.ndarray):
+        if value.dtype == dtype and value.flags.c_contiguous:
+            # Already what it must be (the common case, and the one small calls hurry in).
+            if finite:
+                check_finite(value, name)
+            return value
         array = value
     else:
         try:

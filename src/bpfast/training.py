@@ -19,15 +19,13 @@ The other steps `fit` can take, from g = ∂C/∂θ of the mini-batch (PyTorch's
 t counts the steps of this `fit` from 1; v, m and r start at 0 in each call of `fit`.
 """
 import contextlib
-import functools
 import os
 import threading
 import time
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
-from . import _kernels, _pool
+from . import _blas, _kernels, _pool
 from ._validation import (
     PYTHON,
     check_choice,
@@ -132,52 +130,12 @@ def _default_threads(P, batch):
     return max(1, min(available_cores(), limit, flops // MIN_FLOPS_PER_THREAD))
 
 
-@functools.cache
-def _blas_libraries():
-    """threadpoolctl's handles on the BLAS libraries loaded (scipy's, which the kernels call,
-    among them), found once: finding them costs far more than a small call of the kernels."""
-    return [library for library in ThreadpoolController().lib_controllers
-            if library.user_api == "blas"]
-
-
 #: Tests only: fix the team's mode (1 all threads, 2 one thread, 3 alternating at every step)
 #: instead of choosing it by measuring; the result must be the same bits in every mode.
 _FORCED_MODE = 0
 
-_blas_lock = threading.Lock()
-_blas_users = 0
-_blas_found = []
-
-
-@contextlib.contextmanager
-def _single_threaded_blas():
-    """While the kernels share a mini-batch between their own threads, BLAS must not add its own:
-    each thread calls BLAS on its share of the neurons, and two levels of threads on the same
-    cores only wait for each other. Without threads of its own (a build for a system without
-    POSIX threads), BLAS's threads are the only parallelism.
-
-    BLAS's thread count is global to the process: when several Python threads train or compute
-    at once, the first one in limits it and the last one out restores it (each restoring what it
-    found would leave BLAS limited whenever two overlap)."""
-    global _blas_users, _blas_found
-    if not _kernels.threads:
-        yield
-        return
-    with _blas_lock:
-        if _blas_users == 0:
-            _blas_found = [(library, library.get_num_threads()) for library in _blas_libraries()]
-            for library, _ in _blas_found:
-                library.set_num_threads(1)
-        _blas_users += 1
-    try:
-        yield
-    finally:
-        with _blas_lock:
-            _blas_users -= 1
-            if _blas_users == 0:
-                for library, found in _blas_found:
-                    library.set_num_threads(found)
-                _blas_found = []
+#: BLAS kept to one thread while the kernels' threads run (bpfast._blas).
+_single_threaded_blas = _blas.single_threaded
 
 
 @contextlib.contextmanager
