@@ -1,6 +1,7 @@
-"""fit on a busy machine: bpfast's default thread count beside n_threads=1 and 2, under load.
+"""fit and single calls on a busy machine: bpfast's default thread count beside n_threads=1 and
+2, under load.
 
-    python benchmarks/bench_load.py [--repeat 7] [--workloads L1 L2 L3] [--loads idle busy1 ...]
+    python benchmarks/bench_load.py [--repeat 7] [--workloads L1 L2 L3 C1 ...] [--loads idle ...]
 
 Each row is a state of the machine, made by the benchmark itself:
 
@@ -9,14 +10,15 @@ Each row is a state of the machine, made by the benchmark itself:
     busy2      two other processes spin
     nice2      two other bpfast trainings at low priority (`nice -n 19`, this build's fit,
                default threads), training in a loop
-    twofits    two fits in this process at once, in two Python threads; the time is until both
-               have finished
+    twofits    two fits (or two loops of calls) in this process at once, in two Python threads;
+               the time is until both have finished
 
 For each, the columns (default n_threads, n_threads=1, n_threads=2) take turns, best of
 --repeat; then the default's time over the better of the other two — the figure that must stay
 near 1: a default that falls off a cliff when the machine is busy is the failure this benchmark
 exists to show — and the share of the default's steps that one thread computed alone while the
-others slept (`History.threads`). Seconds for the stated number of epochs.
+others slept (`History.threads`; fit only). Seconds for the stated number of epochs, or of calls
+(C workloads: a loop of one call of bpfast.Network, as benchmarks/bench_calls.py times it alone).
 """
 import argparse
 import contextlib
@@ -40,6 +42,14 @@ WORKLOADS = {
                               cost="cross_entropy", init="he"),
            dict(batch_size=32, learning_rate=1e-3, optimizer="adam"), 10_000, 5),
     "L3": ([784, 256, 10], {}, dict(batch_size=256, learning_rate=0.5), 20_000, 1),
+}
+CALLS = {
+    # name: (sizes, call, examples, calls in a loop)
+    "C1": ([784, 30, 10], "per_example_gradients", 1000, 20),
+    "C2": ([784, 30, 10], "gradient", 1000, 200),
+    "C3": ([784, 100, 10], "predict", 10_000, 10),
+    "C4": ([784, 30, 10], "gradient", 32, 2000),
+    "C5": ([64, 30, 10], "per_example_norms", 1797, 400),
 }
 COLUMNS = {"default": None, "n_threads=1": 1, "n_threads=2": 2}
 LOADS = ("idle", "busy1", "busy2", "nice2", "twofits")
@@ -84,6 +94,25 @@ def load(kind):
             process.wait()
 
 
+def one_call_run(kind, sizes, call, X, Y, loops, n_threads):
+    """Seconds for `loops` calls (with `twofits`: two loops at once, on two networks)."""
+    nets = [bpfast.Network(sizes, seed=s) for s in ((0, 1) if kind == "twofits" else (0,))]
+    arguments = (X,) if call == "predict" else (X, Y)
+
+    def loop(net):
+        method = getattr(net, call)
+        for _ in range(loops):
+            method(*arguments, n_threads=n_threads)
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=loop, args=(net,)) for net in nets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - start, float("nan")
+
+
 def one_run(kind, sizes, choices, keywords, X, Y, epochs, n_threads):
     """Seconds for `epochs` epochs of fit (with `twofits`: two fits at once, until both end)."""
     seeds = (0, 1) if kind == "twofits" else (0,)
@@ -109,29 +138,42 @@ def one_run(kind, sizes, choices, keywords, X, Y, epochs, n_threads):
 
 
 def measure(kind, name, repeat):
-    sizes, choices, keywords, N, epochs = WORKLOADS[name]
-    X, Y = data(sizes, N)
+    if name in CALLS:
+        sizes, call, N, loops = CALLS[name]
+        X, Y = data(sizes, N)
+        run = lambda n_threads: one_call_run(kind, sizes, call, X, Y, loops, n_threads)  # noqa: E731
+    else:
+        sizes, choices, keywords, N, epochs = WORKLOADS[name]
+        X, Y = data(sizes, N)
+        run = lambda n_threads: one_run(kind, sizes, choices, keywords, X, Y,  # noqa: E731
+                                        epochs, n_threads)
     best = {column: (float("inf"), 0.0) for column in COLUMNS}
     with load(kind):
         for _ in range(repeat):
             for column, n_threads in COLUMNS.items():
-                result = one_run(kind, sizes, choices, keywords, X, Y, epochs, n_threads)
-                best[column] = min(best[column], result)
+                result = run(n_threads)
+                if result[0] < best[column][0]:
+                    best[column] = result
     return best
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS) + list(CALLS),
+                        choices=list(WORKLOADS) + list(CALLS))
     parser.add_argument("--loads", nargs="+", default=list(LOADS), choices=list(LOADS))
     args = parser.parse_args()
     print(f"bpfast {bpfast.__version__} under load, {datetime.date.today()}, "
           f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
           f"default n_threads as chosen by fit; best of {args.repeat}, columns taking turns")
     for name in args.workloads:
-        sizes, choices, keywords, N, epochs = WORKLOADS[name]
-        print(f"\n{name}: {sizes} {choices or ''} {keywords}, {N} examples, {epochs} epoch(s)")
+        if name in CALLS:
+            sizes, call, N, loops = CALLS[name]
+            print(f"\n{name}: {sizes} {call}, {N} examples, {loops} calls")
+        else:
+            sizes, choices, keywords, N, epochs = WORKLOADS[name]
+            print(f"\n{name}: {sizes} {choices or ''} {keywords}, {N} examples, {epochs} epoch(s)")
         header = (f"{'machine':<9}" + "".join(f"{column:>13}" for column in COLUMNS)
                   + f"{'default/best':>14}{'alone':>7}")
         print(header)
@@ -141,7 +183,8 @@ def main():
             seconds = {column: best[column][0] for column in COLUMNS}
             ratio = seconds["default"] / min(seconds["n_threads=1"], seconds["n_threads=2"])
             print(f"{kind:<9}" + "".join(f"{seconds[column]:12.3f}s" for column in COLUMNS)
-                  + f"{ratio:13.2f}x{best['default'][1]:6.0%}", flush=True)
+                  + f"{ratio:13.2f}x" + (f"{best['default'][1]:6.0%}" if name in WORKLOADS
+                                          else f"{'–':>6}"), flush=True)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@
  * between jobs: the thread that submits a job is worker 0 and returns as soon as the job is
  * finished, without waiting for the other workers to notice (a late one, descheduled by a busy
  * machine, would otherwise hold it up, as OpenMP's barrier at the end of a parallel region
- * does). The next job waits for them, if it must, before it starts.
+ * does). The next job waits for them, if it must, before it starts. A job in solo mode does
+ * not call them in at all unless it turns to team mode (bpfast_team_enlist).
  *
  * The choice: the seconds per step of the mode in force are measured over windows of about
  * BPFAST_TEAM_WINDOW seconds. At the end of a window the faster mode on record is kept; the other
@@ -91,6 +92,7 @@ typedef struct {
     /* The workers 1..n_threads (worker 0 is the thread that submits a job) and their job. */
     _Alignas(64) uint32_t job_seq;      /* futex word: bumped when a job is submitted */
     uint32_t active;                    /* futex word: workers still inside the last job */
+    int enlisted;                       /* whether the workers were called into this job */
     int shutdown;
     int n_threads;
     void* job;
@@ -224,6 +226,17 @@ static void bpfast_team_judge(bpfast_team* team, int n_workers) {
         bpfast_team_try(team, other);
 }
 
+/* Call the workers into the job in progress: at its start in team mode, or when a job begun in
+ * solo mode turns to team mode. A job done in solo mode from start to end never wakes them: a
+ * worker woken only to go back to sleep costs the leader a wake-up, and the next job the wait
+ * for that worker to leave — a time slice when a busy machine has descheduled it. */
+static void bpfast_team_enlist(bpfast_team* team) {
+    team->enlisted = 1;
+    team->active = (uint32_t) team->n_threads;
+    __atomic_add_fetch(&team->job_seq, 1, __ATOMIC_SEQ_CST);
+    bpfast_wake_all(&team->job_seq);
+}
+
 static uint32_t bpfast_phase_word(uint32_t counter, int solo, int leader) {
     return (counter << 8) | (solo ? BPFAST_SOLO_BIT : 0u) | ((uint32_t) leader & BPFAST_LEADER_MASK);
 }
@@ -272,6 +285,8 @@ static void bpfast_team_work(bpfast_team* team, int me, int n_workers, int n_par
                 __atomic_add_fetch(&team->mode_seq, 1, __ATOMIC_SEQ_CST);
                 bpfast_wake_all(&team->mode_seq);
             }
+            if (!team->solo && !team->enlisted && what != BPFAST_FINISHED && team->n_threads > 0)
+                bpfast_team_enlist(team);
             if (__atomic_load_n(&team->sleepers, __ATOMIC_SEQ_CST) > 0)
                 bpfast_wake_all(&team->phase);
             seen = next;
@@ -385,11 +400,8 @@ static void bpfast_team_run(bpfast_team* team, int n_parts, void* job, bpfast_ta
     team->task = task;
     team->close = close;
     team->n_parts = n_parts;
-    if (team->n_threads > 0) {
-        team->active = (uint32_t) team->n_threads;
-        __atomic_add_fetch(&team->job_seq, 1, __ATOMIC_SEQ_CST);
-        bpfast_wake_all(&team->job_seq);
-    }
+    team->enlisted = 0;
+    if (team->n_threads > 0 && !team->solo) bpfast_team_enlist(team);
     bpfast_team_work(team, 0, team->n_threads + 1, n_parts, job, task, close);
 }
 
