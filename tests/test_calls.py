@@ -192,3 +192,15 @@ def test_the_objective_serves_scipy_and_leaves_the_network_alone(dtype):
     np.testing.assert_array_equal(net.parameters_vector(), theta)    # untouched
     with pytest.raises(ValueError, match=r"theta must have shape \(\d+,\)"):
         f(theta[:-1])
+    with pytest.raises(ValueError, match="Input theta contains NaN"):
+        f(np.full_like(theta, np.nan))
+
+
+def test_the_calls_refuse_bad_flags_and_thread_counts():
+    net, X, Y = make_problem([6, 9, 4], 5)
+    with pytest.raises(TypeError, match="per_layer must be True or False, got 'yes'"):
+        net.per_example_norms(X, Y, per_layer="yes")
+    for call in (lambda: net.predict(X, n_threads=0), lambda: net.gradient(X, Y, n_threads=-1),
+                 lambda: net.per_example_gradients(X, Y, n_threads=0)):
+        with pytest.raises(ValueError, match="n_threads must be an integer ≥ 1"):
+            call()

@@ -60,6 +60,13 @@ def check_count(value, name, minimum, spelling=PYTHON):
     return int(value)
 
 
+def check_flag(value, name):
+    """True or False (numpy's bools too), nothing else: a flag given 1 or "yes" is a mistake."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}.")
+    return bool(value)
+
+
 def check_seed(value, name="seed"):
     """None, an integer ≥ 0, or a numpy Generator: what numpy.random.default_rng takes, checked
     here so that the message names the argument."""

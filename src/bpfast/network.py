@@ -24,6 +24,7 @@ from ._validation import (
     check_count,
     check_dtype,
     check_finite,
+    check_flag,
     check_network_choices,
     check_positive_real,
     check_seed,
@@ -681,6 +682,7 @@ class Network:
         Returns an (n,) array, or with ``per_layer`` (n, L): ‖∂C_k/∂(w^(l), b^(l))‖ for each layer
         (`bpfast.reference.example_norms` computes the same by loops)."""
         X, Y = self._pair(X, Y, ndims=(2,), x_finite=False)
+        per_layer = check_flag(per_layer, "per_layer")
         squares = np.empty((X.shape[0], self.L))
         self._call(X, Y, _WRITES["norms"], squares, n_threads=n_threads)
         self._finite_or_raise(squares, "the norms")

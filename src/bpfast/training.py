@@ -30,6 +30,7 @@ from ._validation import (
     PYTHON,
     check_choice,
     check_count,
+    check_flag,
     check_fraction,
     check_positive_real,
     check_seed,
@@ -169,8 +170,7 @@ def check_rule(eta, optimizer, momentum, nesterov, l2, betas, eps, spelling=PYTH
     (also the command line's check of its flags: ``spelling``)."""
     check_choice(optimizer, "optimizer", OPTIMIZERS, spelling)
     mu = check_fraction(momentum, "momentum", allow_zero=True, spelling=spelling)
-    if not isinstance(nesterov, (bool, np.bool_)):
-        raise TypeError(f"nesterov must be True or False, got {nesterov!r}.")
+    check_flag(nesterov, "nesterov")
     l2 = check_positive_real(l2, "l2", allow_zero=True, spelling=spelling)
     try:
         beta1, beta2 = betas
