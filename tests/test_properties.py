@@ -1,7 +1,7 @@
 """Property tests: random shapes, values and memory layouts, against the reference and
 invariants."""
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -41,13 +41,27 @@ def problems(draw, max_n=100, scale=5.0):
     return net, X, Y
 
 
+def misfit_to_reference(actual, expected, dtype):
+    """The relative difference — but an error within the dtype's smallest normal number is none:
+    below it a value has no relative precision (float32 cannot hold the reference's 3.7e-46 that
+    two targets of 1.4e-45 leave as a gradient: it holds 0)."""
+    error = np.max(np.abs(np.asarray(actual, np.float64) - expected), initial=0.0)
+    if error <= np.finfo(dtype).tiny:
+        return 0.0
+    return relative_difference(actual, expected)
+
+
 @settings(max_examples=80, deadline=None)
 @given(problems())
+@example(problem=(bpfast.Network.from_params([np.array([[0.3], [-0.2]], np.float32)],
+                                             [np.array([0.1, -0.4], np.float32)],
+                                             output_activation="softmax", cost="cross_entropy"),
+                  np.array([[0.0]]), np.array([[1.4e-45, 1.4e-45]])))
 def test_gradient_matches_reference(problem):
     net, X, Y = problem
     tolerance = REFERENCE_TOLERANCE[net.dtype.name]
-    assert relative_difference(net.gradient(X, Y).vector(),
-                               reference_gradient(net, X, Y)) <= tolerance
+    assert misfit_to_reference(net.gradient(X, Y).vector(), reference_gradient(net, X, Y),
+                               net.dtype) <= tolerance
 
 
 @settings(max_examples=60, deadline=None)
