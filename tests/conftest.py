@@ -22,17 +22,18 @@ def make_problem(sizes, n, dtype="float64", seed=0, **choices):
     return net, X, Y
 
 
-def diverging_problem(rule, n_threads, position=29, batch_size=4, dtype="float64", seed=1):
+def diverging_problem(rule, n_threads, position=29, batch_size=4, dtype="float64", seed=1,
+                      n=40):
     """fit that takes real steps, then one that overflows: a [6, 8, 3] ReLU network with an
-    identity output on 40 examples, one of them with inputs of 1e200 — the row fit visits at
+    identity output on n examples, one of them with inputs of 1e200 — the row fit visits at
     ``position`` of epoch 1's order (mini-batch position // batch_size + 1). Returns
     (TrainingDiverged, the network after fit, the network as it began, X, Y, the mini-batch,
     the keywords of that fit)."""
-    net, X, Y = make_problem([6, 8, 3], 40, dtype=dtype, seed=4, activation="relu",
+    net, X, Y = make_problem([6, 8, 3], n, dtype=dtype, seed=4, activation="relu",
                              output_activation="identity")
     start = bpfast.Network.from_params(net.weights, net.biases, activation="relu",
                                        output_activation="identity", dtype=dtype)
-    X[np.random.default_rng(seed).permutation(40)[position]] = 1e200
+    X[np.random.default_rng(seed).permutation(n)[position]] = 1e200
     keywords = dict(epochs=3, batch_size=batch_size, seed=seed, **rule)
     with pytest.raises(bpfast.TrainingDiverged) as caught:
         net.fit(X, Y, n_threads=n_threads, **keywords)
@@ -57,6 +58,16 @@ def entrywise(actual, expected):
     """max_i |actual_i − expected_i| / |expected_i|: the error of the worst entry, on its own."""
     actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
     return float(np.max(np.abs(actual - expected) / np.abs(expected)))
+
+
+@pytest.fixture(params=["by neurons", "by examples"])
+def split(request):
+    """fit's steps shared by neurons, or by examples wherever a mini-batch has 64 examples or
+    more (Design 11 of bpfast._kernels), whatever the shape would choose."""
+    from bpfast import _kernels
+    before = _kernels.force_split(1 if request.param == "by neurons" else 2)
+    yield request.param
+    _kernels.force_split(before)
 
 
 @pytest.fixture(params=DTYPES)

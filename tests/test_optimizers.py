@@ -30,7 +30,7 @@ RULES = [
 @pytest.mark.parametrize("batch_size", [5, 70])             # microkernels, and BLAS
 @pytest.mark.parametrize("rule", RULES, ids=lambda rule: ",".join(
     f"{key}={value}" for key, value in rule.items()) or "sgd")
-def test_every_rule_matches_numpy(rule, batch_size, n_threads):
+def test_every_rule_matches_numpy(rule, batch_size, n_threads, split):
     rule = dict(rule)
     learning_rate = rule.pop("learning_rate", 0.4)
     net, X, Y = make_problem([7, 9, 6, 3], 163, seed=8)
@@ -50,7 +50,8 @@ def test_every_rule_matches_numpy(rule, batch_size, n_threads):
     ("sigmoid", "softmax", "cross_entropy"),
 ])
 @pytest.mark.parametrize("sizes", [[6, 8, 5], [6, 5]])      # L = 1: softmax rows feed w^(1)
-def test_activations_and_costs_train_as_numpy_does(hidden, output, cost, sizes, n_threads):
+def test_activations_and_costs_train_as_numpy_does(hidden, output, cost, sizes, n_threads,
+                                                   split):
     rng = np.random.default_rng(1)
     net = bpfast.Network(sizes, activation=hidden, output_activation=output, cost=cost, seed=3)
     X = rng.normal(size=(101, sizes[0]))
@@ -128,6 +129,18 @@ def test_divergence_keeps_the_last_finite_step_of_every_rule(rule, n_threads):
     seven_steps, _ = numpy_fit(start, X, Y, steps=7, **keywords)
     assert relative_difference(net.parameters_vector(), seven_steps) <= 1e-12
     assert not np.array_equal(seven_steps, start.parameters_vector())
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_divergence_in_a_mini_batch_of_blas_size_keeps_the_last_finite_step(n_threads, split):
+    """As above, on mini-batches of 64 shared by neurons or by examples: three real steps of
+    momentum, then the fourth overflows."""
+    caught, net, start, X, Y, bad, keywords = diverging_problem(
+        dict(learning_rate=0.05, momentum=0.9), n_threads, position=230, batch_size=64, n=400)
+    assert (caught.epoch, caught.mini_batch) == (1, bad) == (1, 4)
+    three_steps, _ = numpy_fit(start, X, Y, steps=3, **keywords)
+    assert relative_difference(net.parameters_vector(), three_steps) <= 1e-12
+    assert not np.array_equal(three_steps, start.parameters_vector())
 
 
 @pytest.mark.parametrize("kwargs,error,message", [

@@ -142,7 +142,7 @@ TEAM_CASES = [
 @pytest.mark.parametrize("n_threads", [2, 3])
 @pytest.mark.parametrize("sizes,choices,keywords", TEAM_CASES)
 def test_fit_gives_the_same_bits_whichever_threads_compute_the_parts(monkeypatch, sizes, choices,
-                                                                     keywords, n_threads):
+                                                                     keywords, n_threads, split):
     """The team's modes (all threads; one thread computing every part; switching at every step)
     and its own choice, as a busy machine would make it, all give the same θ and costs."""
     from bpfast import training

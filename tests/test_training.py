@@ -22,8 +22,10 @@ from conftest import (
     ([3, 1, 2], 17, 4, 3),          # more threads than neurons in a layer
     ([4, 2], 9, 100, 2),            # batch_size > N: one mini-batch of everything
     ([10, 9, 3], 150, 70, 2),       # mini-batches of 64 and more go to BLAS
+    ([10, 9, 3], 150, 70, 3),       # by examples: rows 23, 23, 24 (and a last mini-batch of 10)
+    ([10, 9, 3], 150, 70, 100),     # by examples: most parts without a row
 ])
-def test_fit_matches_numpy_sgd(sizes, N, batch_size, n_threads):
+def test_fit_matches_numpy_sgd(sizes, N, batch_size, n_threads, split):
     net, X, Y = make_problem(sizes, N, seed=N)
     expected, expected_costs = numpy_fit(net, X, Y, epochs=3, batch_size=batch_size,
                                          learning_rate=0.7, seed=5)
@@ -31,6 +33,34 @@ def test_fit_matches_numpy_sgd(sizes, N, batch_size, n_threads):
                       n_threads=n_threads)
     assert relative_difference(net.parameters_vector(), expected) <= 1e-12
     np.testing.assert_allclose(history.cost, expected_costs, rtol=1e-12)
+
+
+def test_the_shape_decides_how_a_step_is_shared():
+    """By examples where every layer is narrow (fewer than 128 neurons per part) and the
+    mini-batch goes to BLAS (64 examples or more); by neurons otherwise — and fit does what
+    the rule says, bit for bit."""
+    from bpfast import _kernels
+
+    def by_examples(sizes, m, n_parts):
+        return _kernels.steps_by_examples(bpfast.Network(sizes)._layout, m, n_parts)
+
+    assert by_examples([784, 16, 10], 256, 2) and by_examples([784, 64, 10], 64, 1)
+    assert by_examples([784, 255, 10], 1024, 2) and by_examples([30, 12, 8, 6], 70, 3)
+    assert not by_examples([784, 16, 10], 63, 2)                 # the microkernels' size
+    assert not by_examples([784, 256, 10], 1024, 2)              # 128 neurons per part
+    assert not by_examples([784, 128, 10], 1024, 1)
+    assert not by_examples([64, 30, 300, 10], 256, 2)            # one wide layer is enough
+    results = {}
+    for how in (0, 1, 2):
+        before = _kernels.force_split(how)
+        try:
+            net, X, Y = make_problem([30, 12, 8, 6], 333, seed=4)
+            net.fit(X, Y, epochs=2, batch_size=70, learning_rate=0.3, seed=5, n_threads=3)
+        finally:
+            _kernels.force_split(before)
+        results[how] = net.parameters_vector()
+    np.testing.assert_array_equal(results[0], results[2])
+    assert not np.array_equal(results[1], results[2])           # the two ways round differently
 
 
 def test_fit_in_float32_stays_float32_and_matches():

@@ -761,7 +761,9 @@ class Network:
         seed : None, int or numpy.random.Generator, for the order of the examples.
         n_threads : int ≥ 1 or None
             How many parts each step is split into — each part a share of every layer's
-            neurons — and how many threads at most compute them. None means the cores this
+            neurons, or of the mini-batch's examples when every layer is narrow (fewer than
+            128 neurons per part) and the mini-batch has 64 examples or more — and how many
+            threads at most compute them. None means the cores this
             process may run on, no more than OpenMP's limit (OMP_NUM_THREADS, threadpoolctl),
             and fewer when a mini-batch is too small to be worth sharing
             (`bpfast.training.default_threads`). The threads adapt to a busy machine: when
