@@ -63,6 +63,19 @@ def test_the_shape_decides_how_a_step_is_shared():
     assert not np.array_equal(results[1], results[2])           # the two ways round differently
 
 
+def test_buffers_kept_between_fits_carry_nothing_over():
+    """A network keeps its training buffers between fits: a fit after others with larger and
+    smaller mini-batches (and by-examples steps, whose sums live there too) gives the bits of
+    the same fit on a fresh copy."""
+    net, X, Y = make_problem([12, 9, 4], 300, seed=3)
+    for batch_size, n_threads in [(100, 2), (7, 1), (256, 3), (70, 2)]:
+        fresh = bpfast.Network.from_params(net.weights, net.biases)
+        for model in (net, fresh):
+            model.fit(X, Y, epochs=1, batch_size=batch_size, learning_rate=0.3, seed=batch_size,
+                      n_threads=n_threads)
+        np.testing.assert_array_equal(net.parameters_vector(), fresh.parameters_vector())
+
+
 def test_fit_in_float32_stays_float32_and_matches():
     net, X, Y = make_problem([6, 5, 3], 30, "float32", seed=3)
     expected, _ = numpy_fit(net, X, Y, epochs=2, batch_size=4, learning_rate=0.5, seed=1,

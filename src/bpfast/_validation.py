@@ -5,10 +5,12 @@ network's dtype, made C-contiguous, and checked for shape and finiteness. Messag
 argument and the problem, in the manner of scikit-learn's.
 """
 import numbers
+import sys
 import warnings
 
 import numpy as np
 
+from . import _kernels
 from . import activations as _activations
 from . import costs as _costs
 
@@ -222,10 +224,19 @@ def as_real_array(value, name, dtype, finite=True):
     return array
 
 
+def _all_finite(array):
+    """Whether every number of the array is finite: for the networks' dtypes in C order, by the
+    kernels' one pass (large training sets are checked at every fit), else by numpy."""
+    if (array.dtype in (np.float32, np.float64) and array.flags.c_contiguous
+            and sys.byteorder == "little" and array.dtype.isnative):
+        return _kernels.all_finite(array)
+    return bool(np.isfinite(array).all())
+
+
 def check_finite(array, name):
     """Refuse NaN and ±inf, saying which (after conversion, inf may mean "too large for
     float32")."""
-    if not np.isfinite(array).all():
+    if not _all_finite(array):
         if np.isnan(array).any():
             raise ValueError(f"Input {name} contains NaN.")
         raise ValueError(

@@ -261,6 +261,7 @@ class Network:
             _kernels.COST_CODES[cost])
         self._training = threading.Lock()        # one fit at a time on this network
         self._workspace, self._workspace_lock = None, threading.Lock()   # kept between calls
+        self._fit_workspace = None              # kept between fits (under self._training)
         P = self._layout.P
         # Drawn in float64 whatever the dtype, so that one seed gives the same network (rounded)
         # in float32 and in float64.
@@ -316,7 +317,7 @@ class Network:
     def __getstate__(self):
         state = self.__dict__.copy()
         # Locks and work buffers are not data: a copy gets its own.
-        for key in ("_training", "_workspace", "_workspace_lock"):
+        for key in ("_training", "_workspace", "_workspace_lock", "_fit_workspace"):
             state.pop(key, None)
         return state
 
@@ -336,7 +337,7 @@ class Network:
                 state["_sizes"], [_kernels.ACTIVATION_CODES[f] for f in state["_activations"]],
                 _kernels.COST_CODES[state["_cost_function"]])
         self.__dict__.update(state, _theta=theta, _training=threading.Lock(), _workspace=None,
-                             _workspace_lock=threading.Lock())
+                             _workspace_lock=threading.Lock(), _fit_workspace=None)
 
     # --- what a network is: fixed when it is made ------------------------------------------------
 
@@ -836,8 +837,17 @@ class Network:
                 n_threads=n_threads, optimizer=optimizer, momentum=momentum, nesterov=nesterov,
                 l2=l2, betas=betas, eps=eps, early_stopping=early_stopping,
                 has_validation=validation_data is not None)
-            return training.train(self._layout, self._theta, X, Y, settings, validate=validate,
-                                  callback=callback)
+            batch = min(settings.batch_size, X.shape[0])
+            workspace = self._fit_workspace
+            if workspace is None or workspace.rows < batch:
+                workspace = self._layout.workspace(batch, self.dtype, training=True)
+                self._fit_workspace = None
+            try:
+                return training.train(self._layout, self._theta, X, Y, settings,
+                                      validate=validate, callback=callback, workspace=workspace)
+            finally:
+                if workspace.nbytes <= self.KEEP_WORKSPACE_BYTES:
+                    self._fit_workspace = workspace
         finally:
             self._training.release()
 

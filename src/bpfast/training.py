@@ -231,10 +231,13 @@ class FitSettings:
                              self.eps, P, dtype)
 
 
-def train(layout, theta, X, Y, settings, *, validate=None, callback=None):
+def train(layout, theta, X, Y, settings, *, validate=None, callback=None, workspace=None):
     """Train θ (laid out by `layout`, in place) on the examples (X, Y) — validated, C-contiguous,
     in θ's dtype — as `settings` say; `Network.fit` is its one caller. ``validate()``, if given,
-    returns the (cost, accuracy) of the validation data after an epoch. Returns a `History`."""
+    returns the (cost, accuracy) of the validation data after an epoch. ``workspace``: a
+    training workspace of the layout's to use if it has room for a mini-batch (the network
+    keeps one between fits: fresh buffers of megabytes cost a page fault every 4 KiB).
+    Returns a `History`."""
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}.")
     N = X.shape[0]
@@ -243,7 +246,9 @@ def train(layout, theta, X, Y, settings, *, validate=None, callback=None):
     if n_threads is None:
         n_threads = _default_threads(layout.P, batch)
     rng = np.random.default_rng(settings.seed)
-    workspace = layout.workspace(batch, theta.dtype, training=True)
+    if (workspace is None or workspace.rows < batch or workspace.dtype != theta.dtype
+            or workspace.Xb is None):
+        workspace = layout.workspace(batch, theta.dtype, training=True)
     rule = settings.kernel_rule(layout.P, theta.dtype)
     # The parts of each step are fixed by n_threads; which of the team's threads computes them,
     # and how many of those work at a time, it decides by measuring (see bpfast._kernels.Team).
