@@ -390,11 +390,13 @@ cdef enum:
 
 # A step of `fit` is shared by examples (Design 11) from BY_EXAMPLES_BATCH examples on (where
 # BLAS takes over from the microkernels) when no layer has BY_EXAMPLES_NEURONS neurons per part;
-# the parts' sums of ∂C/∂θ are added in stretches of SUMS_LINE numbers (a cache line of floats).
+# the parts' sums of ∂C/∂θ are added in stretches of SUMS_LINE numbers (a cache line of floats);
+# each part takes its rows EXAMPLES_ROWS at a time.
 cdef enum:
     BY_EXAMPLES_BATCH = 64
     BY_EXAMPLES_NEURONS = 128
     SUMS_LINE = 16
+    EXAMPLES_ROWS = 128
 
 
 cdef inline Py_ssize_t _call_chunk(Py_ssize_t n) noexcept nogil:
@@ -609,13 +611,14 @@ cdef class Workspace:
     cdef readonly Py_ssize_t rows
     cdef readonly object dtype, A, S, Z, T, Xb, Yb
     cdef object G                   # by-examples steps' sums of ∂C/∂θ, made when first needed
+    cdef object before              # θ as an epoch began, made when first needed
     cdef Py_ssize_t P
 
     def __cinit__(self, NetworkLayout layout, Py_ssize_t rows, dtype, bint training):
         from ._buffers import aligned_empty
         self.rows = rows
         self.P = layout.c.P
-        self.G = None
+        self.G = self.before = None
         self.dtype = np.dtype(dtype)
         self.A = aligned_empty(rows * layout.c.width, self.dtype)
         self.S = aligned_empty(rows * layout.c.width, self.dtype)
@@ -629,8 +632,15 @@ cdef class Workspace:
     @property
     def nbytes(self):
         """The bytes its buffers take."""
-        return sum(b.nbytes for b in (self.A, self.S, self.Z, self.T, self.Xb, self.Yb, self.G)
-                   if b is not None)
+        return sum(b.nbytes for b in (self.A, self.S, self.Z, self.T, self.Xb, self.Yb, self.G,
+                                      self.before) if b is not None)
+
+    def theta_before(self):
+        """Room for a copy of θ: where `fit` keeps θ as each epoch began, to undo it."""
+        from ._buffers import aligned_empty
+        if self.before is None:
+            self.before = aligned_empty(self.P, self.dtype)
+        return self.before
 
     def sums(self, int n_parts):
         """Room for n_parts sums of ∂C/∂θ, each starting on a cache line (`sums_stride`
@@ -1105,9 +1115,15 @@ cdef class Rule:
             self.r[...] = 0
             self.c.r = _address(self.r)
 
-    def state(self):
-        """A copy of the rule's memory (v, r), to put back with `restore`."""
-        return [None if a is None else a.copy() for a in (self.v, self.r)]
+    def state(self, into=None):
+        """A copy of the rule's memory (v, r), to put back with `restore`; written into `into`
+        (an earlier state of this rule's) if given: an epoch saves it each time."""
+        if into is None:
+            return [None if a is None else a.copy() for a in (self.v, self.r)]
+        for mine, saved in zip((self.v, self.r), into):
+            if mine is not None:
+                np.copyto(saved, mine)
+        return into
 
     def restore(self, state):
         for mine, saved in zip((self.v, self.r), state):
@@ -1164,19 +1180,31 @@ cdef inline floating* _batch_half(void* buffer, Py_ssize_t i_batch, Py_ssize_t b
     return <floating*> buffer + (i_batch % 2) * batch * width
 
 
-cdef void _gather(Epoch* e, Py_ssize_t i_batch, int part, int n_parts,
-                  floating* tag) noexcept nogil:
-    """The part's share of mini-batch i_batch's rows of X and Y, into their half of Xb and Yb"""
+cdef inline Py_ssize_t _batch_size(const Epoch* e, Py_ssize_t i_batch) noexcept nogil:
+    """The examples in mini-batch i_batch (the last one may be short; none after it)"""
+    return max(0, min(e.batch, e.N - i_batch * e.batch))
+
+
+cdef void _gather_rows(Epoch* e, Py_ssize_t i_batch, Py_ssize_t k0, Py_ssize_t k1,
+                       floating* tag) noexcept nogil:
+    """Rows k0 ≤ k < k1 of mini-batch i_batch, from X and Y into their half of Xb and Yb"""
     cdef Py_ssize_t n0 = e.lay.sizes[0], nL = e.lay.sizes[e.lay.L], k, row
-    cdef Py_ssize_t start = i_batch * e.batch, m = min(e.batch, e.N - start)
     cdef floating* x = _batch_half(e.Xb, i_batch, e.batch, n0, tag)
     cdef floating* y = _batch_half(e.Yb, i_batch, e.batch, nL, tag)
-    if i_batch >= e.n_batches:                 # after the last mini-batch: nothing to gather
-        return
-    for k in range(_first(m, part, n_parts), _first(m, part + 1, n_parts)):
-        row = e.order[start + k]
+    for k in range(k0, k1):
+        row = e.order[i_batch * e.batch + k]
         memcpy(x + k * n0, <const floating*> e.X + row * n0, n0 * sizeof(floating))
         memcpy(y + k * nL, <const floating*> e.Y + row * nL, nL * sizeof(floating))
+
+
+cdef void _gather(Epoch* e, Py_ssize_t i_batch, int part, int n_parts,
+                  floating* tag) noexcept nogil:
+    """The part's share of mini-batch i_batch's rows of X and Y, into their half of Xb and Yb —
+    unless that step is by examples, whose parts gather their own rows as they go."""
+    cdef Py_ssize_t m = _batch_size(e, i_batch)
+    if m == 0 or _step_by_examples(e.lay, m, n_parts):
+        return
+    _gather_rows(e, i_batch, _first(m, part, n_parts), _first(m, part + 1, n_parts), tag)
 
 
 cdef void _prefetch_rows(Epoch* e, Py_ssize_t i_batch, int part, int n_parts,
@@ -1239,36 +1267,49 @@ def steps_by_examples(NetworkLayout layout, Py_ssize_t m, int n_parts):
 cdef void _examples_sums(Epoch* e, int part, int n_parts, floating* tag) noexcept nogil:
     """By examples (Design 11), the part's rows of the mini-batch all the way down — forward
     pass, δ^(L), δ^(l) of every layer — and their sums Σ_k δ_k^(l) a_k^(l−1)ᵀ and Σ_k δ_k^(l)
-    into the part's own ∂C/∂θ sums, θ's layout; the part's Σ_k C_k added to its share. Its
-    rows use a region of the workspace laid out as a batch of their own."""
+    into the part's own ∂C/∂θ sums, θ's layout; the part's Σ_k C_k added to its share.
+
+    EXAMPLES_ROWS rows at a time, each chunk gathered just before it goes down and laid out in
+    the workspace as a batch of its own: its inputs are still in cache when the sums read them
+    again (a mini-batch of 1,024 rows of 784 doubles, 6 MB, is not)."""
     cdef const Layout* lay = e.lay
     cdef const floating* theta = <const floating*> e.theta
-    cdef Py_ssize_t r0 = _first(e.m, part, n_parts), n = _first(e.m, part + 1, n_parts) - r0
+    cdef Py_ssize_t r1 = _first(e.m, part + 1, n_parts), c0 = _first(e.m, part, n_parts), n
     cdef Py_ssize_t n_out, n_in, j
-    cdef const floating* x = _batch_half(e.Xb, e.i_batch, e.batch, lay.sizes[0], tag)
-    cdef const floating* y = _batch_half(e.Yb, e.i_batch, e.batch, lay.sizes[lay.L], tag)
-    cdef floating* A = <floating*> e.A + r0 * lay.width
-    cdef floating* S = <floating*> e.S + r0 * lay.width
-    cdef floating* T = <floating*> e.T + r0 * lay.widest_hidden
+    cdef const floating* x
+    cdef const floating* y
+    cdef floating* A
+    cdef floating* S
+    cdef floating* T
     cdef floating* G = <floating*> e.G + part * e.G_stride
+    cdef bint first = True
     cdef int l
-    x += r0 * lay.sizes[0]
-    y += r0 * lay.sizes[lay.L]
-    if n == 0:
+    if c0 == r1:
         memset(G, 0, lay.P * sizeof(floating))
         return
-    _prefetch_rows(e, e.i_batch + 1, part, n_parts, tag)
-    _forward(lay, theta, n, x, A, S, NULL, n, NULL)
-    e.shares[part] += _output_delta(lay, n, A, y, S, 0, 1)
-    for l in range(lay.L, 0, -1):
-        n_out, n_in = lay.sizes[l], lay.sizes[l - 1]
-        if l > 1:       # δ^(l−1) from w^(l), which no part changes before the next stage
-            _delta_below(lay, theta, l, n, S, T, 0, 1, n)
-        _w_is_beta_w_plus_alpha_dT_a(n, n_out, n_in, 1, 0, S + _block(lay, l, n), n_out,
-                                     _a_below(lay, l, n, x, A), n_in, G + lay.w[l], n_in, True)
-        for j in range(n_out):
-            G[lay.b[l] + j] = 0
-        _add_column_sums(G + lay.b[l], S + _block(lay, l, n), n, n_out, 0, n_out, 1)
+    while c0 < r1:
+        n = min(<Py_ssize_t> EXAMPLES_ROWS, r1 - c0)
+        _gather_rows(e, e.i_batch, c0, c0 + n, tag)
+        x = _batch_half(e.Xb, e.i_batch, e.batch, lay.sizes[0], tag) + c0 * lay.sizes[0]
+        y = _batch_half(e.Yb, e.i_batch, e.batch, lay.sizes[lay.L], tag) + c0 * lay.sizes[lay.L]
+        A = <floating*> e.A + c0 * lay.width
+        S = <floating*> e.S + c0 * lay.width
+        T = <floating*> e.T + c0 * lay.widest_hidden
+        _forward(lay, theta, n, x, A, S, NULL, n, NULL)
+        e.shares[part] += _output_delta(lay, n, A, y, S, 0, 1)
+        for l in range(lay.L, 0, -1):
+            n_out, n_in = lay.sizes[l], lay.sizes[l - 1]
+            if l > 1:       # δ^(l−1) from w^(l), which no part changes before the next stage
+                _delta_below(lay, theta, l, n, S, T, 0, 1, n)
+            _w_is_beta_w_plus_alpha_dT_a(n, n_out, n_in, 1, 0 if first else 1,
+                                         S + _block(lay, l, n), n_out, _a_below(lay, l, n, x, A),
+                                         n_in, G + lay.w[l], n_in, True)
+            if first:
+                for j in range(n_out):
+                    G[lay.b[l] + j] = 0
+            _add_column_sums(G + lay.b[l], S + _block(lay, l, n), n, n_out, 0, n_out, 1)
+        first = False
+        c0 += n
 
 
 cdef void _sums_step_range(Epoch* e, Py_ssize_t start, Py_ssize_t end, bint weights,

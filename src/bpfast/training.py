@@ -268,11 +268,14 @@ def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_t
                            workspace=workspace, team=team, n_threads=n_threads)
     history = History()
     best_cost, best_theta, waited = np.inf, None, 0
+    # θ and the rule's state as each epoch began, in buffers made once for all the epochs.
+    before, state_before = workspace.theta_before(), rule.state()
     main_thread = threading.current_thread() is threading.main_thread()
     with _single_threaded_blas(), _recording_threads(history, team, n_threads):
         for epoch in range(settings.epochs):
             order = rng.permutation(N).astype(np.intp, copy=False)
-            before, state_before = theta.copy(), rule.state()
+            np.copyto(before, theta)
+            rule.state(into=state_before)
             steps = epoch * n_batches
             start = time.perf_counter()
             try:
@@ -292,7 +295,8 @@ def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_t
                 interrupt.history = history
                 raise interrupt from None
             seconds = time.perf_counter() - start
-            if np.isfinite(theta).all() and not np.isfinite(sum_C):
+            finite = _kernels.all_finite(theta)
+            if finite and not np.isfinite(sum_C):
                 # Every step was finite, but the costs overflowed: the data are too large for
                 # the dtype (as scikit-learn, training stops on a non-finite loss), and the
                 # epoch is undone.
@@ -304,7 +308,7 @@ def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_t
                     "epoch.")
                 error.history = history
                 raise error
-            if not np.isfinite(theta).all():
+            if not finite:
                 # Replay the epoch from its start, checking θ after every step: the replay is
                 # bitwise the same computation, so it finds the step that diverged and keeps
                 # the parameters of the step before — at no cost to epochs that go well.
@@ -315,7 +319,7 @@ def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_t
                     f"training diverged in epoch {epoch + 1}, mini-batch {bad_batch}: its step "
                     f"made parameters non-finite; the network keeps those of the last finite "
                     f"step. Try a smaller learning rate than {settings.learning_rate!r}.",
-                    epoch + 1, history, bad_batch, before)
+                    epoch + 1, history, bad_batch, before.copy())
             history._record(float(sum_C) / N, seconds)
             figures = {"cost": history.cost[-1], "seconds": seconds}
             if validate is not None:
