@@ -41,6 +41,23 @@ def test_every_rule_matches_numpy(rule, batch_size, n_threads, split):
     assert relative_difference(net.parameters_vector(), expected) <= 1e-12
 
 
+@pytest.mark.parametrize("rule", RULES[1:], ids=lambda rule: ",".join(
+    f"{key}={value}" for key, value in rule.items()))
+def test_every_rule_matches_numpy_where_a_small_batch_goes_to_blas(rule):
+    """Mini-batches of 40, under the 64 that always go to BLAS, but w^(1)'s products (a part's
+    150 × 400 × 40 multiply-adds) large enough for it, those of w^(2) left to the
+    microkernels: both ways in one step."""
+    rule = dict(rule)
+    learning_rate = rule.pop("learning_rate", 0.1)
+    net, X, Y = make_problem([400, 300, 3], 100, seed=8)
+    X /= 20
+    expected, _ = numpy_fit(net, X, Y, epochs=2, batch_size=40, learning_rate=learning_rate,
+                            seed=2, **rule)
+    net.fit(X, Y, epochs=2, batch_size=40, learning_rate=learning_rate, seed=2, n_threads=2,
+            **rule)
+    assert relative_difference(net.parameters_vector(), expected) <= 1e-12
+
+
 @pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("hidden,output,cost", [
     ("tanh", "softmax", "cross_entropy"),

@@ -22,6 +22,7 @@ from conftest import (
     ([3, 1, 2], 17, 4, 3),          # more threads than neurons in a layer
     ([4, 2], 9, 100, 2),            # batch_size > N: one mini-batch of everything
     ([10, 9, 3], 150, 70, 2),       # mini-batches of 64 and more go to BLAS
+    ([400, 300, 3], 90, 40, 2),     # 40 examples, but w^(1)'s products large enough for BLAS
     ([10, 9, 3], 150, 70, 3),       # by examples: rows 23, 23, 24 (and a last mini-batch of 10)
     ([10, 9, 3], 150, 70, 100),     # by examples: most parts without a row
 ])
@@ -37,8 +38,8 @@ def test_fit_matches_numpy_sgd(sizes, N, batch_size, n_threads, split):
 
 def test_the_shape_decides_how_a_step_is_shared():
     """By examples where every layer is narrow (fewer than 128 neurons per part) and the
-    mini-batch goes to BLAS (64 examples or more); by neurons otherwise — and fit does what
-    the rule says, bit for bit."""
+    mini-batch goes to BLAS (64 examples or more), or where each of several parts gets 512
+    examples or more; by neurons otherwise — and fit does what the rule says, bit for bit."""
     from bpfast import _kernels
 
     def by_examples(sizes, m, n_parts):
@@ -47,8 +48,9 @@ def test_the_shape_decides_how_a_step_is_shared():
     assert by_examples([784, 16, 10], 256, 2) and by_examples([784, 64, 10], 64, 1)
     assert by_examples([784, 255, 10], 1024, 2) and by_examples([30, 12, 8, 6], 70, 3)
     assert not by_examples([784, 16, 10], 63, 2)                 # the microkernels' size
-    assert not by_examples([784, 256, 10], 1024, 2)              # 128 neurons per part
-    assert not by_examples([784, 128, 10], 1024, 1)
+    assert not by_examples([784, 256, 10], 1023, 2)              # 128 neurons per part
+    assert by_examples([784, 256, 10], 1024, 2)                  # and 512 examples
+    assert not by_examples([784, 128, 10], 4096, 1)              # one part: nothing to gain
     assert not by_examples([64, 30, 300, 10], 256, 2)            # one wide layer is enough
     results = {}
     for how in (0, 1, 2):

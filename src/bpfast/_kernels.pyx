@@ -32,7 +32,10 @@ Design
    busy machine never makes threads wait for each other more than they gain.
 6. Mini-batches of fewer than SMALL_BATCH examples use the small products of
    _microkernels_impl.h instead of BLAS, whose packing of the operands costs more than the
-   arithmetic at that size; larger ones go to BLAS. The C loops (products, activations, rules)
+   arithmetic at that size; larger ones go to BLAS, and so do the products of a wide layer
+   from BLAS_ROWS examples on (`_fit_blas`: SMALL_MACS multiply-adds per part; [784, 1024, 10]
+   at batch 32, 0.68–0.82× the epoch time, while at batch 10 BLAS lost to the microkernels by
+   up to 1.35×). The C loops (products, activations, rules)
    are written once for any type and compiled per type and instruction set (x86-64-v3 and the
    baseline); _dispatch.h chooses at import (BPFAST_ISA=baseline forces the baseline).
 7. Each layer has its activation (`acts[l−1]`; the formulas are in _activations.h) and the
@@ -60,7 +63,8 @@ Design
    (`_call_first`), whose size depends on n alone (`_call_chunk`). Calls use BLAS only: on a
    call's chunks it ran 1.2–2× as fast as the microkernels, one thread each.
 11. A step of `fit` on a mini-batch that goes to BLAS, over layers all narrower than
-   BY_EXAMPLES_NEURONS neurons per part, is shared by examples instead (`_step_by_examples`).
+   BY_EXAMPLES_NEURONS neurons per part — or of BY_EXAMPLES_ROWS examples per part and more,
+   over any layers — is shared by examples instead (`_step_by_examples`).
    By neurons, each part's products there have a few rows of w — 8 of a layer of 16 on two
    parts — on which BLAS runs at half its speed, and every part packs the whole mini-batch's
    a^(l−1) for them, a cost that grows with the mini-batch and not with the work. By
@@ -73,7 +77,10 @@ Design
    same bits: the sums are grouped differently). Measured on 2 cores, [784, h, 10], both
    dtypes (epoch times, by neurons over by examples): h = 16, 1.36–1.56× from 256 examples on;
    h = 64 and 128, 1.03–1.42×; h = 256, 0.87–1.30×; h = 1,024, 0.66–1.06× — the parts' sums
-   of a large θ cost a pass over memory per part that the narrow layers do not repay.
+   of a large θ cost passes over memory that the narrow layers repay, and wide ones only on
+   mini-batches of 512 examples per part (h = 256 and 1,024 at 1,024 examples, 1.00–1.10×;
+   at 512, 0.99×). A part takes its rows EXAMPLES_ROWS at a time while its sums fit in
+   EXAMPLES_SUMS_BYTES (each chunk adds into them: with a large θ, all its rows at once).
 """
 from libc.float cimport DBL_MAX, FLT_MAX
 from libc.math cimport fabs, isfinite, log, log1p, pow
@@ -383,6 +390,7 @@ cdef extern from "_dispatch.h":
 # at 35 GFLOP/s on 32 rows, 20 on 48 or more; [784, 100] at 43 on 8 rows, 26 on 16).
 cdef enum:
     SMALL_BATCH = 64
+    BLAS_ROWS = 32
     CALL_ROWS_MIN = 8
     CALL_ROWS = 128
     SMALL_OUTPUTS = 1200
@@ -397,6 +405,8 @@ cdef enum:
     BY_EXAMPLES_NEURONS = 128
     SUMS_LINE = 16
     EXAMPLES_ROWS = 128
+    BY_EXAMPLES_ROWS = 512
+    EXAMPLES_SUMS_BYTES = 1 << 19
 
 
 cdef inline Py_ssize_t _call_chunk(Py_ssize_t n) noexcept nogil:
@@ -422,10 +432,18 @@ cdef inline Py_ssize_t _layer_chunk(const Layout* lay, int l, Py_ssize_t chunk) 
     return chunk
 
 
-cdef inline Py_ssize_t _rows_at_once(Py_ssize_t m) noexcept nogil:
+cdef inline bint _fit_blas(const Layout* lay, int l, Py_ssize_t m, int n_parts) noexcept nogil:
+    """Whether `fit`'s products with w^(l) on a mini-batch of m examples, split into n_parts by
+    neurons, go to BLAS rather than the microkernels: from SMALL_BATCH examples on, or from
+    BLAS_ROWS when a part's product has SMALL_MACS multiply-adds or more (Design 6)."""
+    return m >= SMALL_BATCH or (
+        m >= BLAS_ROWS and lay.sizes[l] * lay.sizes[l - 1] * m >= SMALL_MACS * n_parts)
+
+
+cdef inline Py_ssize_t _rows_at_once(bint blas, Py_ssize_t m) noexcept nogil:
     """How the row-by-row products (`_z_is_a_wT`, `_t_is_d_w`) take a mini-batch of m examples
     in `fit`: all at once by BLAS, or (0) by the microkernels."""
-    return m if m >= SMALL_BATCH else 0
+    return m if blas else 0
 
 
 cdef inline void _z_is_a_wT(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni,
@@ -987,10 +1005,11 @@ cdef enum:
 
 cdef void _step_rows(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, const floating* D, Py_ssize_t ldd,
                      const floating* A, Py_ssize_t lda, floating* theta, const Step* step,
-                     Py_ssize_t start) noexcept nogil:
+                     Py_ssize_t start, bint blas) noexcept nogil:
     """A step of the rule, L2 included, on the nj weight rows of θ from θ[start] (each ni long),
-    from ∂C/∂w_ji = (1/m) Σ_k D_kj A_ki. Momentum and Nesterov on small mini-batches: in the
-    product's epilogue, ∂C/∂w never in memory. Adam on small mini-batches: ∂C/∂w written into the
+    from ∂C/∂w_ji = (1/m) Σ_k D_kj A_ki; by BLAS or the microkernels. Momentum and Nesterov on
+    the microkernels: in the
+    product's epilogue, ∂C/∂w never in memory. Adam on the microkernels: ∂C/∂w written into the
     rule's grad a few rows at a time and read back while it is in L1. BLAS, whose packing prefers
     one large product: all rows into grad at once, then the rule."""
     cdef floating inv_m = (<floating> 1) / m
@@ -998,7 +1017,7 @@ cdef void _step_rows(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, const floating*
     cdef Py_ssize_t j, rows
     if m == 0 or nj == 0:
         return
-    if m >= SMALL_BATCH:
+    if blas:
         _gemm(c'N', c'T', ni, nj, m, inv_m, A, lda, D, ldd, 0, grad + start, ni)
         _update(theta, grad, step, start, start + nj * ni, True)
         return
@@ -1035,17 +1054,17 @@ cdef void _step_layer(const Layout* lay, int l, Py_ssize_t n, const floating* X,
     cdef floating inv_n = (<floating> 1) / n
     cdef floating scale
     cdef floating* grad
+    cdef bint blas = _fit_blas(lay, l, n, n_parts)
     if step.d.rule == SGD:
         scale = <floating> (-step.d.eta) * inv_n
         _w_is_beta_w_plus_alpha_dT_a(n, j1 - j0, n_in, scale,
                                      <floating> (1 - step.d.eta * step.d.l2), delta + j0, n_out,
-                                     a_prev, n_in, theta + lay.w[l] + j0 * n_in, n_in,
-                                     n >= SMALL_BATCH)
+                                     a_prev, n_in, theta + lay.w[l] + j0 * n_in, n_in, blas)
         _add_column_sums(theta + lay.b[l], delta, n, n_out, j0, j1, scale)
         return
     grad = <floating*> step.grad
     _step_rows(n, j1 - j0, n_in, delta + j0, n_out, a_prev, n_in, theta, step,
-               lay.w[l] + j0 * n_in)
+               lay.w[l] + j0 * n_in, blas)
     for j in range(j0, j1):
         grad[lay.b[l] + j] = 0
     _add_column_sums(grad + lay.b[l], delta, n, n_out, j0, j1, inv_n)
@@ -1250,7 +1269,7 @@ cdef inline bint _step_by_examples(const Layout* lay, Py_ssize_t m, int n_parts)
     cdef int l
     if m < BY_EXAMPLES_BATCH or _forced_split == 1:
         return False
-    if _forced_split == 2:
+    if _forced_split == 2 or (n_parts > 1 and m >= BY_EXAMPLES_ROWS * n_parts):
         return True
         return False
     for l in range(1, lay.L + 1):
@@ -1288,7 +1307,9 @@ cdef void _examples_sums(Epoch* e, int part, int n_parts, floating* tag) noexcep
         memset(G, 0, lay.P * sizeof(floating))
         return
     while c0 < r1:
-        n = min(<Py_ssize_t> EXAMPLES_ROWS, r1 - c0)
+        n = r1 - c0
+        if lay.P * sizeof(floating) <= EXAMPLES_SUMS_BYTES:
+            n = min(<Py_ssize_t> EXAMPLES_ROWS, n)
         _gather_rows(e, e.i_batch, c0, c0 + n, tag)
         x = _batch_half(e.Xb, e.i_batch, e.batch, lay.sizes[0], tag) + c0 * lay.sizes[0]
         y = _batch_half(e.Yb, e.i_batch, e.batch, lay.sizes[lay.L], tag) + c0 * lay.sizes[lay.L]
@@ -1379,7 +1400,8 @@ cdef void _epoch_task(Epoch* e, int part, int n_parts, floating* tag) noexcept n
     elif e.stage == FORWARD:
         if l == 1:
             _prefetch_rows(e, e.i_batch + 1, part, n_parts, tag)
-        _forward_layer(lay, theta, l, n, x, A, S, NULL, part, n_parts, _rows_at_once(n))
+        _forward_layer(lay, theta, l, n, x, A, S, NULL, part, n_parts,
+                       _rows_at_once(_fit_blas(lay, l, n, n_parts), n))
         if l == L and not _rows_are_split(lay):
             e.shares[part] += _output_delta(lay, n, A, y, S, part, n_parts)
             if L == 1:                          # the same neurons all the way: no phase between
@@ -1394,7 +1416,8 @@ cdef void _epoch_task(Epoch* e, int part, int n_parts, floating* tag) noexcept n
         # w^(l+1) is updated now, after the phase in which every part last read it.
         if l < L:
             _step_layer(lay, l + 1, n, x, A, S, theta, &e.step, part, n_parts)
-        _delta_below(lay, theta, l, n, S, <floating*> e.T, part, n_parts, _rows_at_once(n))
+        _delta_below(lay, theta, l, n, S, <floating*> e.T, part, n_parts,
+                     _rows_at_once(_fit_blas(lay, l, n, n_parts), n))
     else:                                       # LAST
         if L > 1:
             _step_layer(lay, 2, n, x, A, S, theta, &e.step, part, n_parts)
