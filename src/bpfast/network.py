@@ -764,8 +764,9 @@ class Network:
             How many parts each step is split into — each part a share of every layer's
             neurons, or of the mini-batch's examples when every layer is narrow (fewer than
             128 neurons per part) and the mini-batch has 64 examples or more, or when each
-            part gets 512 examples or more — and how many threads at most compute them. None means the cores this
-            process may run on, no more than OpenMP's limit (OMP_NUM_THREADS, threadpoolctl),
+            part gets 512 examples or more — and how many threads at most compute them.
+            None means the cores this process may run on, no more than OpenMP's limit
+            (OMP_NUM_THREADS, threadpoolctl),
             and fewer when a mini-batch is too small to be worth sharing
             (`bpfast.training.default_threads`). The threads adapt to a busy machine: when
             waiting for each other costs more than it gains (another program on the cores,
