@@ -10,6 +10,19 @@ DTYPES = ["float64", "float32"]
 REFERENCE_TOLERANCE = {"float64": 1e-12, "float32": 1e-4}
 
 
+#: fit's update rules, for the tests that go through them all.
+RULES = [
+    dict(),
+    dict(l2=0.05),
+    dict(momentum=0.9),
+    dict(momentum=0.8, l2=0.01),
+    dict(momentum=0.9, nesterov=True),
+    dict(momentum=0.5, nesterov=True, l2=0.02),
+    dict(optimizer="adam", learning_rate=0.01),
+    dict(optimizer="adam", learning_rate=0.003, betas=(0.8, 0.99), eps=1e-6, l2=0.01),
+]
+
+
 def make_problem(sizes, n, dtype="float64", seed=0, **choices):
     """A seeded network (``choices``: its activations and cost) and a batch of n examples:
     inputs ~ N(0, 1), targets in [0, 1] (rows that sum to 1 for a softmax output)."""
@@ -98,12 +111,13 @@ def numpy_costs(cost, output, z, a, y):
 
 def numpy_fit(net, X, Y, *, epochs, batch_size, learning_rate, seed, optimizer="sgd",
               momentum=0.0, nesterov=False, l2=0.0, betas=(0.9, 0.999), eps=1e-8, steps=None,
-              dtype="float64"):
+              dtype="float64", clip_norm=None):
     """fit's steps written out in numpy: same orders, same mini-batches, same rules. Returns θ
     after training, flat in the slides' order, and the mean cost of each epoch completed.
     ``steps``: stop after that many steps in all (an interrupted or diverged fit); ``dtype``:
     the arithmetic (float32: every array and every operation in float32, as a float32 network
-    computes)."""
+    computes); ``clip_norm``: each example's gradient formed whole, flat, its norm taken by
+    numpy, and scaled by min(1, R / norm) before the mean."""
     dtype = np.dtype(dtype)
     cast = dtype.type
     theta = [p.astype(dtype) for wb in zip(net.weights, net.biases) for p in wb]
@@ -139,12 +153,23 @@ def numpy_fit(net, X, Y, *, epochs, batch_size, learning_rate, seed, optimizer="
                 delta = a[-1] * (g - (a[-1] * g).sum(axis=1, keepdims=True))
             else:
                 delta = F[acts[-1]][1](z[-1], a[-1]) * 2 * (a[-1] - y)
-            grads = [None] * (2 * L)
+            deltas = [None] * L
             for l in range(L - 1, -1, -1):
-                grads[2 * l] = delta.T @ a[l] / cast(len(rows)) + cast(l2) * theta[2 * l]
-                grads[2 * l + 1] = delta.sum(axis=0) / cast(len(rows))
+                deltas[l] = delta
                 if l > 0:
                     delta = (delta @ theta[2 * l]) * F[acts[l - 1]][1](z[l - 1], a[l])
+            if clip_norm is not None:
+                # Every example's gradient in full (outer products), its norm, its factor.
+                per_example = np.concatenate(
+                    [part.reshape(len(rows), -1) for l in range(L) for part in (
+                        np.einsum("kj,ki->kji", deltas[l], a[l]), deltas[l])], axis=1)
+                norms = np.linalg.norm(per_example.astype(np.float64), axis=1)
+                factor = np.minimum(1.0, clip_norm / np.where(norms > 0, norms, 1.0))
+                deltas = [d * factor.astype(dtype)[:, None] for d in deltas]
+            grads = [None] * (2 * L)
+            for l in range(L - 1, -1, -1):
+                grads[2 * l] = deltas[l].T @ a[l] / cast(len(rows)) + cast(l2) * theta[2 * l]
+                grads[2 * l + 1] = deltas[l].sum(axis=0) / cast(len(rows))
             t += 1
             b1, b2, eta, mu = cast(betas[0]), cast(betas[1]), cast(learning_rate), cast(momentum)
             for p, g, v_p, r_p in zip(theta, grads, v, r):

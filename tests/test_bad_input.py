@@ -307,22 +307,22 @@ def test_the_finiteness_check_finds_every_non_finite_value_wherever_it_is(dtype)
     bits tested as integers) against numpy's isfinite, at the edges of the array and of its
     blocks; the largest, smallest and subnormal numbers and −0 are finite. Arrays it cannot read
     in one pass (strided, big-endian) go to numpy."""
-    from bpfast._validation import _all_finite
+    from bpfast._validation import all_finite
     info = np.finfo(dtype)
     X = np.random.default_rng(0).normal(size=(41, 250)).astype(dtype)     # 10,250 numbers
     X.flat[[0, 1, 4095, 4096, 8191, 10249]] = [info.max, -info.max, info.tiny, -0.0,
                                                info.smallest_subnormal, -info.smallest_subnormal]
-    assert _all_finite(X) and _all_finite(X[:0]) and _all_finite(X[:, ::3])
+    assert all_finite(X) and all_finite(X[:0]) and all_finite(X[:, ::3])
     for position in (0, 4095, 4096, 8192, 10249):
         for bad in (np.nan, np.inf, -np.inf, -np.nan):
             Y = X.copy()
             Y.flat[position] = bad
-            assert not _all_finite(Y), (position, bad)
-            assert not _all_finite(Y.astype(Y.dtype.newbyteorder()))
-            assert _all_finite(Y[:, ::2]) == bool(np.isfinite(Y[:, ::2]).all())
+            assert not all_finite(Y), (position, bad)
+            assert not all_finite(Y.astype(Y.dtype.newbyteorder()))
+            assert all_finite(Y[:, ::2]) == bool(np.isfinite(Y[:, ::2]).all())
     # A NaN of any payload: the exponent is what makes it one.
     bits = np.uint32 if dtype == "float32" else np.uint64
     Y = X.copy()
     Y.view(bits).flat[77] = np.asarray(info.max, dtype).view(bits) | (
         bits(0x7F800001) if dtype == "float32" else bits(0x7FF0000000000001))
-    assert np.isnan(Y.flat[77]) and not _all_finite(Y)
+    assert np.isnan(Y.flat[77]) and not all_finite(Y)

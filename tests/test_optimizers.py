@@ -7,23 +7,13 @@ import bpfast
 from bpfast.crosscheck import relative_difference
 
 from conftest import (
+    RULES,
     diverging_problem,
     entrywise,
     float32_telling_problem,
     make_problem,
     numpy_fit,
 )
-
-RULES = [
-    dict(),
-    dict(l2=0.05),
-    dict(momentum=0.9),
-    dict(momentum=0.8, l2=0.01),
-    dict(momentum=0.9, nesterov=True),
-    dict(momentum=0.5, nesterov=True, l2=0.02),
-    dict(optimizer="adam", learning_rate=0.01),
-    dict(optimizer="adam", learning_rate=0.003, betas=(0.8, 0.99), eps=1e-6, l2=0.01),
-]
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])

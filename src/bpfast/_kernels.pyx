@@ -83,7 +83,7 @@ Design
    EXAMPLES_SUMS_BYTES (each chunk adds into them: with a large θ, all its rows at once).
 """
 from libc.float cimport DBL_MAX, FLT_MAX
-from libc.math cimport fabs, isfinite, log, log1p, pow
+from libc.math cimport fabs, isfinite, log, log1p, pow, sqrt
 from libc.stdlib cimport calloc, free
 from libc.stdint cimport uint32_t
 from libc.string cimport memcpy, memset
@@ -1184,6 +1184,7 @@ cdef struct Epoch:
     Py_ssize_t G_stride                         # where part p's sums start: p · G_stride
     int n_parts
     bint by_examples                            # how this step is shared (Design 11)
+    double clip                                 # R: each ∂C_k/∂θ clipped to norm R; 0: not
     # Where the epoch is, advanced by `_epoch_close` between phases.
     Py_ssize_t i_batch, m
     int stage, l
@@ -1221,7 +1222,7 @@ cdef void _gather(Epoch* e, Py_ssize_t i_batch, int part, int n_parts,
     """The part's share of mini-batch i_batch's rows of X and Y, into their half of Xb and Yb —
     unless that step is by examples, whose parts gather their own rows as they go."""
     cdef Py_ssize_t m = _batch_size(e, i_batch)
-    if m == 0 or _step_by_examples(e.lay, m, n_parts):
+    if m == 0 or _epoch_by_examples(e, m):
         return
     _gather_rows(e, i_batch, _first(m, part, n_parts), _first(m, part + 1, n_parts), tag)
 
@@ -1278,9 +1279,50 @@ cdef inline bint _step_by_examples(const Layout* lay, Py_ssize_t m, int n_parts)
     return True
 
 
+cdef inline bint _epoch_by_examples(const Epoch* e, Py_ssize_t m) noexcept nogil:
+    """Whether the epoch's step of m examples is by examples: as the shape decides, and always
+    when each example's gradient is clipped (its norm needs every layer's δ of that example)."""
+    return e.clip > 0 or _step_by_examples(e.lay, m, e.n_parts)
+
+
 def steps_by_examples(NetworkLayout layout, Py_ssize_t m, int n_parts):
     """Whether `fit` shares a step of m examples in n_parts parts by examples (Design 11)."""
     return bool(_step_by_examples(&layout.c, m, n_parts))
+
+
+cdef void _clip_deltas(const Layout* lay, Py_ssize_t n, const floating* X, const floating* A,
+                       floating* S, double R) noexcept nogil:
+    """Each example's δ_k^(l), every layer, times c_k = min(1, R / ‖∂C_k/∂θ‖₂) (1 where the
+    gradient is 0): the sums that follow are then those of the clipped per-example gradients,
+    c_k ∂C_k/∂θ = Σ over layers of (c_k δ_k^(l)) (a_k^(l−1))ᵀ and c_k δ_k^(l) — never formed.
+    ‖∂C_k/∂θ‖² = Σ_l ‖δ_k^(l)‖² (‖a_k^(l−1)‖² + 1), as `_example_norms_layer`. A norm that is
+    not finite leaves δ_k as it is: the step then fails the epoch's finiteness check."""
+    cdef Py_ssize_t k, j, i, n_out, n_in
+    cdef const floating* a
+    cdef floating* delta
+    cdef double squares, dd, aa
+    cdef floating c
+    cdef int l
+    for k in range(n):
+        squares = 0
+        for l in range(1, lay.L + 1):
+            n_out, n_in = lay.sizes[l], lay.sizes[l - 1]
+            delta = S + _block(lay, l, n) + k * n_out
+            a = _a_below(lay, l, n, X, A) + k * n_in
+            dd = 0
+            for j in range(n_out):
+                dd += (<double> delta[j]) * delta[j]
+            aa = 0
+            for i in range(n_in):
+                aa += (<double> a[i]) * a[i]
+            squares += dd * (aa + 1)
+        if not (R * R < squares <= DBL_MAX):       # within R (or 0), or not finite: as it is
+            continue
+        c = <floating> (R / sqrt(squares))
+        for l in range(1, lay.L + 1):
+            delta = S + _block(lay, l, n) + k * lay.sizes[l]
+            for j in range(lay.sizes[l]):
+                delta[j] *= c
 
 
 cdef void _examples_sums(Epoch* e, int part, int n_parts, floating* tag) noexcept nogil:
@@ -1318,9 +1360,14 @@ cdef void _examples_sums(Epoch* e, int part, int n_parts, floating* tag) noexcep
         T = <floating*> e.T + c0 * lay.widest_hidden
         _forward(lay, theta, n, x, A, S, NULL, n, NULL)
         e.shares[part] += _output_delta(lay, n, A, y, S, 0, 1)
+        if e.clip > 0:
+            # Every δ first: example k's clipping factor needs all its layers' δ_k.
+            for l in range(lay.L, 1, -1):
+                _delta_below(lay, theta, l, n, S, T, 0, 1, n)
+            _clip_deltas(lay, n, x, A, S, e.clip)
         for l in range(lay.L, 0, -1):
             n_out, n_in = lay.sizes[l], lay.sizes[l - 1]
-            if l > 1:       # δ^(l−1) from w^(l), which no part changes before the next stage
+            if l > 1 and e.clip == 0:   # δ^(l−1) from w^(l), which no part changes until SUMS
                 _delta_below(lay, theta, l, n, S, T, 0, 1, n)
             _w_is_beta_w_plus_alpha_dT_a(n, n_out, n_in, 1, 0 if first else 1,
                                          S + _block(lay, l, n), n_out, _a_below(lay, l, n, x, A),
@@ -1450,7 +1497,7 @@ cdef int _begin_step(Epoch* e, floating* tag) noexcept nogil:
         e.step.d.c2 = 1 / (1 - pow(e.step.d.beta2, <double> (e.steps + e.i_batch + 1)))
         e.step.s.c1 = <float> e.step.d.c1
         e.step.s.c2 = <float> e.step.d.c2
-    e.by_examples = _step_by_examples(e.lay, e.m, e.n_parts)
+    e.by_examples = _epoch_by_examples(e, e.m)
     e.stage = EXAMPLES if e.by_examples else FORWARD
     e.l = 1
     return BPFAST_NEXT_STEP if a_step_ended else BPFAST_NEXT_PHASE
@@ -1880,7 +1927,7 @@ cdef inline void _check_theta(NetworkLayout layout, const floating[::1] theta) e
 cdef _run_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1] X,
                 const floating[:, ::1] Y, const Py_ssize_t[::1] order, Py_ssize_t batch,
                 Rule rule, Workspace workspace, Team team, int n_threads, bint catch_sigint,
-                Py_ssize_t steps, floating* backup):
+                Py_ssize_t steps, floating* backup, double clip_norm):
     """An epoch on the team: (Σ_k C_k, the mini-batch whose step diverged in a replay or 0,
     whether Ctrl-C stopped it, the steps it completed)."""
     cdef Epoch e
@@ -1897,6 +1944,9 @@ cdef _run_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1
                          "batch ≥ 1 and n_threads ≥ 1.")
     if rule.code != SGD and rule.grad.shape[0] != layout.c.P:
         raise ValueError("the rule's state is not laid out as this θ.")
+    if not 0 <= clip_norm <= DBL_MAX:
+        raise ValueError(f"clip_norm must be a finite number ≥ 0 (0: no clipping), "
+                         f"got {clip_norm}.")
     Xb, Yb, A, S, T = workspace.Xb, workspace.Yb, workspace.A, workspace.S, workspace.T
     memset(&e, 0, sizeof(e))
     e.lay = &layout.c
@@ -1917,8 +1967,9 @@ cdef _run_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1
     e.backup = backup
     e.stage = GATHER
     e.n_parts = n_threads
-    if (_step_by_examples(&layout.c, batch, n_threads)
-            or _step_by_examples(&layout.c, e.N - (e.n_batches - 1) * batch, n_threads)):
+    e.clip = clip_norm
+    if (_epoch_by_examples(&e, batch)
+            or _epoch_by_examples(&e, e.N - (e.n_batches - 1) * batch)):
         e.G_stride = _sums_stride(layout.c.P)
         e.G = _address(workspace.sums(n_threads))
     e.shares = <double*> calloc(n_threads, sizeof(double))
@@ -1940,7 +1991,7 @@ cdef _run_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1
 def train_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1] X,
                 const floating[:, ::1] Y, const Py_ssize_t[::1] order, Py_ssize_t batch,
                 Rule rule, Workspace workspace, Team team=None, int n_threads=1,
-                bint catch_sigint=False, Py_ssize_t steps=0):
+                bint catch_sigint=False, Py_ssize_t steps=0, double clip_norm=0):
     """One epoch of training on θ in place: a step of `rule` for each mini-batch of `batch`
     examples taken in `order` (each a row of X and Y), each split into n_threads parts (Design
     4) that the workers of `team` compute (none: the calling thread alone); BLAS should be
@@ -1951,12 +2002,15 @@ def train_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1
     epoch), Ctrl-C stops the epoch at the next mini-batch boundary and raises KeyboardInterrupt
     (its ``mini_batches_done``: the steps completed in this epoch); θ then holds the parameters
     after the last completed step.
+
+    ``clip_norm`` R > 0: each example's ∂C_k/∂θ is clipped to norm R before the mini-batch's
+    mean (`_clip_deltas`; such steps are always by examples, Design 11).
     """
     if team is None:
         team = Team()
     sum_C, _, interrupted, done = _run_epoch(layout, theta, X, Y, order, batch, rule, workspace,
                                              team, n_threads, catch_sigint, steps,
-                                             <floating*> NULL)
+                                             <floating*> NULL, clip_norm)
     if interrupted:
         interrupt = KeyboardInterrupt("training interrupted at a mini-batch boundary")
         interrupt.mini_batches_done = done
@@ -1967,7 +2021,7 @@ def train_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1
 def replay_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1] X,
                  const floating[:, ::1] Y, const Py_ssize_t[::1] order, Py_ssize_t batch,
                  Rule rule, Workspace workspace, Team team=None, int n_threads=1,
-                 Py_ssize_t steps=0):
+                 Py_ssize_t steps=0, double clip_norm=0):
     """`train_epoch` again, checking θ after every step (the careful replay of an epoch that
     diverged, from θ and the rule's state as they were when it began): at the first step that
     leaves a non-finite parameter θ is put back to the step before and the epoch stops. Returns
@@ -1976,5 +2030,5 @@ def replay_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::
     if team is None:
         team = Team()
     _, diverged, _, _ = _run_epoch(layout, theta, X, Y, order, batch, rule, workspace, team,
-                                   n_threads, False, steps, &backup[0])
+                                   n_threads, False, steps, &backup[0], clip_norm)
     return diverged

@@ -224,7 +224,7 @@ def as_real_array(value, name, dtype, finite=True):
     return array
 
 
-def _all_finite(array):
+def all_finite(array):
     """Whether every number of the array is finite: for the networks' dtypes in C order, by the
     kernels' one pass (large training sets are checked at every fit), else by numpy."""
     if (array.dtype in (np.float32, np.float64) and array.flags.c_contiguous
@@ -236,7 +236,7 @@ def _all_finite(array):
 def check_finite(array, name):
     """Refuse NaN and ±inf, saying which (after conversion, inf may mean "too large for
     float32")."""
-    if not _all_finite(array):
+    if not all_finite(array):
         if np.isnan(array).any():
             raise ValueError(f"Input {name} contains NaN.")
         raise ValueError(

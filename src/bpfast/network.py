@@ -17,6 +17,7 @@ import numpy as np
 from . import _kernels, _pool, costs, modelfile, training
 from ._buffers import aligned_empty
 from ._validation import (
+    all_finite,
     as_examples,
     as_pair,
     as_real_array,
@@ -426,9 +427,8 @@ class Network:
         """`array` if it is finite. The kernels compute what IEEE arithmetic gives: a NaN or an
         infinity in θ itself (written into the weights, or left by a step that overflowed)
         comes out everywhere, and an overflow to inf − inf shows as NaN."""
-        # One sum says it for finite arrays (a NaN or an infinity makes it non-finite); only
-        # when it is not does an entry-by-entry look follow (a finite sum may overflow too).
-        if np.isfinite(np.add.reduce(array, axis=None)) or np.isfinite(array).all():
+        # One pass without a temporary (`_validation.all_finite`).
+        if all_finite(array):
             return array
         for name, symbol, arrays in (("weights", "w", self.weights), ("biases", "b", self.biases)):
             for l, p in enumerate(arrays):
@@ -746,7 +746,7 @@ class Network:
 
     def fit(self, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=None,
             optimizer="sgd", momentum=0.0, nesterov=False, l2=0.0, betas=(0.9, 0.999), eps=1e-8,
-            validation_data=None, early_stopping=None, callback=None):
+            validation_data=None, early_stopping=None, callback=None, clip_norm=None):
         """Train in place by mini-batch gradient descent; returns a `bpfast.training.History`.
 
         Each epoch visits the examples (rows of X and Y) in a random order drawn from ``seed``,
@@ -796,6 +796,13 @@ class Network:
         early_stopping : int or None
             Patience: stop when the validation cost has not improved for that many epochs, and
             keep the parameters of the best epoch (needs validation_data).
+        clip_norm : R > 0 or None
+            Per-example clipping: each example's gradient ∂C_k/∂θ (all of θ) is scaled to
+            c_k ∂C_k/∂θ with c_k = min(1, R / ‖∂C_k/∂θ‖₂) before the mini-batch's mean, the
+            first half of DP-SGD (Abadi et al., 2016). The norms come from each layer's δ_k and
+            a_k (‖δ_k‖² (‖a_k‖² + 1) per layer), and the clipped sums are the same products as
+            plain training with each δ_k scaled: the per-example gradients are never formed.
+            Such steps share the examples between threads whatever the shape.
         callback : callable or None
             Called after each epoch as ``callback(epoch, figures)``, epoch counting from 1 and
             figures a dict with the epoch's "cost" and "seconds" (and "validation_cost",
@@ -837,7 +844,7 @@ class Network:
                 epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                 n_threads=n_threads, optimizer=optimizer, momentum=momentum, nesterov=nesterov,
                 l2=l2, betas=betas, eps=eps, early_stopping=early_stopping,
-                has_validation=validation_data is not None)
+                has_validation=validation_data is not None, clip_norm=clip_norm)
             batch = min(settings.batch_size, X.shape[0])
             workspace = self._fit_workspace
             if workspace is None or workspace.rows < batch:

@@ -200,12 +200,12 @@ class FitSettings:
     down as one object: the loop (`train`) and the kernels' `Rule` read it, nothing else."""
 
     __slots__ = ("epochs", "batch_size", "learning_rate", "seed", "n_threads", "rule", "eta",
-                 "l2", "mu", "beta1", "beta2", "eps", "early_stopping")
+                 "l2", "mu", "beta1", "beta2", "eps", "early_stopping", "clip_norm")
 
     @classmethod
     def checked(cls, *, epochs, batch_size, learning_rate, seed=None, n_threads=None,
                 optimizer="sgd", momentum=0.0, nesterov=False, l2=0.0, betas=(0.9, 0.999),
-                eps=1e-8, early_stopping=None, has_validation=False):
+                eps=1e-8, early_stopping=None, has_validation=False, clip_norm=None):
         """The settings after every check, each refusal naming its argument."""
         settings = cls()
         settings.epochs = check_count(epochs, "epochs", 0)
@@ -217,6 +217,8 @@ class FitSettings:
         for key, value in rule.items():
             setattr(settings, key, value)
         settings.n_threads = None if n_threads is None else check_count(n_threads, "n_threads", 1)
+        settings.clip_norm = (0.0 if clip_norm is None
+                              else check_positive_real(clip_norm, "clip_norm"))
         settings.early_stopping = None
         if early_stopping is not None:
             settings.early_stopping = check_count(early_stopping, "early_stopping", 1)
@@ -265,7 +267,8 @@ def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_t
     n_batches = -(-N // batch)
     dtype = theta.dtype
     epoch_arguments = dict(layout=layout, theta=theta, X=X, Y=Y, batch=batch, rule=rule,
-                           workspace=workspace, team=team, n_threads=n_threads)
+                           workspace=workspace, team=team, n_threads=n_threads,
+                           clip_norm=settings.clip_norm)
     history = History()
     best_cost, best_theta, waited = np.inf, None, 0
     # θ and the rule's state as each epoch began, in buffers made once for all the epochs.
