@@ -76,6 +76,10 @@ def test_train_with_other_activations_costs_and_optimizers(tmp_path):
     adam = bpfast("train", "--optimizer", "adam", "--epochs", 3)
     assert adam.returncode == 0 and "Adam: 3 epochs, batch size 10, learning rate 0.001" \
         in adam.stdout
+    clipped = bpfast("train", "--clip-norm", "0.5", "--epochs", 3)
+    assert clipped.returncode == 0, clipped.stderr
+    assert clipped.stdout.splitlines()[1].endswith(
+        "learning rate 3.0, each example's gradient clipped to norm 0.5")
 
 
 def test_every_training_flag_reaches_the_training(tmp_path, capsys):
@@ -225,6 +229,7 @@ def test_explain_walks_the_chain_and_the_sum_over_j(cost):
     (["train", "--optimizer", "adam", "--momentum", "0.5"],
      "--momentum and --nesterov are for --optimizer sgd; Adam has its own"),
     (["train", "--l2", "-1"], "--l2: must be a finite number ≥ 0"),
+    (["train", "--clip-norm", "0"], "--clip-norm: must be a finite number > 0"),
     (["evaluate", "/nonexistent/model.npz"], "No such file"),
     (["explain", "--w", "inf"], "--w: must be a finite number"),
     (["explain", "--cost", "cross_entropy", "--y", "3"],

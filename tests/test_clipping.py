@@ -89,3 +89,37 @@ def test_bad_clip_norm_is_refused_before_training(value, error, message):
     with pytest.raises(error, match=message):
         net.fit(X, Y, epochs=1, batch_size=5, learning_rate=0.1, clip_norm=value)
     np.testing.assert_array_equal(net.parameters_vector(), before)
+
+
+@pytest.mark.parametrize("rule", [dict(), dict(momentum=0.9, l2=0.01),
+                                  dict(optimizer="adam", learning_rate=0.01)],
+                         ids=["sgd", "momentum+l2", "adam"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_clipped_fit_matches_the_pure_python_reference(rule, dtype):
+    """The reference's `train_epoch(clip_norm=)`: each example's gradient from `backprop`, its
+    norm summed square by square, then scaled — against fit."""
+    from bpfast import reference
+    rule = dict(rule)
+    learning_rate = rule.pop("learning_rate", 0.4)
+    rng = np.random.default_rng(3)
+    net = bpfast.Network([4, 5, 3], activation="tanh", output_activation="softmax",
+                         cost="cross_entropy", dtype=dtype, seed=5)
+    X = rng.normal(size=(11, 4))
+    Y = np.eye(3)[rng.integers(0, 3, 11)]
+    weights = [w.astype(float).tolist() for w in net.weights]
+    biases = [b.astype(float).tolist() for b in net.biases]
+    orders = np.random.default_rng(9)
+    state = {}
+    for _ in range(2):
+        reference.train_epoch(weights, biases, X.tolist(), Y.tolist(),
+                              orders.permutation(11).tolist(), 4, learning_rate, state,
+                              net.activations, net.cost_function, clip_norm=0.3, **rule)
+    net.fit(X, Y, epochs=2, batch_size=4, learning_rate=learning_rate, seed=9, clip_norm=0.3,
+            **rule)
+    expected = np.concatenate([np.concatenate([np.ravel(w), b]) for w, b in zip(weights, biases)])
+    tolerance = {"float64": 1e-12, "float32": 1e-4}[dtype]
+    assert relative_difference(net.parameters_vector(), expected) <= tolerance
+    unclipped = bpfast.Network([4, 5, 3], activation="tanh", output_activation="softmax",
+                               cost="cross_entropy", dtype=dtype, seed=5)
+    unclipped.fit(X, Y, epochs=2, batch_size=4, learning_rate=learning_rate, seed=9, **rule)
+    assert relative_difference(unclipped.parameters_vector(), expected) > 100 * tolerance

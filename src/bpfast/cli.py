@@ -284,7 +284,7 @@ def train(args):
     net = Network(sizes, activation=args.activation, output_activation=output_activation,
                   cost=args.cost, dtype=args.dtype, init=args.init, seed=args.seed)
     rule = dict(optimizer=args.optimizer, momentum=args.momentum, nesterov=args.nesterov,
-                l2=args.l2)
+                l2=args.l2, clip_norm=args.clip_norm)
     validation = data.parts["validation"]
     held_out = f"{len(X_test)} test examples"
     if validation is not None:
@@ -296,6 +296,8 @@ def train(args):
              f"{' with momentum' if args.momentum and not args.nesterov else ''}")
     extras = (f", momentum {args.momentum}" if args.momentum else "") + (
         f", L2 {args.l2}" if args.l2 else "") + (
+        f", each example's gradient clipped to norm {args.clip_norm}" if args.clip_norm
+        else "") + (
         f", early stopping after {args.early_stopping} epochs without progress"
         if args.early_stopping else "")
     print(f"{steps}: {args.epochs} epochs, batch size {args.batch_size}, learning rate "
@@ -627,6 +629,8 @@ def build_parser():
     p.add_argument("--nesterov", action="store_true", help="Nesterov's momentum")
     p.add_argument("--l2", type=_non_negative_float, default=0.0,
                    help="λ: the cost gains (λ/2) Σ‖w‖²")
+    p.add_argument("--clip-norm", type=_positive_float, default=None,
+                   help="R: each example's gradient clipped to norm R before the mean")
     p.add_argument("--seed", type=_seed, default=0,
                    help="initialisation, order and split (default: 0)")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")

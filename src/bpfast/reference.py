@@ -16,7 +16,7 @@ Nesterov, Adam, L2), one parameter at a time.
 import math
 import numbers
 
-from ._validation import check_count, check_layer_activations
+from ._validation import check_count, check_layer_activations, check_positive_real
 
 
 def sigmoid(z):
@@ -290,17 +290,25 @@ def gradient(weights, biases, X, Y, activations=None, cost="quadratic"):
     return _gradient(weights, biases, pairs, activations, cost)
 
 
-def _gradient(weights, biases, pairs, activations, cost):
+def _gradient(weights, biases, pairs, activations, cost, clip_norm=None):
     n = len(pairs)
     dC_dw = [[[0.0] * len(row) for row in w] for w in weights]
     dC_db = [[0.0] * len(b) for b in biases]
     for x_k, y_k in pairs:
         dCk_dw, dCk_db = _backprop(weights, biases, x_k, y_k, activations, cost)
+        # Per-example clipping (fit's clip_norm = R): the example's whole gradient scaled by
+        # c_k = min(1, R / ‖∂C_k/∂θ‖₂) before it joins the sum (c_k = 1 for a zero gradient).
+        c = 1.0
+        if clip_norm is not None:
+            squares = sum(g * g for l in range(len(weights))
+                          for g in [*dCk_db[l], *(g for row in dCk_dw[l] for g in row)])
+            if math.sqrt(squares) > clip_norm:
+                c = clip_norm / math.sqrt(squares)
         for l in range(len(weights)):
             for j in range(len(dC_db[l])):
                 for k in range(len(dC_dw[l][j])):
-                    dC_dw[l][j][k] += dCk_dw[l][j][k]
-                dC_db[l][j] += dCk_db[l][j]
+                    dC_dw[l][j][k] += c * dCk_dw[l][j][k]
+                dC_db[l][j] += c * dCk_db[l][j]
     for l in range(len(weights)):
         for j in range(len(dC_db[l])):
             for k in range(len(dC_dw[l][j])):
@@ -407,10 +415,11 @@ def _step(weights, biases, dC_dw, dC_db, learning_rate, state, optimizer, moment
 
 
 def train_epoch(weights, biases, X, Y, order, batch_size, learning_rate, state,
-                activations=None, cost="quadratic", **rule):
+                activations=None, cost="quadratic", clip_norm=None, **rule):
     """One epoch of `fit`: the examples in ``order``, mini-batches of ``batch_size`` (the last one
-    may be shorter), one `step` per mini-batch from its mean gradient. Returns the epoch's mean
-    cost, each C_k evaluated with the parameters in force when its mini-batch was visited."""
+    may be shorter), one `step` per mini-batch from its mean gradient — of the examples'
+    gradients each clipped to norm ``clip_norm`` if given. Returns the epoch's mean cost, each
+    C_k evaluated with the parameters in force when its mini-batch was visited."""
     from .training import check_rule
     sizes, activations = _checked_network(weights, biases, activations, cost)
     pairs = _check_batch(X, Y, sizes, cost)
@@ -431,10 +440,12 @@ def train_epoch(weights, biases, X, Y, order, batch_size, learning_rate, state,
             raise ValueError(f"order holds row {k}, but X has {len(pairs)} examples.")
     if not order:
         raise ValueError("order must hold at least one row of X.")
+    if clip_norm is not None:
+        clip_norm = check_positive_real(clip_norm, "clip_norm")
     total = 0.0
     for start in range(0, len(order), batch_size):
         batch = [pairs[k] for k in order[start:start + batch_size]]
         total += sum(_example_cost(weights, biases, x, y, activations, cost) for x, y in batch)
-        dC_dw, dC_db = _gradient(weights, biases, batch, activations, cost)
+        dC_dw, dC_db = _gradient(weights, biases, batch, activations, cost, clip_norm)
         _step(weights, biases, dC_dw, dC_db, learning_rate, state, *settings.values())
     return total / len(order)
