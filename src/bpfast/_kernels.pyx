@@ -85,7 +85,7 @@ Design
 from libc.float cimport DBL_MAX, FLT_MAX
 from libc.math cimport fabs, isfinite, log, log1p, pow, sqrt
 from libc.stdlib cimport calloc, free
-from libc.stdint cimport uint32_t
+from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 from cython cimport floating
@@ -125,6 +125,33 @@ cdef extern from *:
     }
     static int bpfast_sigint_pending(void) { return bpfast_sigint; }
     #endif
+    /* The noise of private steps: a counter-based generator, so that coordinate i of step t
+       gets the same normal number whichever thread draws it. SplitMix64 (Steele, Lea and Flood,
+       2014): output j of the stream seeded with `base` is mix(base + j·γ); each step has its
+       own stream, seeded by mixing the key with t. Coordinates 2q and 2q + 1 share outputs
+       2q + 1 and 2q + 2, two uniforms of 53 bits, and Box–Muller's cosine and sine. Not a
+       cryptographic generator. */
+    #include <math.h>
+    #include <stdint.h>
+    static inline uint64_t bpfast_mix(uint64_t z) {
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+        return z ^ (z >> 31);
+    }
+    static inline uint64_t bpfast_stream(uint64_t key, uint64_t t) {
+        return bpfast_mix(key ^ bpfast_mix(t * 0xD1B54A32D192ED03ULL + 0x9E3779B97F4A7C15ULL));
+    }
+    static inline void bpfast_normal_pair(uint64_t base, uint64_t q, double* first,
+                                          double* second) {
+        const uint64_t gamma = 0x9E3779B97F4A7C15ULL;
+        uint64_t h1 = bpfast_mix(base + (2 * q + 1) * gamma);
+        uint64_t h2 = bpfast_mix(base + (2 * q + 2) * gamma);
+        double u1 = (double) ((h1 >> 11) + 1) * 0x1.0p-53;      /* (0, 1] */
+        double u2 = (double) (h2 >> 11) * 0x1.0p-53;            /* [0, 1) */
+        double r = sqrt(-2.0 * log(u1)), angle = 6.283185307179586 * u2;
+        *first = r * cos(angle);
+        *second = r * sin(angle);
+    }
     /* OpenMP is linked only to read its thread limit (OMP_NUM_THREADS, threadpoolctl's). */
     #ifdef _OPENMP
     #include <omp.h>
@@ -141,6 +168,9 @@ cdef extern from *:
     int _catch_sigint "bpfast_catch_sigint" () noexcept nogil
     void _release_sigint "bpfast_release_sigint" () noexcept nogil
     int _sigint_pending "bpfast_sigint_pending" () noexcept nogil
+    uint64_t _noise_stream "bpfast_stream" (uint64_t key, uint64_t t) noexcept nogil
+    void _normal_pair "bpfast_normal_pair" (uint64_t base, uint64_t q, double* first,
+                                            double* second) noexcept nogil
 
 #: Whether this build was linked with OpenMP, whose thread limit the default thread count honours.
 openmp = bool(HAVE_OPENMP)
@@ -1185,6 +1215,9 @@ cdef struct Epoch:
     int n_parts
     bint by_examples                            # how this step is shared (Design 11)
     double clip                                 # R: each ∂C_k/∂θ clipped to norm R; 0: not
+    double noise                                # ν R: the deviation of the noise added to the
+                                                # step's sum, per coordinate; 0: none
+    uint64_t key                                # the noise's seed
     # Where the epoch is, advanced by `_epoch_close` between phases.
     Py_ssize_t i_batch, m
     int stage, l
@@ -1282,7 +1315,7 @@ cdef inline bint _step_by_examples(const Layout* lay, Py_ssize_t m, int n_parts)
 cdef inline bint _epoch_by_examples(const Epoch* e, Py_ssize_t m) noexcept nogil:
     """Whether the epoch's step of m examples is by examples: as the shape decides, and always
     when each example's gradient is clipped (its norm needs every layer's δ of that example)."""
-    return e.clip > 0 or _step_by_examples(e.lay, m, e.n_parts)
+    return e.clip > 0 or e.noise > 0 or _step_by_examples(e.lay, m, e.n_parts)
 
 
 def steps_by_examples(NetworkLayout layout, Py_ssize_t m, int n_parts):
@@ -1382,20 +1415,14 @@ cdef void _examples_sums(Epoch* e, int part, int n_parts, floating* tag) noexcep
 
 cdef void _sums_step_range(Epoch* e, Py_ssize_t start, Py_ssize_t end, bint weights,
                            floating* tag) noexcept nogil:
-    """θ_i for start ≤ i < end stepped by the rule from ∂C/∂θ_i = (1/m) Σ_p G_p,i, the parts'
-    sums added in part order (reproducible) into part 0's; `weights`: whether L2 applies."""
+    """θ_i for start ≤ i < end stepped by the rule from ∂C/∂θ_i = (1/m) × the sum in part 0's
+    sums (`_sums_step`); `weights`: whether L2 applies."""
     cdef floating* theta = <floating*> e.theta
-    cdef floating* total = <floating*> e.G
-    cdef const floating* G
+    cdef const floating* total = <const floating*> e.G
     cdef floating* grad
     cdef floating inv_m = (<floating> 1) / e.m
     cdef floating scale, beta
     cdef Py_ssize_t i
-    cdef int p
-    for p in range(1, e.n_parts):
-        G = <const floating*> e.G + p * e.G_stride
-        for i in range(start, end):
-            total[i] += G[i]
     if e.step.d.rule == SGD:
         # As `_step_layer`'s: w ← (1 − ηλ) w − (η/m) Σ_k δ_k a_kᵀ, b ← b − (η/m) Σ_k δ_k.
         scale = <floating> (-e.step.d.eta) * inv_m
@@ -1409,15 +1436,40 @@ cdef void _sums_step_range(Epoch* e, Py_ssize_t start, Py_ssize_t end, bint weig
     _update(theta, grad, &e.step, start, end, weights)
 
 
+cdef void _add_noise(floating* total, Py_ssize_t start, Py_ssize_t end, double deviation,
+                     uint64_t key, uint64_t t) noexcept nogil:
+    """total_i += deviation · ξ_i for start ≤ i < end (start even), ξ_i ~ N(0, 1) drawn for
+    coordinate i of step t by the counter-based generator: the same numbers for any parts."""
+    cdef uint64_t base = _noise_stream(key, t)
+    cdef double first, second
+    cdef Py_ssize_t i = start
+    while i < end:
+        _normal_pair(base, <uint64_t> (i >> 1), &first, &second)
+        total[i] += <floating> (deviation * first)
+        if i + 1 < end:
+            total[i + 1] += <floating> (deviation * second)
+        i += 2
+
+
 cdef void _sums_step(Epoch* e, int part, int n_parts, floating* tag) noexcept nogil:
-    """By examples (Design 11): the step of the rule on the part's stretch of θ — whole cache
-    lines, split at each layer's weights and biases — then its share of the next mini-batch's
-    rows gathered."""
+    """By examples (Design 11): on the part's stretch of θ (whole cache lines), the parts'
+    sums added in part order (reproducible) into part 0's, the noise of a private step added
+    (DP-SGD: Σ_k c_k ∂C_k/∂θ + ν R ξ), then the step of the rule, split at each layer's weights
+    and biases; then the part's share of the next mini-batch's rows gathered."""
     cdef const Layout* lay = e.lay
     cdef Py_ssize_t lines = (lay.P + SUMS_LINE - 1) // SUMS_LINE
     cdef Py_ssize_t i0 = min(lay.P, SUMS_LINE * _first(lines, part, n_parts))
     cdef Py_ssize_t i1 = min(lay.P, SUMS_LINE * _first(lines, part + 1, n_parts))
-    cdef int l
+    cdef floating* total = <floating*> e.G
+    cdef const floating* G
+    cdef Py_ssize_t i
+    cdef int l, p
+    for p in range(1, e.n_parts):
+        G = <const floating*> e.G + p * e.G_stride
+        for i in range(i0, i1):
+            total[i] += G[i]
+    if e.noise > 0:
+        _add_noise(total, i0, i1, e.noise, e.key, <uint64_t> (e.steps + e.i_batch))
     for l in range(1, lay.L + 1):
         if max(i0, lay.w[l]) < min(i1, lay.b[l]):
             _sums_step_range(e, max(i0, lay.w[l]), min(i1, lay.b[l]), True, tag)
@@ -1927,7 +1979,8 @@ cdef inline void _check_theta(NetworkLayout layout, const floating[::1] theta) e
 cdef _run_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1] X,
                 const floating[:, ::1] Y, const Py_ssize_t[::1] order, Py_ssize_t batch,
                 Rule rule, Workspace workspace, Team team, int n_threads, bint catch_sigint,
-                Py_ssize_t steps, floating* backup, double clip_norm):
+                Py_ssize_t steps, floating* backup, double clip_norm, double noise,
+                uint64_t key):
     """An epoch on the team: (Σ_k C_k, the mini-batch whose step diverged in a replay or 0,
     whether Ctrl-C stopped it, the steps it completed)."""
     cdef Epoch e
@@ -1944,6 +1997,8 @@ cdef _run_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1
                          "batch ≥ 1 and n_threads ≥ 1.")
     if rule.code != SGD and rule.grad.shape[0] != layout.c.P:
         raise ValueError("the rule's state is not laid out as this θ.")
+    if not 0 <= noise <= DBL_MAX:
+        raise ValueError(f"noise must be a finite number ≥ 0 (0: none), got {noise}.")
     if not 0 <= clip_norm <= DBL_MAX:
         raise ValueError(f"clip_norm must be a finite number ≥ 0 (0: no clipping), "
                          f"got {clip_norm}.")
@@ -1968,6 +2023,8 @@ cdef _run_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1
     e.stage = GATHER
     e.n_parts = n_threads
     e.clip = clip_norm
+    e.noise = noise
+    e.key = key
     if (_epoch_by_examples(&e, batch)
             or _epoch_by_examples(&e, e.N - (e.n_batches - 1) * batch)):
         e.G_stride = _sums_stride(layout.c.P)
@@ -1991,7 +2048,8 @@ cdef _run_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1
 def train_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1] X,
                 const floating[:, ::1] Y, const Py_ssize_t[::1] order, Py_ssize_t batch,
                 Rule rule, Workspace workspace, Team team=None, int n_threads=1,
-                bint catch_sigint=False, Py_ssize_t steps=0, double clip_norm=0):
+                bint catch_sigint=False, Py_ssize_t steps=0, double clip_norm=0,
+                double noise=0, uint64_t noise_key=0):
     """One epoch of training on θ in place: a step of `rule` for each mini-batch of `batch`
     examples taken in `order` (each a row of X and Y), each split into n_threads parts (Design
     4) that the workers of `team` compute (none: the calling thread alone); BLAS should be
@@ -2004,13 +2062,15 @@ def train_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1
     after the last completed step.
 
     ``clip_norm`` R > 0: each example's ∂C_k/∂θ is clipped to norm R before the mini-batch's
-    mean (`_clip_deltas`; such steps are always by examples, Design 11).
+    mean (`_clip_deltas`; such steps are always by examples, Design 11). ``noise`` > 0: each
+    step's sum gains noise of that deviation per coordinate before it is divided (ν R in
+    DP-SGD), drawn for step `steps` + i (i from 0 in this epoch) from ``noise_key``.
     """
     if team is None:
         team = Team()
     sum_C, _, interrupted, done = _run_epoch(layout, theta, X, Y, order, batch, rule, workspace,
                                              team, n_threads, catch_sigint, steps,
-                                             <floating*> NULL, clip_norm)
+                                             <floating*> NULL, clip_norm, noise, noise_key)
     if interrupted:
         interrupt = KeyboardInterrupt("training interrupted at a mini-batch boundary")
         interrupt.mini_batches_done = done
@@ -2021,7 +2081,8 @@ def train_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1
 def replay_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1] X,
                  const floating[:, ::1] Y, const Py_ssize_t[::1] order, Py_ssize_t batch,
                  Rule rule, Workspace workspace, Team team=None, int n_threads=1,
-                 Py_ssize_t steps=0, double clip_norm=0):
+                 Py_ssize_t steps=0, double clip_norm=0, double noise=0,
+                 uint64_t noise_key=0):
     """`train_epoch` again, checking θ after every step (the careful replay of an epoch that
     diverged, from θ and the rule's state as they were when it began): at the first step that
     leaves a non-finite parameter θ is put back to the step before and the epoch stops. Returns
@@ -2030,5 +2091,6 @@ def replay_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::
     if team is None:
         team = Team()
     _, diverged, _, _ = _run_epoch(layout, theta, X, Y, order, batch, rule, workspace, team,
-                                   n_threads, False, steps, &backup[0], clip_norm)
+                                   n_threads, False, steps, &backup[0], clip_norm, noise,
+                                   noise_key)
     return diverged

@@ -746,7 +746,8 @@ class Network:
 
     def fit(self, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=None,
             optimizer="sgd", momentum=0.0, nesterov=False, l2=0.0, betas=(0.9, 0.999), eps=1e-8,
-            validation_data=None, early_stopping=None, callback=None, clip_norm=None):
+            validation_data=None, early_stopping=None, callback=None, clip_norm=None,
+            noise_multiplier=None, sampling="shuffle"):
         """Train in place by mini-batch gradient descent; returns a `bpfast.training.History`.
 
         Each epoch visits the examples (rows of X and Y) in a random order drawn from ``seed``,
@@ -803,6 +804,16 @@ class Network:
             a_k (‖δ_k‖² (‖a_k‖² + 1) per layer), and the clipped sums are the same products as
             plain training with each δ_k scaled: the per-example gradients are never formed.
             Such steps share the examples between threads whatever the shape.
+        noise_multiplier : ν ≥ 0 or None (needs clip_norm)
+            DP-SGD's second half: each step uses ḡ = (1/B) (Σ_k c_k ∂C_k/∂θ + ν R ξ), ξ ~ N(0, I)
+            over all of θ, B the mini-batch's size; momentum, Nesterov and Adam apply to ḡ, L2
+            after the noise. ξ is drawn in the kernels by a counter-based generator (SplitMix64
+            and Box–Muller) keyed by ``seed``, the step and the coordinate: the same for any
+            n_threads, reproducible for a seed — and not a cryptographic generator.
+        sampling : "shuffle"
+            How mini-batches are drawn: each epoch's shuffled order, cut into batch_size. The
+            privacy accountants' analyses assume Poisson sampling, which is not available yet;
+            so no ε is computed here.
         callback : callable or None
             Called after each epoch as ``callback(epoch, figures)``, epoch counting from 1 and
             figures a dict with the epoch's "cost" and "seconds" (and "validation_cost",
@@ -844,7 +855,8 @@ class Network:
                 epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                 n_threads=n_threads, optimizer=optimizer, momentum=momentum, nesterov=nesterov,
                 l2=l2, betas=betas, eps=eps, early_stopping=early_stopping,
-                has_validation=validation_data is not None, clip_norm=clip_norm)
+                has_validation=validation_data is not None, clip_norm=clip_norm,
+                noise_multiplier=noise_multiplier, sampling=sampling)
             batch = min(settings.batch_size, X.shape[0])
             workspace = self._fit_workspace
             if workspace is None or workspace.rows < batch:

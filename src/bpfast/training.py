@@ -200,12 +200,14 @@ class FitSettings:
     down as one object: the loop (`train`) and the kernels' `Rule` read it, nothing else."""
 
     __slots__ = ("epochs", "batch_size", "learning_rate", "seed", "n_threads", "rule", "eta",
-                 "l2", "mu", "beta1", "beta2", "eps", "early_stopping", "clip_norm")
+                 "l2", "mu", "beta1", "beta2", "eps", "early_stopping", "clip_norm",
+                 "noise_multiplier")
 
     @classmethod
     def checked(cls, *, epochs, batch_size, learning_rate, seed=None, n_threads=None,
                 optimizer="sgd", momentum=0.0, nesterov=False, l2=0.0, betas=(0.9, 0.999),
-                eps=1e-8, early_stopping=None, has_validation=False, clip_norm=None):
+                eps=1e-8, early_stopping=None, has_validation=False, clip_norm=None,
+                noise_multiplier=None, sampling="shuffle"):
         """The settings after every check, each refusal naming its argument."""
         settings = cls()
         settings.epochs = check_count(epochs, "epochs", 0)
@@ -219,6 +221,14 @@ class FitSettings:
         settings.n_threads = None if n_threads is None else check_count(n_threads, "n_threads", 1)
         settings.clip_norm = (0.0 if clip_norm is None
                               else check_positive_real(clip_norm, "clip_norm"))
+        settings.noise_multiplier = (0.0 if noise_multiplier is None else check_positive_real(
+            noise_multiplier, "noise_multiplier", allow_zero=True))
+        if settings.noise_multiplier and not settings.clip_norm:
+            raise ValueError("noise_multiplier needs a clip_norm: the noise's deviation is "
+                             "noise_multiplier × clip_norm, the bound on one example's gradient.")
+        # Shuffled mini-batches of batch_size, as plain training takes them. (Poisson sampling,
+        # which privacy accounting assumes, is not built yet: no ε is reported.)
+        check_choice(sampling, "sampling", ["shuffle"])
         settings.early_stopping = None
         if early_stopping is not None:
             settings.early_stopping = check_count(early_stopping, "early_stopping", 1)
@@ -266,9 +276,14 @@ def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_t
     N = X.shape[0]
     n_batches = -(-N // batch)
     dtype = theta.dtype
+    # The noise's seed, drawn from fit's seed only for a private fit (a plain fit's orders are
+    # the same with or without this code).
+    noise_key = int(rng.integers(2**63)) if settings.noise_multiplier else 0
     epoch_arguments = dict(layout=layout, theta=theta, X=X, Y=Y, batch=batch, rule=rule,
                            workspace=workspace, team=team, n_threads=n_threads,
-                           clip_norm=settings.clip_norm)
+                           clip_norm=settings.clip_norm,
+                           noise=settings.noise_multiplier * settings.clip_norm,
+                           noise_key=noise_key)
     history = History()
     best_cost, best_theta, waited = np.inf, None, 0
     # θ and the rule's state as each epoch began, in buffers made once for all the epochs.
