@@ -7,13 +7,15 @@
 - `reference`: the same calculus in slow, readable pure Python, loops over j and k;
 - `chain.Chain`: the slides' one-neuron-per-layer chain rule, link by link, in plain floats;
 - `check`: the kernels against the reference and against finite differences, on your network;
-- `datasets`: the bundled 8×8 digits, MNIST's IDX files, and the helpers around them.
+- `datasets`: the bundled 8×8 digits, MNIST's IDX files, and the helpers around them;
+- `privacy`: the ε that DP-SGD spends (`fit(clip_norm=, noise_multiplier=)`), by Google's
+  dp-accounting (the optional extra ``bpfast[privacy]``, imported only when used).
 
 Names and conventions follow the notation (docs/notation.md in bpfast's sources): weights[l-1]
 is w^(l) of shape (n_l, n_{l−1}), C_0 = Σ_j (a_j^(L) − y_j)² with no factor ½, and a batch has
 one example per row.
 """
-from . import activations, chain, costs, datasets, reference, training
+from . import activations, chain, costs, datasets, privacy, reference, training
 from .activations import sigmoid, sigmoid_prime
 from .crosscheck import CheckReport, check
 from .network import Gradient, Network, Trace, load
@@ -34,6 +36,7 @@ __all__ = [
     "costs",
     "datasets",
     "load",
+    "privacy",
     "reference",
     "sigmoid",
     "sigmoid_prime",
