@@ -109,6 +109,34 @@ def numpy_costs(cost, output, z, a, y):
     return (softplus - y * z).sum(axis=1)
 
 
+def fit_beside_reference(rule, dtype, **keywords):
+    """Two epochs of fit on a [4, 5, 3] tanh/softmax/cross-entropy network, beside the pure
+    Python reference's `train_epoch` on the same orders (mini-batches of 4 of 11 examples) with
+    the rule and ``keywords`` (clip_norm). Returns (θ after fit, θ after the reference, fit's
+    costs, the reference's costs)."""
+    from bpfast import reference
+    rule = dict(rule)
+    learning_rate = rule.pop("learning_rate", 0.4)
+    rng = np.random.default_rng(3)
+    net = bpfast.Network([4, 5, 3], activation="tanh", output_activation="softmax",
+                         cost="cross_entropy", dtype=dtype, seed=5)
+    X = rng.normal(size=(11, 4))
+    Y = np.eye(3)[rng.integers(0, 3, 11)]
+    weights = [w.astype(float).tolist() for w in net.weights]
+    biases = [b.astype(float).tolist() for b in net.biases]
+    orders = np.random.default_rng(9)
+    state, costs = {}, []
+    for _ in range(2):
+        costs.append(reference.train_epoch(weights, biases, X.tolist(), Y.tolist(),
+                                           orders.permutation(11).tolist(), 4, learning_rate,
+                                           state, net.activations, net.cost_function,
+                                           **keywords, **rule))
+    history = net.fit(X, Y, epochs=2, batch_size=4, learning_rate=learning_rate, seed=9,
+                      **keywords, **rule)
+    expected = np.concatenate([np.concatenate([np.ravel(w), b]) for w, b in zip(weights, biases)])
+    return net.parameters_vector(), expected, history.cost, costs
+
+
 def numpy_fit(net, X, Y, *, epochs, batch_size, learning_rate, seed, optimizer="sgd",
               momentum=0.0, nesterov=False, l2=0.0, betas=(0.9, 0.999), eps=1e-8, steps=None,
               dtype="float64", clip_norm=None):

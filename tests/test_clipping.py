@@ -6,7 +6,7 @@ import pytest
 import bpfast
 from bpfast.crosscheck import relative_difference
 
-from conftest import RULES, make_problem, numpy_fit
+from conftest import RULES, fit_beside_reference, make_problem, numpy_fit
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
@@ -97,29 +97,9 @@ def test_bad_clip_norm_is_refused_before_training(value, error, message):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_clipped_fit_matches_the_pure_python_reference(rule, dtype):
     """The reference's `train_epoch(clip_norm=)`: each example's gradient from `backprop`, its
-    norm summed square by square, then scaled — against fit."""
-    from bpfast import reference
-    rule = dict(rule)
-    learning_rate = rule.pop("learning_rate", 0.4)
-    rng = np.random.default_rng(3)
-    net = bpfast.Network([4, 5, 3], activation="tanh", output_activation="softmax",
-                         cost="cross_entropy", dtype=dtype, seed=5)
-    X = rng.normal(size=(11, 4))
-    Y = np.eye(3)[rng.integers(0, 3, 11)]
-    weights = [w.astype(float).tolist() for w in net.weights]
-    biases = [b.astype(float).tolist() for b in net.biases]
-    orders = np.random.default_rng(9)
-    state = {}
-    for _ in range(2):
-        reference.train_epoch(weights, biases, X.tolist(), Y.tolist(),
-                              orders.permutation(11).tolist(), 4, learning_rate, state,
-                              net.activations, net.cost_function, clip_norm=0.3, **rule)
-    net.fit(X, Y, epochs=2, batch_size=4, learning_rate=learning_rate, seed=9, clip_norm=0.3,
-            **rule)
-    expected = np.concatenate([np.concatenate([np.ravel(w), b]) for w, b in zip(weights, biases)])
+    norm summed square by square, then scaled — against fit; unclipped fit is far from it."""
+    theta, expected, _, _ = fit_beside_reference(rule, dtype, clip_norm=0.3)
     tolerance = {"float64": 1e-12, "float32": 1e-4}[dtype]
-    assert relative_difference(net.parameters_vector(), expected) <= tolerance
-    unclipped = bpfast.Network([4, 5, 3], activation="tanh", output_activation="softmax",
-                               cost="cross_entropy", dtype=dtype, seed=5)
-    unclipped.fit(X, Y, epochs=2, batch_size=4, learning_rate=learning_rate, seed=9, **rule)
-    assert relative_difference(unclipped.parameters_vector(), expected) > 100 * tolerance
+    assert relative_difference(theta, expected) <= tolerance
+    unclipped, _, _, _ = fit_beside_reference(rule, dtype)
+    assert relative_difference(unclipped, expected) > 100 * tolerance

@@ -10,6 +10,7 @@ from conftest import (
     RULES,
     diverging_problem,
     entrywise,
+    fit_beside_reference,
     float32_telling_problem,
     make_problem,
     numpy_fit,
@@ -180,24 +181,7 @@ def test_bad_optimizer_arguments_are_refused_before_training(kwargs, error, mess
 def test_fit_matches_the_pure_python_reference(rule, dtype):
     """The reference's `train_epoch` (loops over j and k, `reference.step`) against fit, with
     other activations and costs too."""
-    from bpfast import reference
-    rule = dict(rule)
-    learning_rate = rule.pop("learning_rate", 0.4)
-    rng = np.random.default_rng(3)
-    net = bpfast.Network([4, 5, 3], activation="tanh", output_activation="softmax",
-                         cost="cross_entropy", dtype=dtype, seed=5)
-    X = rng.normal(size=(11, 4))
-    Y = np.eye(3)[rng.integers(0, 3, 11)]
-    weights = [w.astype(float).tolist() for w in net.weights]
-    biases = [b.astype(float).tolist() for b in net.biases]
-    orders = np.random.default_rng(9)
-    state, costs = {}, []
-    for _ in range(2):
-        costs.append(reference.train_epoch(weights, biases, X.tolist(), Y.tolist(),
-                                           orders.permutation(11).tolist(), 4, learning_rate,
-                                           state, net.activations, net.cost_function, **rule))
-    history = net.fit(X, Y, epochs=2, batch_size=4, learning_rate=learning_rate, seed=9, **rule)
-    expected = np.concatenate([np.concatenate([np.ravel(w), b]) for w, b in zip(weights, biases)])
+    theta, expected, history_cost, costs = fit_beside_reference(rule, dtype)
     tolerance = {"float64": 1e-12, "float32": 1e-4}[dtype]
-    assert relative_difference(net.parameters_vector(), expected) <= tolerance
-    np.testing.assert_allclose(history.cost, costs, rtol=tolerance)
+    assert relative_difference(theta, expected) <= tolerance
+    np.testing.assert_allclose(history_cost, costs, rtol=tolerance)
