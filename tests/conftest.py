@@ -139,13 +139,15 @@ def fit_beside_reference(rule, dtype, **keywords):
 
 def numpy_fit(net, X, Y, *, epochs, batch_size, learning_rate, seed, optimizer="sgd",
               momentum=0.0, nesterov=False, l2=0.0, betas=(0.9, 0.999), eps=1e-8, steps=None,
-              dtype="float64", clip_norm=None):
+              dtype="float64", clip_norm=None, poisson=False):
     """fit's steps written out in numpy: same orders, same mini-batches, same rules. Returns θ
     after training, flat in the slides' order, and the mean cost of each epoch completed.
     ``steps``: stop after that many steps in all (an interrupted or diverged fit); ``dtype``:
     the arithmetic (float32: every array and every operation in float32, as a float32 network
     computes); ``clip_norm``: each example's gradient formed whole, flat, its norm taken by
-    numpy, and scaled by min(1, R / norm) before the mean."""
+    numpy, and scaled by min(1, R / norm) before the mean; ``poisson``: the steps of
+    `bpfast.training.poisson_steps` (the law it draws from is tested on its own), each sum
+    divided by batch_size, and the cost the mean over the examples visited."""
     dtype = np.dtype(dtype)
     cast = dtype.type
     theta = [p.astype(dtype) for wb in zip(net.weights, net.biases) for p in wb]
@@ -157,12 +159,19 @@ def numpy_fit(net, X, Y, *, epochs, batch_size, learning_rate, seed, optimizer="
     N, t = X.shape[0], 0
     epoch_costs = []
     for _ in range(epochs):
-        order = rng.permutation(N)
+        if poisson:
+            from bpfast.training import poisson_steps
+            order, offsets = poisson_steps(rng, N, min(batch_size, N))
+            batches = [order[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+            divisor, visited = cast(min(batch_size, N)), offsets[-1]
+        else:
+            order = rng.permutation(N)
+            batches = [order[start:start + batch_size] for start in range(0, N, batch_size)]
+            divisor, visited = None, N
         total = 0.0
-        for start in range(0, N, batch_size):
+        for rows in batches:
             if steps is not None and t == steps:
                 return np.concatenate([p.ravel() for p in theta]), epoch_costs
-            rows = order[start:start + batch_size]
             y = Y[rows]
             a, z = [X[rows]], []
             for l in range(L):
@@ -186,7 +195,7 @@ def numpy_fit(net, X, Y, *, epochs, batch_size, learning_rate, seed, optimizer="
                 deltas[l] = delta
                 if l > 0:
                     delta = (delta @ theta[2 * l]) * F[acts[l - 1]][1](z[l - 1], a[l])
-            if clip_norm is not None:
+            if clip_norm is not None and len(rows):
                 # Every example's gradient in full (outer products), its norm, its factor.
                 per_example = np.concatenate(
                     [part.reshape(len(rows), -1) for l in range(L) for part in (
@@ -196,8 +205,9 @@ def numpy_fit(net, X, Y, *, epochs, batch_size, learning_rate, seed, optimizer="
                 deltas = [d * factor.astype(dtype)[:, None] for d in deltas]
             grads = [None] * (2 * L)
             for l in range(L - 1, -1, -1):
-                grads[2 * l] = deltas[l].T @ a[l] / cast(len(rows)) + cast(l2) * theta[2 * l]
-                grads[2 * l + 1] = deltas[l].sum(axis=0) / cast(len(rows))
+                n = divisor if divisor is not None else cast(len(rows))
+                grads[2 * l] = deltas[l].T @ a[l] / n + cast(l2) * theta[2 * l]
+                grads[2 * l + 1] = deltas[l].sum(axis=0) / n
             t += 1
             b1, b2, eta, mu = cast(betas[0]), cast(betas[1]), cast(learning_rate), cast(momentum)
             for p, g, v_p, r_p in zip(theta, grads, v, r):
@@ -211,5 +221,5 @@ def numpy_fit(net, X, Y, *, epochs, batch_size, learning_rate, seed, optimizer="
                     p -= eta * (g + mu * v_p if nesterov else v_p)
                 else:
                     p -= eta * g
-        epoch_costs.append(total / N)
+        epoch_costs.append(total / visited if visited else float("nan"))
     return np.concatenate([p.ravel() for p in theta]), epoch_costs

@@ -6,8 +6,9 @@ import pytest
 from scipy import stats
 
 import bpfast
+from bpfast.crosscheck import relative_difference
 
-from conftest import make_problem
+from conftest import make_problem, numpy_fit
 
 R, NU, B = 0.5, 1.3, 40
 
@@ -18,7 +19,7 @@ def drawn_noise(seed=0, n_threads=2, sizes=(30, 60, 10)):
     net, X, Y = make_problem(list(sizes), B, seed=1)
     clipped = bpfast.Network.from_params(net.weights, net.biases)
     keywords = dict(epochs=1, batch_size=B, learning_rate=1.0, seed=seed, n_threads=n_threads,
-                    clip_norm=R)
+                    clip_norm=R, sampling="shuffle")
     clipped.fit(X, Y, **keywords)
     net.fit(X, Y, noise_multiplier=NU, **keywords)
     return (net.parameters_vector() - clipped.parameters_vector()) * (-B / (NU * R))
@@ -52,7 +53,7 @@ def test_each_step_draws_new_noise_and_private_fit_is_bitwise_reproducible():
     for n_threads in (1, 2, 2):
         copy = bpfast.Network.from_params(net.weights, net.biases)
         copy.fit(X, Y, epochs=2, batch_size=50, learning_rate=0.1, seed=3, n_threads=n_threads,
-                 clip_norm=0.3, noise_multiplier=1.1, momentum=0.5)
+                 clip_norm=0.3, noise_multiplier=1.1, momentum=0.5, sampling="shuffle")
         runs.append(copy.parameters_vector())
     np.testing.assert_array_equal(runs[1], runs[2])
     np.testing.assert_allclose(runs[0], runs[1], rtol=0, atol=1e-12)
@@ -64,7 +65,7 @@ def test_each_step_draws_new_noise_and_private_fit_is_bitwise_reproducible():
         noisy = bpfast.Network.from_params(net.weights, net.biases)
         for model, noise in ((plain, None), (noisy, NU)):
             model.fit(X[:steps * B], Y[:steps * B], epochs=1, batch_size=B, learning_rate=1e-9,
-                      seed=0, clip_norm=R, noise_multiplier=noise)
+                      seed=0, clip_norm=R, noise_multiplier=noise, sampling="shuffle")
         deltas.append(noisy.parameters_vector() - plain.parameters_vector())
     first, second = deltas[0], deltas[1] - deltas[0]
     assert abs(np.corrcoef(first, second)[0, 1]) < 0.2
@@ -86,8 +87,9 @@ def test_no_noise_is_clipping_alone():
     (dict(noise_multiplier=float("nan"), clip_norm=1.0), ValueError,
      "noise_multiplier must be a finite number ≥ 0"),
     (dict(noise_multiplier="1", clip_norm=1.0), TypeError, "noise_multiplier must be a real"),
-    (dict(noise_multiplier=1.0, clip_norm=1.0, sampling="poisson"), ValueError,
-     r"sampling must be one of \['shuffle'\]"),
+    (dict(noise_multiplier=1.0, clip_norm=1.0, sampling="uniform"), ValueError,
+     r"sampling must be one of \['shuffle', 'poisson'\]"),
+    (dict(sampling="poisson"), ValueError, "sampling='poisson' is DP-SGD's: it needs a clip_norm"),
 ])
 def test_bad_privacy_arguments_are_refused_before_training(keywords, error, message):
     net, X, Y = make_problem([4, 3, 2], 10)
@@ -95,3 +97,58 @@ def test_bad_privacy_arguments_are_refused_before_training(keywords, error, mess
     with pytest.raises(error, match=message):
         net.fit(X, Y, epochs=1, batch_size=5, learning_rate=0.1, **keywords)
     np.testing.assert_array_equal(net.parameters_vector(), before)
+
+
+def test_poisson_steps_follow_the_binomial_law():
+    """20,000 steps of N = 500, B = 50 (q = 0.1): counts with mean N q = 50 and variance
+    N q (1 − q) = 45 (each within 5 standard errors), every example in a share q of the steps
+    (within 5 standard errors of the least and most frequent), rows distinct within a step."""
+    from bpfast.training import poisson_steps
+    rng = np.random.default_rng(0)
+    counts, joined = [], np.zeros(500)
+    for _ in range(2_000):
+        order, offsets = poisson_steps(rng, 500, 50)
+        assert len(offsets) == 11 and offsets[0] == 0 and len(order) == offsets[-1] + 1
+        for i in range(10):
+            rows = order[offsets[i]:offsets[i + 1]]
+            assert len(np.unique(rows)) == len(rows)
+            joined[rows] += 1
+        counts.extend(np.diff(offsets))
+    counts = np.array(counts)
+    n = len(counts)
+    assert abs(counts.mean() - 50) < 5 * np.sqrt(45 / n)
+    assert abs(counts.var() - 45) < 5 * 45 * np.sqrt(2 / n)
+    share = joined / n
+    assert np.all(np.abs(share - 0.1) < 5 * np.sqrt(0.09 / n))
+
+
+@pytest.mark.parametrize("rule", [dict(), dict(momentum=0.9, l2=0.05),
+                                  dict(optimizer="adam", learning_rate=0.01)],
+                         ids=["sgd", "momentum+l2", "adam"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_poisson_steps_match_numpy_empty_ones_included(rule, n_threads):
+    """ν = 0: Poisson-sampled clipped steps against numpy on the same draws, each sum divided
+    by B; with N = 12 and B = 2 (q = 1/6), some steps draw nobody — they still take the rule's
+    step (L2's decay, momentum's velocity, Adam's moments), as numpy does."""
+    from bpfast.training import poisson_steps
+    rule = dict(rule)
+    learning_rate = rule.pop("learning_rate", 0.3)
+    rng = np.random.default_rng(7)
+    sizes = [np.diff(poisson_steps(rng, 12, 2)[1]) for _ in range(4)]
+    assert any(0 in s for s in sizes) and max(max(s) for s in sizes) > 2
+    net, X, Y = make_problem([5, 6, 3], 12, seed=2)
+    expected, costs = numpy_fit(net, X, Y, epochs=4, batch_size=2, learning_rate=learning_rate,
+                                seed=7, clip_norm=0.4, poisson=True, **rule)
+    history = net.fit(X, Y, epochs=4, batch_size=2, learning_rate=learning_rate, seed=7,
+                      clip_norm=0.4, sampling="poisson", n_threads=n_threads, **rule)
+    assert relative_difference(net.parameters_vector(), expected) <= 1e-12
+    np.testing.assert_allclose(history.cost, costs, rtol=1e-12)
+
+
+def test_a_private_fit_samples_by_poisson_by_default():
+    net, X, Y = make_problem([5, 6, 3], 60, seed=2)
+    poisson = bpfast.Network.from_params(net.weights, net.biases)
+    for model, sampling in ((net, None), (poisson, "poisson")):
+        model.fit(X, Y, epochs=2, batch_size=10, learning_rate=0.3, seed=1, clip_norm=0.5,
+                  noise_multiplier=0.8, sampling=sampling)
+    np.testing.assert_array_equal(net.parameters_vector(), poisson.parameters_vector())

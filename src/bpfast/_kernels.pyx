@@ -1218,6 +1218,9 @@ cdef struct Epoch:
     double noise                                # ν R: the deviation of the noise added to the
                                                 # step's sum, per coordinate; 0: none
     uint64_t key                                # the noise's seed
+    const Py_ssize_t* offsets                   # Poisson sampling: mini-batch i is order's
+                                                # offsets[i] ≤ k < offsets[i + 1]; NULL: fixed
+    double normaliser                           # B, what a step's sum is divided by; 0: m
     # Where the epoch is, advanced by `_epoch_close` between phases.
     Py_ssize_t i_batch, m
     int stage, l
@@ -1233,8 +1236,18 @@ cdef inline floating* _batch_half(void* buffer, Py_ssize_t i_batch, Py_ssize_t b
     return <floating*> buffer + (i_batch % 2) * batch * width
 
 
+cdef inline Py_ssize_t _batch_start(const Epoch* e, Py_ssize_t i_batch) noexcept nogil:
+    """Where mini-batch i_batch's rows start in the epoch's order"""
+    return e.offsets[i_batch] if e.offsets != NULL else i_batch * e.batch
+
+
 cdef inline Py_ssize_t _batch_size(const Epoch* e, Py_ssize_t i_batch) noexcept nogil:
-    """The examples in mini-batch i_batch (the last one may be short; none after it)"""
+    """The examples in mini-batch i_batch (the last one may be short; none after it; with
+    Poisson sampling, as many as were drawn — maybe none)"""
+    if i_batch >= e.n_batches:
+        return 0
+    if e.offsets != NULL:
+        return e.offsets[i_batch + 1] - e.offsets[i_batch]
     return max(0, min(e.batch, e.N - i_batch * e.batch))
 
 
@@ -1245,7 +1258,7 @@ cdef void _gather_rows(Epoch* e, Py_ssize_t i_batch, Py_ssize_t k0, Py_ssize_t k
     cdef floating* x = _batch_half(e.Xb, i_batch, e.batch, n0, tag)
     cdef floating* y = _batch_half(e.Yb, i_batch, e.batch, nL, tag)
     for k in range(k0, k1):
-        row = e.order[i_batch * e.batch + k]
+        row = e.order[_batch_start(e, i_batch) + k]
         memcpy(x + k * n0, <const floating*> e.X + row * n0, n0 * sizeof(floating))
         memcpy(y + k * nL, <const floating*> e.Y + row * nL, nL * sizeof(floating))
 
@@ -1264,11 +1277,11 @@ cdef void _prefetch_rows(Epoch* e, Py_ssize_t i_batch, int part, int n_parts,
                          floating* tag) noexcept nogil:
     """Ask memory for the part's share of mini-batch i_batch's rows of X, scattered over the
     training set and out of cache, while the mini-batch before it is computed."""
-    cdef Py_ssize_t start = i_batch * e.batch, m, k, byte
+    cdef Py_ssize_t start, m, k, byte
     cdef const char* row
     if i_batch >= e.n_batches:
         return
-    m = min(e.batch, e.N - start)
+    start, m = _batch_start(e, i_batch), _batch_size(e, i_batch)
     for k in range(_first(m, part, n_parts), _first(m, part + 1, n_parts)):
         row = <const char*> (<const floating*> e.X + e.order[start + k] * e.lay.sizes[0])
         for byte in range(0, e.lay.sizes[0] * <Py_ssize_t> sizeof(floating), 64):
@@ -1420,7 +1433,7 @@ cdef void _sums_step_range(Epoch* e, Py_ssize_t start, Py_ssize_t end, bint weig
     cdef floating* theta = <floating*> e.theta
     cdef const floating* total = <const floating*> e.G
     cdef floating* grad
-    cdef floating inv_m = (<floating> 1) / e.m
+    cdef floating inv_m = (<floating> 1) / (e.normaliser if e.normaliser > 0 else e.m)
     cdef floating scale, beta
     cdef Py_ssize_t i
     if e.step.d.rule == SGD:
@@ -1543,7 +1556,7 @@ cdef int _begin_step(Epoch* e, floating* tag) noexcept nogil:
     if e.catch_sigint and _sigint_pending():
         e.interrupted = True
         return BPFAST_FINISHED_STEP if a_step_ended else BPFAST_FINISHED
-    e.m = min(e.batch, e.N - e.i_batch * e.batch)
+    e.m = _batch_size(e, e.i_batch)
     if e.step.d.rule == ADAM:
         e.step.d.c1 = 1 / (1 - pow(e.step.d.beta1, <double> (e.steps + e.i_batch + 1)))
         e.step.d.c2 = 1 / (1 - pow(e.step.d.beta2, <double> (e.steps + e.i_batch + 1)))
@@ -1980,7 +1993,7 @@ cdef _run_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1
                 const floating[:, ::1] Y, const Py_ssize_t[::1] order, Py_ssize_t batch,
                 Rule rule, Workspace workspace, Team team, int n_threads, bint catch_sigint,
                 Py_ssize_t steps, floating* backup, double clip_norm, double noise,
-                uint64_t key):
+                uint64_t key, offsets, double normaliser):
     """An epoch on the team: (Σ_k C_k, the mini-batch whose step diverged in a replay or 0,
     whether Ctrl-C stopped it, the steps it completed)."""
     cdef Epoch e
@@ -2012,6 +2025,19 @@ cdef _run_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1
     e.N = order.shape[0]
     e.batch = batch
     e.n_batches = (e.N + batch - 1) // batch
+    cdef const Py_ssize_t[::1] starts
+    if offsets is not None:
+        starts = offsets
+        if (starts.shape[0] < 2 or starts[0] != 0 or starts[starts.shape[0] - 1] > e.N
+                or normaliser <= 0 or clip_norm <= 0):
+            raise ValueError("Poisson steps need offsets from 0 into the order, a normaliser "
+                             "> 0 and a clip norm.")
+        for t in range(1, starts.shape[0]):
+            if not 0 <= starts[t] - starts[t - 1] <= batch:
+                raise ValueError("a Poisson step holds more rows than the buffers' batch.")
+        e.offsets = &starts[0]
+        e.n_batches = starts.shape[0] - 1
+        e.normaliser = normaliser
     e.steps = steps
     e.step = rule.c
     e.Xb = &Xb[0]
@@ -2049,7 +2075,7 @@ def train_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1
                 const floating[:, ::1] Y, const Py_ssize_t[::1] order, Py_ssize_t batch,
                 Rule rule, Workspace workspace, Team team=None, int n_threads=1,
                 bint catch_sigint=False, Py_ssize_t steps=0, double clip_norm=0,
-                double noise=0, uint64_t noise_key=0):
+                double noise=0, uint64_t noise_key=0, offsets=None, double normaliser=0):
     """One epoch of training on θ in place: a step of `rule` for each mini-batch of `batch`
     examples taken in `order` (each a row of X and Y), each split into n_threads parts (Design
     4) that the workers of `team` compute (none: the calling thread alone); BLAS should be
@@ -2065,12 +2091,16 @@ def train_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1
     mean (`_clip_deltas`; such steps are always by examples, Design 11). ``noise`` > 0: each
     step's sum gains noise of that deviation per coordinate before it is divided (ν R in
     DP-SGD), drawn for step `steps` + i (i from 0 in this epoch) from ``noise_key``.
+    ``offsets`` (Poisson sampling, with a clip norm): step i takes the rows order[offsets[i]:
+    offsets[i + 1]] — any number, none included, at most ``batch`` — and divides its sum by
+    ``normaliser`` (the expected mini-batch size), not by its count.
     """
     if team is None:
         team = Team()
     sum_C, _, interrupted, done = _run_epoch(layout, theta, X, Y, order, batch, rule, workspace,
                                              team, n_threads, catch_sigint, steps,
-                                             <floating*> NULL, clip_norm, noise, noise_key)
+                                             <floating*> NULL, clip_norm, noise, noise_key,
+                                             offsets, normaliser)
     if interrupted:
         interrupt = KeyboardInterrupt("training interrupted at a mini-batch boundary")
         interrupt.mini_batches_done = done
@@ -2082,7 +2112,7 @@ def replay_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::
                  const floating[:, ::1] Y, const Py_ssize_t[::1] order, Py_ssize_t batch,
                  Rule rule, Workspace workspace, Team team=None, int n_threads=1,
                  Py_ssize_t steps=0, double clip_norm=0, double noise=0,
-                 uint64_t noise_key=0):
+                 uint64_t noise_key=0, offsets=None, double normaliser=0):
     """`train_epoch` again, checking θ after every step (the careful replay of an epoch that
     diverged, from θ and the rule's state as they were when it began): at the first step that
     leaves a non-finite parameter θ is put back to the step before and the epoch stops. Returns
@@ -2092,5 +2122,5 @@ def replay_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::
         team = Team()
     _, diverged, _, _ = _run_epoch(layout, theta, X, Y, order, batch, rule, workspace, team,
                                    n_threads, False, steps, &backup[0], clip_norm, noise,
-                                   noise_key)
+                                   noise_key, offsets, normaliser)
     return diverged

@@ -747,7 +747,7 @@ class Network:
     def fit(self, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=None,
             optimizer="sgd", momentum=0.0, nesterov=False, l2=0.0, betas=(0.9, 0.999), eps=1e-8,
             validation_data=None, early_stopping=None, callback=None, clip_norm=None,
-            noise_multiplier=None, sampling="shuffle"):
+            noise_multiplier=None, sampling=None):
         """Train in place by mini-batch gradient descent; returns a `bpfast.training.History`.
 
         Each epoch visits the examples (rows of X and Y) in a random order drawn from ``seed``,
@@ -810,10 +810,14 @@ class Network:
             after the noise. ξ is drawn in the kernels by a counter-based generator (SplitMix64
             and Box–Muller) keyed by ``seed``, the step and the coordinate: the same for any
             n_threads, reproducible for a seed — and not a cryptographic generator.
-        sampling : "shuffle"
-            How mini-batches are drawn: each epoch's shuffled order, cut into batch_size. The
-            privacy accountants' analyses assume Poisson sampling, which is not available yet;
-            so no ε is computed here.
+        sampling : "shuffle", "poisson" or None
+            How mini-batches are drawn. "shuffle": each epoch's shuffled order, cut into
+            batch_size. "poisson" (the default with noise; needs clip_norm): an epoch is
+            round(N / B) steps, each holding every example independently with probability
+            q = B / N (B = batch_size) — so a step's size varies, may be 0 (its noise is still
+            added) — and its sum is divided by B, the expected size: what the privacy
+            accountants assume (`bpfast.privacy.epsilon(ν, B / N, steps, δ_DP)`). The history's
+            cost is then the mean over the examples the epoch visited.
         callback : callable or None
             Called after each epoch as ``callback(epoch, figures)``, epoch counting from 1 and
             figures a dict with the epoch's "cost" and "seconds" (and "validation_cost",

@@ -195,19 +195,37 @@ def check_rule(eta, optimizer, momentum, nesterov, l2, betas, eps, spelling=PYTH
     return dict(rule=rule, eta=eta, l2=l2, mu=mu, beta1=beta1, beta2=beta2, eps=eps)
 
 
+#: How fit draws its mini-batches: each epoch's shuffled order cut into batch_size, or Poisson
+#: sampling (every example joins each step with probability batch_size / N).
+SAMPLINGS = ("shuffle", "poisson")
+
+
+def poisson_steps(rng, N, batch_size):
+    """An epoch of Poisson sampling: round(N / B) steps (at least one), each holding every one of
+    the N examples independently with probability q = B / N — drawn as a Binomial(N, q) count,
+    then that many distinct rows, which is the same law. Returns (order, offsets): step i takes
+    order[offsets[i]:offsets[i + 1]], none at times. (order keeps one unused entry, so that it
+    is never empty.)"""
+    counts = rng.binomial(N, batch_size / N, size=max(1, round(N / batch_size)))
+    rows = [rng.choice(N, size=count, replace=False) for count in counts]
+    order = np.concatenate(rows + [np.zeros(1, np.intp)]).astype(np.intp, copy=False)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.intp)
+    return order, offsets
+
+
 class FitSettings:
     """Everything `Network.fit` is told besides the data, checked once (`checked`) and handed
     down as one object: the loop (`train`) and the kernels' `Rule` read it, nothing else."""
 
     __slots__ = ("epochs", "batch_size", "learning_rate", "seed", "n_threads", "rule", "eta",
                  "l2", "mu", "beta1", "beta2", "eps", "early_stopping", "clip_norm",
-                 "noise_multiplier")
+                 "noise_multiplier", "sampling")
 
     @classmethod
     def checked(cls, *, epochs, batch_size, learning_rate, seed=None, n_threads=None,
                 optimizer="sgd", momentum=0.0, nesterov=False, l2=0.0, betas=(0.9, 0.999),
                 eps=1e-8, early_stopping=None, has_validation=False, clip_norm=None,
-                noise_multiplier=None, sampling="shuffle"):
+                noise_multiplier=None, sampling=None):
         """The settings after every check, each refusal naming its argument."""
         settings = cls()
         settings.epochs = check_count(epochs, "epochs", 0)
@@ -226,9 +244,13 @@ class FitSettings:
         if settings.noise_multiplier and not settings.clip_norm:
             raise ValueError("noise_multiplier needs a clip_norm: the noise's deviation is "
                              "noise_multiplier × clip_norm, the bound on one example's gradient.")
-        # Shuffled mini-batches of batch_size, as plain training takes them. (Poisson sampling,
-        # which privacy accounting assumes, is not built yet: no ε is reported.)
-        check_choice(sampling, "sampling", ["shuffle"])
+        if sampling is None:
+            sampling = "poisson" if settings.noise_multiplier else "shuffle"
+        settings.sampling = check_choice(sampling, "sampling", SAMPLINGS)
+        if settings.sampling == "poisson" and not settings.clip_norm:
+            raise ValueError("sampling='poisson' is DP-SGD's: it needs a clip_norm (steps of "
+                             "any size are divided by the expected batch_size, which bounds "
+                             "an example's influence only once its gradient is clipped).")
         settings.early_stopping = None
         if early_stopping is not None:
             settings.early_stopping = check_count(early_stopping, "early_stopping", 1)
@@ -275,6 +297,9 @@ def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_t
     """`train`'s epochs, on a team lent for them."""
     N = X.shape[0]
     n_batches = -(-N // batch)
+    poisson = settings.sampling == "poisson"
+    if poisson:
+        n_batches = max(1, round(N / batch))
     dtype = theta.dtype
     # The noise's seed, drawn from fit's seed only for a private fit (a plain fit's orders are
     # the same with or without this code).
@@ -283,7 +308,8 @@ def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_t
                            workspace=workspace, team=team, n_threads=n_threads,
                            clip_norm=settings.clip_norm,
                            noise=settings.noise_multiplier * settings.clip_norm,
-                           noise_key=noise_key)
+                           noise_key=noise_key, offsets=None,
+                           normaliser=float(batch) if settings.sampling == "poisson" else 0.0)
     history = History()
     best_cost, best_theta, waited = np.inf, None, 0
     # θ and the rule's state as each epoch began, in buffers made once for all the epochs.
@@ -291,7 +317,15 @@ def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_t
     main_thread = threading.current_thread() is threading.main_thread()
     with _single_threaded_blas(), _recording_threads(history, team, n_threads):
         for epoch in range(settings.epochs):
-            order = rng.permutation(N).astype(np.intp, copy=False)
+            visited = N
+            if poisson:
+                order, offsets = poisson_steps(rng, N, batch)
+                largest, visited = max(1, int(np.diff(offsets).max())), int(offsets[-1])
+                if largest > epoch_arguments["workspace"].rows:
+                    epoch_arguments["workspace"] = layout.workspace(largest, dtype, training=True)
+                epoch_arguments.update(batch=largest, offsets=offsets)
+            else:
+                order = rng.permutation(N).astype(np.intp, copy=False)
             np.copyto(before, theta)
             rule.state(into=state_before)
             steps = epoch * n_batches
@@ -338,7 +372,7 @@ def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_t
                     f"made parameters non-finite; the network keeps those of the last finite "
                     f"step. Try a smaller learning rate than {settings.learning_rate!r}.",
                     epoch + 1, history, bad_batch, before.copy())
-            history._record(float(sum_C) / N, seconds)
+            history._record(float(sum_C) / visited if visited else float("nan"), seconds)
             figures = {"cost": history.cost[-1], "seconds": seconds}
             if validate is not None:
                 cost, accuracy = validate()
