@@ -747,7 +747,7 @@ class Network:
     def fit(self, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=None,
             optimizer="sgd", momentum=0.0, nesterov=False, l2=0.0, betas=(0.9, 0.999), eps=1e-8,
             validation_data=None, early_stopping=None, callback=None, clip_norm=None,
-            noise_multiplier=None, sampling=None):
+            noise_multiplier=None, sampling=None, target_delta=None, accountant="pld"):
         """Train in place by mini-batch gradient descent; returns a `bpfast.training.History`.
 
         Each epoch visits the examples (rows of X and Y) in a random order drawn from ``seed``,
@@ -818,6 +818,11 @@ class Network:
             added) — and its sum is divided by B, the expected size: what the privacy
             accountants assume (`bpfast.privacy.epsilon(ν, B / N, steps, δ_DP)`). The history's
             cost is then the mean over the examples the epoch visited.
+        target_delta, accountant : δ_DP in (0, 1), and "pld" or "rdp"
+            After training, the History gets the ε the private steps spent at δ_DP
+            (`bpfast.privacy`; needs ``pip install "bpfast[privacy]"``): ``history.epsilon``,
+            and ``history.privacy`` saying what it covers — or why there is none. Choose δ_DP
+            well below 1/N: at 1/N, publishing one example in the clear qualifies.
         callback : callable or None
             Called after each epoch as ``callback(epoch, figures)``, epoch counting from 1 and
             figures a dict with the epoch's "cost" and "seconds" (and "validation_cost",
@@ -860,7 +865,8 @@ class Network:
                 n_threads=n_threads, optimizer=optimizer, momentum=momentum, nesterov=nesterov,
                 l2=l2, betas=betas, eps=eps, early_stopping=early_stopping,
                 has_validation=validation_data is not None, clip_norm=clip_norm,
-                noise_multiplier=noise_multiplier, sampling=sampling)
+                noise_multiplier=noise_multiplier, sampling=sampling, target_delta=target_delta,
+                accountant=accountant)
             batch = min(settings.batch_size, X.shape[0])
             workspace = self._fit_workspace
             if workspace is None or workspace.rows < batch:

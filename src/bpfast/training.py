@@ -75,6 +75,10 @@ class History:
         threads that could compute them), ``steps_shared`` and ``steps_alone`` (steps computed
         by all workers, and by one of them while the others slept because sharing cost more
         than it gained: a busy machine), and ``switches`` between the two.
+    epsilon, delta, accountant, privacy : with `fit`'s target_delta, the ε that the private
+        steps taken spent at δ_DP = delta by `bpfast.privacy`'s accountant ("pld" or "rdp") —
+        None, with the reason in ``privacy``, where no analysis applies (shuffled mini-batches,
+        or no noise).
     """
 
     def __init__(self):
@@ -84,6 +88,8 @@ class History:
         self.validation_accuracy = []
         self.best_epoch = None
         self.threads = {}
+        self.epsilon = self.delta = self.accountant = None
+        self.privacy = ""
 
     @property
     def epochs(self):
@@ -219,13 +225,13 @@ class FitSettings:
 
     __slots__ = ("epochs", "batch_size", "learning_rate", "seed", "n_threads", "rule", "eta",
                  "l2", "mu", "beta1", "beta2", "eps", "early_stopping", "clip_norm",
-                 "noise_multiplier", "sampling")
+                 "noise_multiplier", "sampling", "target_delta", "accountant")
 
     @classmethod
     def checked(cls, *, epochs, batch_size, learning_rate, seed=None, n_threads=None,
                 optimizer="sgd", momentum=0.0, nesterov=False, l2=0.0, betas=(0.9, 0.999),
                 eps=1e-8, early_stopping=None, has_validation=False, clip_norm=None,
-                noise_multiplier=None, sampling=None):
+                noise_multiplier=None, sampling=None, target_delta=None, accountant="pld"):
         """The settings after every check, each refusal naming its argument."""
         settings = cls()
         settings.epochs = check_count(epochs, "epochs", 0)
@@ -247,6 +253,14 @@ class FitSettings:
         if sampling is None:
             sampling = "poisson" if settings.noise_multiplier else "shuffle"
         settings.sampling = check_choice(sampling, "sampling", SAMPLINGS)
+        settings.target_delta, settings.accountant = None, accountant
+        if target_delta is not None:
+            from . import privacy
+            settings.target_delta = check_positive_real(target_delta, "target_delta")
+            if settings.target_delta >= 1:
+                raise ValueError(f"target_delta must be in (0, 1), got {target_delta}.")
+            check_choice(accountant, "accountant", privacy.ACCOUNTANTS)
+            privacy._library()                  # missing: say so before training, not after
         if settings.sampling == "poisson" and not settings.clip_norm:
             raise ValueError("sampling='poisson' is DP-SGD's: it needs a clip_norm (steps of "
                              "any size are divided by the expected batch_size, which bounds "
@@ -393,4 +407,24 @@ def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_t
                         break
     if best_theta is not None:
         theta[...] = best_theta
+    if settings.target_delta is not None:
+        _account(history, settings, N, batch, n_batches)
     return history
+
+
+def _account(history, settings, N, batch, n_batches):
+    """The ε that the epochs recorded spent at the target δ_DP (`bpfast.privacy`)."""
+    from . import privacy
+    history.delta, history.accountant = settings.target_delta, settings.accountant
+    if not settings.noise_multiplier:
+        history.privacy = "no noise (noise_multiplier): these steps are not private"
+    elif settings.sampling != "poisson":
+        history.privacy = ("shuffled mini-batches: the accountants' analyses assume Poisson "
+                           "sampling (sampling='poisson'), so no ε is given")
+    else:
+        history.epsilon = privacy.epsilon(settings.noise_multiplier, batch / N,
+                                          history.epochs * n_batches, settings.target_delta,
+                                          accountant=settings.accountant)
+        history.privacy = (f"({history.epsilon:.3g}, {settings.target_delta:g})-DP by the "
+                           f"{settings.accountant} accountant, {history.epochs * n_batches} "
+                           f"Poisson steps at q = {batch / N:.3g}")
