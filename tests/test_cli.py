@@ -79,7 +79,23 @@ def test_train_with_other_activations_costs_and_optimizers(tmp_path):
     clipped = bpfast("train", "--clip-norm", "0.5", "--epochs", 3)
     assert clipped.returncode == 0, clipped.stderr
     assert clipped.stdout.splitlines()[1].endswith(
-        "learning rate 3.0, each example's gradient clipped to norm 0.5")
+        "learning rate 3.0, each example's gradient clipped to norm 0.5, shuffle sampling")
+
+
+def test_train_privately_prints_the_epsilon_spent():
+    pytest.importorskip("dp_accounting")
+    private = bpfast("train", "--activation", "relu", "--output-activation", "softmax",
+                     "--cost", "cross_entropy", "--batch-size", "64", "--clip-norm", "1",
+                     "--noise-multiplier", "1.3", "--learning-rate", "3", "--momentum", "0.5",
+                     "--epochs", 5, "--target-delta", "1e-5")
+    assert private.returncode == 0, private.stderr
+    assert private.stdout.splitlines()[1].endswith(
+        "clipped to norm 1.0, noise multiplier 1.3, poisson sampling")
+    assert re.search(r"^privacy: \([\d.]+, 1e-05\)-DP by the pld accountant, 110 Poisson "
+                     r"steps at q = 0\.0445$", private.stdout, re.M), private.stdout
+    loose = bpfast("train", "--clip-norm", "1", "--noise-multiplier", "1", "--epochs", 1,
+                   "--target-delta", "0.01")
+    assert loose.returncode == 0 and "protects no one" in loose.stderr
 
 
 def test_every_training_flag_reaches_the_training(tmp_path, capsys):
@@ -230,6 +246,8 @@ def test_explain_walks_the_chain_and_the_sum_over_j(cost):
      "--momentum and --nesterov are for --optimizer sgd; Adam has its own"),
     (["train", "--l2", "-1"], "--l2: must be a finite number ≥ 0"),
     (["train", "--clip-norm", "0"], "--clip-norm: must be a finite number > 0"),
+    (["train", "--noise-multiplier", "1"], "--noise-multiplier needs a --clip-norm"),
+    (["train", "--sampling", "poisson"], "--sampling poisson is DP-SGD's: it needs a --clip-norm"),
     (["evaluate", "/nonexistent/model.npz"], "No such file"),
     (["explain", "--w", "inf"], "--w: must be a finite number"),
     (["explain", "--cost", "cross_entropy", "--y", "3"],

@@ -283,8 +283,19 @@ def train(args):
         raise UsageError(str(error)) from None
     net = Network(sizes, activation=args.activation, output_activation=output_activation,
                   cost=args.cost, dtype=args.dtype, init=args.init, seed=args.seed)
+    if args.noise_multiplier and not args.clip_norm:
+        raise UsageError("--noise-multiplier needs a --clip-norm: the noise's deviation is "
+                         "ν R, R bounding one example's gradient.")
+    if args.sampling == "poisson" and not args.clip_norm:
+        raise UsageError("--sampling poisson is DP-SGD's: it needs a --clip-norm.")
+    if args.target_delta is not None and args.target_delta * len(X_train) >= 1:
+        print(f"warning: --target-delta {args.target_delta:g} is not below 1/N = "
+              f"1/{len(X_train)}: publishing one training example in the clear is "
+              f"(0, {args.target_delta:g})-private, so such a δ protects no one.",
+              file=sys.stderr)
     rule = dict(optimizer=args.optimizer, momentum=args.momentum, nesterov=args.nesterov,
-                l2=args.l2, clip_norm=args.clip_norm)
+                l2=args.l2, clip_norm=args.clip_norm, noise_multiplier=args.noise_multiplier,
+                sampling=args.sampling, target_delta=args.target_delta)
     validation = data.parts["validation"]
     held_out = f"{len(X_test)} test examples"
     if validation is not None:
@@ -298,6 +309,9 @@ def train(args):
         f", L2 {args.l2}" if args.l2 else "") + (
         f", each example's gradient clipped to norm {args.clip_norm}" if args.clip_norm
         else "") + (
+        f", noise multiplier {args.noise_multiplier}" if args.noise_multiplier else "") + (
+        f", {args.sampling or ('poisson' if args.noise_multiplier else 'shuffle')} sampling"
+        if args.clip_norm else "") + (
         f", early stopping after {args.early_stopping} epochs without progress"
         if args.early_stopping else "")
     print(f"{steps}: {args.epochs} epochs, batch size {args.batch_size}, learning rate "
@@ -343,6 +357,8 @@ def train(args):
               "on the validation rows")
     test_cost, test_score = _score(net, X_test, Y_test, task)
     print(f"test: {_score_text(test_cost, test_score, task)} ({seconds:.2f} s of training)")
+    if args.target_delta is not None:
+        print(f"privacy: {history.privacy}")
     if args.save:
         modelfile.save(net, args.save, record=data.record)
         saved = os.fspath(args.save)
@@ -631,6 +647,14 @@ def build_parser():
                    help="λ: the cost gains (λ/2) Σ‖w‖²")
     p.add_argument("--clip-norm", type=_positive_float, default=None,
                    help="R: each example's gradient clipped to norm R before the mean")
+    p.add_argument("--noise-multiplier", type=_non_negative_float, default=None,
+                   help="ν: DP-SGD's Gaussian noise ν R added to each step's sum (needs "
+                   "--clip-norm)")
+    p.add_argument("--sampling", choices=["shuffle", "poisson"], default=None,
+                   help="mini-batches: shuffled, or Poisson-sampled (default with noise)")
+    p.add_argument("--target-delta", type=_fraction, default=None,
+                   help="δ_DP: print the ε the private steps spent (pip install "
+                   "\"bpfast[privacy]\")")
     p.add_argument("--seed", type=_seed, default=0,
                    help="initialisation, order and split (default: 0)")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
