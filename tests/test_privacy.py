@@ -211,3 +211,29 @@ def test_a_private_network_learns_the_digits_at_a_few_units_of_epsilon():
     plain.fit(X[train], labels[train], epochs=20, batch_size=64, learning_rate=0.3, seed=0,
               momentum=0.5)
     assert (plain.predict(X[test]).argmax(axis=1) == labels[test]).mean() >= 0.95
+
+
+def test_a_target_epsilon_chooses_the_noise():
+    pytest.importorskip("dp_accounting")
+    from bpfast import privacy
+    net, X, Y = make_problem([5, 6, 3], 400, seed=2)
+    history = net.fit(X, Y, epochs=2, batch_size=40, learning_rate=0.3, seed=1, clip_norm=0.5,
+                      target_epsilon=2.0, target_delta=1e-4, accountant="rdp")
+    nu = history.noise_multiplier
+    assert nu == privacy.noise_multiplier(2.0, 1e-4, 0.1, 20, accountant="rdp")
+    assert 1.9 < history.epsilon <= 2.0 + 1e-6 and "20 Poisson steps" in history.privacy
+
+
+@pytest.mark.parametrize("keywords,message", [
+    (dict(target_epsilon=1.0, noise_multiplier=1.0, target_delta=1e-5), "target_epsilon chooses"),
+    (dict(target_epsilon=1.0), "target_epsilon chooses"),
+    (dict(target_epsilon=1.0, target_delta=1e-5, sampling="shuffle"),
+     "target_epsilon needs sampling='poisson'"),
+    (dict(target_epsilon=-1.0, target_delta=1e-5), "target_epsilon must be a finite number > 0"),
+])
+def test_bad_target_epsilon_is_refused_before_training(keywords, message):
+    net, X, Y = make_problem([4, 3, 2], 10)
+    before = net.parameters_vector()
+    with pytest.raises(ValueError, match=message):
+        net.fit(X, Y, epochs=1, batch_size=5, learning_rate=0.1, clip_norm=1.0, **keywords)
+    np.testing.assert_array_equal(net.parameters_vector(), before)

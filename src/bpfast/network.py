@@ -747,7 +747,8 @@ class Network:
     def fit(self, X, Y, *, epochs, batch_size, learning_rate, seed=None, n_threads=None,
             optimizer="sgd", momentum=0.0, nesterov=False, l2=0.0, betas=(0.9, 0.999), eps=1e-8,
             validation_data=None, early_stopping=None, callback=None, clip_norm=None,
-            noise_multiplier=None, sampling=None, target_delta=None, accountant="pld"):
+            noise_multiplier=None, sampling=None, target_delta=None, accountant="pld",
+            target_epsilon=None):
         """Train in place by mini-batch gradient descent; returns a `bpfast.training.History`.
 
         Each epoch visits the examples (rows of X and Y) in a random order drawn from ``seed``,
@@ -823,6 +824,10 @@ class Network:
             (`bpfast.privacy`; needs ``pip install "bpfast[privacy]"``): ``history.epsilon``,
             and ``history.privacy`` saying what it covers — or why there is none. Choose δ_DP
             well below 1/N: at 1/N, publishing one example in the clear qualifies.
+        target_epsilon : ε > 0 or None
+            With clip_norm and target_delta (and no noise_multiplier): fit chooses the least
+            ν whose ε after all the epochs' Poisson steps is at most target_epsilon
+            (`bpfast.privacy.noise_multiplier`), recorded in ``history.noise_multiplier``.
         callback : callable or None
             Called after each epoch as ``callback(epoch, figures)``, epoch counting from 1 and
             figures a dict with the epoch's "cost" and "seconds" (and "validation_cost",
@@ -866,7 +871,7 @@ class Network:
                 l2=l2, betas=betas, eps=eps, early_stopping=early_stopping,
                 has_validation=validation_data is not None, clip_norm=clip_norm,
                 noise_multiplier=noise_multiplier, sampling=sampling, target_delta=target_delta,
-                accountant=accountant)
+                accountant=accountant, target_epsilon=target_epsilon)
             batch = min(settings.batch_size, X.shape[0])
             workspace = self._fit_workspace
             if workspace is None or workspace.rows < batch:

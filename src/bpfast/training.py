@@ -75,8 +75,9 @@ class History:
         threads that could compute them), ``steps_shared`` and ``steps_alone`` (steps computed
         by all workers, and by one of them while the others slept because sharing cost more
         than it gained: a busy machine), and ``switches`` between the two.
-    epsilon, delta, accountant, privacy : with `fit`'s target_delta, the ε that the private
-        steps taken spent at δ_DP = delta by `bpfast.privacy`'s accountant ("pld" or "rdp") —
+    epsilon, delta, accountant, noise_multiplier, privacy : with `fit`'s target_delta, the ε
+        that the private steps taken spent at δ_DP = delta by `bpfast.privacy`'s accountant
+        ("pld" or "rdp"), with the ν used (chosen by fit for a target_epsilon) —
         None, with the reason in ``privacy``, where no analysis applies (shuffled mini-batches,
         or no noise).
     """
@@ -88,7 +89,7 @@ class History:
         self.validation_accuracy = []
         self.best_epoch = None
         self.threads = {}
-        self.epsilon = self.delta = self.accountant = None
+        self.epsilon = self.delta = self.accountant = self.noise_multiplier = None
         self.privacy = ""
 
     @property
@@ -225,13 +226,15 @@ class FitSettings:
 
     __slots__ = ("epochs", "batch_size", "learning_rate", "seed", "n_threads", "rule", "eta",
                  "l2", "mu", "beta1", "beta2", "eps", "early_stopping", "clip_norm",
-                 "noise_multiplier", "sampling", "target_delta", "accountant")
+                 "noise_multiplier", "sampling", "target_delta", "accountant",
+                 "target_epsilon")
 
     @classmethod
     def checked(cls, *, epochs, batch_size, learning_rate, seed=None, n_threads=None,
                 optimizer="sgd", momentum=0.0, nesterov=False, l2=0.0, betas=(0.9, 0.999),
                 eps=1e-8, early_stopping=None, has_validation=False, clip_norm=None,
-                noise_multiplier=None, sampling=None, target_delta=None, accountant="pld"):
+                noise_multiplier=None, sampling=None, target_delta=None, accountant="pld",
+                target_epsilon=None):
         """The settings after every check, each refusal naming its argument."""
         settings = cls()
         settings.epochs = check_count(epochs, "epochs", 0)
@@ -250,9 +253,19 @@ class FitSettings:
         if settings.noise_multiplier and not settings.clip_norm:
             raise ValueError("noise_multiplier needs a clip_norm: the noise's deviation is "
                              "noise_multiplier × clip_norm, the bound on one example's gradient.")
+        settings.target_epsilon = None
+        if target_epsilon is not None:
+            settings.target_epsilon = check_positive_real(target_epsilon, "target_epsilon")
+            if noise_multiplier is not None or not settings.clip_norm or target_delta is None:
+                raise ValueError("target_epsilon chooses the noise_multiplier: give it with a "
+                                 "clip_norm and a target_delta, and without a noise_multiplier.")
         if sampling is None:
-            sampling = "poisson" if settings.noise_multiplier else "shuffle"
+            private = settings.noise_multiplier or settings.target_epsilon
+            sampling = "poisson" if private else "shuffle"
         settings.sampling = check_choice(sampling, "sampling", SAMPLINGS)
+        if settings.target_epsilon and settings.sampling != "poisson":
+            raise ValueError("target_epsilon needs sampling='poisson': the accountants' "
+                             "analyses assume it.")
         settings.target_delta, settings.accountant = None, accountant
         if target_delta is not None:
             from . import privacy
@@ -315,6 +328,12 @@ def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_t
     if poisson:
         n_batches = max(1, round(N / batch))
     dtype = theta.dtype
+    if settings.target_epsilon:
+        # The least noise whose ε after every epoch's steps is within the budget.
+        from . import privacy
+        settings.noise_multiplier = privacy.noise_multiplier(
+            settings.target_epsilon, settings.target_delta, batch / N,
+            settings.epochs * max(1, round(N / batch)), accountant=settings.accountant)
     # The noise's seed, drawn from fit's seed only for a private fit (a plain fit's orders are
     # the same with or without this code).
     noise_key = int(rng.integers(2**63)) if settings.noise_multiplier else 0
@@ -416,6 +435,7 @@ def _account(history, settings, N, batch, n_batches):
     """The ε that the epochs recorded spent at the target δ_DP (`bpfast.privacy`)."""
     from . import privacy
     history.delta, history.accountant = settings.target_delta, settings.accountant
+    history.noise_multiplier = settings.noise_multiplier
     if not settings.noise_multiplier:
         history.privacy = "no noise (noise_multiplier): these steps are not private"
     elif settings.sampling != "poisson":
