@@ -35,6 +35,16 @@ def make_problem(sizes, n, dtype="float64", seed=0, **choices):
     return net, X, Y
 
 
+def assert_fit_refused(keywords, error, message, **fit):
+    """fit with bad ``keywords`` raises ``error`` matching ``message`` before it trains: the
+    network keeps every parameter. (``fit``: the rest of fit's arguments.)"""
+    net, X, Y = make_problem([4, 3, 2], 10)
+    before = net.parameters_vector()
+    with pytest.raises(error, match=message):
+        net.fit(X, Y, **{"epochs": 1, "batch_size": 5, "learning_rate": 0.1, **fit, **keywords})
+    np.testing.assert_array_equal(net.parameters_vector(), before)
+
+
 def diverging_problem(rule, n_threads, position=29, batch_size=4, dtype="float64", seed=1,
                       n=40):
     """fit that takes real steps, then one that overflows: a [6, 8, 3] ReLU network with an
