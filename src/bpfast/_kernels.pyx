@@ -83,7 +83,7 @@ Design
    EXAMPLES_SUMS_BYTES (each chunk adds into them: with a large θ, all its rows at once).
 """
 from libc.float cimport DBL_MAX, FLT_MAX
-from libc.math cimport fabs, isfinite, log, log1p, pow, sqrt
+from libc.math cimport fabs, log, log1p, pow, sqrt
 from libc.stdlib cimport calloc, free
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy, memset
@@ -988,18 +988,23 @@ cdef void _example_norms_layer(const Layout* lay, int l, Py_ssize_t n, const flo
     """‖∂C_k/∂w^(l)‖² + ‖∂C_k/∂b^(l)‖² = ‖δ_k^(l)‖² (‖a_k^(l−1)‖² + 1) into squares[k · stride],
     for each example k — the per-example gradient's norm without the gradient: the Frobenius
     norm of an outer product δ aᵀ is ‖δ‖ ‖a‖."""
-    cdef Py_ssize_t n_out = lay.sizes[l], n_in = lay.sizes[l - 1], k, j, i
+    cdef Py_ssize_t n_out = lay.sizes[l], n_in = lay.sizes[l - 1], k
     cdef const floating* delta = S + _block(lay, l, n)
     cdef const floating* a_prev = _a_below(lay, l, n, X, A)
-    cdef floating dd, aa
     for k in range(n):
-        dd = 0
-        for j in range(n_out):
-            dd += delta[k * n_out + j] * delta[k * n_out + j]
-        aa = 0
-        for i in range(n_in):
-            aa += a_prev[k * n_in + i] * a_prev[k * n_in + i]
-        squares[k * stride] = (<double> dd) * (<double> aa + 1)
+        squares[k * stride] = _example_square(delta + k * n_out, n_out, a_prev + k * n_in, n_in)
+
+
+cdef inline double _example_square(const floating* delta, Py_ssize_t n_out, const floating* a,
+                                   Py_ssize_t n_in) noexcept nogil:
+    """‖δ_k‖² (‖a_k‖² + 1): the square of one example's ‖∂C_k/∂θ^(l)‖ from its δ and a."""
+    cdef floating dd = 0, aa = 0
+    cdef Py_ssize_t j, i
+    for j in range(n_out):
+        dd += delta[j] * delta[j]
+    for i in range(n_in):
+        aa += a[i] * a[i]
+    return (<double> dd) * (<double> aa + 1)
 
 
 cdef struct Step:
@@ -1343,25 +1348,17 @@ cdef void _clip_deltas(const Layout* lay, Py_ssize_t n, const floating* X, const
     c_k ∂C_k/∂θ = Σ over layers of (c_k δ_k^(l)) (a_k^(l−1))ᵀ and c_k δ_k^(l) — never formed.
     ‖∂C_k/∂θ‖² = Σ_l ‖δ_k^(l)‖² (‖a_k^(l−1)‖² + 1), as `_example_norms_layer`. A norm that is
     not finite leaves δ_k as it is: the step then fails the epoch's finiteness check."""
-    cdef Py_ssize_t k, j, i, n_out, n_in
-    cdef const floating* a
+    cdef Py_ssize_t k, j, n_out, n_in
     cdef floating* delta
-    cdef double squares, dd, aa
+    cdef double squares
     cdef floating c
     cdef int l
     for k in range(n):
         squares = 0
         for l in range(1, lay.L + 1):
             n_out, n_in = lay.sizes[l], lay.sizes[l - 1]
-            delta = S + _block(lay, l, n) + k * n_out
-            a = _a_below(lay, l, n, X, A) + k * n_in
-            dd = 0
-            for j in range(n_out):
-                dd += (<double> delta[j]) * delta[j]
-            aa = 0
-            for i in range(n_in):
-                aa += (<double> a[i]) * a[i]
-            squares += dd * (aa + 1)
+            squares += _example_square(S + _block(lay, l, n) + k * n_out, n_out,
+                                       _a_below(lay, l, n, X, A) + k * n_in, n_in)
         if not (R * R < squares <= DBL_MAX):       # within R (or 0), or not finite: as it is
             continue
         c = <floating> (R / sqrt(squares))
@@ -1608,13 +1605,9 @@ cdef int _epoch_close_s(void* e) noexcept nogil:
     return _epoch_close(<Epoch*> e, <float*> NULL)
 
 
-cdef bint _all_finite(const floating* v, Py_ssize_t n) noexcept nogil:
-    """Whether every v_i is a finite number"""
-    cdef Py_ssize_t i
-    for i in range(n):
-        if not isfinite(v[i]):
-            return False
-    return True
+cdef inline bint _all_finite(const floating* v, Py_ssize_t n) noexcept nogil:
+    """Whether every v_i is a finite number (`_count_non_finite`'s vectorized test)"""
+    return n == 0 or _count_non_finite(v, n) == 0
 
 
 #: Whether this build can share work between threads (POSIX threads).
