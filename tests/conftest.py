@@ -122,9 +122,11 @@ def numpy_costs(cost, output, z, a, y):
 def fit_beside_reference(rule, dtype, **keywords):
     """Two epochs of fit on a [4, 5, 3] tanh/softmax/cross-entropy network, beside the pure
     Python reference's `train_epoch` on the same orders (mini-batches of 4 of 11 examples) with
-    the rule and ``keywords`` (clip_norm). Returns (θ after fit, θ after the reference, fit's
-    costs, the reference's costs)."""
+    the rule and ``keywords`` (clip_norm, noise_multiplier, sampling: the noise's seed and
+    Poisson sampling's steps drawn as fit draws them). Returns (θ after fit, θ after the
+    reference, fit's costs, the reference's costs)."""
     from bpfast import reference
+    from bpfast.training import poisson_steps
     rule = dict(rule)
     learning_rate = rule.pop("learning_rate", 0.4)
     rng = np.random.default_rng(3)
@@ -135,12 +137,23 @@ def fit_beside_reference(rule, dtype, **keywords):
     weights = [w.astype(float).tolist() for w in net.weights]
     biases = [b.astype(float).tolist() for b in net.biases]
     orders = np.random.default_rng(9)
+    private = {}
+    if keywords.get("noise_multiplier"):
+        private = dict(noise_multiplier=keywords["noise_multiplier"],
+                       noise_key=int(orders.integers(2**63)))
+    poisson = keywords.get("sampling", "poisson" if private else "shuffle") == "poisson"
+    steps_per_epoch = round(11 / 4) if poisson else 3
     state, costs = {}, []
-    for _ in range(2):
-        costs.append(reference.train_epoch(weights, biases, X.tolist(), Y.tolist(),
-                                           orders.permutation(11).tolist(), 4, learning_rate,
-                                           state, net.activations, net.cost_function,
-                                           **keywords, **rule))
+    for epoch in range(2):
+        if poisson:
+            order, offsets = (part.tolist() for part in poisson_steps(orders, 11, 4))
+        else:
+            order, offsets = orders.permutation(11).tolist(), None
+        costs.append(reference.train_epoch(weights, biases, X.tolist(), Y.tolist(), order, 4,
+                                           learning_rate, state, net.activations,
+                                           net.cost_function, clip_norm=keywords.get("clip_norm"),
+                                           first_step=epoch * steps_per_epoch, offsets=offsets,
+                                           **private, **rule))
     history = net.fit(X, Y, epochs=2, batch_size=4, learning_rate=learning_rate, seed=9,
                       **keywords, **rule)
     expected = np.concatenate([np.concatenate([np.ravel(w), b]) for w, b in zip(weights, biases)])

@@ -8,7 +8,7 @@ from scipy import stats
 import bpfast
 from bpfast.crosscheck import relative_difference
 
-from conftest import assert_fit_refused, make_problem, numpy_fit
+from conftest import assert_fit_refused, fit_beside_reference, make_problem, numpy_fit
 
 R, NU, B = 0.5, 1.3, 40
 
@@ -224,3 +224,54 @@ def test_a_target_epsilon_chooses_the_noise():
 ])
 def test_bad_target_epsilon_is_refused_before_training(keywords, message):
     assert_fit_refused(keywords, ValueError, message, clip_norm=1.0)
+
+
+def test_the_noise_is_the_references_coordinate_by_coordinate():
+    """The kernels' ξ against `bpfast.reference.noise` (the generator in pure Python: 64-bit
+    integers, math.log, cos and sin): the same numbers, for the seed fit draws first and step 0."""
+    from bpfast import reference
+    key = int(np.random.default_rng(4).integers(2**63))
+    xi = drawn_noise(seed=4)
+    np.testing.assert_allclose(xi, reference.noise(key, 0, xi.size), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("rule", [dict(), dict(momentum=0.9, l2=0.01),
+                                  dict(optimizer="adam", learning_rate=0.01)],
+                         ids=["sgd", "momentum+l2", "adam"])
+@pytest.mark.parametrize("sampling", ["shuffle", "poisson"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_private_fit_matches_the_pure_python_reference(rule, sampling, dtype):
+    """Two private epochs (clipping, noise, either sampling) against the reference's
+    `train_epoch`, one parameter at a time: float64 to 1e-12 (only the order of the roundings
+    differs), float32 to 1e-4 (the kernels round at float32, the reference at float64); and far
+    from the same fit without noise."""
+    keywords = dict(clip_norm=0.3, noise_multiplier=1.1, sampling=sampling)
+    theta, expected, costs, reference_costs = fit_beside_reference(rule, dtype, **keywords)
+    tolerance = {"float64": 1e-12, "float32": 1e-4}[dtype]
+    assert relative_difference(theta, expected) <= tolerance
+    np.testing.assert_allclose(costs, reference_costs, rtol=tolerance, atol=0)
+    keywords["noise_multiplier"] = 0.0
+    silent, _, _, _ = fit_beside_reference(rule, dtype, **keywords)
+    assert relative_difference(silent, expected) > 100 * tolerance
+
+
+def test_the_references_private_epoch_refuses_what_fit_refuses():
+    from bpfast import reference
+    w, b = [[[0.1, 0.2]]], [[0.0]]
+    X, Y = [[1.0, 2.0], [0.5, 0.1]], [[1.0], [0.0]]
+    with pytest.raises(ValueError, match="noise_multiplier needs clip_norm"):
+        reference.train_epoch(w, b, X, Y, [0, 1], 1, 0.1, {}, noise_multiplier=1.0)
+    with pytest.raises(ValueError, match="noise_multiplier must be a finite number ≥ 0"):
+        reference.train_epoch(w, b, X, Y, [0, 1], 1, 0.1, {}, clip_norm=1.0,
+                              noise_multiplier=-1.0)
+    with pytest.raises(ValueError, match="offsets must rise from 0"):
+        reference.train_epoch(w, b, X, Y, [0, 1], 1, 0.1, {}, offsets=[0, 2, 1])
+    with pytest.raises(ValueError, match="fit in 64 bits"):
+        reference.noise(2**64, 0, 3)
+    # An odd count is the first numbers of the pairs'; a step with no example adds noise alone.
+    assert reference.noise(7, 2, 3) == reference.noise(7, 2, 4)[:3]
+    state = {}
+    reference.train_epoch(w, b, X, Y, [0, 1], 1, 1.0, state, clip_norm=1.0, noise_multiplier=2.0,
+                          offsets=[0, 0], noise_key=7)
+    xi = reference.noise(7, 0, 3)
+    np.testing.assert_allclose([*w[0][0], b[0][0]], np.array([0.1, 0.2, 0.0]) - 2.0 * np.array(xi))

@@ -23,6 +23,7 @@
 
 #include "_activations.h"
 #include "_microkernels.h"
+#include "_noise.h"
 #include "_rules.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
@@ -41,11 +42,15 @@
 #define COPYSIGN copysign
 #define EXP_NEGATIVE bpfast_exp_negative_d
 #define EXPM1_NEGATIVE bpfast_expm1_negative_d
+#define UNIFORMS bpfast_uniforms_d
+#define LOG_UNIT bpfast_log_unit_d
+#define COS_SIN_TURN bpfast_cos_sin_turn_d
 #define ISA_TARGET
 #define NAME(x) bpfast_##x##_d_baseline
 #include "_microkernels_impl.h"
 #include "_activations_impl.h"
 #include "_rules_impl.h"
+#include "_noise_impl.h"
 #undef NAME
 #undef ISA_TARGET
 #if BPFAST_HAVE_AVX2_VARIANT
@@ -54,6 +59,7 @@
 #include "_microkernels_impl.h"
 #include "_activations_impl.h"
 #include "_rules_impl.h"
+#include "_noise_impl.h"
 #undef NAME
 #undef ISA_TARGET
 #endif
@@ -66,6 +72,9 @@
 #undef COPYSIGN
 #undef EXP_NEGATIVE
 #undef EXPM1_NEGATIVE
+#undef UNIFORMS
+#undef LOG_UNIT
+#undef COS_SIN_TURN
 
 /* --- float ----------------------------------------------------------------------------------- */
 #define T float
@@ -77,11 +86,15 @@
 #define COPYSIGN copysignf
 #define EXP_NEGATIVE bpfast_exp_negative_s
 #define EXPM1_NEGATIVE bpfast_expm1_negative_s
+#define UNIFORMS bpfast_uniforms_s
+#define LOG_UNIT bpfast_log_unit_s
+#define COS_SIN_TURN bpfast_cos_sin_turn_s
 #define ISA_TARGET
 #define NAME(x) bpfast_##x##_s_baseline
 #include "_microkernels_impl.h"
 #include "_activations_impl.h"
 #include "_rules_impl.h"
+#include "_noise_impl.h"
 #undef NAME
 #undef ISA_TARGET
 #if BPFAST_HAVE_AVX2_VARIANT
@@ -90,6 +103,7 @@
 #include "_microkernels_impl.h"
 #include "_activations_impl.h"
 #include "_rules_impl.h"
+#include "_noise_impl.h"
 #undef NAME
 #undef ISA_TARGET
 #endif
@@ -102,6 +116,9 @@
 #undef COPYSIGN
 #undef EXP_NEGATIVE
 #undef EXPM1_NEGATIVE
+#undef UNIFORMS
+#undef LOG_UNIT
+#undef COS_SIN_TURN
 
 /* --- the tables, and the choice ------------------------------------------------------------ */
 
@@ -115,15 +132,18 @@ typedef struct {
     void (*activate)(double*, const double*, double*, double*, ptrdiff_t, int, int);
     void (*update)(const bpfast_hyper_d*, double, ptrdiff_t, const double*, double*, double*, double*);
     void (*outer)(ptrdiff_t, ptrdiff_t, const double*, const double*, double*, double*);
+    void (*normals)(uint64_t, uint64_t, ptrdiff_t, double*);
 } bpfast_loops_d;
 
 static const bpfast_loops_d bpfast_loops_d_baseline = {
     bpfast_abt_d_baseline, bpfast_atb_d_baseline, bpfast_ab_d_baseline,
-    bpfast_activate_d_baseline, bpfast_update_d_baseline, bpfast_outer_d_baseline};
+    bpfast_activate_d_baseline, bpfast_update_d_baseline, bpfast_outer_d_baseline,
+    bpfast_normals_d_baseline};
 #if BPFAST_HAVE_AVX2_VARIANT
 static const bpfast_loops_d bpfast_loops_d_avx2 = {
     bpfast_abt_d_avx2, bpfast_atb_d_avx2, bpfast_ab_d_avx2,
-    bpfast_activate_d_avx2, bpfast_update_d_avx2, bpfast_outer_d_avx2};
+    bpfast_activate_d_avx2, bpfast_update_d_avx2, bpfast_outer_d_avx2,
+    bpfast_normals_d_avx2};
 #endif
 static const bpfast_loops_d* bpfast_d = &bpfast_loops_d_baseline;
 
@@ -153,6 +173,9 @@ static void bpfast_outer_d(ptrdiff_t nj, ptrdiff_t ni, const double* d, const do
                           double* B) {
     bpfast_d->outer(nj, ni, d, a, G, B);
 }
+static void bpfast_normals_d(uint64_t base, uint64_t q0, ptrdiff_t pairs, double* out) {
+    bpfast_d->normals(base, q0, pairs, out);
+}
 
 typedef struct {
     void (*abt)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const float*, ptrdiff_t, const float*, ptrdiff_t, float*,
@@ -164,15 +187,18 @@ typedef struct {
     void (*activate)(float*, const float*, float*, float*, ptrdiff_t, int, int);
     void (*update)(const bpfast_hyper_s*, float, ptrdiff_t, const float*, float*, float*, float*);
     void (*outer)(ptrdiff_t, ptrdiff_t, const float*, const float*, float*, float*);
+    void (*normals)(uint64_t, uint64_t, ptrdiff_t, float*);
 } bpfast_loops_s;
 
 static const bpfast_loops_s bpfast_loops_s_baseline = {
     bpfast_abt_s_baseline, bpfast_atb_s_baseline, bpfast_ab_s_baseline,
-    bpfast_activate_s_baseline, bpfast_update_s_baseline, bpfast_outer_s_baseline};
+    bpfast_activate_s_baseline, bpfast_update_s_baseline, bpfast_outer_s_baseline,
+    bpfast_normals_s_baseline};
 #if BPFAST_HAVE_AVX2_VARIANT
 static const bpfast_loops_s bpfast_loops_s_avx2 = {
     bpfast_abt_s_avx2, bpfast_atb_s_avx2, bpfast_ab_s_avx2,
-    bpfast_activate_s_avx2, bpfast_update_s_avx2, bpfast_outer_s_avx2};
+    bpfast_activate_s_avx2, bpfast_update_s_avx2, bpfast_outer_s_avx2,
+    bpfast_normals_s_avx2};
 #endif
 static const bpfast_loops_s* bpfast_s = &bpfast_loops_s_baseline;
 
@@ -201,6 +227,9 @@ static void bpfast_update_s(const bpfast_hyper_s* h, float l2, ptrdiff_t n, cons
 static void bpfast_outer_s(ptrdiff_t nj, ptrdiff_t ni, const float* d, const float* a, float* G,
                           float* B) {
     bpfast_s->outer(nj, ni, d, a, G, B);
+}
+static void bpfast_normals_s(uint64_t base, uint64_t q0, ptrdiff_t pairs, float* out) {
+    bpfast_s->normals(base, q0, pairs, out);
 }
 
 static const char* bpfast_isa_in_use = "baseline";

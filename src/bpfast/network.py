@@ -809,8 +809,9 @@ class Network:
             DP-SGD's second half: each step uses ḡ = (1/B) (Σ_k c_k ∂C_k/∂θ + ν R ξ), ξ ~ N(0, I)
             over all of θ, B the mini-batch's size; momentum, Nesterov and Adam apply to ḡ, L2
             after the noise. ξ is drawn in the kernels by a counter-based generator (SplitMix64
-            and Box–Muller) keyed by ``seed``, the step and the coordinate: the same for any
-            n_threads, reproducible for a seed — and not a cryptographic generator.
+            and Box–Muller, vectorized; `bpfast.reference.noise` writes it out) keyed by
+            ``seed``, the step and the coordinate: the same for any n_threads, reproducible for
+            a seed — and not a cryptographic generator (|ξ_i| ≤ 6.66 by construction).
         sampling : "shuffle", "poisson" or None
             How mini-batches are drawn. "shuffle": each epoch's shuffled order, cut into
             batch_size. "poisson" (the default with noise; needs clip_norm): an epoch is

@@ -11,7 +11,8 @@ numpy parameters into the nested lists taken here.) Its functions check their ar
 Beyond the slides: ``activations`` (one name per layer l = 1..L, default all "sigmoid") and
 ``cost`` ("quadratic", the default, or "cross_entropy") choose f_l and C_0 as `bpfast.costs` and
 `bpfast.activations` define them; `step` and `train_epoch` are `fit`'s steps (plain, momentum,
-Nesterov, Adam, L2), one parameter at a time.
+Nesterov, Adam, L2), one parameter at a time — private ones too (DP-SGD: each example's gradient
+clipped, Gaussian noise from `noise`, Poisson sampling's steps).
 """
 import math
 import numbers
@@ -291,7 +292,18 @@ def gradient(weights, biases, X, Y, activations=None, cost="quadratic"):
 
 
 def _gradient(weights, biases, pairs, activations, cost, clip_norm=None):
+    dC_dw, dC_db = _gradient_sum(weights, biases, pairs, activations, cost, clip_norm)
     n = len(pairs)
+    for l in range(len(weights)):
+        for j in range(len(dC_db[l])):
+            for k in range(len(dC_dw[l][j])):
+                dC_dw[l][j][k] /= n
+            dC_db[l][j] /= n
+    return dC_dw, dC_db
+
+
+def _gradient_sum(weights, biases, pairs, activations, cost, clip_norm=None):
+    """Σ_k ∂C_k/∂θ over the pairs (each term scaled by c_k with a clip norm)."""
     dC_dw = [[[0.0] * len(row) for row in w] for w in weights]
     dC_db = [[0.0] * len(b) for b in biases]
     for x_k, y_k in pairs:
@@ -309,11 +321,6 @@ def _gradient(weights, biases, pairs, activations, cost, clip_norm=None):
                 for k in range(len(dC_dw[l][j])):
                     dC_dw[l][j][k] += c * dCk_dw[l][j][k]
                 dC_db[l][j] += c * dCk_db[l][j]
-    for l in range(len(weights)):
-        for j in range(len(dC_db[l])):
-            for k in range(len(dC_dw[l][j])):
-                dC_dw[l][j][k] /= n
-            dC_db[l][j] /= n
     return dC_dw, dC_db
 
 
@@ -414,12 +421,79 @@ def _step(weights, biases, dC_dw, dC_db, learning_rate, state, optimizer, moment
             b[j], v_b[j], r_b[j] = update(b[j], dC_db[l][j], v_b[j], r_b[j])
 
 
+# --- private steps: DP-SGD's noise -------------------------------------------------------------
+
+_MASK = (1 << 64) - 1
+_GAMMA = 0x9E3779B97F4A7C15
+
+
+def _mix(z):
+    """SplitMix64's output function (Steele, Lea and Flood, 2014), on 64-bit integers."""
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    return z ^ (z >> 31)
+
+
+def noise(key, t, count):
+    """ξ_0, …, ξ_{count−1}: the standard normal numbers a private step t adds, coordinate i of θ
+    (in `parameters_vector`'s order) getting ξ_i — those the kernels draw for a noise seed
+    ``key``, computed here one by one in float64 (a float32 network draws the same formula in
+    float32: its u₁ and u₂ rounded to float32 first).
+
+    Counter-based, so that any thread can draw any coordinate: step t's stream has the base
+    mix(key ^ mix(t·γ' + γ)); coordinates 2q and 2q + 1 come from h = mix(base + (q + 1)·γ),
+    split into its top 32 bits a and its low 32 bits b, through Box–Muller:
+
+        u₁ = 1 − a/2³² ∈ (0, 1],   u₂ = b/2³² ∈ [0, 1),   ρ = √(−2 ln u₁),
+        ξ_2q = ρ cos 2πu₂,          ξ_2q+1 = ρ sin 2πu₂.
+
+    mix is SplitMix64's output function, γ = 0x9E3779B97F4A7C15, γ' = 0xD1B54A32D192ED03. Not a
+    cryptographic generator."""
+    key = check_count(key, "key", 0)
+    t = check_count(t, "t", 0)
+    count = check_count(count, "count", 0)
+    if key > _MASK or t > _MASK:
+        raise ValueError("key and t must each fit in 64 bits.")
+    base = _mix(key ^ _mix((t * 0xD1B54A32D192ED03 + _GAMMA) & _MASK))
+    xi = []
+    for q in range((count + 1) // 2):
+        h = _mix((base + (q + 1) * _GAMMA) & _MASK)
+        u1 = 1.0 - (h >> 32) / 2.0**32
+        u2 = (h & 0xFFFFFFFF) / 2.0**32
+        rho = math.sqrt(-2.0 * math.log(u1))
+        xi += [rho * math.cos(2 * math.pi * u2), rho * math.sin(2 * math.pi * u2)]
+    return xi[:count]
+
+
+def _add_noise(dC_dw, dC_db, deviation, key, t):
+    """Each ∂C/∂θ_i (a sum, not yet divided) += deviation · ξ_i of step t, in θ's order."""
+    count = sum(len(row) + 1 for w in dC_dw for row in w)
+    xi = iter(noise(key, t, count))
+    for l in range(len(dC_dw)):
+        for j in range(len(dC_db[l])):
+            for k in range(len(dC_dw[l][j])):
+                dC_dw[l][j][k] += deviation * next(xi)
+        for j in range(len(dC_db[l])):
+            dC_db[l][j] += deviation * next(xi)
+
+
 def train_epoch(weights, biases, X, Y, order, batch_size, learning_rate, state,
-                activations=None, cost="quadratic", clip_norm=None, **rule):
+                activations=None, cost="quadratic", clip_norm=None, noise_multiplier=None,
+                noise_key=0, first_step=0, offsets=None, **rule):
     """One epoch of `fit`: the examples in ``order``, mini-batches of ``batch_size`` (the last one
     may be shorter), one `step` per mini-batch from its mean gradient — of the examples'
-    gradients each clipped to norm ``clip_norm`` if given. Returns the epoch's mean cost, each
-    C_k evaluated with the parameters in force when its mini-batch was visited."""
+    gradients each clipped to norm ``clip_norm`` (R) if given. Returns the epoch's mean cost,
+    each C_k evaluated with the parameters in force when its mini-batch was visited.
+
+    Private steps (DP-SGD, as `Network.fit` takes them): with ``noise_multiplier`` ν (and a clip
+    norm R), step i of the epoch is
+
+        ḡ = (1/B) (Σ_k c_k ∂C_k/∂θ + ν R ξ),   c_k = min(1, R / ‖∂C_k/∂θ‖₂),
+
+    ξ = `noise`(noise_key, first_step + i, P). With ``offsets`` (Poisson sampling, as
+    `bpfast.training.poisson_steps` draws them), step i takes order[offsets[i]:offsets[i + 1]]
+    — none at times, and then its noise alone — and B is ``batch_size``, the expected size;
+    without, B is the mini-batch's own size. The mean cost is then over the examples visited."""
     from .training import check_rule
     sizes, activations = _checked_network(weights, biases, activations, cost)
     pairs = _check_batch(X, Y, sizes, cost)
@@ -442,10 +516,36 @@ def train_epoch(weights, biases, X, Y, order, batch_size, learning_rate, state,
         raise ValueError("order must hold at least one row of X.")
     if clip_norm is not None:
         clip_norm = check_positive_real(clip_norm, "clip_norm")
+    deviation = 0.0
+    if noise_multiplier is not None:
+        if clip_norm is None:
+            raise ValueError("noise_multiplier needs clip_norm: the noise's deviation is ν R.")
+        deviation = check_positive_real(noise_multiplier, "noise_multiplier",
+                                        allow_zero=True) * clip_norm
+    first_step = check_count(first_step, "first_step", 0)
+    if offsets is None:
+        steps = [(start, min(start + batch_size, len(order)))
+                 for start in range(0, len(order), batch_size)]
+    else:
+        offsets = [check_count(o, "offsets' entries", 0) for o in offsets]
+        if (len(offsets) < 2 or offsets[0] != 0 or offsets[-1] > len(order)
+                or any(b < a for a, b in zip(offsets, offsets[1:]))):
+            raise ValueError("offsets must rise from 0 to at most len(order), one more entry "
+                             "than there are steps.")
+        steps = list(zip(offsets, offsets[1:]))
     total = 0.0
-    for start in range(0, len(order), batch_size):
-        batch = [pairs[k] for k in order[start:start + batch_size]]
+    for i, (start, end) in enumerate(steps):
+        batch = [pairs[k] for k in order[start:end]]
         total += sum(_example_cost(weights, biases, x, y, activations, cost) for x, y in batch)
-        dC_dw, dC_db = _gradient(weights, biases, batch, activations, cost, clip_norm)
+        dC_dw, dC_db = _gradient_sum(weights, biases, batch, activations, cost, clip_norm)
+        if deviation:
+            _add_noise(dC_dw, dC_db, deviation, noise_key, first_step + i)
+        B = batch_size if offsets is not None else len(batch)
+        for l in range(len(weights)):
+            for j in range(len(dC_db[l])):
+                for k in range(len(dC_dw[l][j])):
+                    dC_dw[l][j][k] /= B
+                dC_db[l][j] /= B
         _step(weights, biases, dC_dw, dC_db, learning_rate, state, *settings.values())
-    return total / len(order)
+    visited = steps[-1][1] if offsets is not None else len(order)
+    return total / visited if visited else 0.0
