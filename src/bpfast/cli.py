@@ -516,6 +516,18 @@ def check(args):
         failures += not report.ok
         print(f"{name:<34} " + " ".join(f"{v:9.1e}" for v in values) +
               f" {len(report.skipped_at_kinks):>9}  {'ok' if report.ok else 'FAIL'}")
+    # DP-SGD's steps: clipping, the noise's generator and Poisson sampling, against the reference.
+    print("\nprivate steps (fit's clip_norm, noise_multiplier, Poisson sampling), kernels ↔ "
+          "reference: θ after an epoch, largest difference relative to the largest entry")
+    for name, net in cases:
+        if net.n_params > 3000:
+            continue
+        X = rng.random((8, net.sizes[0]))
+        Y = rng.random((8, net.sizes[-1]))
+        difference = crosscheck.private_epoch_difference(net, X, Y, seed=args.seed)
+        ok = difference <= crosscheck.REFERENCE_TOLERANCES[net.dtype.name]
+        failures += not ok
+        print(f"{name:<34} {difference:9.1e}  {'ok' if ok else 'FAIL'}")
     print("all within tolerance" if not failures else f"{failures} network(s) over tolerance")
     return 1 if failures else 0
 

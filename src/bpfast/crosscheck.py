@@ -251,3 +251,34 @@ def check(net, X, Y, *, fd_params=200, seed=0):
                                               net.activations, net.cost_function)),
     )
     return CheckReport(net, n, checked, skipped, differences, worst)
+
+
+def private_epoch_difference(net, X, Y, *, clip_norm=0.5, noise_multiplier=1.0, batch_size=4,
+                             seed=0):
+    """One private epoch of `Network.fit` (DP-SGD: every example's gradient clipped to
+    ``clip_norm``, Gaussian noise of ``noise_multiplier`` · clip_norm on each step's sum,
+    Poisson sampling of ``batch_size`` expected examples) on a copy of ``net``, against
+    `bpfast.reference.train_epoch` with the same draws — the noise's seed and the steps, as fit
+    draws them from ``seed``. Returns the largest difference of θ after the epoch, relative to
+    its largest entry (`REFERENCE_TOLERANCES` applies)."""
+    import copy
+
+    from .training import poisson_steps
+    X, Y = net._pair(X, Y)
+    X2, Y2 = np.atleast_2d(X), np.atleast_2d(Y)
+    N = X2.shape[0]
+    batch_size = min(batch_size, N)
+    fitted = copy.deepcopy(net)
+    fitted.fit(X2, Y2, epochs=1, batch_size=batch_size, learning_rate=0.1, seed=seed,
+               clip_norm=clip_norm, noise_multiplier=noise_multiplier, sampling="poisson")
+    draws = np.random.default_rng(seed)
+    key = int(draws.integers(2**63))
+    order, offsets = poisson_steps(draws, N, batch_size)
+    weights, biases = _nested_params(net)
+    reference.train_epoch(weights, biases, X2.tolist(), Y2.tolist(), order.tolist(), batch_size,
+                          0.1, {}, net.activations, net.cost_function, clip_norm=clip_norm,
+                          noise_multiplier=noise_multiplier, noise_key=key,
+                          offsets=offsets.tolist())
+    expected = np.concatenate([np.concatenate([np.ravel(w), b])
+                               for w, b in zip(weights, biases)])
+    return relative_difference(fitted.parameters_vector(), expected)
