@@ -98,17 +98,24 @@ def test_bad_privacy_arguments_are_refused_before_training(keywords, error, mess
 def test_poisson_steps_follow_the_binomial_law():
     """20,000 steps of N = 500, B = 50 (q = 0.1): counts with mean N q = 50 and variance
     N q (1 − q) = 45 (each within 5 standard errors), every example in a share q of the steps
-    (within 5 standard errors of the least and most frequent), rows distinct within a step."""
+    (within 5 standard errors of the least and most frequent), rows distinct within a step; and
+    independent flips: neighbours join a step together in a share q² of the steps, as do the
+    last row of a step and the first of the next (the epoch is drawn as one Bernoulli process,
+    whose gaps could otherwise tie them)."""
     from bpfast.training import poisson_steps
     rng = np.random.default_rng(0)
-    counts, joined = [], np.zeros(500)
+    counts, joined, together, across = [], np.zeros(500), 0, 0
     for _ in range(2_000):
         order, offsets = poisson_steps(rng, 500, 50)
         assert len(offsets) == 11 and offsets[0] == 0 and len(order) == offsets[-1] + 1
+        last = False
         for i in range(10):
             rows = order[offsets[i]:offsets[i + 1]]
             assert len(np.unique(rows)) == len(rows)
             joined[rows] += 1
+            together += 0 in rows and 1 in rows
+            across += last and 0 in rows
+            last = 499 in rows
         counts.extend(np.diff(offsets))
     counts = np.array(counts)
     n = len(counts)
@@ -116,6 +123,9 @@ def test_poisson_steps_follow_the_binomial_law():
     assert abs(counts.var() - 45) < 5 * 45 * np.sqrt(2 / n)
     share = joined / n
     assert np.all(np.abs(share - 0.1) < 5 * np.sqrt(0.09 / n))
+    assert abs(together / n - 0.01) < 5 * np.sqrt(0.0099 / n)
+    pairs = n - n // 10                                 # steps that have a next one in the epoch
+    assert abs(across / pairs - 0.01) < 5 * np.sqrt(0.0099 / pairs)
 
 
 @pytest.mark.parametrize("rule", [dict(), dict(momentum=0.9, l2=0.05),

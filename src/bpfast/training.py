@@ -209,14 +209,34 @@ SAMPLINGS = ("shuffle", "poisson")
 
 def poisson_steps(rng, N, batch_size):
     """An epoch of Poisson sampling: round(N / B) steps (at least one), each holding every one of
-    the N examples independently with probability q = B / N — drawn as a Binomial(N, q) count,
-    then that many distinct rows, which is the same law. Returns (order, offsets): step i takes
-    order[offsets[i]:offsets[i + 1]], none at times. (order keeps one unused entry, so that it
-    is never empty.)"""
-    counts = rng.binomial(N, batch_size / N, size=max(1, round(N / batch_size)))
-    rows = [rng.choice(N, size=count, replace=False) for count in counts]
-    order = np.concatenate(rows + [np.zeros(1, np.intp)]).astype(np.intp, copy=False)
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.intp)
+    the N examples independently with probability q = B / N. The epoch's steps × N coin flips
+    are drawn as one Bernoulli process: the gaps between the flips that come up heads are
+    independent Geometric(q) numbers, ⌊E / λ⌋ + 1 with E standard exponential and
+    λ = −ln(1 − q), so that the epoch costs about B draws a step rather than N (or a sampler
+    call per step). Returns (order, offsets): step i takes the rows
+    order[offsets[i]:offsets[i + 1]] (ascending), none at times. (order keeps one unused entry,
+    so that it is never empty.)"""
+    n_steps = max(1, round(N / batch_size))
+    q = min(1.0, batch_size / N)
+    length = n_steps * N
+    expected = length * q
+    draws = int(expected + 6 * np.sqrt(expected) + 16)
+    scale = -1 / np.log1p(-q) if q < 1 else 0.0
+
+    def gaps():
+        gap = rng.standard_exponential(size=draws)
+        gap *= scale
+        np.floor(gap, out=gap)
+        gap += 1
+        return np.cumsum(gap).astype(np.int64)    # exact: integers below 2^53
+
+    positions = gaps() - 1
+    while positions[-1] < length:                 # the process has not yet left the epoch
+        positions = np.concatenate([positions, positions[-1] + gaps()])
+    positions = positions[:np.searchsorted(positions, length)]
+    steps, rows = np.divmod(positions, N)
+    order = np.concatenate([rows, np.zeros(1, rows.dtype)]).astype(np.intp, copy=False)
+    offsets = np.searchsorted(steps, np.arange(n_steps + 1)).astype(np.intp)
     return order, offsets
 
 
