@@ -365,6 +365,9 @@ cdef extern from "_dispatch.h":
                           double* out) noexcept nogil
     void bpfast_normals_s(uint64_t base, uint64_t q0, Py_ssize_t pairs,
                           float* out) noexcept nogil
+    # Σ_i x_i², vectorized (_microkernels_impl.h).
+    double bpfast_square_sum_d(const double* x, Py_ssize_t n) noexcept nogil
+    float bpfast_square_sum_s(const float* x, Py_ssize_t n) noexcept nogil
 
 
 cdef extern from "_dispatch.h":
@@ -975,13 +978,11 @@ cdef void _example_norms_layer(const Layout* lay, int l, Py_ssize_t n, const flo
 cdef inline double _example_square(const floating* delta, Py_ssize_t n_out, const floating* a,
                                    Py_ssize_t n_in) noexcept nogil:
     """‖δ_k‖² (‖a_k‖² + 1): the square of one example's ‖∂C_k/∂θ^(l)‖ from its δ and a."""
-    cdef floating dd = 0, aa = 0
-    cdef Py_ssize_t j, i
-    for j in range(n_out):
-        dd += delta[j] * delta[j]
-    for i in range(n_in):
-        aa += a[i] * a[i]
-    return (<double> dd) * (<double> aa + 1)
+    if floating is double:
+        return bpfast_square_sum_d(delta, n_out) * (bpfast_square_sum_d(a, n_in) + 1)
+    else:
+        return (<double> bpfast_square_sum_s(delta, n_out)) * (
+            <double> bpfast_square_sum_s(a, n_in) + 1)
 
 
 cdef struct Step:

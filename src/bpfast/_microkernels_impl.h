@@ -198,3 +198,19 @@ ISA_TARGET static void NAME(outer)(ptrdiff_t nj, ptrdiff_t ni, const T* restrict
         B[j] = dj;
     }
 }
+
+/* Σ_i x_i² over n numbers: the squares of per-example norms (‖δ_k‖², ‖a_k‖²). Two vector
+ * accumulators, so that the sum runs at the vector units' pace rather than one addition's
+ * latency at a time (a scalar sum cannot be reordered by the compiler). */
+ISA_TARGET static T NAME(square_sum)(const T* restrict x, ptrdiff_t n) {
+    V s0 = NAME(splat)(0), s1 = NAME(splat)(0);
+    ptrdiff_t i = 0;
+    for (; i + 2 * LANES <= n; i += 2 * LANES) {
+        V a = NAME(load)(x + i), b = NAME(load)(x + i + LANES);
+        s0 += a * a;
+        s1 += b * b;
+    }
+    T s = NAME(hsum)(s0 + s1);
+    for (; i < n; i++) s += x[i] * x[i];
+    return s;
+}
