@@ -874,6 +874,8 @@ class Network:
                 noise_multiplier=noise_multiplier, sampling=sampling, target_delta=target_delta,
                 accountant=accountant, target_epsilon=target_epsilon)
             batch = min(settings.batch_size, X.shape[0])
+            if settings.sampling == "poisson":
+                batch = training.poisson_rows(X.shape[0], batch)
             workspace = self._fit_workspace
             if workspace is None or workspace.rows < batch:
                 workspace = self._layout.workspace(batch, self.dtype, training=True)

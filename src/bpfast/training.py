@@ -240,6 +240,13 @@ def poisson_steps(rng, N, batch_size):
     return order, offsets
 
 
+def poisson_rows(N, batch_size):
+    """Rows enough for nearly every step of Poisson sampling: B + 6 √B + 8 (at most N), above
+    its Binomial(N, B / N) count's mean by over 6 standard deviations. The rare larger step gets
+    a larger workspace when it comes (`_train`)."""
+    return min(N, batch_size + int(6 * np.sqrt(batch_size)) + 8)
+
+
 class FitSettings:
     """Everything `Network.fit` is told besides the data, checked once (`checked`) and handed
     down as one object: the loop (`train`) and the kernels' `Rule` read it, nothing else."""
