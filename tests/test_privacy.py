@@ -1,6 +1,10 @@
 """Private steps (DP-SGD's noise): ḡ = (1/B)(Σ_k c_k ∂C_k/∂θ + ν R ξ). The noise is read back
 exactly: a step of plain SGD with η = 1 from the same θ, with and without it, differs by
 ν R ξ / B — so ξ itself is checked, coordinate by coordinate."""
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -285,3 +289,51 @@ def test_the_references_private_epoch_refuses_what_fit_refuses():
                           offsets=[0, 0], noise_key=7)
     xi = reference.noise(7, 0, 3)
     np.testing.assert_allclose([*w[0][0], b[0][0]], np.array([0.1, 0.2, 0.0]) - 2.0 * np.array(xi))
+
+
+def test_a_diverged_private_fit_reports_the_privacy_its_steps_spent():
+    """The steps run before training diverged used the data: their ε is on the history the
+    error carries (two Poisson steps at q = 0.1 here, the second the one that diverged)."""
+    pytest.importorskip("dp_accounting")
+    from bpfast.training import TrainingDiverged
+    rng = np.random.default_rng(0)
+    X, Y = rng.random((200, 20)), np.eye(3)[rng.integers(0, 3, 200)]
+    net = bpfast.Network([20, 16, 3], activation="relu", output_activation="identity", seed=0)
+    with pytest.raises(TrainingDiverged, match="mini-batch 2") as caught:
+        net.fit(X, Y, epochs=3, batch_size=20, learning_rate=1e100, seed=0, clip_norm=1.0,
+                noise_multiplier=1.0, target_delta=1e-3)
+    history = caught.value.history
+    assert history.epsilon == bpfast.privacy.epsilon(1.0, 0.1, 2, 1e-3)
+    assert "2 Poisson steps" in history.privacy
+
+
+PRIVATE_INTERRUPT = textwrap.dedent("""
+    import os, signal, threading
+    import numpy as np
+    import bpfast
+    import dp_accounting                # imported before the signal can come
+
+    rng = np.random.default_rng(0)
+    X = rng.random((20000, 784))
+    Y = np.eye(10)[rng.integers(0, 10, 20000)]
+    net = bpfast.Network([784, 512, 10], seed=0)
+    threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    try:
+        net.fit(X, Y, epochs=50, batch_size=100, learning_rate=0.1, seed=0, clip_norm=1.0,
+                noise_multiplier=1.0, target_delta=1e-5)
+    except KeyboardInterrupt as caught:
+        print(caught.epoch, caught.mini_batch, repr(caught.history.epsilon))
+""")
+
+
+def test_an_interrupted_private_fit_reports_the_privacy_its_steps_spent():
+    """Ctrl-C within a private fit: the history the interrupt carries has the ε of every step
+    taken, those of the unfinished epoch included."""
+    pytest.importorskip("dp_accounting")
+    result = subprocess.run([sys.executable, "-c", PRIVATE_INTERRUPT], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    epoch, mini_batch, epsilon = result.stdout.split()
+    steps = (int(epoch) - 1) * 200 + int(mini_batch)
+    assert int(mini_batch) >= 1
+    assert float(epsilon) == bpfast.privacy.epsilon(1.0, 100 / 20000, steps, 1e-5)

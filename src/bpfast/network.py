@@ -823,8 +823,10 @@ class Network:
         target_delta, accountant : δ_DP in (0, 1), and "pld" or "rdp"
             After training, the History gets the ε the private steps spent at δ_DP
             (`bpfast.privacy`; needs ``pip install "bpfast[privacy]"``): ``history.epsilon``,
-            and ``history.privacy`` saying what it covers — or why there is none. Choose δ_DP
-            well below 1/N: at 1/N, publishing one example in the clear qualifies.
+            and ``history.privacy`` saying what it covers — or why there is none. A fit that
+            stops with an error (Ctrl-C, divergence) counts every step it ran, in the history
+            the error carries. Choose δ_DP well below 1/N: at 1/N, publishing one example in
+            the clear qualifies.
         target_epsilon : ε > 0 or None
             With clip_norm and target_delta (and no noise_multiplier): fit chooses the least
             ν whose ε after all the epochs' Poisson steps is at most target_epsilon

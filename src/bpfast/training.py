@@ -405,6 +405,8 @@ def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_t
                     f"{n_batches}: the network holds the parameters of that step")
                 interrupt.epoch, interrupt.mini_batch = epoch + 1, done
                 interrupt.history = history
+                if settings.target_delta is not None:   # the steps taken were private too
+                    _account(history, settings, N, batch, steps + done)
                 raise interrupt from None
             seconds = time.perf_counter() - start
             finite = _kernels.all_finite(theta)
@@ -419,6 +421,8 @@ def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_t
                     "Scale the data down. The network keeps the parameters it had before that "
                     "epoch.")
                 error.history = history
+                if settings.target_delta is not None:   # the epoch ran: its steps count
+                    _account(history, settings, N, batch, steps + n_batches)
                 raise error
             if not finite:
                 # Replay the epoch from its start, checking θ after every step: the replay is
@@ -427,6 +431,8 @@ def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_t
                 theta[...] = before
                 rule.restore(state_before)
                 bad_batch = _kernels.replay_epoch(order=order, steps=steps, **epoch_arguments)
+                if settings.target_delta is not None:   # up to the step that diverged
+                    _account(history, settings, N, batch, steps + (bad_batch or n_batches))
                 raise TrainingDiverged(
                     f"training diverged in epoch {epoch + 1}, mini-batch {bad_batch}: its step "
                     f"made parameters non-finite; the network keeps those of the last finite "
@@ -454,12 +460,14 @@ def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_t
     if best_theta is not None:
         theta[...] = best_theta
     if settings.target_delta is not None:
-        _account(history, settings, N, batch, n_batches)
+        _account(history, settings, N, batch, history.epochs * n_batches)
     return history
 
 
-def _account(history, settings, N, batch, n_batches):
-    """The ε that the epochs recorded spent at the target δ_DP (`bpfast.privacy`)."""
+def _account(history, settings, N, batch, steps):
+    """The ε that `steps` private steps spent at the target δ_DP (`bpfast.privacy`): every step
+    run, those of an epoch that was interrupted, diverged or undone included — its data were
+    used."""
     from . import privacy
     history.delta, history.accountant = settings.target_delta, settings.accountant
     history.noise_multiplier = settings.noise_multiplier
@@ -469,9 +477,8 @@ def _account(history, settings, N, batch, n_batches):
         history.privacy = ("shuffled mini-batches: the accountants' analyses assume Poisson "
                            "sampling (sampling='poisson'), so no ε is given")
     else:
-        history.epsilon = privacy.epsilon(settings.noise_multiplier, batch / N,
-                                          history.epochs * n_batches, settings.target_delta,
-                                          accountant=settings.accountant)
+        history.epsilon = privacy.epsilon(settings.noise_multiplier, batch / N, steps,
+                                          settings.target_delta, accountant=settings.accountant)
         history.privacy = (f"({history.epsilon:.3g}, {settings.target_delta:g})-DP by the "
-                           f"{settings.accountant} accountant, {history.epochs * n_batches} "
-                           f"Poisson steps at q = {batch / N:.3g}")
+                           f"{settings.accountant} accountant, {steps} Poisson steps at "
+                           f"q = {batch / N:.3g}")
