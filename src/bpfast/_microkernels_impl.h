@@ -210,6 +210,11 @@ ISA_TARGET static T NAME(square_sum)(const T* restrict x, ptrdiff_t n) {
         s0 += a * a;
         s1 += b * b;
     }
+    if (i + LANES <= n) {                     /* layers are often narrow: one more vector */
+        V a = NAME(load)(x + i);
+        s0 += a * a;
+        i += LANES;
+    }
     T s = NAME(hsum)(s0 + s1);
     for (; i < n; i++) s += x[i] * x[i];
     return s;
