@@ -748,7 +748,7 @@ class Network:
             optimizer="sgd", momentum=0.0, nesterov=False, l2=0.0, betas=(0.9, 0.999), eps=1e-8,
             validation_data=None, early_stopping=None, callback=None, clip_norm=None,
             noise_multiplier=None, sampling=None, target_delta=None, accountant="pld",
-            target_epsilon=None):
+            target_epsilon=None, resume=None):
         """Train in place by mini-batch gradient descent; returns a `bpfast.training.History`.
 
         Each epoch visits the examples (rows of X and Y) in a random order drawn from ``seed``,
@@ -812,9 +812,10 @@ class Network:
             and Box–Muller, vectorized; `bpfast.reference.noise` writes it out) keyed by
             ``seed``, the step and the coordinate: the same for any n_threads, reproducible for
             a seed — and not a cryptographic generator (|ξ_i| ≤ 6.66 by construction).
-        sampling : "shuffle", "poisson" or None
+        sampling : "shuffle", "ordered", "poisson" or None
             How mini-batches are drawn. "shuffle": each epoch's shuffled order, cut into
-            batch_size. "poisson" (the default with noise; needs clip_norm): an epoch is
+            batch_size. "ordered": the rows in their own order, every epoch (no shuffling).
+            "poisson" (the default with noise; needs clip_norm): an epoch is
             round(N / B) steps, each holding every example independently with probability
             q = B / N (B = batch_size) — so a step's size varies, may be 0 (its noise is still
             added) — and its sum is divided by B, the expected size: what the privacy
@@ -831,6 +832,12 @@ class Network:
             With clip_norm and target_delta (and no noise_multiplier): fit chooses the least
             ν whose ε after all the epochs' Poisson steps is at most target_epsilon
             (`bpfast.privacy.noise_multiplier`), recorded in ``history.noise_multiplier``.
+        resume : `bpfast.training.OptimizerState` or None
+            The optimizer's memory from an earlier fit of this network (``history.state``):
+            momentum's velocity, Adam's moments and step count continue from there instead of
+            from zero — as scikit-learn's warm_start and partial_fit, or a PyTorch optimizer
+            kept between loops. Its rule must be this fit's. ``history.state`` of every fit
+            holds the state it ends with.
         callback : callable or None
             Called after each epoch as ``callback(epoch, figures)``, epoch counting from 1 and
             figures a dict with the epoch's "cost" and "seconds" (and "validation_cost",
@@ -874,7 +881,7 @@ class Network:
                 l2=l2, betas=betas, eps=eps, early_stopping=early_stopping,
                 has_validation=validation_data is not None, clip_norm=clip_norm,
                 noise_multiplier=noise_multiplier, sampling=sampling, target_delta=target_delta,
-                accountant=accountant, target_epsilon=target_epsilon)
+                accountant=accountant, target_epsilon=target_epsilon, resume=resume)
             batch = min(settings.batch_size, X.shape[0])
             if settings.sampling == "poisson":
                 batch = training.poisson_rows(X.shape[0], batch)

@@ -91,6 +91,7 @@ class History:
         self.threads = {}
         self.epsilon = self.delta = self.accountant = self.noise_multiplier = None
         self.privacy = ""
+        self.state = None
 
     @property
     def epochs(self):
@@ -170,6 +171,7 @@ OPTIMIZERS = ("sgd", "adam")
 RULES = ("sgd", "momentum", "nesterov", "adam")
 _kernels.check_codes(RULES, _kernels.RULE_CODES, "update rules")
 _SGD, _MOMENTUM, _NESTEROV, _ADAM = (_kernels.RULE_CODES[name] for name in RULES)
+assert [_kernels.RULE_CODES[name] for name in RULES] == list(range(len(RULES)))
 
 
 def check_rule(eta, optimizer, momentum, nesterov, l2, betas, eps, spelling=PYTHON):
@@ -202,9 +204,26 @@ def check_rule(eta, optimizer, momentum, nesterov, l2, betas, eps, spelling=PYTH
     return dict(rule=rule, eta=eta, l2=l2, mu=mu, beta1=beta1, beta2=beta2, eps=eps)
 
 
-#: How fit draws its mini-batches: each epoch's shuffled order cut into batch_size, or Poisson
-#: sampling (every example joins each step with probability batch_size / N).
-SAMPLINGS = ("shuffle", "poisson")
+#: How fit draws its mini-batches: each epoch's shuffled order cut into batch_size, the rows in
+#: their own order (no shuffling), or Poisson sampling (every example joins each step with
+#: probability batch_size / N).
+SAMPLINGS = ("shuffle", "ordered", "poisson")
+
+
+class OptimizerState:
+    """The memory of fit's rule when a fit ended — momentum's and Nesterov's velocity v, Adam's
+    moments m (in v) and r, and the number of steps taken (Adam's t, and the noise's step
+    count) — for `fit(resume=history.state)` to continue from, as scikit-learn's warm_start and
+    partial_fit continue their optimiser, instead of starting again from v = r = 0. Copies:
+    resuming never changes it."""
+
+    __slots__ = ("rule", "v", "r", "steps")
+
+    def __init__(self, rule, v, r, steps):
+        self.rule, self.v, self.r, self.steps = rule, v, r, steps
+
+    def __repr__(self):
+        return f"OptimizerState({RULES[self.rule]!r}, {self.steps} steps)"
 
 
 def poisson_steps(rng, N, batch_size):
@@ -254,14 +273,14 @@ class FitSettings:
     __slots__ = ("epochs", "batch_size", "learning_rate", "seed", "n_threads", "rule", "eta",
                  "l2", "mu", "beta1", "beta2", "eps", "early_stopping", "clip_norm",
                  "noise_multiplier", "sampling", "target_delta", "accountant",
-                 "target_epsilon")
+                 "target_epsilon", "resume")
 
     @classmethod
     def checked(cls, *, epochs, batch_size, learning_rate, seed=None, n_threads=None,
                 optimizer="sgd", momentum=0.0, nesterov=False, l2=0.0, betas=(0.9, 0.999),
                 eps=1e-8, early_stopping=None, has_validation=False, clip_norm=None,
                 noise_multiplier=None, sampling=None, target_delta=None, accountant="pld",
-                target_epsilon=None):
+                target_epsilon=None, resume=None):
         """The settings after every check, each refusal naming its argument."""
         settings = cls()
         settings.epochs = check_count(epochs, "epochs", 0)
@@ -305,6 +324,15 @@ class FitSettings:
             raise ValueError("sampling='poisson' is DP-SGD's: it needs a clip_norm (steps of "
                              "any size are divided by the expected batch_size, which bounds "
                              "an example's influence only once its gradient is clipped).")
+        if resume is not None:
+            if not isinstance(resume, OptimizerState):
+                raise TypeError(f"resume must be the state of an earlier fit (history.state), "
+                                f"got {type(resume).__name__}.")
+            if resume.rule != settings.rule:
+                raise ValueError(f"resume holds the state of the {RULES[resume.rule]!r} rule, "
+                                 f"but this fit's optimizer, momentum and nesterov choose "
+                                 f"{RULES[settings.rule]!r}.")
+        settings.resume = resume
         settings.early_stopping = None
         if early_stopping is not None:
             settings.early_stopping = check_count(early_stopping, "early_stopping", 1)
@@ -338,6 +366,14 @@ def train(layout, theta, X, Y, settings, *, validate=None, callback=None, worksp
             or workspace.Xb is None):
         workspace = layout.workspace(batch, theta.dtype, training=True)
     rule = settings.kernel_rule(layout.P, theta.dtype)
+    if settings.resume is not None:
+        saved = settings.resume
+        for mine, kept, name in ((rule.v, saved.v, "v"), (rule.r, saved.r, "r")):
+            if mine is not None and (kept is None or kept.shape != mine.shape
+                                     or kept.dtype != mine.dtype):
+                raise ValueError(f"resume's {name} is not this network's: the state of a fit "
+                                 f"of another network (P = {layout.P}, {theta.dtype}).")
+        rule.restore((saved.v, saved.r))
     # The parts of each step are fixed by n_threads; which of the team's threads computes them,
     # and how many of those work at a time, it decides by measuring (see bpfast._kernels.Team).
     kind = ("fit", layout.sizes, layout.activation_codes, settings.rule, batch, n_threads)
@@ -371,6 +407,7 @@ def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_t
                            noise_key=noise_key, offsets=None,
                            normaliser=float(batch) if settings.sampling == "poisson" else 0.0)
     history = History()
+    first_step = settings.resume.steps if settings.resume is not None else 0
     best_cost, best_theta, waited = np.inf, None, 0
     # θ and the rule's state as each epoch began, in buffers made once for all the epochs.
     before, state_before = workspace.theta_before(), rule.state()
@@ -384,11 +421,13 @@ def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_t
                 if largest > epoch_arguments["workspace"].rows:
                     epoch_arguments["workspace"] = layout.workspace(largest, dtype, training=True)
                 epoch_arguments.update(batch=largest, offsets=offsets)
+            elif settings.sampling == "ordered":
+                order = np.arange(N, dtype=np.intp)
             else:
                 order = rng.permutation(N).astype(np.intp, copy=False)
             np.copyto(before, theta)
             rule.state(into=state_before)
-            steps = epoch * n_batches
+            steps = first_step + epoch * n_batches
             start = time.perf_counter()
             try:
                 sum_C = _kernels.train_epoch(order=order, catch_sigint=main_thread, steps=steps,
@@ -406,7 +445,7 @@ def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_t
                 interrupt.epoch, interrupt.mini_batch = epoch + 1, done
                 interrupt.history = history
                 if settings.target_delta is not None:   # the steps taken were private too
-                    _account(history, settings, N, batch, steps + done)
+                    _account(history, settings, N, batch, steps - first_step + done)
                 raise interrupt from None
             seconds = time.perf_counter() - start
             finite = _kernels.all_finite(theta)
@@ -422,7 +461,7 @@ def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_t
                     "epoch.")
                 error.history = history
                 if settings.target_delta is not None:   # the epoch ran: its steps count
-                    _account(history, settings, N, batch, steps + n_batches)
+                    _account(history, settings, N, batch, steps - first_step + n_batches)
                 raise error
             if not finite:
                 # Replay the epoch from its start, checking θ after every step: the replay is
@@ -432,7 +471,8 @@ def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_t
                 rule.restore(state_before)
                 bad_batch = _kernels.replay_epoch(order=order, steps=steps, **epoch_arguments)
                 if settings.target_delta is not None:   # up to the step that diverged
-                    _account(history, settings, N, batch, steps + (bad_batch or n_batches))
+                    _account(history, settings, N, batch,
+                             steps - first_step + (bad_batch or n_batches))
                 raise TrainingDiverged(
                     f"training diverged in epoch {epoch + 1}, mini-batch {bad_batch}: its step "
                     f"made parameters non-finite; the network keeps those of the last finite "
@@ -459,6 +499,8 @@ def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_t
                         break
     if best_theta is not None:
         theta[...] = best_theta
+    history.state = OptimizerState(settings.rule, *rule.state(),
+                                   first_step + history.epochs * n_batches)
     if settings.target_delta is not None:
         _account(history, settings, N, batch, history.epochs * n_batches)
     return history
