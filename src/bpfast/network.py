@@ -690,13 +690,20 @@ class Network:
         norms = np.sqrt(squares if per_layer else squares.sum(axis=1))
         return norms.astype(self.dtype, copy=False)
 
-    def objective(self, X, Y):
+    def objective(self, X, Y, *, l2=0.0):
         """θ ↦ (C(θ), ∇C(θ)) on the data (X, Y), for `scipy.optimize.minimize(…, jac=True)`: a
         function of a flat θ (in the order of `parameters_vector`) returning the mean cost and
-        its gradient as float64, as scipy works. It leaves this network as it is (it computes
+        its gradient as float64, as scipy works. With ``l2`` = λ, C gains (λ/2) Σ_l ‖w^(l)‖²
+        (as `fit`'s l2: biases are not penalised). It leaves this network as it is (it computes
         on a copy), checks (X, Y) once, and converts θ and ∇C once per call."""
         X, Y = self._pair(X, Y, ndims=(2,))
+        return self._objective(X, Y, check_positive_real(l2, "l2", allow_zero=True), 1.0)
+
+    def _objective(self, X, Y, l2, scale):
+        """`objective` on validated data, its value and gradient times ``scale``."""
         work = copy.deepcopy(self)
+        layout, n = self._layout, X.shape[0]
+        weights = [slice(layout.w_offset(l), layout.b_offset(l)) for l in range(1, self.L + 1)]
 
         def cost_and_gradient(theta):
             theta = as_real_array(theta, "theta", np.float64)
@@ -704,10 +711,66 @@ class Network:
                 raise ValueError(f"theta must have shape ({self.n_params},), got {theta.shape}.")
             work._theta[...] = theta
             sum_C, g = work._mean_gradient(X, Y)
-            cost = float(work._finite_or_raise(np.array(sum_C), "the cost")) / X.shape[0]
-            return cost, g._vector.astype(np.float64)
+            cost = float(work._finite_or_raise(np.array(sum_C), "the cost")) / n
+            gradient = g._vector.astype(np.float64)
+            if l2:
+                for w in weights:
+                    cost += 0.5 * l2 * float(theta[w] @ theta[w])
+                    gradient[w] += l2 * theta[w]
+            if scale != 1.0:
+                cost *= scale
+                gradient *= scale
+            return cost, gradient
 
         return cost_and_gradient
+
+    def minimize(self, X, Y, *, method="L-BFGS-B", max_iter=None, tol=None, l2=0.0,
+                 options=None, callback=None):
+        """Full-batch training: θ minimising C(θ) + (λ/2) Σ_l ‖w^(l)‖² on all of (X, Y) (C the
+        mean cost, λ = ``l2``), by `scipy.optimize.minimize` with ``method`` (L-BFGS-B by
+        default; any of its methods that take a gradient) and ``jac=True`` — each evaluation one
+        pass of the kernels over the data (`objective`). θ is set to the result, in place.
+
+        ``max_iter``: the method's iteration limit (its ``maxiter`` option); ``tol`` and
+        ``callback`` as scipy's; ``options``: the method's other options (L-BFGS-B: ``maxfun``,
+        ``gtol``, ``ftol``, ``maxcor``). Returns scipy's `OptimizeResult`: ``x`` (θ, float64),
+        ``fun``, ``jac``, ``nit`` (iterations), ``nfev`` (evaluations), ``success``,
+        ``message``. The network keeps its θ if an evaluation fails (a cost that overflows)."""
+        X, Y = self._pair(X, Y, ndims=(2,))
+        if not isinstance(method, str):
+            raise TypeError(f"method must be the name of a scipy.optimize.minimize method, got "
+                            f"{type(method).__name__}.")
+        if method.lower() in ("nelder-mead", "powell", "cobyla", "cobyqa"):
+            raise ValueError(f"method must use the gradient (jac=True); {method!r} does not.")
+        options = {} if options is None else dict(options)
+        if max_iter is not None:
+            options["maxiter"] = check_count(max_iter, "max_iter", 1)
+        if tol is not None:
+            tol = check_positive_real(tol, "tol", allow_zero=True)
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}.")
+        objective = self._objective(X, Y, check_positive_real(l2, "l2", allow_zero=True), 1.0)
+        return self._minimize(objective, method, tol, options, callback)
+
+    def _minimize(self, objective, method, tol, options, callback):
+        from scipy import optimize
+        try:
+            # BLAS on one thread for scipy's vector work too: its threads, spinning after each
+            # small product, would take a core from the kernels' next evaluation.
+            with _single_threaded_blas():
+                result = optimize.minimize(objective, self._theta.astype(np.float64),
+                                           method=method, jac=True, tol=tol, options=options,
+                                           callback=callback)
+        except ValueError as error:
+            if "Unknown solver" in str(error):
+                raise ValueError(f"method must be one of scipy.optimize.minimize's, got "
+                                 f"{method!r}.") from None
+            raise
+        if not np.isfinite(result.x).all():
+            raise FloatingPointError(f"{method} ended on non-finite parameters; the network "
+                                     "keeps its own.")
+        self._theta[...] = result.x
+        return result
 
     # --- gradient descent ------------------------------------------------------------------------
 
