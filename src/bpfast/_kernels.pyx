@@ -748,10 +748,13 @@ cdef void _forward(const Layout* lay, const floating* theta, Py_ssize_t n, const
 # --- the backward pass: δ, layer by layer --------------------------------------------------------
 
 cdef double _output_delta(const Layout* lay, Py_ssize_t n, const floating* A, const floating* Y,
-                          floating* S, int part, int n_parts) noexcept nogil:
+                          floating* S, int part, int n_parts,
+                          const floating* weight) noexcept nogil:
     """δ^(L) = ∂C_0/∂z^(L) into S's output block, which holds f'(z^(L)) or z^(L) (see
     `_forward_layer`); returns Σ_k C_k over the part's share (its neurons, or with softmax its
     examples). The one place where C_0 is computed: for `fit`, `cost` and `evaluate` alike.
+    With per-example weights (``weight``: one per row, NULL for none), example k's δ_k^(L) and
+    C_k are scaled by weight[k]: every sum that follows is then the weighted one.
 
     quadratic:             δ_j = f'(z_j) · 2(a_j − y_j)           (link 2 times link 3)
     quadratic, softmax:    δ_j = Σ_i ∂a_i/∂z_j · 2(a_i − y_i)
@@ -767,7 +770,7 @@ cdef double _output_delta(const Layout* lay, Py_ssize_t n, const floating* A, co
     cdef const floating* a
     cdef const floating* y
     cdef floating* s
-    cdef double sum_C = 0
+    cdef double sum_C = 0, row_C = 0, C_kj
     A = A + output
     S = S + output
     if _rows_are_split(lay):
@@ -775,6 +778,8 @@ cdef double _output_delta(const Layout* lay, Py_ssize_t n, const floating* A, co
             a = A + k * count
             y = Y + k * count
             s = S + k * count
+            if weight != NULL:
+                row_C = sum_C
             if cost == QUADRATIC:
                 dot = 0
                 for j in range(count):
@@ -794,19 +799,28 @@ cdef double _output_delta(const Layout* lay, Py_ssize_t n, const floating* A, co
                 for j in range(count):
                     sum_C += y[j] * (lse - s[j])
                     s[j] = a[j] * sum_y - y[j]
+            if weight != NULL:
+                # This row's C_k is what it added to the sum: taken back, weighted.
+                sum_C = row_C + weight[k] * (sum_C - row_C)
+                for j in range(count):
+                    s[j] *= weight[k]
         return sum_C
     for k in range(n):
         for j in range(_first(count, part, n_parts), _first(count, part + 1, n_parts)):
             i = k * count + j
             error = A[i] - Y[i]
             if cost == QUADRATIC:
-                sum_C += error * error
+                C_kj = error * error
                 S[i] = S[i] * 2 * error
             else:                               # CROSS_ENTROPY with sigmoid
                 z_j = S[i]
-                sum_C += ((z_j if z_j > 0 else 0) - Y[i] * z_j
-                          + log1p(_exp_negative(-fabs(z_j))))
+                C_kj = ((z_j if z_j > 0 else 0) - Y[i] * z_j
+                        + log1p(_exp_negative(-fabs(z_j))))
                 S[i] = error
+            if weight != NULL:
+                C_kj = C_kj * weight[k]
+                S[i] *= weight[k]
+            sum_C += C_kj
     return sum_C
 
 
@@ -1204,6 +1218,8 @@ cdef struct Epoch:
     const Py_ssize_t* offsets                   # Poisson sampling: mini-batch i is order's
                                                 # offsets[i] ≤ k < offsets[i + 1]; NULL: fixed
     double normaliser                           # B, what a step's sum is divided by; 0: m
+    const void* weights                         # per-example weights aligned with order (each
+                                                # step's scaled to sum to its size), or NULL
     # Where the epoch is, advanced by `_epoch_close` between phases.
     Py_ssize_t i_batch, m
     int stage, l
@@ -1217,6 +1233,14 @@ cdef inline floating* _batch_half(void* buffer, Py_ssize_t i_batch, Py_ssize_t b
     """Mini-batch i_batch's rows in Xb or Yb. Mini-batches alternate between two halves, so that
     the next one is gathered while this one still updates w^(1), with no phase in between."""
     return <floating*> buffer + (i_batch % 2) * batch * width
+
+
+cdef inline const floating* _batch_weights(const Epoch* e, Py_ssize_t first,
+                                           floating* tag) noexcept nogil:
+    """The weights of the current mini-batch's rows from its row `first` on, or NULL."""
+    if e.weights == NULL:
+        return NULL
+    return <const floating*> e.weights + _batch_start(e, e.i_batch) + first
 
 
 cdef inline Py_ssize_t _batch_start(const Epoch* e, Py_ssize_t i_batch) noexcept nogil:
@@ -1380,7 +1404,7 @@ cdef void _examples_sums(Epoch* e, int part, int n_parts, floating* tag) noexcep
         S = <floating*> e.S + c0 * lay.width
         T = <floating*> e.T + c0 * lay.widest_hidden
         _forward(lay, theta, n, x, A, S, NULL, n, NULL)
-        e.shares[part] += _output_delta(lay, n, A, y, S, 0, 1)
+        e.shares[part] += _output_delta(lay, n, A, y, S, 0, 1, _batch_weights(e, c0, tag))
         if e.clip > 0:
             # Every δ first: example k's clipping factor needs all its layers' δ_k.
             for l in range(lay.L, 1, -1):
@@ -1499,14 +1523,16 @@ cdef void _epoch_task(Epoch* e, int part, int n_parts, floating* tag) noexcept n
         _forward_layer(lay, theta, l, n, x, A, S, NULL, part, n_parts,
                        _rows_at_once(_fit_blas(lay, l, n, n_parts), n))
         if l == L and not _rows_are_split(lay):
-            e.shares[part] += _output_delta(lay, n, A, y, S, part, n_parts)
+            e.shares[part] += _output_delta(lay, n, A, y, S, part, n_parts,
+                                            _batch_weights(e, 0, tag))
             if L == 1:                          # the same neurons all the way: no phase between
                 _step_layer(lay, 1, n, x, A, S, theta, &e.step, part, n_parts)
                 _gather(e, e.i_batch + 1, part, n_parts, tag)
     elif e.stage == ROWS:
         _softmax_rows(S + output, A + output, nL, _first(n, part, n_parts),
                       _first(n, part + 1, n_parts))
-        e.shares[part] += _output_delta(lay, n, A, y, S, part, n_parts)
+        e.shares[part] += _output_delta(lay, n, A, y, S, part, n_parts,
+                                        _batch_weights(e, 0, tag))
     elif e.stage == BACK:
         # δ^(l−1) is computed from w^(l) before w^(l) changes, as gradient descent requires:
         # w^(l+1) is updated now, after the phase in which every part last read it.
@@ -1713,6 +1739,7 @@ cdef struct Call:
     const void* theta
     const void* X
     const void* Y               # NULL: no targets (the forward pass only)
+    const void* weights         # NULL, or each row's weight (δ_k^(L) and C_k scaled by it)
     Py_ssize_t n
     Py_ssize_t chunk            # how the row-by-row products take the rows (`_call_chunk`)
     int n_parts, writes, stage
@@ -1782,7 +1809,9 @@ cdef void _call_task(Call* c, int part, int n_parts, floating* tag) noexcept nog
     if c.stage == CALL_FORWARD:
         _forward(lay, theta, m, X, A, S, Z, c.chunk, &c.parts[part].z_finite if c.check_z else NULL)
         if Y != NULL:
-            c.parts[part].share = _output_delta(lay, m, A, Y, S, 0, 1)
+            c.parts[part].share = _output_delta(
+                lay, m, A, Y, S, 0, 1,
+                (<const floating*> c.weights + r0) if c.weights != NULL else NULL)
         return
     # CALL_BACKWARD: every δ of the part's rows, and what they write by rows
     for l in range(lay.L, 0, -1):
@@ -1834,7 +1863,7 @@ cdef int _call_close_s(void* c) noexcept nogil:
 
 def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, ::1] X, Y,
              Workspace workspace, int writes=WRITES_NOTHING, out=None, Team team=None,
-             int n_parts=1, bint keep_z=False, bint check_z=True):
+             int n_parts=1, bint keep_z=False, bint check_z=True, weights=None):
     """One call of the kernels on a batch X (and targets Y, or None), its examples split into
     n_parts parts that the workers of `team` compute (none: the calling thread): the forward
     pass into the workspace (each part in its own region: `regions`), Σ_k C_k with targets, then
@@ -1844,8 +1873,11 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
 
     Returns (Σ_k C_k, or 0.0 without targets; whether every z^(1) was finite — if not, the call
     stopped after the forward pass; whether the gradients written — per example, or their mean —
-    are certainly finite (`_magnitude`), True for the other writes)."""
+    are certainly finite (`_magnitude`), True for the other writes). ``weights``: one per row
+    of X (θ's dtype), each example's δ_k^(L) and C_k scaled by its weight — the weighted sums
+    (the caller scales them to sum to n for a weighted mean)."""
     cdef Call c
+    cdef const floating[::1] W
     cdef Py_ssize_t n = X.shape[0], P = layout.c.P
     cdef const floating[:, ::1] Yv
     cdef floating[::1] A, S, T, Z, grad
@@ -1880,6 +1912,11 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
         c.Y = &Yv[0, 0]
     elif writes != WRITES_NOTHING:
         raise ValueError("a gradient needs targets.")
+    if weights is not None:
+        W = weights
+        if W.shape[0] != n or Y is None:
+            raise ValueError("weights must hold one number per row of X, with targets.")
+        c.weights = &W[0]
     A, S, T = workspace.A, workspace.S, workspace.T
     c.A, c.S, c.T = &A[0], &S[0], &T[0]
     if keep_z:
@@ -1973,7 +2010,7 @@ cdef _run_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1
                 const floating[:, ::1] Y, const Py_ssize_t[::1] order, Py_ssize_t batch,
                 Rule rule, Workspace workspace, Team team, int n_threads, bint catch_sigint,
                 Py_ssize_t steps, floating* backup, double clip_norm, double noise,
-                uint64_t key, offsets, double normaliser):
+                uint64_t key, offsets, double normaliser, weights):
     """An epoch on the team: (Σ_k C_k, the mini-batch whose step diverged in a replay or 0,
     whether Ctrl-C stopped it, the steps it completed)."""
     cdef Epoch e
@@ -2018,6 +2055,13 @@ cdef _run_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1
         e.offsets = &starts[0]
         e.n_batches = starts.shape[0] - 1
         e.normaliser = normaliser
+    cdef const floating[::1] W
+    if weights is not None:
+        W = weights
+        if W.shape[0] != e.N or clip_norm > 0:
+            raise ValueError("weights must hold one number per entry of order, and are not "
+                             "for clipped steps.")
+        e.weights = &W[0]
     e.steps = steps
     e.step = rule.c
     e.Xb = &Xb[0]
@@ -2055,7 +2099,8 @@ def train_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1
                 const floating[:, ::1] Y, const Py_ssize_t[::1] order, Py_ssize_t batch,
                 Rule rule, Workspace workspace, Team team=None, int n_threads=1,
                 bint catch_sigint=False, Py_ssize_t steps=0, double clip_norm=0,
-                double noise=0, uint64_t noise_key=0, offsets=None, double normaliser=0):
+                double noise=0, uint64_t noise_key=0, offsets=None, double normaliser=0,
+                weights=None):
     """One epoch of training on θ in place: a step of `rule` for each mini-batch of `batch`
     examples taken in `order` (each a row of X and Y), each split into n_threads parts (Design
     4) that the workers of `team` compute (none: the calling thread alone); BLAS should be
@@ -2073,14 +2118,16 @@ def train_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1
     DP-SGD), drawn for step `steps` + i (i from 0 in this epoch) from ``noise_key``.
     ``offsets`` (Poisson sampling, with a clip norm): step i takes the rows order[offsets[i]:
     offsets[i + 1]] — any number, none included, at most ``batch`` — and divides its sum by
-    ``normaliser`` (the expected mini-batch size), not by its count.
+    ``normaliser`` (the expected mini-batch size), not by its count. ``weights`` (θ's dtype,
+    one per entry of order; not with clipping): each example's δ_k^(L) and C_k scaled by its
+    weight — each step's weights scaled to sum to its size make its step the weighted mean.
     """
     if team is None:
         team = Team()
     sum_C, _, interrupted, done = _run_epoch(layout, theta, X, Y, order, batch, rule, workspace,
                                              team, n_threads, catch_sigint, steps,
                                              <floating*> NULL, clip_norm, noise, noise_key,
-                                             offsets, normaliser)
+                                             offsets, normaliser, weights)
     if interrupted:
         interrupt = KeyboardInterrupt("training interrupted at a mini-batch boundary")
         interrupt.mini_batches_done = done
@@ -2092,7 +2139,7 @@ def replay_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::
                  const floating[:, ::1] Y, const Py_ssize_t[::1] order, Py_ssize_t batch,
                  Rule rule, Workspace workspace, Team team=None, int n_threads=1,
                  Py_ssize_t steps=0, double clip_norm=0, double noise=0,
-                 uint64_t noise_key=0, offsets=None, double normaliser=0):
+                 uint64_t noise_key=0, offsets=None, double normaliser=0, weights=None):
     """`train_epoch` again, checking θ after every step (the careful replay of an epoch that
     diverged, from θ and the rule's state as they were when it began): at the first step that
     leaves a non-finite parameter θ is put back to the step before and the epoch stops. Returns
@@ -2102,5 +2149,5 @@ def replay_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::
         team = Team()
     _, diverged, _, _ = _run_epoch(layout, theta, X, Y, order, batch, rule, workspace, team,
                                    n_threads, False, steps, &backup[0], clip_norm, noise,
-                                   noise_key, offsets, normaliser)
+                                   noise_key, offsets, normaliser, weights)
     return diverged

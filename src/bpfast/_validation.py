@@ -318,3 +318,22 @@ def as_pair(X, Y, sizes, dtype, ndims=(1, 2), names=("X", "Y"), x_finite=True):
             f"[{X.shape[0]}, {Y.shape[0]}] ({names[0]}, {names[1]})."
         )
     return X, Y
+
+
+def check_sample_weight(value, n, dtype):
+    """Per-example weights for n examples: None, or n finite numbers ≥ 0 that are not all 0,
+    as a float64 array (the weighted mean divides by their sum)."""
+    if value is None:
+        return None
+    weights = as_real_array(value, "sample_weight", np.float64)
+    if weights.ndim == 0:
+        weights = np.full(n, float(weights))
+    if weights.shape != (n,):
+        raise ValueError(f"sample_weight must hold one number per example ({n}), got shape "
+                         f"{weights.shape}.")
+    if (weights < 0).any():
+        raise ValueError("sample_weight must be ≥ 0 everywhere.")
+    if not weights.sum() > 0:
+        raise ValueError("sample_weight must not be 0 everywhere: the weighted mean divides by "
+                         "its sum.")
+    return weights

@@ -28,6 +28,7 @@ from ._validation import (
     check_flag,
     check_network_choices,
     check_positive_real,
+    check_sample_weight,
     check_seed,
     check_sizes,
 )
@@ -474,7 +475,8 @@ class Network:
             n_threads = check_count(n_threads, "n_threads", 1)
         return _kernels.call_parts(n, n_threads)
 
-    def _call(self, X, Y, writes=0, out=None, keep_z=False, n_threads=None, layers=()):
+    def _call(self, X, Y, writes=0, out=None, keep_z=False, n_threads=None, layers=(),
+              weights=None):
         """The kernels on a validated batch X (and targets Y, or None): Σ_k C_k, and copies of
         the layers' a blocks asked for (``layers``: l = 1..L; with keep_z, z's too), each (n, n_l),
         and whether the gradients written are certainly finite (`_kernels.run_call`).
@@ -489,7 +491,8 @@ class Network:
         with self._workspace_for(n) as workspace, _single_threaded_blas(), \
                 _pool.team(min(parts, training.available_cores()), kind) as team:
             sum_C, finite, bounded = _kernels.run_call(self._layout, self._theta, X, Y,
-                                                       workspace, writes, out, team, parts, keep_z)
+                                                       workspace, writes, out, team, parts, keep_z,
+                                                       weights=weights)
             if not finite:
                 # A NaN or an infinity in X (or θ), named as validation names it — or finite
                 # numbers whose z^(1) overflowed, which σ and tanh take in their stride (σ(∞) = 1):
@@ -497,7 +500,7 @@ class Network:
                 check_finite(X, "X")
                 sum_C, _, bounded = _kernels.run_call(self._layout, self._theta, X, Y, workspace,
                                                       writes, out, team, parts, keep_z,
-                                                      check_z=False)
+                                                      check_z=False, weights=weights)
             regions = _kernels.regions(self._layout, n, parts)
             a = [self._gather(workspace.A, regions, l) for l in layers]
             z = [self._gather(workspace.Z, regions, l) for l in layers] if keep_z else []
@@ -592,12 +595,17 @@ class Network:
 
     # --- the backward pass -----------------------------------------------------------------------
 
-    def _mean_gradient(self, X, Y, n_threads=None):
-        """(Σ_k C_k, ∂C/∂θ as a Gradient) of a validated batch."""
+    def _mean_gradient(self, X, Y, n_threads=None, weights=None):
+        """(Σ_k C_k, ∂C/∂θ as a Gradient) of a validated batch; with per-example ``weights``
+        (checked, float64), of the weighted mean: each example's δ_k^(L) and C_k scaled by
+        ω_k = n w_k / Σ w, so that the kernels' (1/n) Σ_k is Σ_k w_k (…) / Σ_k w_k."""
         # Aligned like fit's buffers: BLAS may round differently on differently aligned operands,
         # and the same call must give the same bits whatever memory it happens to get.
         grad = aligned_empty(self.n_params, self.dtype)
-        sum_C, _, _, bounded = self._call(X, Y, _WRITES["mean"], grad, n_threads=n_threads)
+        if weights is not None:
+            weights = (weights * (X.shape[0] / weights.sum())).astype(self.dtype)
+        sum_C, _, _, bounded = self._call(X, Y, _WRITES["mean"], grad, n_threads=n_threads,
+                                          weights=weights)
         if not bounded:
             # The kernels' bound on |∂C/∂θ| is not finite: look at the values themselves.
             self._finite_or_raise(grad, "the gradient")
@@ -613,19 +621,25 @@ class Network:
         x, y = self._pair(x, y, ndims=(1,), x_finite=False)
         return self._mean_gradient(x.reshape(1, -1), y.reshape(1, -1))[1]
 
-    def gradient(self, X, Y, *, n_threads=None):
-        """The batch mean ∂C/∂θ = (1/n) Σ_k ∂C_k/∂θ, as a `Gradient` (X, Y one row per example).
+    def gradient(self, X, Y, *, sample_weight=None, n_threads=None):
+        """The batch mean ∂C/∂θ = (1/n) Σ_k ∂C_k/∂θ, as a `Gradient` (X, Y one row per example);
+        with ``sample_weight`` w (n numbers ≥ 0), the weighted mean Σ_k w_k ∂C_k/∂θ / Σ_k w_k.
         Its examples are shared between threads where there is enough of them (``n_threads`` as
         `fit`'s); the same n_threads gives the same bits."""
         X, Y = self._pair(X, Y, x_finite=False)
-        return self._mean_gradient(np.atleast_2d(X), np.atleast_2d(Y), n_threads)[1]
+        X, Y = np.atleast_2d(X), np.atleast_2d(Y)
+        weights = check_sample_weight(sample_weight, X.shape[0], self.dtype)
+        return self._mean_gradient(X, Y, n_threads, weights)[1]
 
-    def cost_and_gradient(self, X, Y, *, n_threads=None):
+    def cost_and_gradient(self, X, Y, *, sample_weight=None, n_threads=None):
         """``(C, ∂C/∂θ)``: the mean cost and its gradient from one pass (the kernels compute Σ_k C_k
-        on their way to δ^(L)) — what a full-batch optimiser asks for at every step."""
+        on their way to δ^(L)) — what a full-batch optimiser asks for at every step. With
+        ``sample_weight`` w: the weighted means Σ_k w_k C_k / Σ_k w_k and its gradient (a weight
+        of 2 counts as the example twice)."""
         X, Y = self._pair(X, Y, x_finite=False)
         X, Y = np.atleast_2d(X), np.atleast_2d(Y)
-        sum_C, g = self._mean_gradient(X, Y, n_threads)
+        weights = check_sample_weight(sample_weight, X.shape[0], self.dtype)
+        sum_C, g = self._mean_gradient(X, Y, n_threads, weights)
         return float(self._finite_or_raise(np.array(sum_C), "the cost")) / X.shape[0], g
 
     def per_example_gradients(self, X, Y, *, out=None, n_threads=None):
@@ -690,31 +704,34 @@ class Network:
         norms = np.sqrt(squares if per_layer else squares.sum(axis=1))
         return norms.astype(self.dtype, copy=False)
 
-    def objective(self, X, Y, *, l2=0.0):
+    def objective(self, X, Y, *, l2=0.0, sample_weight=None):
         """θ ↦ (C(θ), ∇C(θ)) on the data (X, Y), for `scipy.optimize.minimize(…, jac=True)`: a
         function of a flat θ (in the order of `parameters_vector`) returning the mean cost and
         its gradient as float64, as scipy works. With ``l2`` = λ, C gains (λ/2) Σ_l ‖w^(l)‖²
-        (as `fit`'s l2: biases are not penalised). It leaves this network as it is (it computes
-        on a copy), checks (X, Y) once, and converts θ and ∇C once per call."""
+        (as `fit`'s l2: biases are not penalised); with ``sample_weight``, C is the weighted mean
+        (`cost_and_gradient`). It leaves this network as it is (it computes on a copy), checks
+        (X, Y) once, and converts θ and ∇C once per call."""
         X, Y = self._pair(X, Y, ndims=(2,))
-        return self._objective(X, Y, check_positive_real(l2, "l2", allow_zero=True), 1.0)
+        weights = check_sample_weight(sample_weight, X.shape[0], self.dtype)
+        return self._objective(X, Y, check_positive_real(l2, "l2", allow_zero=True), 1.0,
+                               weights)
 
-    def _objective(self, X, Y, l2, scale):
+    def _objective(self, X, Y, l2, scale, weights=None):
         """`objective` on validated data, its value and gradient times ``scale``."""
         work = copy.deepcopy(self)
         layout, n = self._layout, X.shape[0]
-        weights = [slice(layout.w_offset(l), layout.b_offset(l)) for l in range(1, self.L + 1)]
+        w_slices = [slice(layout.w_offset(l), layout.b_offset(l)) for l in range(1, self.L + 1)]
 
         def cost_and_gradient(theta):
             theta = as_real_array(theta, "theta", np.float64)
             if theta.shape != (self.n_params,):
                 raise ValueError(f"theta must have shape ({self.n_params},), got {theta.shape}.")
             work._theta[...] = theta
-            sum_C, g = work._mean_gradient(X, Y)
+            sum_C, g = work._mean_gradient(X, Y, None, weights)
             cost = float(work._finite_or_raise(np.array(sum_C), "the cost")) / n
             gradient = g._vector.astype(np.float64)
             if l2:
-                for w in weights:
+                for w in w_slices:
                     cost += 0.5 * l2 * float(theta[w] @ theta[w])
                     gradient[w] += l2 * theta[w]
             if scale != 1.0:
@@ -725,11 +742,12 @@ class Network:
         return cost_and_gradient
 
     def minimize(self, X, Y, *, method="L-BFGS-B", max_iter=None, tol=None, l2=0.0,
-                 options=None, callback=None):
+                 sample_weight=None, options=None, callback=None):
         """Full-batch training: θ minimising C(θ) + (λ/2) Σ_l ‖w^(l)‖² on all of (X, Y) (C the
         mean cost, λ = ``l2``), by `scipy.optimize.minimize` with ``method`` (L-BFGS-B by
         default; any of its methods that take a gradient) and ``jac=True`` — each evaluation one
-        pass of the kernels over the data (`objective`). θ is set to the result, in place.
+        pass of the kernels over the data (`objective`; ``sample_weight``: C the weighted mean).
+        θ is set to the result, in place.
 
         ``max_iter``: the method's iteration limit (its ``maxiter`` option); ``tol`` and
         ``callback`` as scipy's; ``options``: the method's other options (L-BFGS-B: ``maxfun``,
@@ -749,7 +767,9 @@ class Network:
             tol = check_positive_real(tol, "tol", allow_zero=True)
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable, got {type(callback).__name__}.")
-        objective = self._objective(X, Y, check_positive_real(l2, "l2", allow_zero=True), 1.0)
+        weights = check_sample_weight(sample_weight, X.shape[0], self.dtype)
+        objective = self._objective(X, Y, check_positive_real(l2, "l2", allow_zero=True), 1.0,
+                                    weights)
         return self._minimize(objective, method, tol, options, callback)
 
     def _minimize(self, objective, method, tol, options, callback):
@@ -811,7 +831,7 @@ class Network:
             optimizer="sgd", momentum=0.0, nesterov=False, l2=0.0, betas=(0.9, 0.999), eps=1e-8,
             validation_data=None, early_stopping=None, callback=None, clip_norm=None,
             noise_multiplier=None, sampling=None, target_delta=None, accountant="pld",
-            target_epsilon=None, resume=None):
+            target_epsilon=None, resume=None, sample_weight=None):
         """Train in place by mini-batch gradient descent; returns a `bpfast.training.History`.
 
         Each epoch visits the examples (rows of X and Y) in a random order drawn from ``seed``,
@@ -895,6 +915,11 @@ class Network:
             With clip_norm and target_delta (and no noise_multiplier): fit chooses the least
             ν whose ε after all the epochs' Poisson steps is at most target_epsilon
             (`bpfast.privacy.noise_multiplier`), recorded in ``history.noise_multiplier``.
+        sample_weight : n numbers ≥ 0, or None
+            Per-example weights, with scikit-learn's meaning: each mini-batch's cost is the
+            weighted mean Σ_k w_k C_k / Σ_k w_k of its examples' (in the kernels, each δ_k^(L)
+            is scaled by its weight), and the history's cost the epoch's weighted mean. Not
+            with clip_norm or noise: a weight would raise an example's influence above R.
         resume : `bpfast.training.OptimizerState` or None
             The optimizer's memory from an earlier fit of this network (``history.state``):
             momentum's velocity, Adam's moments and step count continue from there instead of
@@ -945,6 +970,11 @@ class Network:
                 has_validation=validation_data is not None, clip_norm=clip_norm,
                 noise_multiplier=noise_multiplier, sampling=sampling, target_delta=target_delta,
                 accountant=accountant, target_epsilon=target_epsilon, resume=resume)
+            weights = check_sample_weight(sample_weight, X.shape[0], self.dtype)
+            if weights is not None and settings.clip_norm:
+                raise ValueError("sample_weight is not for private training (clip_norm, "
+                                 "noise_multiplier): a weight above 1 raises an example's "
+                                 "influence above the clip norm R that the privacy rests on.")
             batch = min(settings.batch_size, X.shape[0])
             if settings.sampling == "poisson":
                 batch = training.poisson_rows(X.shape[0], batch)
@@ -954,7 +984,8 @@ class Network:
                 self._fit_workspace = None
             try:
                 return training.train(self._layout, self._theta, X, Y, settings,
-                                      validate=validate, callback=callback, workspace=workspace)
+                                      validate=validate, callback=callback, workspace=workspace,
+                                      sample_weight=weights)
             finally:
                 if workspace.nbytes <= self.KEEP_WORKSPACE_BYTES:
                     self._fit_workspace = workspace

@@ -37,10 +37,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
 from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
 from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import check_classification_targets, unique_labels
+from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .network import Network
@@ -216,8 +215,15 @@ class _BPBase(BaseEstimator):
 
     def _penalty(self, n):
         """α/(2n) Σ‖w‖²: the L2 term of the objective over n examples."""
-        return self.alpha / (2 * n) * sum(float(np.sum(w.astype(np.float64) ** 2))
-                                          for w in self.network_.weights)
+        if not self.alpha:
+            return 0.0
+        net = self.network_
+        theta, layout = net._theta, net._layout
+        squares = 0.0
+        for l in range(1, net.L + 1):
+            w = theta[layout.w_offset(l):layout.b_offset(l)]
+            squares += float(np.dot(w, w))
+        return self.alpha / (2 * n) * squares
 
     def _fit_lbfgs(self, X, Y):
         net, N, scale = self.network_, X.shape[0], self._cost_scale()
@@ -366,21 +372,39 @@ class BPClassifier(ClassifierMixin, _BPBase):
                           "change the shape of y to (n_samples,), for example using ravel().",
                           DataConversionWarning, stacklevel=3)
             y = y.ravel()
-        check_classification_targets(y)
+        kind = type_of_target(y, input_name="y")
+        if kind not in ("binary", "multiclass", "multilabel-indicator"):
+            raise ValueError(f"Unknown label type: {kind}. Maybe you are trying to fit a "
+                             "classifier, which expects discrete classes on a regression "
+                             "problem." if kind != "multiclass-multioutput" else
+                             "Multioutput target data is not supported with label "
+                             "binarization (multiclass-multioutput y).")
         if first:
-            self._label_binarizer = LabelBinarizer()
-            self._label_binarizer.fit(y if classes is None or not incremental else classes)
-            self.classes_ = self._label_binarizer.classes_
-        else:
-            seen = unique_labels(y)
-            if not set(seen) <= set(self.classes_):
-                raise ValueError(f"y holds labels {sorted(set(seen) - set(self.classes_))} "
-                                 f"that were not in classes_ {list(self.classes_)} when "
-                                 "training began: warm_start and partial_fit continue with the "
-                                 "classes of the first fit.")
-        self._single_label = self._label_binarizer.y_type_ != "multilabel-indicator"
-        Y = self._label_binarizer.transform(y)
-        return X, Y.astype(np.float64)
+            known = classes if incremental and classes is not None else y
+            self._multilabel = kind == "multilabel-indicator"
+            self.classes_ = (np.arange(y.shape[1]) if self._multilabel else np.unique(known))
+        elif self._multilabel != (kind == "multilabel-indicator"):
+            raise ValueError("y is not the kind of target of the first fit (multilabel or "
+                             "not): warm_start and partial_fit continue the same task.")
+        self._single_label = not self._multilabel
+        return X, self._indicators(y)
+
+    def _indicators(self, y):
+        """The targets as the network's outputs: one-hot rows over classes_ (one 0/1 column for
+        two classes), or the label indicator matrix itself."""
+        if self._multilabel:
+            return np.asarray(y, dtype=np.float64)
+        column = np.searchsorted(self.classes_, y)
+        column = np.minimum(column, len(self.classes_) - 1)
+        unseen = self.classes_[column] != y
+        if unseen.any():
+            raise ValueError(f"y holds labels {sorted(set(np.asarray(y)[unseen].tolist()))} that "
+                             f"were not in classes_ {list(self.classes_)} when training began: "
+                             "warm_start and partial_fit continue with the classes of the "
+                             "first fit.")
+        Y = np.zeros((len(y), len(self.classes_)))
+        Y[np.arange(len(y)), column] = 1
+        return Y[:, 1:] if len(self.classes_) == 2 else Y
 
     def fit(self, X, y):
         """Train on X (n_samples, n_features) and the labels y (n_samples,), or a label
@@ -414,11 +438,19 @@ class BPClassifier(ClassifierMixin, _BPBase):
     def predict(self, X):
         """The predicted labels (a label indicator matrix for multilabel targets)."""
         proba = self._outputs(X)
-        return self._label_binarizer.inverse_transform(proba)
+        if self._multilabel:
+            return (proba > 0.5).astype(int)
+        if len(self.classes_) == 1:
+            return np.full(len(proba), self.classes_[0])
+        if proba.shape[1] == 1:
+            return self.classes_[(proba[:, 0] > 0.5).astype(int)]
+        return self.classes_[proba.argmax(axis=1)]
 
     def predict_proba(self, X):
         """Class probabilities, one column per class of classes_ (two for a binary task)."""
         proba = self._outputs(X)
+        if len(self.classes_) == 1:
+            return np.ones_like(proba)
         if len(self.classes_) == 2 and proba.shape[1] == 1:
             return np.hstack([1 - proba, proba])
         return proba

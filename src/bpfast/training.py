@@ -347,10 +347,26 @@ class FitSettings:
                              self.eps, P, dtype)
 
 
-def train(layout, theta, X, Y, settings, *, validate=None, callback=None, workspace=None):
+def step_weights(sample_weight, order, batch, dtype):
+    """Each example's weight in an epoch's steps, aligned with `order` (mini-batches of
+    `batch`): w_k scaled so that each step's weights sum to its size m — the kernels' (1/m) Σ_k
+    then being the weighted mean Σ_k w_k (…) / Σ_k w_k. A step whose weights are all 0 gets
+    0s: its gradient is 0."""
+    w = sample_weight[order]
+    starts = np.arange(0, len(order), batch)
+    sums = np.add.reduceat(w, starts)
+    sizes = np.diff(np.append(starts, len(order)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factors = np.where(sums > 0, sizes / sums, 0.0)
+    return (w * np.repeat(factors, sizes)).astype(dtype)
+
+
+def train(layout, theta, X, Y, settings, *, validate=None, callback=None, workspace=None,
+          sample_weight=None):
     """Train θ (laid out by `layout`, in place) on the examples (X, Y) — validated, C-contiguous,
     in θ's dtype — as `settings` say; `Network.fit` is its one caller. ``validate()``, if given,
-    returns the (cost, accuracy) of the validation data after an epoch. ``workspace``: a
+    returns the (cost, accuracy) of the validation data after an epoch. ``sample_weight``:
+    checked per-example weights (float64), or None. ``workspace``: a
     training workspace of the layout's to use if it has room for a mini-batch (the network
     keeps one between fits: fresh buffers of megabytes cost a page fault every 4 KiB).
     Returns a `History`."""
@@ -379,11 +395,11 @@ def train(layout, theta, X, Y, settings, *, validate=None, callback=None, worksp
     kind = ("fit", layout.sizes, layout.activation_codes, settings.rule, batch, n_threads)
     with _pool.team(min(n_threads, available_cores()), kind, _FORCED_MODE) as team:
         return _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch,
-                      n_threads, validate, callback)
+                      n_threads, validate, callback, sample_weight)
 
 
 def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_threads, validate,
-           callback):
+           callback, sample_weight):
     """`train`'s epochs, on a team lent for them."""
     N = X.shape[0]
     n_batches = -(-N // batch)
@@ -425,6 +441,8 @@ def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_t
                 order = np.arange(N, dtype=np.intp)
             else:
                 order = rng.permutation(N).astype(np.intp, copy=False)
+            if sample_weight is not None:
+                epoch_arguments["weights"] = step_weights(sample_weight, order, batch, dtype)
             np.copyto(before, theta)
             rule.state(into=state_before)
             steps = first_step + epoch * n_batches
