@@ -107,7 +107,7 @@ def test_full_batch_minimize_with_weight_two_is_the_row_repeated():
 
 @pytest.mark.parametrize("value,message", [
     (-np.ones(70), "sample_weight must be ≥ 0 everywhere"),
-    (np.zeros(70), "sample_weight must not be 0 everywhere"),
+    (np.zeros(70), "sample_weight must not be zero everywhere"),
     (np.ones(69), r"sample_weight must hold one number per example \(70\)"),
     (np.full(70, np.nan), "Input sample_weight contains NaN"),
     (["a"] * 70, "sample_weight must hold real numbers"),

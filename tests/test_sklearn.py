@@ -13,10 +13,23 @@ from bpfast.sklearn import BPClassifier, BPRegressor  # noqa: E402
 
 ESTIMATORS = [BPClassifier(), BPRegressor(), BPClassifier(dtype="float32"),
               BPRegressor(dtype="float32"), BPClassifier(solver="sgd"),
-              BPRegressor(solver="lbfgs")]
+              BPClassifier(solver="lbfgs"), BPRegressor(solver="lbfgs")]
 
 
-@parametrize_with_checks(ESTIMATORS)
+def expected_failures(estimator):
+    """One, in float32 only: scikit-learn's weight equivalence check compares a fit with weights
+    and one with repeated rows to rtol = 1e-7, below float32's rounding (6e-8 a operation): the
+    two sums round differently, ~1e-7 apart (they agree to 1e-6; float64 passes). The check
+    trains on fewer rows than a mini-batch, so it holds there for every solver; on larger data
+    it holds for L-BFGS only — a repeated row changes shuffled mini-batches, a weight does not
+    (`test_sample_weight.py` tests the full-batch equivalence)."""
+    if estimator.dtype == "float32":
+        return {"check_sample_weight_equivalence_on_dense_data":
+                "float32 rounding (~1e-7) is above the check's rtol of 1e-7"}
+    return {}
+
+
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failures)
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -201,3 +214,24 @@ def test_importing_bpfast_does_not_import_scikit_learn():
     code = "import sys, bpfast; print('sklearn' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True,
                           text=True).stdout.strip() == "False"
+
+
+def test_weights_with_lbfgs_are_scikit_learns_and_class_weight_weighs_the_classes():
+    """L-BFGS with sample_weight: scikit-learn's iterations and weights (its objective divides
+    the L2 term by the weights' sum); class_weight is sample_weight by class."""
+    from sklearn.neural_network import MLPClassifier
+    X, y = classification("multiclass")
+    w = np.random.default_rng(5).integers(0, 4, len(X)).astype(float)
+    settings = dict(hidden_layer_sizes=(7,), activation="tanh", solver="lbfgs", alpha=0.3,
+                    max_iter=30, random_state=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = BPClassifier(**settings).fit(X, y, sample_weight=w)
+        theirs = MLPClassifier(**settings).fit(X, y, sample_weight=w)
+        assert ours.n_iter_ == theirs.n_iter_ == 30
+        assert_same_network(ours, theirs, 1e-7)
+        balanced = {0: 2.0, 1: 1.0, 2: 0.5}
+        by_class = BPClassifier(class_weight=balanced, **settings).fit(X, y)
+        by_sample = BPClassifier(**settings).fit(X, y, sample_weight=np.vectorize(
+            balanced.get)(y))
+    assert_same_network(by_class, by_sample, 0)

@@ -334,6 +334,6 @@ def check_sample_weight(value, n, dtype):
     if (weights < 0).any():
         raise ValueError("sample_weight must be ≥ 0 everywhere.")
     if not weights.sum() > 0:
-        raise ValueError("sample_weight must not be 0 everywhere: the weighted mean divides by "
-                         "its sum.")
+        raise ValueError("sample_weight must not be zero everywhere: the weighted mean divides "
+                         "by its sum.")
     return weights

@@ -42,6 +42,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._validation import check_sample_weight
 from .network import Network
 
 #: scikit-learn's activation names, as bpfast's.
@@ -154,11 +155,12 @@ class _BPBase(BaseEstimator):
 
     # --- training ----------------------------------------------------------------------------
 
-    def _fit(self, X, y, incremental=False, classes=None):
+    def _fit(self, X, y, sample_weight=None, incremental=False, classes=None):
         self._check_parameters()
         hidden = self._hidden()
         first = not hasattr(self, "network_") or (not self.warm_start and not incremental)
         X, Y = self._validate_input(X, y, first, incremental, classes)
+        weights = self._sample_weight(sample_weight, y, X.shape[0])
         dtype = self._dtype(X) if first else self.network_.dtype
         X = np.ascontiguousarray(X, dtype=dtype)
         Y = np.ascontiguousarray(Y, dtype=dtype)
@@ -171,9 +173,9 @@ class _BPBase(BaseEstimator):
                              f"({list(self.network_.sizes[1:-1])}): warm_start and partial_fit "
                              "continue training the same network.")
         if self.solver == "lbfgs":
-            self._fit_lbfgs(X, Y)
+            self._fit_lbfgs(X, Y, weights)
         else:
-            self._fit_stochastic(X, Y, incremental)
+            self._fit_stochastic(X, Y, weights, incremental)
         self._publish()
         return self
 
@@ -225,31 +227,40 @@ class _BPBase(BaseEstimator):
             squares += float(np.dot(w, w))
         return self.alpha / (2 * n) * squares
 
-    def _fit_lbfgs(self, X, Y):
+    def _sample_weight(self, sample_weight, y, n):
+        """The examples' weights (float64), or None: sample_weight, times class_weight's."""
+        return check_sample_weight(sample_weight, n, np.float64)
+
+    def _fit_lbfgs(self, X, Y, weights):
         net, N, scale = self.network_, X.shape[0], self._cost_scale()
-        # scale C + (α/(2N))Σ‖w‖² = scale · (C + (λ/2)Σ‖w‖²) with λ = α / (N · scale).
-        objective = net._objective(X, Y, self.alpha / (N * scale), scale)
+        # scale C + (α/(2N))Σ‖w‖² = scale · (C + (λ/2)Σ‖w‖²) with λ = α / (N · scale); with
+        # weights, scikit-learn's N is their sum.
+        total = N if weights is None else float(weights.sum())
+        objective = net._objective(X, Y, self.alpha / (total * scale), scale, weights)
         result = net._minimize(objective, "L-BFGS-B", None,
                                dict(maxiter=self.max_iter, maxfun=self.max_fun, gtol=self.tol),
                                None)
         self.n_iter_ = int(result.nit)
-        self.loss_ = self._reported((float(result.fun) - self._penalty(N)) / scale, N)
+        self.loss_ = self._reported((float(result.fun) - self._penalty(total)) / scale, total)
         self.t_ += N
         if result.status == 1:
             warnings.warn(f"lbfgs failed to converge after {self.n_iter_} iteration(s) "
                           f"(status 1: {result.message}). Increase max_iter or max_fun, or "
                           "scale the data.", ConvergenceWarning, stacklevel=3)
 
-    def _fit_stochastic(self, X, Y, incremental):
+    def _fit_stochastic(self, X, Y, weights, incremental):
         net = self.network_
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True.")
-        X_val = Y_val = None
+        X_val = Y_val = w_val = None
         if self.early_stopping:
             stratify = Y.argmax(axis=1) if is_classifier(self) and self._single_label else None
-            X, X_val, Y, Y_val = train_test_split(X, Y, random_state=self._random_state,
-                                                  test_size=self.validation_fraction,
-                                                  stratify=stratify)
+            arrays = (X, Y) if weights is None else (X, Y, weights)
+            parts = train_test_split(*arrays, random_state=self._random_state,
+                                     test_size=self.validation_fraction, stratify=stratify)
+            X, X_val, Y, Y_val = parts[:4]
+            if weights is not None:
+                weights, w_val = parts[4:]
             if X_val.shape[0] < 2:
                 raise ValueError("The validation set is too small. Increase "
                                  "validation_fraction or the size of your dataset.")
@@ -262,7 +273,10 @@ class _BPBase(BaseEstimator):
                               "going to be clipped", UserWarning, stacklevel=3)
             B = min(self.batch_size, N)
         scale = self._cost_scale()
-        eta, l2, eps = self.learning_rate_init, self.alpha / (B * scale), self.epsilon
+        # scikit-learn's α/(2 Σ_batch w) Σ‖w‖² per step: α / (B w̄) on average.
+        mean_weight = 1.0 if weights is None else float(weights.mean())
+        eta, eps = self.learning_rate_init, self.epsilon
+        l2 = self.alpha / (B * mean_weight * scale) if mean_weight > 0 else 0.0
         rule = dict(optimizer=self.solver)
         if self.solver == "sgd":
             eta *= scale
@@ -285,7 +299,7 @@ class _BPBase(BaseEstimator):
             loss = self._reported(figures["cost"], N) + self._penalty(N) * (n_batches - 1)
             self.loss_ = loss
             self.loss_curve_.append(loss)
-            if self._no_improvement(X_val, Y_val):
+            if self._no_improvement(X_val, Y_val, w_val):
                 stopped.append(True)
                 return False
             return True
@@ -295,7 +309,7 @@ class _BPBase(BaseEstimator):
                               seed=int(self._random_state.randint(2**31 - 1)),
                               n_threads=self.n_threads, callback=after_epoch,
                               sampling="shuffle" if self.shuffle else "ordered",
-                              resume=self._state, **rule)
+                              resume=self._state, sample_weight=weights, **rule)
             self._state = history.state
         if self.early_stopping and self._best_theta is not None:
             net.set_parameters_vector(self._best_theta)
@@ -306,12 +320,12 @@ class _BPBase(BaseEstimator):
 
     _best_theta = None
 
-    def _no_improvement(self, X_val, Y_val):
+    def _no_improvement(self, X_val, Y_val, w_val):
         """scikit-learn's stopping rule after an epoch: True once the training loss (or with
         early_stopping, the validation score) has not improved by tol for more than
         n_iter_no_change epochs in a row."""
         if self.early_stopping:
-            score = self._validation_score(X_val, Y_val)
+            score = self._validation_score(X_val, Y_val, w_val)
             self.validation_scores_.append(score)
             if score < self.best_validation_score_ + self.tol:
                 self._no_improvement_count += 1
@@ -358,7 +372,25 @@ class _BPBase(BaseEstimator):
 class BPClassifier(ClassifierMixin, _BPBase):
     """scikit-learn's `MLPClassifier`, trained by bpfast (see the module's documentation for the
     objective and each parameter's meaning in bpfast's terms). Binary, multiclass and
-    multilabel targets."""
+    multilabel targets. ``class_weight`` (None, "balanced" or {label: weight}) multiplies each
+    example's sample weight by its class's, as scikit-learn's linear models take it."""
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate_init=0.001, max_iter=200,
+                 shuffle=True, random_state=None, tol=1e-4, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 cost=None, output_activation=None, dtype=None, n_threads=None,
+                 class_weight=None):
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate_init=learning_rate_init, max_iter=max_iter, shuffle=shuffle,
+            random_state=random_state, tol=tol, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun, cost=cost,
+            output_activation=output_activation, dtype=dtype, n_threads=n_threads)
+        self.class_weight = class_weight
 
     def _output_layer(self, n_outputs):
         default = "softmax" if self._single_label and n_outputs > 1 else "sigmoid"
@@ -406,13 +438,14 @@ class BPClassifier(ClassifierMixin, _BPBase):
         Y[np.arange(len(y)), column] = 1
         return Y[:, 1:] if len(self.classes_) == 2 else Y
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Train on X (n_samples, n_features) and the labels y (n_samples,), or a label
-        indicator matrix (n_samples, n_labels) for multilabel classification."""
-        return self._fit(X, y)
+        indicator matrix (n_samples, n_labels) for multilabel classification; with
+        ``sample_weight``, each mini-batch's loss is its examples' weighted mean."""
+        return self._fit(X, y, sample_weight)
 
     @available_if(_stochastic)
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y) with sgd or adam, continuing the network and the optimizer's
         state; ``classes`` (every label there will be) is needed on the first call."""
         first = not hasattr(self, "network_")
@@ -422,10 +455,19 @@ class BPClassifier(ClassifierMixin, _BPBase):
                 np.unique(classes), self.classes_):
             raise ValueError(f"classes={classes!r} is not the same as on the first call to "
                              f"partial_fit, {list(self.classes_)}.")
-        return self._fit(X, y, incremental=True, classes=classes)
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
-    def _validation_score(self, X, Y):
-        return float(np.mean(np.all(self._binarized_predictions(X) == Y, axis=1)))
+    def _sample_weight(self, sample_weight, y, n):
+        weights = check_sample_weight(sample_weight, n, np.float64)
+        if self.class_weight is None:
+            return weights
+        from sklearn.utils.class_weight import compute_sample_weight
+        by_class = compute_sample_weight(self.class_weight, y)
+        return by_class if weights is None else weights * by_class
+
+    def _validation_score(self, X, Y, weights=None):
+        correct = np.all(self._binarized_predictions(X) == Y, axis=1)
+        return float(np.average(correct, weights=weights))
 
     def _binarized_predictions(self, X):
         proba = self.network_.predict(X, n_threads=self.n_threads)
@@ -451,6 +493,11 @@ class BPClassifier(ClassifierMixin, _BPBase):
         proba = self._outputs(X)
         if len(self.classes_) == 1:
             return np.ones_like(proba)
+        if self.network_.activations[-1] == "sigmoid":
+            # σ(z) rounds to 1 beyond z ≈ 37 (17 in float32): kept inside (0, 1), as
+            # probabilities of the positive class are taken to be.
+            eps = np.finfo(proba.dtype).eps
+            proba = np.clip(proba, np.finfo(proba.dtype).tiny, 1 - eps)
         if len(self.classes_) == 2 and proba.shape[1] == 1:
             return np.hstack([1 - proba, proba])
         return proba
@@ -477,20 +524,22 @@ class BPRegressor(RegressorMixin, _BPBase):
                              multi_output=True, y_numeric=True)
         return X, (y.reshape(-1, 1) if y.ndim == 1 else y).astype(np.float64)
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Train on X (n_samples, n_features) and the targets y (n_samples,) or (n_samples,
-        n_outputs)."""
-        return self._fit(X, y)
+        n_outputs); with ``sample_weight``, each mini-batch's loss is its examples' weighted
+        mean."""
+        return self._fit(X, y, sample_weight)
 
     @available_if(_stochastic)
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y) with sgd or adam, continuing the network and the optimizer's
         state."""
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, sample_weight, incremental=True)
 
-    def _validation_score(self, X, Y):
+    def _validation_score(self, X, Y, weights=None):
         from sklearn.metrics import r2_score
-        return float(r2_score(Y, self.network_.predict(X, n_threads=self.n_threads)))
+        return float(r2_score(Y, self.network_.predict(X, n_threads=self.n_threads),
+                              sample_weight=weights))
 
     def predict(self, X):
         """The predicted targets, (n_samples,) for a single output."""
