@@ -704,7 +704,7 @@ class Network:
         norms = np.sqrt(squares if per_layer else squares.sum(axis=1))
         return norms.astype(self.dtype, copy=False)
 
-    def objective(self, X, Y, *, l2=0.0, sample_weight=None):
+    def objective(self, X, Y, *, l2=0.0, sample_weight=None, n_threads=None):
         """θ ↦ (C(θ), ∇C(θ)) on the data (X, Y), for `scipy.optimize.minimize(…, jac=True)`: a
         function of a flat θ (in the order of `parameters_vector`) returning the mean cost and
         its gradient as float64, as scipy works. With ``l2`` = λ, C gains (λ/2) Σ_l ‖w^(l)‖²
@@ -714,9 +714,9 @@ class Network:
         X, Y = self._pair(X, Y, ndims=(2,))
         weights = check_sample_weight(sample_weight, X.shape[0], self.dtype)
         return self._objective(X, Y, check_positive_real(l2, "l2", allow_zero=True), 1.0,
-                               weights)
+                               weights, n_threads)
 
-    def _objective(self, X, Y, l2, scale, weights=None):
+    def _objective(self, X, Y, l2, scale, weights=None, n_threads=None):
         """`objective` on validated data, its value and gradient times ``scale``."""
         work = copy.deepcopy(self)
         layout, n = self._layout, X.shape[0]
@@ -727,7 +727,7 @@ class Network:
             if theta.shape != (self.n_params,):
                 raise ValueError(f"theta must have shape ({self.n_params},), got {theta.shape}.")
             work._theta[...] = theta
-            sum_C, g = work._mean_gradient(X, Y, None, weights)
+            sum_C, g = work._mean_gradient(X, Y, n_threads, weights)
             cost = float(work._finite_or_raise(np.array(sum_C), "the cost")) / n
             gradient = g._vector.astype(np.float64)
             if l2:
@@ -742,7 +742,7 @@ class Network:
         return cost_and_gradient
 
     def minimize(self, X, Y, *, method="L-BFGS-B", max_iter=None, tol=None, l2=0.0,
-                 sample_weight=None, options=None, callback=None):
+                 sample_weight=None, options=None, callback=None, n_threads=None):
         """Full-batch training: θ minimising C(θ) + (λ/2) Σ_l ‖w^(l)‖² on all of (X, Y) (C the
         mean cost, λ = ``l2``), by `scipy.optimize.minimize` with ``method`` (L-BFGS-B by
         default; any of its methods that take a gradient) and ``jac=True`` — each evaluation one
@@ -753,7 +753,8 @@ class Network:
         ``callback`` as scipy's; ``options``: the method's other options (L-BFGS-B: ``maxfun``,
         ``gtol``, ``ftol``, ``maxcor``). Returns scipy's `OptimizeResult`: ``x`` (θ, float64),
         ``fun``, ``jac``, ``nit`` (iterations), ``nfev`` (evaluations), ``success``,
-        ``message``. The network keeps its θ if an evaluation fails (a cost that overflows)."""
+        ``message``. The network keeps its θ if an evaluation fails (a cost that overflows).
+        ``n_threads`` as the calls'."""
         X, Y = self._pair(X, Y, ndims=(2,))
         if not isinstance(method, str):
             raise TypeError(f"method must be the name of a scipy.optimize.minimize method, got "
@@ -768,8 +769,10 @@ class Network:
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable, got {type(callback).__name__}.")
         weights = check_sample_weight(sample_weight, X.shape[0], self.dtype)
+        if n_threads is not None:
+            n_threads = check_count(n_threads, "n_threads", 1)
         objective = self._objective(X, Y, check_positive_real(l2, "l2", allow_zero=True), 1.0,
-                                    weights)
+                                    weights, n_threads)
         return self._minimize(objective, method, tol, options, callback)
 
     def _minimize(self, objective, method, tol, options, callback):
