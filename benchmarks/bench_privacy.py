@@ -147,11 +147,8 @@ def make_torch_epochs(sizes, weights, biases, X, Y, B):
                 return per_example
             return per_example.mean() if self.reduction == "mean" else per_example.sum()
 
-    def plain():
-        model = torch_network(sizes, weights, biases)
-        optimizer = torch.optim.SGD(model.parameters(), lr=ETA)
-        cost = QuadraticCost()
-
+    def loop(model, optimizer, cost):
+        """An epoch of the steps given, as Opacus's documentation writes its training loop."""
         def epoch(steps):
             for rows in steps:
                 rows = torch.from_numpy(rows)
@@ -159,6 +156,10 @@ def make_torch_epochs(sizes, weights, biases, X, Y, B):
                 cost(model(Xt[rows]), Yt[rows]).backward()
                 optimizer.step()
         return epoch
+
+    def plain():
+        model = torch_network(sizes, weights, biases)
+        return loop(model, torch.optim.SGD(model.parameters(), lr=ETA), QuadraticCost())
 
     epochs = {"PyTorch SGD, no privacy": plain()}
     try:
@@ -178,30 +179,15 @@ def make_torch_epochs(sizes, weights, biases, X, Y, B):
         optimizer = DPOptimizerFastGradientClipping(
             torch.optim.SGD(model.parameters(), lr=ETA), noise_multiplier=NU, max_grad_norm=R,
             expected_batch_size=B, loss_reduction="mean")
-        criterion = DPLossFastGradientClipping(model, optimizer, QuadraticCost(), "mean")
-
-        def epoch(steps):
-            for rows in steps:
-                rows = torch.from_numpy(rows)
-                optimizer.zero_grad()
-                criterion(model(Xt[rows]), Yt[rows]).backward()
-                optimizer.step()
-        return epoch
+        return loop(model, optimizer,
+                    DPLossFastGradientClipping(model, optimizer, QuadraticCost(), "mean"))
 
     def default():
         model = GradSampleModule(torch_network(sizes, weights, biases))
         optimizer = DPOptimizer(torch.optim.SGD(model.parameters(), lr=ETA),
                                 noise_multiplier=NU, max_grad_norm=R, expected_batch_size=B,
                                 loss_reduction="mean")
-        cost = QuadraticCost()
-
-        def epoch(steps):
-            for rows in steps:
-                rows = torch.from_numpy(rows)
-                optimizer.zero_grad()
-                cost(model(Xt[rows]), Yt[rows]).backward()
-                optimizer.step()
-        return epoch
+        return loop(model, optimizer, QuadraticCost())
 
     epochs["Opacus ghost clipping"] = ghost()
     epochs["Opacus default (per-example gradients)"] = default()

@@ -33,6 +33,12 @@ def problem(n=101, dtype="float64", seed=0):
     return net, X, labels
 
 
+def twin(net):
+    """A second network with the same parameters and choices as `problem`'s."""
+    return bpfast.Network.from_params(net.weights, net.biases, activation="tanh",
+                                      output_activation="softmax", cost="cross_entropy")
+
+
 def assert_within_the_sums_order(net, X, Y, g, dtype):
     """|Δ_i| ≤ bound · (1/n) Σ_k |∂C_k/∂θ_i| for every coordinate i (the issue's bound: one
     relative to the mean gradient itself would fail where it cancels, near an optimum)."""
@@ -72,8 +78,7 @@ def test_weighted_sums_equal_one_process_and_tasks_use_the_workers_threads(clien
 
 def test_minimize_on_the_cluster_is_one_process_minimize(client):
     net, X, labels = problem(n=300)
-    local = bpfast.Network.from_params(net.weights, net.biases, activation="tanh",
-                                       output_activation="softmax", cost="cross_entropy")
+    local = twin(net)
     Xd = da.from_array(X, chunks=(40, 6)).persist()
     yd = da.from_array(labels, chunks=40).persist()
     result = bd.minimize(net, Xd, yd, max_iter=25, l2=1e-3)
@@ -89,8 +94,7 @@ def test_a_worker_killed_during_lbfgs_changes_nothing(client):
     on the worker the nanny starts again, and since the sums are added in chunk order the run is
     the undisturbed one — the same iterations, θ to 1e-12."""
     net, X, labels = problem(n=300)
-    undisturbed = bpfast.Network.from_params(net.weights, net.biases, activation="tanh",
-                                             output_activation="softmax", cost="cross_entropy")
+    undisturbed = twin(net)
     Xd = da.from_array(X, chunks=(30, 6)).persist()
     yd = da.from_array(labels, chunks=30).persist()
     expected = bd.minimize(undisturbed, Xd, yd, max_iter=15, l2=1e-3)
@@ -117,9 +121,7 @@ def test_model_averaging_is_deterministic_and_approaches_one_process_fit(client)
     order = np.random.default_rng(5).permutation(len(X))          # chunks alike
     X, labels = X[order], labels[order]
     Xd, yd = da.from_array(X, chunks=(150, 6)), da.from_array(labels, chunks=150)
-    copies = [bpfast.Network.from_params(net.weights, net.biases, activation="tanh",
-                                         output_activation="softmax", cost="cross_entropy")
-              for _ in range(3)]
+    copies = [twin(net) for _ in range(3)]
     histories = [bd.average(c, Xd, yd, rounds=5, epochs=2, batch_size=10, learning_rate=0.1,
                             seed=7) for c in copies[:2]]
     np.testing.assert_array_equal(copies[0].parameters_vector(), copies[1].parameters_vector())
@@ -136,8 +138,7 @@ def test_noisy_gradient_descent_is_clipped_full_batch_descent_plus_the_noise(cli
     sampling rate 1."""
     pytest.importorskip("dp_accounting")
     net, X, labels = problem(n=120)
-    local = bpfast.Network.from_params(net.weights, net.biases, activation="tanh",
-                                       output_activation="softmax", cost="cross_entropy")
+    local = twin(net)
     Xd, yd = da.from_array(X, chunks=(25, 6)), da.from_array(labels, chunks=25)
     bd.noisy_gradient_descent(net, Xd, yd, steps=3, learning_rate=0.5, clip_norm=0.2,
                               noise_multiplier=0.0)
