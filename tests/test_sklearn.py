@@ -235,3 +235,37 @@ def test_weights_with_lbfgs_are_scikit_learns_and_class_weight_weighs_the_classe
         by_sample = BPClassifier(**settings).fit(X, y, sample_weight=np.vectorize(
             balanced.get)(y))
     assert_same_network(by_class, by_sample, 0)
+
+
+def test_partial_fit_and_warm_start_refuse_what_would_change_the_task():
+    X, y = classification("multiclass")
+    clf = BPClassifier(hidden_layer_sizes=(4,), random_state=0)
+    with pytest.raises(ValueError, match="classes must be passed on the first call"):
+        clf.partial_fit(X, y)
+    clf.partial_fit(X, y, classes=[0, 1, 2])
+    with pytest.raises(ValueError, match="is not the same as on the first call"):
+        clf.partial_fit(X, y, classes=[0, 1, 2, 3])
+    with pytest.raises(ValueError, match=r"y holds labels \[7\] that were not in classes_"):
+        clf.partial_fit(X, np.where(y == 2, 7, y))
+    clf.set_params(hidden_layer_sizes=(5,))
+    with pytest.raises(ValueError, match="hidden_layer_sizes changed to \\[5\\]"):
+        clf.partial_fit(X, y)
+    with pytest.raises(AttributeError, match="has no attribute 'partial_fit'") as caught:
+        BPClassifier(solver="lbfgs").partial_fit(X, y, classes=[0, 1, 2])
+    assert "only available for stochastic optimizers" in str(caught.value.__cause__)
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping"):
+        BPClassifier(early_stopping=True).partial_fit(X, y, classes=[0, 1, 2])
+
+
+def test_warm_start_continues_the_same_network():
+    X, y = regression(1)
+    reg = BPRegressor(hidden_layer_sizes=(6,), solver="sgd", max_iter=3, warm_start=True,
+                      random_state=0, learning_rate_init=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg.fit(X, y)
+        first = reg.network_
+        before = reg.loss_curve_[-1]
+        reg.fit(X, y)
+    assert reg.network_ is first and len(reg.loss_curve_) == 6
+    assert reg.loss_curve_[-1] < before
