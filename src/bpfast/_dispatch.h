@@ -133,18 +133,18 @@ typedef struct {
     void (*update)(const bpfast_hyper_d*, double, ptrdiff_t, const double*, double*, double*, double*);
     void (*outer)(ptrdiff_t, ptrdiff_t, const double*, const double*, double*, double*);
     void (*normals)(uint64_t, uint64_t, ptrdiff_t, double*);
-    double (*square_sum)(const double*, ptrdiff_t);
+    void (*row_squares)(ptrdiff_t, ptrdiff_t, const double*, double*);
 } bpfast_loops_d;
 
 static const bpfast_loops_d bpfast_loops_d_baseline = {
     bpfast_abt_d_baseline, bpfast_atb_d_baseline, bpfast_ab_d_baseline,
     bpfast_activate_d_baseline, bpfast_update_d_baseline, bpfast_outer_d_baseline,
-    bpfast_normals_d_baseline, bpfast_square_sum_d_baseline};
+    bpfast_normals_d_baseline, bpfast_row_squares_d_baseline};
 #if BPFAST_HAVE_AVX2_VARIANT
 static const bpfast_loops_d bpfast_loops_d_avx2 = {
     bpfast_abt_d_avx2, bpfast_atb_d_avx2, bpfast_ab_d_avx2,
     bpfast_activate_d_avx2, bpfast_update_d_avx2, bpfast_outer_d_avx2,
-    bpfast_normals_d_avx2, bpfast_square_sum_d_avx2};
+    bpfast_normals_d_avx2, bpfast_row_squares_d_avx2};
 #endif
 static const bpfast_loops_d* bpfast_d = &bpfast_loops_d_baseline;
 
@@ -177,8 +177,8 @@ static void bpfast_outer_d(ptrdiff_t nj, ptrdiff_t ni, const double* d, const do
 static void bpfast_normals_d(uint64_t base, uint64_t q0, ptrdiff_t pairs, double* out) {
     bpfast_d->normals(base, q0, pairs, out);
 }
-static double bpfast_square_sum_d(const double* x, ptrdiff_t n) {
-    return bpfast_d->square_sum(x, n);
+static void bpfast_row_squares_d(ptrdiff_t rows, ptrdiff_t width, const double* M, double* out) {
+    bpfast_d->row_squares(rows, width, M, out);
 }
 
 typedef struct {
@@ -192,18 +192,18 @@ typedef struct {
     void (*update)(const bpfast_hyper_s*, float, ptrdiff_t, const float*, float*, float*, float*);
     void (*outer)(ptrdiff_t, ptrdiff_t, const float*, const float*, float*, float*);
     void (*normals)(uint64_t, uint64_t, ptrdiff_t, float*);
-    float (*square_sum)(const float*, ptrdiff_t);
+    void (*row_squares)(ptrdiff_t, ptrdiff_t, const float*, double*);
 } bpfast_loops_s;
 
 static const bpfast_loops_s bpfast_loops_s_baseline = {
     bpfast_abt_s_baseline, bpfast_atb_s_baseline, bpfast_ab_s_baseline,
     bpfast_activate_s_baseline, bpfast_update_s_baseline, bpfast_outer_s_baseline,
-    bpfast_normals_s_baseline, bpfast_square_sum_s_baseline};
+    bpfast_normals_s_baseline, bpfast_row_squares_s_baseline};
 #if BPFAST_HAVE_AVX2_VARIANT
 static const bpfast_loops_s bpfast_loops_s_avx2 = {
     bpfast_abt_s_avx2, bpfast_atb_s_avx2, bpfast_ab_s_avx2,
     bpfast_activate_s_avx2, bpfast_update_s_avx2, bpfast_outer_s_avx2,
-    bpfast_normals_s_avx2, bpfast_square_sum_s_avx2};
+    bpfast_normals_s_avx2, bpfast_row_squares_s_avx2};
 #endif
 static const bpfast_loops_s* bpfast_s = &bpfast_loops_s_baseline;
 
@@ -236,8 +236,8 @@ static void bpfast_outer_s(ptrdiff_t nj, ptrdiff_t ni, const float* d, const flo
 static void bpfast_normals_s(uint64_t base, uint64_t q0, ptrdiff_t pairs, float* out) {
     bpfast_s->normals(base, q0, pairs, out);
 }
-static float bpfast_square_sum_s(const float* x, ptrdiff_t n) {
-    return bpfast_s->square_sum(x, n);
+static void bpfast_row_squares_s(ptrdiff_t rows, ptrdiff_t width, const float* M, double* out) {
+    bpfast_s->row_squares(rows, width, M, out);
 }
 
 static const char* bpfast_isa_in_use = "baseline";

@@ -365,9 +365,11 @@ cdef extern from "_dispatch.h":
                           double* out) noexcept nogil
     void bpfast_normals_s(uint64_t base, uint64_t q0, Py_ssize_t pairs,
                           float* out) noexcept nogil
-    # Σ_i x_i², vectorized (_microkernels_impl.h).
-    double bpfast_square_sum_d(const double* x, Py_ssize_t n) noexcept nogil
-    float bpfast_square_sum_s(const float* x, Py_ssize_t n) noexcept nogil
+    # Σ_i x_i² of each row of a block of rows, vectorized (_microkernels_impl.h).
+    void bpfast_row_squares_d(Py_ssize_t rows, Py_ssize_t width, const double* M,
+                              double* out) noexcept nogil
+    void bpfast_row_squares_s(Py_ssize_t rows, Py_ssize_t width, const float* M,
+                              double* out) noexcept nogil
 
 
 cdef extern from "_dispatch.h":
@@ -976,27 +978,44 @@ cdef bint _example_gradients(const Layout* lay, Py_ssize_t n, const floating* X,
     return bounded
 
 
+cdef enum:
+    # Examples whose squared norms are taken at once: three stack buffers of 1 KB.
+    NORM_ROWS = 128
+
+
+cdef inline void _row_squares(Py_ssize_t rows, Py_ssize_t width, const floating* M,
+                              double* out) noexcept nogil:
+    """out[k] = ‖row k of M‖² for `rows` contiguous rows of `width` (_microkernels_impl.h)."""
+    if floating is double:
+        bpfast_row_squares_d(rows, width, M, out)
+    else:
+        bpfast_row_squares_s(rows, width, M, out)
+
+
+cdef inline void _layer_squares(const Layout* lay, int l, Py_ssize_t n, Py_ssize_t k0,
+                                Py_ssize_t rows, const floating* X, const floating* A,
+                                const floating* S, double* dd, double* aa) noexcept nogil:
+    """‖δ_k^(l)‖² into dd and ‖a_k^(l−1)‖² into aa for the examples k0 ≤ k < k0 + rows."""
+    cdef Py_ssize_t n_out = lay.sizes[l], n_in = lay.sizes[l - 1]
+    _row_squares(rows, n_out, S + _block(lay, l, n) + k0 * n_out, dd)
+    _row_squares(rows, n_in, _a_below(lay, l, n, X, A) + k0 * n_in, aa)
+
+
 cdef void _example_norms_layer(const Layout* lay, int l, Py_ssize_t n, const floating* X,
                                const floating* A, const floating* S, double* squares,
                                Py_ssize_t stride) noexcept nogil:
     """‖∂C_k/∂w^(l)‖² + ‖∂C_k/∂b^(l)‖² = ‖δ_k^(l)‖² (‖a_k^(l−1)‖² + 1) into squares[k · stride],
     for each example k — the per-example gradient's norm without the gradient: the Frobenius
-    norm of an outer product δ aᵀ is ‖δ‖ ‖a‖."""
-    cdef Py_ssize_t n_out = lay.sizes[l], n_in = lay.sizes[l - 1], k
-    cdef const floating* delta = S + _block(lay, l, n)
-    cdef const floating* a_prev = _a_below(lay, l, n, X, A)
-    for k in range(n):
-        squares[k * stride] = _example_square(delta + k * n_out, n_out, a_prev + k * n_in, n_in)
-
-
-cdef inline double _example_square(const floating* delta, Py_ssize_t n_out, const floating* a,
-                                   Py_ssize_t n_in) noexcept nogil:
-    """‖δ_k‖² (‖a_k‖² + 1): the square of one example's ‖∂C_k/∂θ^(l)‖ from its δ and a."""
-    if floating is double:
-        return bpfast_square_sum_d(delta, n_out) * (bpfast_square_sum_d(a, n_in) + 1)
-    else:
-        return (<double> bpfast_square_sum_s(delta, n_out)) * (
-            <double> bpfast_square_sum_s(a, n_in) + 1)
+    norm of an outer product δ aᵀ is ‖δ‖ ‖a‖. NORM_ROWS examples at a time."""
+    cdef double dd[NORM_ROWS]
+    cdef double aa[NORM_ROWS]
+    cdef Py_ssize_t k0 = 0, k, rows
+    while k0 < n:
+        rows = min(<Py_ssize_t> NORM_ROWS, n - k0)
+        _layer_squares(lay, l, n, k0, rows, X, A, S, dd, aa)
+        for k in range(rows):
+            squares[(k0 + k) * stride] = dd[k] * (aa[k] + 1)
+        k0 += rows
 
 
 cdef struct Step:
@@ -1350,24 +1369,30 @@ cdef void _clip_deltas(const Layout* lay, Py_ssize_t n, const floating* X, const
     c_k ∂C_k/∂θ = Σ over layers of (c_k δ_k^(l)) (a_k^(l−1))ᵀ and c_k δ_k^(l) — never formed.
     ‖∂C_k/∂θ‖² = Σ_l ‖δ_k^(l)‖² (‖a_k^(l−1)‖² + 1), as `_example_norms_layer`. A norm that is
     not finite leaves δ_k as it is: the step then fails the epoch's finiteness check."""
-    cdef Py_ssize_t k, j, n_out, n_in
+    cdef double dd[NORM_ROWS]
+    cdef double aa[NORM_ROWS]
+    cdef double squares[NORM_ROWS]
+    cdef Py_ssize_t k0 = 0, k, j, rows
     cdef floating* delta
-    cdef double squares
     cdef floating c
     cdef int l
-    for k in range(n):
-        squares = 0
+    while k0 < n:
+        rows = min(<Py_ssize_t> NORM_ROWS, n - k0)
+        for k in range(rows):
+            squares[k] = 0
         for l in range(1, lay.L + 1):
-            n_out, n_in = lay.sizes[l], lay.sizes[l - 1]
-            squares += _example_square(S + _block(lay, l, n) + k * n_out, n_out,
-                                       _a_below(lay, l, n, X, A) + k * n_in, n_in)
-        if not (R * R < squares <= DBL_MAX):       # within R (or 0), or not finite: as it is
-            continue
-        c = <floating> (R / sqrt(squares))
-        for l in range(1, lay.L + 1):
-            delta = S + _block(lay, l, n) + k * lay.sizes[l]
-            for j in range(lay.sizes[l]):
-                delta[j] *= c
+            _layer_squares(lay, l, n, k0, rows, X, A, S, dd, aa)
+            for k in range(rows):
+                squares[k] += dd[k] * (aa[k] + 1)
+        for k in range(rows):
+            if not (R * R < squares[k] <= DBL_MAX):   # within R (or 0), or not finite: as it is
+                continue
+            c = <floating> (R / sqrt(squares[k]))
+            for l in range(1, lay.L + 1):
+                delta = S + _block(lay, l, n) + (k0 + k) * lay.sizes[l]
+                for j in range(lay.sizes[l]):
+                    delta[j] *= c
+        k0 += rows
 
 
 cdef void _examples_sums(Epoch* e, int part, int n_parts, floating* tag) noexcept nogil:

@@ -199,23 +199,27 @@ ISA_TARGET static void NAME(outer)(ptrdiff_t nj, ptrdiff_t ni, const T* restrict
     }
 }
 
-/* Σ_i x_i² over n numbers: the squares of per-example norms (‖δ_k‖², ‖a_k‖²). Two vector
- * accumulators, so that the sum runs at the vector units' pace rather than one addition's
- * latency at a time (a scalar sum cannot be reordered by the compiler). */
-ISA_TARGET static T NAME(square_sum)(const T* restrict x, ptrdiff_t n) {
-    V s0 = NAME(splat)(0), s1 = NAME(splat)(0);
-    ptrdiff_t i = 0;
-    for (; i + 2 * LANES <= n; i += 2 * LANES) {
-        V a = NAME(load)(x + i), b = NAME(load)(x + i + LANES);
-        s0 += a * a;
-        s1 += b * b;
+/* out[k] = Σ_i M[k, i]² for each of `rows` contiguous rows of `width` numbers (in double): the
+ * squared norms of a layer's δ_k or a_k for a block of examples in one call — per row, vectors
+ * along it and one horizontal sum, rather than a call per example and per vector. */
+ISA_TARGET static void NAME(row_squares)(ptrdiff_t rows, ptrdiff_t width, const T* restrict M,
+                                         double* restrict out) {
+    for (ptrdiff_t k = 0; k < rows; k++) {
+        const T* row = M + k * width;
+        V s0 = NAME(splat)(0), s1 = NAME(splat)(0);   /* two chains: not one FMA's latency */
+        ptrdiff_t i = 0;
+        for (; i + 2 * LANES <= width; i += 2 * LANES) {
+            V a = NAME(load)(row + i), b = NAME(load)(row + i + LANES);
+            s0 += a * a;
+            s1 += b * b;
+        }
+        if (i + LANES <= width) {
+            V a = NAME(load)(row + i);
+            s0 += a * a;
+            i += LANES;
+        }
+        T total = NAME(hsum)(s0 + s1);
+        for (; i < width; i++) total += row[i] * row[i];
+        out[k] = (double) total;
     }
-    if (i + LANES <= n) {                     /* layers are often narrow: one more vector */
-        V a = NAME(load)(x + i);
-        s0 += a * a;
-        i += LANES;
-    }
-    T s = NAME(hsum)(s0 + s1);
-    for (; i < n; i++) s += x[i] * x[i];
-    return s;
 }
