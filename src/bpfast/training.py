@@ -241,21 +241,27 @@ def poisson_steps(rng, N, batch_size):
     expected = length * q
     draws = int(expected + 6 * np.sqrt(expected) + 16)
     scale = -1 / np.log1p(-q) if q < 1 else 0.0
+    ones = np.arange(1, draws + 1, dtype=np.int64)
 
     def gaps():
+        """The positions of `draws` more heads after one at -1: Σ_{i ≤ k} (⌊E_i / λ⌋ + 1) − 1."""
         gap = rng.standard_exponential(size=draws)
         gap *= scale
-        np.floor(gap, out=gap)
-        gap += 1
-        return np.cumsum(gap).astype(np.int64)    # exact: integers below 2^53
+        heads = gap.astype(np.int64)              # ⌊E / λ⌋: truncation, E ≥ 0
+        np.cumsum(heads, out=heads)
+        heads += ones
+        return heads
 
     positions = gaps() - 1
     while positions[-1] < length:                 # the process has not yet left the epoch
         positions = np.concatenate([positions, positions[-1] + gaps()])
     positions = positions[:np.searchsorted(positions, length)]
-    steps, rows = np.divmod(positions, N)
-    order = np.concatenate([rows, np.zeros(1, rows.dtype)]).astype(np.intp, copy=False)
-    offsets = np.searchsorted(steps, np.arange(n_steps + 1)).astype(np.intp)
+    offsets = np.searchsorted(positions, np.arange(n_steps + 1) * N).astype(np.intp)
+    order = np.empty(len(positions) + 1, np.intp)
+    order[-1] = 0
+    # Each step's rows: its positions less the step's start in the epoch's n_steps × N flips.
+    order[:-1] = positions
+    order[:-1] -= np.repeat(np.arange(n_steps, dtype=np.intp) * N, np.diff(offsets))
     return order, offsets
 
 
