@@ -34,6 +34,8 @@ import numpy as np
 import bpfast
 from bpfast.training import poisson_steps
 
+from _common import numpy_sigmoid_forward
+
 WORKLOADS = {
     # name: (sizes, expected batch size B, examples N, epochs per timing of bpfast's fit)
     "P1": ([784, 128, 10], 256, 60_000, 3),
@@ -76,15 +78,7 @@ def make_numpy_private_epoch(weights, biases, seed=0):
 
     def epoch(X, Y, steps, B):
         for rows in steps:
-            activations = [X[rows]]
-            for w, b in zip(weights, biases):
-                z = activations[-1] @ w.T
-                z += b
-                np.negative(z, out=z)
-                np.exp(z, out=z)
-                z += 1
-                np.reciprocal(z, out=z)
-                activations.append(z)
+            activations = numpy_sigmoid_forward(weights, biases, X[rows])
             a = activations[-1]
             delta = a - Y[rows]
             delta *= 2

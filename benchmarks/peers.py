@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 
-from _common import numpy_sigmoid
+from _common import numpy_sigmoid, numpy_sigmoid_forward
 
 
 def numpy_per_example_epoch(weights, biases, X, Y, batch_size, eta, order):
@@ -43,16 +43,7 @@ def numpy_matrix_epoch(weights, biases, X, Y, batch_size, eta, order):
     is a sum, with no division after it), and w −= Δᵀ A in place."""
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
-        activations = [X[rows]]
-        for w, b in zip(weights, biases):
-            a = activations[-1] @ w.T
-            a += b
-            np.negative(a, out=a)
-            with np.errstate(over="ignore"):
-                np.exp(a, out=a)
-            a += 1
-            np.reciprocal(a, out=a)
-            activations.append(a)
+        activations = numpy_sigmoid_forward(weights, biases, X[rows])
         a = activations[-1]
         delta = a - Y[rows]
         delta *= (2 * eta / len(rows))
