@@ -193,3 +193,13 @@ def test_importing_bpfast_does_not_import_dask():
            "for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True,
                           text=True).stdout.strip() == "False"
+
+
+def test_a_nan_in_a_chunk_is_refused_by_name(client):
+    """The chunks leave X's finiteness to the kernels' look at z^(1), as `Network.gradient`
+    does: a NaN still comes back as the clear error, from the worker that met it."""
+    net, X, labels = problem()
+    X[57, 2] = np.nan
+    for call in (bd.cost_and_gradient, bd.cost, bd.evaluate):
+        with pytest.raises(ValueError, match="Input X contains NaN"):
+            call(net, da.from_array(X, chunks=(20, 6)), labels)

@@ -320,7 +320,7 @@ def as_pair(X, Y, sizes, dtype, ndims=(1, 2), names=("X", "Y"), x_finite=True):
     return X, Y
 
 
-def check_sample_weight(value, n, dtype):
+def check_sample_weight(value, n):
     """Per-example weights for n examples: None, or n finite numbers ≥ 0 that are not all 0,
     as a float64 array (the weighted mean divides by their sum)."""
     if value is None:

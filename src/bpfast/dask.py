@@ -86,7 +86,7 @@ def _chunk_sums(net, X, Y, w, write_gradient=True):
     n = X.shape[0]
     if n == 0:
         return 0.0, (np.zeros(net.n_params) if write_gradient else None), 0.0, 0
-    X, Y = net._pair(X, Y, ndims=(2,))
+    X, Y = net._pair(X, Y, ndims=(2,), x_finite=False)  # X seen finite on z^(1)
     total = float(n)
     weights = None
     if w is not None:
@@ -94,7 +94,7 @@ def _chunk_sums(net, X, Y, w, write_gradient=True):
         total = float(weights.sum())
         if total == 0:
             return 0.0, (np.zeros(net.n_params) if write_gradient else None), 0.0, n
-        weights = check_sample_weight(weights, n, net.dtype)
+        weights = check_sample_weight(weights, n)
     if not write_gradient:
         # The forward pass and δ^(L) only: the kernels' Σ_k C_k (of the weights scaled to n).
         scaled = None if weights is None else (weights * (n / total)).astype(net.dtype)
@@ -112,11 +112,12 @@ def _add(first, second):
     return C1 + C2, (None if g1 is None else g1 + g2), w1 + w2, n1 + n2
 
 
-def _tree(parts):
-    """The parts added pairwise, level by level, in their order: a fixed order for a chunking."""
+def _tree(parts, add=_add):
+    """The parts added pairwise by `add`, level by level, in their order: a fixed order for a
+    chunking."""
     parts = list(parts)
     while len(parts) > 1:
-        parts = [dask.delayed(_add, pure=True)(parts[i], parts[i + 1]) if i + 1 < len(parts)
+        parts = [dask.delayed(add, pure=True)(parts[i], parts[i + 1]) if i + 1 < len(parts)
                  else parts[i] for i in range(0, len(parts), 2)]
     return parts[0]
 
@@ -161,7 +162,7 @@ def _chunk_evaluation(net, X, Y):
     n = X.shape[0]
     if n == 0:
         return 0.0, 0, 0
-    X, Y = net._pair(X, Y, ndims=(2,))
+    X, Y = net._pair(X, Y, ndims=(2,), x_finite=False)  # X seen finite on z^(1)
     mean_C, accuracy = net._cost_and_accuracy(X, Y)
     return mean_C * n, (None if accuracy is None else int(round(accuracy * n))), n
 
@@ -178,10 +179,7 @@ def evaluate(net, X, Y):
     carried = dask.delayed(net, pure=True, traverse=False)
     parts = [dask.delayed(_chunk_evaluation, pure=True)(carried, x, y)
              for x, y in zip(_blocks(X), _blocks(Y))]
-    while len(parts) > 1:
-        parts = [dask.delayed(_add_evaluations, pure=True)(parts[i], parts[i + 1])
-                 if i + 1 < len(parts) else parts[i] for i in range(0, len(parts), 2)]
-    sum_C, correct, n = dask.compute(parts[0])[0]
+    sum_C, correct, n = dask.compute(_tree(parts, _add_evaluations))[0]
     return sum_C / n, (None if correct is None else correct / n)
 
 
@@ -205,27 +203,16 @@ def minimize(net, X, Y, *, method="L-BFGS-B", max_iter=None, tol=None, l2=0.0,
     ``X = X.persist()``, so that each evaluation reads them where they are). θ is set to the
     result; returns scipy's OptimizeResult."""
     X, Y, w = _as_rows(net, X, Y, sample_weight)
-    l2 = check_positive_real(l2, "l2", allow_zero=True)
-    if not isinstance(method, str):
-        raise TypeError(f"method must be the name of a scipy.optimize.minimize method, got "
-                        f"{type(method).__name__}.")
-    options = {} if options is None else dict(options)
-    if max_iter is not None:
-        options["maxiter"] = check_count(max_iter, "max_iter", 1)
-    layout = net._layout
-    w_slices = [slice(layout.w_offset(l), layout.b_offset(l)) for l in range(1, net.L + 1)]
+    l2, settings = net._minimize_settings(method, max_iter, tol, l2, options, callback)
     work = copy.deepcopy(net)
 
     def objective(theta):
         work._theta[...] = theta
         sum_C, sum_g, total, _ = _sums(work, X, Y, w)
-        C, g = sum_C / total, sum_g / total
-        for s in w_slices:
-            C += 0.5 * l2 * float(theta[s] @ theta[s])
-            g[s] += l2 * theta[s]
-        return C, g
+        g = sum_g / total
+        return net._add_l2(theta, sum_C / total, g, l2), g
 
-    return net._minimize(objective, method, tol, options, callback)
+    return net._minimize(objective, **settings)
 
 
 # --- model averaging -------------------------------------------------------------------------
@@ -281,7 +268,7 @@ def _chunk_clipped_sums(net, X, Y, clip_norm):
     n = X.shape[0]
     if n == 0:
         return 0.0, np.zeros(net.n_params), 0.0, 0
-    X, Y = net._pair(X, Y, ndims=(2,))
+    X, Y = net._pair(X, Y, ndims=(2,), x_finite=False)  # X seen finite on z^(1)
     threads = _worker_threads()
     norms = net.per_example_norms(X, Y, n_threads=threads).astype(np.float64)
     with np.errstate(divide="ignore"):

@@ -628,7 +628,7 @@ class Network:
         `fit`'s); the same n_threads gives the same bits."""
         X, Y = self._pair(X, Y, x_finite=False)
         X, Y = np.atleast_2d(X), np.atleast_2d(Y)
-        weights = check_sample_weight(sample_weight, X.shape[0], self.dtype)
+        weights = check_sample_weight(sample_weight, X.shape[0])
         return self._mean_gradient(X, Y, n_threads, weights)[1]
 
     def cost_and_gradient(self, X, Y, *, sample_weight=None, n_threads=None):
@@ -638,7 +638,7 @@ class Network:
         of 2 counts as the example twice)."""
         X, Y = self._pair(X, Y, x_finite=False)
         X, Y = np.atleast_2d(X), np.atleast_2d(Y)
-        weights = check_sample_weight(sample_weight, X.shape[0], self.dtype)
+        weights = check_sample_weight(sample_weight, X.shape[0])
         sum_C, g = self._mean_gradient(X, Y, n_threads, weights)
         return float(self._finite_or_raise(np.array(sum_C), "the cost")) / X.shape[0], g
 
@@ -712,15 +712,32 @@ class Network:
         (`cost_and_gradient`). It leaves this network as it is (it computes on a copy), checks
         (X, Y) once, and converts θ and ∇C once per call."""
         X, Y = self._pair(X, Y, ndims=(2,))
-        weights = check_sample_weight(sample_weight, X.shape[0], self.dtype)
+        weights = check_sample_weight(sample_weight, X.shape[0])
         return self._objective(X, Y, check_positive_real(l2, "l2", allow_zero=True), 1.0,
                                weights, n_threads)
+
+    def _weight_slices(self):
+        """Where each w^(l) lies in θ: the parameters L2 penalises (biases are not)."""
+        layout = self._layout
+        return [slice(layout.w_offset(l), layout.b_offset(l)) for l in range(1, self.L + 1)]
+
+    def _weight_squares(self, theta=None):
+        """Σ_l ‖w^(l)‖² of θ (the network's own by default), in float64."""
+        theta = self._theta if theta is None else theta
+        return sum(float(np.dot(theta[w], theta[w])) for w in self._weight_slices())
+
+    def _add_l2(self, theta, cost, gradient, l2):
+        """cost + (λ/2) Σ‖w‖², with λ w added to the gradient's weights in place (float64)."""
+        if l2:
+            for w in self._weight_slices():
+                gradient[w] += l2 * theta[w]
+            cost += 0.5 * l2 * self._weight_squares(theta)
+        return cost
 
     def _objective(self, X, Y, l2, scale, weights=None, n_threads=None):
         """`objective` on validated data, its value and gradient times ``scale``."""
         work = copy.deepcopy(self)
-        layout, n = self._layout, X.shape[0]
-        w_slices = [slice(layout.w_offset(l), layout.b_offset(l)) for l in range(1, self.L + 1)]
+        n = X.shape[0]
 
         def cost_and_gradient(theta):
             theta = as_real_array(theta, "theta", np.float64)
@@ -730,10 +747,7 @@ class Network:
             sum_C, g = work._mean_gradient(X, Y, n_threads, weights)
             cost = float(work._finite_or_raise(np.array(sum_C), "the cost")) / n
             gradient = g._vector.astype(np.float64)
-            if l2:
-                for w in w_slices:
-                    cost += 0.5 * l2 * float(theta[w] @ theta[w])
-                    gradient[w] += l2 * theta[w]
+            cost = self._add_l2(theta, cost, gradient, l2)
             if scale != 1.0:
                 cost *= scale
                 gradient *= scale
@@ -756,6 +770,16 @@ class Network:
         ``message``. The network keeps its θ if an evaluation fails (a cost that overflows).
         ``n_threads`` as the calls'."""
         X, Y = self._pair(X, Y, ndims=(2,))
+        l2, settings = self._minimize_settings(method, max_iter, tol, l2, options, callback)
+        weights = check_sample_weight(sample_weight, X.shape[0])
+        if n_threads is not None:
+            n_threads = check_count(n_threads, "n_threads", 1)
+        return self._minimize(self._objective(X, Y, l2, 1.0, weights, n_threads), **settings)
+
+    @staticmethod
+    def _minimize_settings(method, max_iter, tol, l2, options, callback):
+        """`minimize`'s arguments checked (the same for `bpfast.dask.minimize`): λ, and a dict
+        of `_minimize`'s keywords."""
         if not isinstance(method, str):
             raise TypeError(f"method must be the name of a scipy.optimize.minimize method, got "
                             f"{type(method).__name__}.")
@@ -768,14 +792,11 @@ class Network:
             tol = check_positive_real(tol, "tol", allow_zero=True)
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable, got {type(callback).__name__}.")
-        weights = check_sample_weight(sample_weight, X.shape[0], self.dtype)
-        if n_threads is not None:
-            n_threads = check_count(n_threads, "n_threads", 1)
-        objective = self._objective(X, Y, check_positive_real(l2, "l2", allow_zero=True), 1.0,
-                                    weights, n_threads)
-        return self._minimize(objective, method, tol, options, callback)
+        return (check_positive_real(l2, "l2", allow_zero=True),
+                dict(method=method, tol=tol, options=options, callback=callback))
 
     def _minimize(self, objective, method, tol, options, callback):
+        """θ ← scipy's minimum of `objective`, from θ."""
         from scipy import optimize
         try:
             # BLAS on one thread for scipy's vector work too: its threads, spinning after each
@@ -973,7 +994,7 @@ class Network:
                 has_validation=validation_data is not None, clip_norm=clip_norm,
                 noise_multiplier=noise_multiplier, sampling=sampling, target_delta=target_delta,
                 accountant=accountant, target_epsilon=target_epsilon, resume=resume)
-            weights = check_sample_weight(sample_weight, X.shape[0], self.dtype)
+            weights = check_sample_weight(sample_weight, X.shape[0])
             if weights is not None and settings.clip_norm:
                 raise ValueError("sample_weight is not for private training (clip_norm, "
                                  "noise_multiplier): a weight above 1 raises an example's "

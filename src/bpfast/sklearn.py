@@ -217,19 +217,11 @@ class _BPBase(BaseEstimator):
 
     def _penalty(self, n):
         """α/(2n) Σ‖w‖²: the L2 term of the objective over n examples."""
-        if not self.alpha:
-            return 0.0
-        net = self.network_
-        theta, layout = net._theta, net._layout
-        squares = 0.0
-        for l in range(1, net.L + 1):
-            w = theta[layout.w_offset(l):layout.b_offset(l)]
-            squares += float(np.dot(w, w))
-        return self.alpha / (2 * n) * squares
+        return self.alpha / (2 * n) * self.network_._weight_squares() if self.alpha else 0.0
 
     def _sample_weight(self, sample_weight, y, n):
         """The examples' weights (float64), or None: sample_weight, times class_weight's."""
-        return check_sample_weight(sample_weight, n, np.float64)
+        return check_sample_weight(sample_weight, n)
 
     def _fit_lbfgs(self, X, Y, weights):
         net, N, scale = self.network_, X.shape[0], self._cost_scale()
@@ -237,9 +229,9 @@ class _BPBase(BaseEstimator):
         # weights, scikit-learn's N is their sum.
         total = N if weights is None else float(weights.sum())
         objective = net._objective(X, Y, self.alpha / (total * scale), scale, weights)
-        result = net._minimize(objective, "L-BFGS-B", None,
-                               dict(maxiter=self.max_iter, maxfun=self.max_fun, gtol=self.tol),
-                               None)
+        result = net._minimize(objective, method="L-BFGS-B", tol=None,
+                               options=dict(maxiter=self.max_iter, maxfun=self.max_fun,
+                                            gtol=self.tol), callback=None)
         self.n_iter_ = int(result.nit)
         self.loss_ = self._reported((float(result.fun) - self._penalty(total)) / scale, total)
         self.t_ += N
@@ -458,7 +450,7 @@ class BPClassifier(ClassifierMixin, _BPBase):
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
     def _sample_weight(self, sample_weight, y, n):
-        weights = check_sample_weight(sample_weight, n, np.float64)
+        weights = check_sample_weight(sample_weight, n)
         if self.class_weight is None:
             return weights
         from sklearn.utils.class_weight import compute_sample_weight
