@@ -26,11 +26,30 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def run_with_isa(isa, path):
+# Private fits of both types: all of θ moves with the noise drawn at every step.
+PRIVATE_SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import bpfast
+    from bpfast import _kernels
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(300, 30)), rng.random((300, 5))
+    thetas = []
+    for dtype in ("float64", "float32"):
+        net = bpfast.Network([30, 41, 5], dtype=dtype, seed=1)
+        net.fit(X, Y, epochs=2, batch_size=20, learning_rate=0.3, clip_norm=0.5,
+                noise_multiplier=1.1, seed=0)
+        thetas.append(net.parameters_vector().astype(np.float64))
+    np.save(sys.argv[1], np.concatenate(thetas))
+    print(_kernels.isa)
+""")
+
+
+def run_with_isa(isa, path, script=SCRIPT):
     environment = {key: value for key, value in os.environ.items() if key != "BPFAST_ISA"}
     if isa is not None:
         environment["BPFAST_ISA"] = isa
-    return subprocess.run([sys.executable, "-c", SCRIPT, str(path)], capture_output=True,
+    return subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
                           text=True, env=environment, timeout=120)
 
 
@@ -44,6 +63,17 @@ def test_the_baseline_can_be_chosen_and_agrees_with_the_best_variant(tmp_path):
     assert best.stdout.strip() == _kernels.isa
     a, b = np.load(tmp_path / "best.npy"), np.load(tmp_path / "baseline.npy")
     assert np.max(np.abs(a - b)) <= 1e-12 * np.max(np.abs(a))
+
+
+@pytest.mark.skipif(_kernels.isa != "x86-64-v4", reason="this CPU has no AVX-512")
+def test_the_noise_for_avx512_draws_the_same_numbers_bit_for_bit(tmp_path):
+    """x86-64-v4 differs from x86-64-v3 only in the noise's generator, which must draw the very
+    same numbers: private fits of both types end on the same θ, bit for bit."""
+    v4 = run_with_isa(None, tmp_path / "v4.npy", PRIVATE_SCRIPT)
+    v3 = run_with_isa("x86-64-v3", tmp_path / "v3.npy", PRIVATE_SCRIPT)
+    assert v4.returncode == 0 and v3.returncode == 0, v4.stderr + v3.stderr
+    assert (v4.stdout.strip(), v3.stdout.strip()) == ("x86-64-v4", "x86-64-v3")
+    np.testing.assert_array_equal(np.load(tmp_path / "v4.npy"), np.load(tmp_path / "v3.npy"))
 
 
 def test_an_unknown_variant_is_refused_at_import(tmp_path):

@@ -37,7 +37,8 @@ Design
    at batch 32, 0.68–0.82× the epoch time, while at batch 10 BLAS lost to the microkernels by
    up to 1.35×). The C loops (products, activations, rules)
    are written once for any type and compiled per type and instruction set (x86-64-v3 and the
-   baseline); _dispatch.h chooses at import (BPFAST_ISA=baseline forces the baseline).
+   baseline; the noise's generator for x86-64-v4 too); _dispatch.h chooses at import
+   (BPFAST_ISA=baseline forces the baseline).
 7. Each layer has its activation (`acts[l−1]`; the formulas are in _activations.h) and the
    network one cost. Softmax needs whole rows: for a softmax output, parts share the output
    layer's a^(L) and δ^(L) by examples instead of neurons (`_rows_are_split`), in a stage of
@@ -205,7 +206,8 @@ def blas_alone_exit():
 
 # --- the activations ------------------------------------------------------------------------------
 
-# The C loops, each compiled for x86-64-v3 and the baseline; _dispatch.h chooses at import.
+# The C loops, each compiled for x86-64-v3 and the baseline (the noise for x86-64-v4 too);
+# _dispatch.h chooses at import.
 cdef extern from "_dispatch.h":
     double bpfast_exp_negative_d(double x) noexcept nogil
     float bpfast_exp_negative_s(float x) noexcept nogil
@@ -269,17 +271,20 @@ def check_codes(names, codes, what):
 
 def _choose_isa():
     """The variant of the C loops to run (_dispatch.h): the best this CPU has, or what the
-    environment variable BPFAST_ISA asks for ("baseline", or "x86-64-v3")."""
+    environment variable BPFAST_ISA asks for ("baseline", "x86-64-v3" or "x86-64-v4")."""
     import os
     request = os.environ.get("BPFAST_ISA", "").strip()
     if bpfast_choose_isa(request.encode()) != 0:
-        raise ImportError(f"BPFAST_ISA={request!r}: this CPU and build run 'baseline'"
-                          + (" and 'x86-64-v3'." if bpfast_choose_isa(b"x86-64-v3") == 0
-                             else " only.") + " Unset it to use the best of them.")
+        runs = [name for name in ("baseline", "x86-64-v3", "x86-64-v4")
+                if bpfast_choose_isa(name.encode()) == 0]
+        raise ImportError(f"BPFAST_ISA={request!r}: this CPU and build run "
+                          + ", ".join(repr(name) for name in runs)
+                          + ". Unset it to use the best of them.")
     return bpfast_isa_in_use.decode()
 
 
-#: The instruction set the C loops were compiled for that runs here: "x86-64-v3" or "baseline".
+#: The instruction set the C loops were compiled for that runs here: "x86-64-v4" (x86-64-v3's
+#: loops, the noise's generator compiled for AVX-512), "x86-64-v3" or "baseline".
 isa = _choose_isa()
 
 
