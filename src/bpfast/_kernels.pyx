@@ -1128,7 +1128,7 @@ cdef extern from "_team.h":
     ctypedef struct bpfast_team:
         int solo
         int forced
-        long switches, solo_steps, team_steps
+        long switches, solo_steps, team_steps, moves
         int n_threads
     ctypedef void (*bpfast_task)(void* job, int part, int n_parts) noexcept nogil
     ctypedef int (*bpfast_close)(void* job) noexcept nogil
@@ -1734,9 +1734,10 @@ cdef class Team:
 
     @property
     def statistics(self):
-        """Steps taken in each mode (all workers, one alone) and the number of changes of mode."""
+        """Steps taken in each mode (all workers, one alone), the number of changes of mode, and
+        how many times a worker found on another's core moved off it."""
         return dict(team_steps=self.team.team_steps, solo_steps=self.team.solo_steps,
-                    switches=self.team.switches)
+                    switches=self.team.switches, moves=self.team.moves)
 
 
 # --- single calls on the team: the examples shared between parts --------------------------------

@@ -23,6 +23,20 @@
  * does). The next job waits for them, if it must, before it starts. A job in solo mode does
  * not call them in at all unless it turns to team mode (bpfast_team_enlist).
  *
+ * Two workers on one core: Linux often wakes a thread on its waker's core — in a virtual
+ * machine an idle virtual core the host has lent away does not count as idle — and then moves
+ * neither of the two, both running all the time (a spinning worker stays "cache-hot"). Team
+ * mode then ran [784, 16, 10]'s epoch in 27–34 ms instead of 10–11 (solo mode: 17), the
+ * threads found on one core in every slow epoch and on two in every fast one. So in team mode
+ * each worker notes its core at the start of every phase, and one that finds another's note of
+ * the same core for the same phase moves to a core where no worker is noted
+ * (bpfast_team_settle): its affinity narrowed and restored at once, the caller's thread too
+ * (only where it runs changes, as the scheduler changes it). For a few milliseconds after a
+ * move, waiting workers spin longer before they sleep: the move slows the mover, and a partner
+ * that slept meanwhile would be woken onto the mover's core again. A job moves at most
+ * BPFAST_TEAM_MOVES times, and not at all while another job of this process runs (two fits at
+ * once: the move would land on the other's core).
+ *
  * The choice: the seconds per step of the mode in force are measured over windows of about
  * BPFAST_TEAM_WINDOW seconds. At the end of a window the faster mode on record is kept; the other
  * is tried for one window from time to time, less often the more its trials cost
@@ -44,6 +58,7 @@
 #endif
 #if defined(__linux__)
 #include <linux/futex.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #endif
@@ -54,6 +69,9 @@
 #define BPFAST_TEAM_MIN_GAP 2e-2        /* seconds between two trials, at least */
 #define BPFAST_TEAM_MAX_GAP 2.0         /* and at most */
 #define BPFAST_TEAM_SPIN 1e-4           /* seconds a waiting worker spins before it sleeps */
+#define BPFAST_TEAM_MOVES 8              /* moves a job may make at most */
+#define BPFAST_TEAM_SETTLING 5e-3       /* seconds after a move during which it spins longer */
+#define BPFAST_TEAM_SPIN_SETTLING 2e-3  /* and how long */
 
 /* What a job's `close` returns: the next phase belongs to the same step, or to the next step
  * (the team's clock measures steps), or the job is finished — just after a step (a call of
@@ -89,6 +107,9 @@ typedef struct {
     int forced;                         /* tests: 1 team, 2 solo, 3 alternate every step; 0 choose */
     long switches;                      /* mode changes so far (for tests and benchmarks) */
     long solo_steps, team_steps;        /* steps taken in each mode so far */
+    long moves;                         /* workers moved off a shared core (bpfast_team_move) */
+    double moved_at;                    /* when the last move was made */
+    int moves_left;                     /* moves this job may still make */
     /* The workers 1..n_threads (worker 0 is the thread that submits a job) and their job. */
     _Alignas(64) uint32_t job_seq;      /* futex word: bumped when a job is submitted */
     uint32_t active;                    /* futex word: workers still inside the last job */
@@ -99,6 +120,8 @@ typedef struct {
     bpfast_task task;
     bpfast_close close;
     int n_parts;
+    uint64_t cpus[BPFAST_MAX_WORKERS];  /* each worker's note: phase << 32 | (core + 1), 0: none */
+    int stuck[BPFAST_MAX_WORKERS];      /* a core each could not move off in this job (-1: none) */
 #if BPFAST_HAVE_THREADS
     pthread_t threads[BPFAST_MAX_WORKERS];
 #endif
@@ -135,6 +158,69 @@ static void bpfast_wake_all(uint32_t* word) {
 #endif
 }
 
+/* Jobs running in this process: with two at once (two fits in two Python threads), moving a
+ * worker off its partner's core would put it on the other job's, and the teams would chase
+ * each other: then none moves, and each judges its modes as it finds them. */
+static int bpfast_jobs_running;
+
+/* Worker `me`, found on core `cpu` with another worker: moved to a core where no worker is
+ * noted, among those it may use (its affinity, which is then restored: it only needed the move).
+ * Returns the core it is on: `cpu` if there is no such core or the system refuses (noted then,
+ * and not tried again in this job while it stays on that core). */
+static int bpfast_team_move(bpfast_team* team, int me, int cpu) {
+#if defined(__linux__)
+    cpu_set_t allowed, elsewhere;
+    team->stuck[me] = cpu;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return cpu;
+    elsewhere = allowed;
+    CPU_CLR(cpu, &elsewhere);
+    for (int j = 0; j <= team->n_threads; j++) {
+        int taken = (int) (__atomic_load_n(&team->cpus[j], __ATOMIC_RELAXED) & 0xFFFFFFFF) - 1;
+        if (j != me && taken >= 0 && taken < CPU_SETSIZE) CPU_CLR(taken, &elsewhere);
+    }
+    if (CPU_COUNT(&elsewhere) == 0 || sched_setaffinity(0, sizeof elsewhere, &elsewhere) != 0)
+        return cpu;
+    sched_setaffinity(0, sizeof allowed, &allowed);
+    team->stuck[me] = -1;
+    __atomic_add_fetch(&team->moves, 1, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&team->moves_left, 1, __ATOMIC_RELAXED);
+    double now = bpfast_now();
+    __atomic_store(&team->moved_at, &now, __ATOMIC_RELAXED);
+    return sched_getcpu();
+#else
+    (void) team; (void) me;
+    return cpu;
+#endif
+}
+
+/* Worker `me`, at the start of phase `phase` (team mode; or calling the others in): note its
+ * core, and if another worker noted the same core at the start of this same phase, move
+ * (bpfast_team_move). Only notes of this phase count: the scheduler also swaps two workers'
+ * cores, and a note from the phase before would then send both moving onto each other. Of two
+ * on one core, the one that looks second moves. The scheduler can put two workers together at
+ * any wake-up, and the one then last at every barrier never waits: so the check is made at every
+ * phase, for a few nanoseconds when nothing is wrong. */
+static void bpfast_team_settle(bpfast_team* team, int me, uint32_t phase) {
+#if defined(__linux__)
+    int cpu = sched_getcpu();
+    if (cpu < 0) return;
+    uint64_t stamp = (uint64_t) phase << 32;
+    if (cpu != team->stuck[me] && __atomic_load_n(&team->moves_left, __ATOMIC_RELAXED) > 0
+            && __atomic_load_n(&bpfast_jobs_running, __ATOMIC_RELAXED) == 1) {
+        team->stuck[me] = -1;
+        for (int j = 0; j <= team->n_threads; j++)
+            if (j != me && __atomic_load_n(&team->cpus[j], __ATOMIC_ACQUIRE)
+                               == (stamp | (uint64_t) (cpu + 1))) {
+                cpu = bpfast_team_move(team, me, cpu);
+                break;
+            }
+    }
+    __atomic_store_n(&team->cpus[me], stamp | (uint64_t) (cpu + 1), __ATOMIC_RELEASE);
+#else
+    (void) team; (void) me; (void) phase;
+#endif
+}
+
 /* The phase word once it differs from `seen`: spin for BPFAST_TEAM_SPIN seconds, then sleep. */
 static uint32_t bpfast_wait_for_phase(bpfast_team* team, uint32_t seen) {
     uint32_t now;
@@ -146,7 +232,12 @@ static uint32_t bpfast_wait_for_phase(bpfast_team* team, uint32_t seen) {
         if ((i & 255) == 255) {
             double t = bpfast_now();
             if (start == 0) start = t;
-            else if (t - start > BPFAST_TEAM_SPIN) break;
+            else {
+                double moved_at;
+                __atomic_load(&team->moved_at, &moved_at, __ATOMIC_RELAXED);
+                if (t - start > (t - moved_at < BPFAST_TEAM_SETTLING ? BPFAST_TEAM_SPIN_SETTLING
+                                                                     : BPFAST_TEAM_SPIN)) break;
+            }
         }
     }
     __atomic_add_fetch(&team->sleepers, 1, __ATOMIC_SEQ_CST);
@@ -156,14 +247,22 @@ static uint32_t bpfast_wait_for_phase(bpfast_team* team, uint32_t seen) {
     return now;
 }
 
-/* A mode's seconds per step: the least of its last BPFAST_TEAM_WINDOWS windows (0: none). A
- * busy moment only ever slows a window down, so the least is the measure that one disturbed
- * window does not move; a lasting change of the machine shows once it fills the record. */
+/* A mode's seconds per step: the median of its last BPFAST_TEAM_WINDOWS windows (0: none), so
+ * that one disturbed window does not move it, and a lasting change of the machine shows once it
+ * fills half the record. Not the least: a core shared with another program by time slices of a
+ * few milliseconds gives the team alternately fast and slow windows (measured under one busy
+ * loop: 32 and 100–120 µs a step, 50 alone), and the least of them chose the slower mode. */
 static double bpfast_team_estimate(const bpfast_team* team, int mode) {
-    double least = 0;
-    for (int i = 0; i < team->n_windows[mode]; i++)
-        if (least == 0 || team->windows[mode][i] < least) least = team->windows[mode][i];
-    return least;
+    int n = team->n_windows[mode];
+    double sorted[BPFAST_TEAM_WINDOWS];
+    for (int i = 0; i < n; i++) {
+        double value = team->windows[mode][i];
+        int j = i;
+        for (; j > 0 && sorted[j - 1] > value; j--) sorted[j] = sorted[j - 1];
+        sorted[j] = value;
+    }
+    if (n == 0) return 0;
+    return n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
 }
 
 static void bpfast_team_record(bpfast_team* team, int mode, double seconds_per_step) {
@@ -230,7 +329,8 @@ static void bpfast_team_judge(bpfast_team* team, int n_workers) {
  * solo mode turns to team mode. A job done in solo mode from start to end never wakes them: a
  * worker woken only to go back to sleep costs the leader a wake-up, and the next job the wait
  * for that worker to leave — a time slice when a busy machine has descheduled it. */
-static void bpfast_team_enlist(bpfast_team* team) {
+static void bpfast_team_enlist(bpfast_team* team, int me) {
+    bpfast_team_settle(team, me, __atomic_load_n(&team->phase, __ATOMIC_RELAXED) >> 8);
     team->enlisted = 1;
     team->active = (uint32_t) team->n_threads;
     __atomic_add_fetch(&team->job_seq, 1, __ATOMIC_SEQ_CST);
@@ -259,6 +359,7 @@ static void bpfast_team_work(bpfast_team* team, int me, int n_workers, int n_par
             seen = __atomic_load_n(&team->phase, __ATOMIC_ACQUIRE);
             continue;
         }
+        if (!solo) bpfast_team_settle(team, me, seen >> 8);
         uint32_t mine = 0;
         int first = solo ? 0 : me, stride = solo ? 1 : n_workers;
         for (int part = first; part < n_parts; part += stride) {
@@ -286,7 +387,7 @@ static void bpfast_team_work(bpfast_team* team, int me, int n_workers, int n_par
                 bpfast_wake_all(&team->mode_seq);
             }
             if (!team->solo && !team->enlisted && what != BPFAST_FINISHED && team->n_threads > 0)
-                bpfast_team_enlist(team);
+                bpfast_team_enlist(team, me);
             if (__atomic_load_n(&team->sleepers, __ATOMIC_SEQ_CST) > 0)
                 bpfast_wake_all(&team->phase);
             seen = next;
@@ -334,6 +435,7 @@ static bpfast_team* bpfast_team_new(int n_workers) {
     if (posix_memalign(&memory, 64, sizeof(bpfast_team)) != 0) return NULL;
     bpfast_team* team = (bpfast_team*) memory;
     memset(team, 0, sizeof *team);
+    for (int i = 0; i < BPFAST_MAX_WORKERS; i++) team->stuck[i] = -1;
 #if BPFAST_HAVE_THREADS
     if (n_workers > BPFAST_MAX_WORKERS) n_workers = BPFAST_MAX_WORKERS;
     /* The workers take no signals: Ctrl-C goes to the threads Python knows. */
@@ -401,8 +503,15 @@ static void bpfast_team_run(bpfast_team* team, int n_parts, void* job, bpfast_ta
     team->close = close;
     team->n_parts = n_parts;
     team->enlisted = 0;
-    if (team->n_threads > 0 && !team->solo) bpfast_team_enlist(team);
+    team->moves_left = BPFAST_TEAM_MOVES;
+    for (int i = 0; i <= team->n_threads; i++) {     /* the last job's notes are not this one's */
+        team->cpus[i] = 0;
+        team->stuck[i] = -1;
+    }
+    __atomic_add_fetch(&bpfast_jobs_running, 1, __ATOMIC_RELAXED);
+    if (team->n_threads > 0 && !team->solo) bpfast_team_enlist(team, 0);
     bpfast_team_work(team, 0, team->n_threads + 1, n_parts, job, task, close);
+    __atomic_sub_fetch(&bpfast_jobs_running, 1, __ATOMIC_RELAXED);
 }
 
 #endif
