@@ -211,11 +211,12 @@ def test_a_worker_kept_on_its_partners_core_stays_and_the_bits_hold(monkeypatch)
     try:
         os.sched_setaffinity(0, {core})
         os.sched_setaffinity(worker, {core})
-        net.fit(X, Y, epochs=3, batch_size=20, learning_rate=0.3, seed=1, n_threads=2)
+        history = net.fit(X, Y, epochs=3, batch_size=20, learning_rate=0.3, seed=1, n_threads=2)
     finally:
         os.sched_setaffinity(0, caller)
         os.sched_setaffinity(worker, caller)
-    assert team.statistics["moves"] == 0 and team.statistics["team_steps"] == 3 * 30
+    assert history.threads["moves"] == team.statistics["moves"] == 0
+    assert history.threads["steps_shared"] == team.statistics["team_steps"] == 3 * 30
     monkeypatch.undo()
     from bpfast import training
     monkeypatch.setattr(training, "_FORCED_MODE", 2)
@@ -230,12 +231,14 @@ def test_after_a_pause_the_two_threads_of_a_team_work_on_two_cores(monkeypatch):
     with the two on two cores, but for a rare one that the machine disturbs."""
     team, worker, _ = _lent_team(monkeypatch)
     net, X, Y = make_problem([784, 16, 10], 4096, seed=3)
-    shared = 0
+    shared = moves = 0
     for _ in range(10):
         time.sleep(0.1)
-        net.fit(X, Y, epochs=1, batch_size=256, learning_rate=0.3, seed=1, n_threads=2)
+        history = net.fit(X, Y, epochs=1, batch_size=256, learning_rate=0.3, seed=1, n_threads=2)
         shared += _last_core(worker) == _last_core(threading.get_native_id())
+        moves += history.threads["moves"]
     assert shared <= 3
+    assert moves == team.statistics["moves"]
 
 
 def test_the_team_has_a_thread_per_worker_and_lets_them_go():

@@ -74,7 +74,8 @@ class History:
         How the steps were computed: ``n_threads`` (the parts of each step), ``workers`` (the
         threads that could compute them), ``steps_shared`` and ``steps_alone`` (steps computed
         by all workers, and by one of them while the others slept because sharing cost more
-        than it gained: a busy machine), and ``switches`` between the two.
+        than it gained: a busy machine), ``switches`` between the two, and ``moves``: how many
+        times a thread found on another's core moved off it (the system had put two on one).
     epsilon, delta, accountant, noise_multiplier, privacy : with `fit`'s target_delta, the ε
         that the private steps taken spent at δ_DP = delta by `bpfast.privacy`'s accountant
         ("pld" or "rdp"), with the ν used (chosen by fit for a target_epsilon) —
@@ -159,7 +160,8 @@ def _recording_threads(history, team, n_threads):
         history.threads = dict(n_threads=n_threads, workers=team.n_workers,
                                steps_shared=after["team_steps"] - before["team_steps"],
                                steps_alone=after["solo_steps"] - before["solo_steps"],
-                               switches=after["switches"] - before["switches"])
+                               switches=after["switches"] - before["switches"],
+                               moves=after["moves"] - before["moves"])
 
 
 #: The optimizers of `fit` (``optimizer=``); with "sgd", ``momentum`` and ``nesterov`` choose
