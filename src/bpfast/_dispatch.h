@@ -69,6 +69,11 @@
 #include "_noise_impl.h"
 #undef NAME
 #undef ISA_TARGET
+#define ISA_TARGET __attribute__((target("arch=x86-64-v4")))     /* the noise alone: see above */
+#define NAME(x) bpfast_##x##_d_avx512
+#include "_noise_impl.h"
+#undef NAME
+#undef ISA_TARGET
 #endif
 #undef T
 #undef V
@@ -113,6 +118,11 @@
 #include "_noise_impl.h"
 #undef NAME
 #undef ISA_TARGET
+#define ISA_TARGET __attribute__((target("arch=x86-64-v4")))     /* the noise alone: see above */
+#define NAME(x) bpfast_##x##_s_avx512
+#include "_noise_impl.h"
+#undef NAME
+#undef ISA_TARGET
 #endif
 #undef T
 #undef V
@@ -126,38 +136,6 @@
 #undef UNIFORMS
 #undef LOG_UNIT
 #undef COS_SIN_TURN
-
-/* --- the noise for x86-64-v4 ---------------------------------------------------------------- */
-#if BPFAST_HAVE_AVX2_VARIANT
-#define ISA_TARGET __attribute__((target("arch=x86-64-v4")))
-#define T double
-#define SQRT sqrt
-#define UNIFORMS bpfast_uniforms_d
-#define LOG_UNIT bpfast_log_unit_d
-#define COS_SIN_TURN bpfast_cos_sin_turn_d
-#define NAME(x) bpfast_##x##_d_avx512
-#include "_noise_impl.h"
-#undef NAME
-#undef T
-#undef SQRT
-#undef UNIFORMS
-#undef LOG_UNIT
-#undef COS_SIN_TURN
-#define T float
-#define SQRT sqrtf
-#define UNIFORMS bpfast_uniforms_s
-#define LOG_UNIT bpfast_log_unit_s
-#define COS_SIN_TURN bpfast_cos_sin_turn_s
-#define NAME(x) bpfast_##x##_s_avx512
-#include "_noise_impl.h"
-#undef NAME
-#undef T
-#undef SQRT
-#undef UNIFORMS
-#undef LOG_UNIT
-#undef COS_SIN_TURN
-#undef ISA_TARGET
-#endif
 
 /* --- the tables, and the choice ------------------------------------------------------------ */
 
