@@ -202,8 +202,8 @@ def _last_core(thread_id):
 
 
 def test_a_worker_kept_on_its_partners_core_stays_and_the_bits_hold(monkeypatch):
-    """Both threads held on one core: the worker cannot move off it (it does not try again and
-    again), and the job's bits are those of one thread computing every part."""
+    """Both threads held on one core: the worker cannot move off it, nothing fails for trying,
+    and the job's bits are those of one thread computing every part."""
     team, worker, core = _lent_team(monkeypatch)
     caller = os.sched_getaffinity(0)
     net, X, Y = make_problem([40, 30, 5], 600, seed=3)

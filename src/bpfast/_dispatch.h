@@ -162,10 +162,8 @@ static const bpfast_loops_d bpfast_loops_d_avx2 = {
     bpfast_abt_d_avx2, bpfast_atb_d_avx2, bpfast_ab_d_avx2,
     bpfast_activate_d_avx2, bpfast_update_d_avx2, bpfast_outer_d_avx2,
     bpfast_normals_d_avx2, bpfast_row_squares_d_avx2};
-static const bpfast_loops_d bpfast_loops_d_avx512 = {
-    bpfast_abt_d_avx2, bpfast_atb_d_avx2, bpfast_ab_d_avx2,
-    bpfast_activate_d_avx2, bpfast_update_d_avx2, bpfast_outer_d_avx2,
-    bpfast_normals_d_avx512, bpfast_row_squares_d_avx2};
+/* x86-64-v4: x86-64-v3's loops, the noise's in its place (bpfast_choose_isa). */
+static bpfast_loops_d bpfast_loops_d_avx512;
 #endif
 static const bpfast_loops_d* bpfast_d = &bpfast_loops_d_baseline;
 
@@ -225,10 +223,8 @@ static const bpfast_loops_s bpfast_loops_s_avx2 = {
     bpfast_abt_s_avx2, bpfast_atb_s_avx2, bpfast_ab_s_avx2,
     bpfast_activate_s_avx2, bpfast_update_s_avx2, bpfast_outer_s_avx2,
     bpfast_normals_s_avx2, bpfast_row_squares_s_avx2};
-static const bpfast_loops_s bpfast_loops_s_avx512 = {
-    bpfast_abt_s_avx2, bpfast_atb_s_avx2, bpfast_ab_s_avx2,
-    bpfast_activate_s_avx2, bpfast_update_s_avx2, bpfast_outer_s_avx2,
-    bpfast_normals_s_avx512, bpfast_row_squares_s_avx2};
+/* x86-64-v4: x86-64-v3's loops, the noise's in its place (bpfast_choose_isa). */
+static bpfast_loops_s bpfast_loops_s_avx512;
 #endif
 static const bpfast_loops_s* bpfast_s = &bpfast_loops_s_baseline;
 
@@ -291,6 +287,10 @@ static int bpfast_choose_isa(const char* request) {
     if (level < 0) return -1;
 #if BPFAST_HAVE_AVX2_VARIANT
     if (level > 0) {
+        bpfast_loops_d_avx512 = bpfast_loops_d_avx2;
+        bpfast_loops_d_avx512.normals = bpfast_normals_d_avx512;
+        bpfast_loops_s_avx512 = bpfast_loops_s_avx2;
+        bpfast_loops_s_avx512.normals = bpfast_normals_s_avx512;
         bpfast_d = level == 2 ? &bpfast_loops_d_avx512 : &bpfast_loops_d_avx2;
         bpfast_s = level == 2 ? &bpfast_loops_s_avx512 : &bpfast_loops_s_avx2;
         bpfast_isa_in_use = names[level];

@@ -121,7 +121,8 @@ typedef struct {
     bpfast_close close;
     int n_parts;
     uint64_t cpus[BPFAST_MAX_WORKERS];  /* each worker's note: phase << 32 | (core + 1), 0: none */
-    int stuck[BPFAST_MAX_WORKERS];      /* a core each could not move off in this job (-1: none) */
+    int stuck[BPFAST_MAX_WORKERS];      /* a core each could not move off in this job (-1: none;
+                                           set for each job by bpfast_team_run) */
 #if BPFAST_HAVE_THREADS
     pthread_t threads[BPFAST_MAX_WORKERS];
 #endif
@@ -435,7 +436,6 @@ static bpfast_team* bpfast_team_new(int n_workers) {
     if (posix_memalign(&memory, 64, sizeof(bpfast_team)) != 0) return NULL;
     bpfast_team* team = (bpfast_team*) memory;
     memset(team, 0, sizeof *team);
-    for (int i = 0; i < BPFAST_MAX_WORKERS; i++) team->stuck[i] = -1;
 #if BPFAST_HAVE_THREADS
     if (n_workers > BPFAST_MAX_WORKERS) n_workers = BPFAST_MAX_WORKERS;
     /* The workers take no signals: Ctrl-C goes to the threads Python knows. */
