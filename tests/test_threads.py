@@ -241,6 +241,44 @@ def test_after_a_pause_the_two_threads_of_a_team_work_on_two_cores(monkeypatch):
     assert moves == team.statistics["moves"]
 
 
+def test_a_job_goes_to_the_team_that_last_served_its_kind():
+    """Calls of several kinds taking turns (norms, then a step; the cost, then the gradient) each
+    keep a team that remembers what it measured: lent the last team whatever its kind, each
+    call found it forgotten, and a loop of 50 ms calls ran every other one in the slower mode."""
+    from bpfast import _pool
+    with _pool.team(2, ("test", "A")) as a:
+        pass
+    with _pool.team(2, ("test", "B")) as b:
+        assert b is not a
+    with _pool.team(2, ("test", "A")) as again:
+        assert again is a
+    with _pool.team(2, ("test", "B")) as again:
+        assert again is b
+    for kind in range(2 * _pool.MAX_IDLE):
+        with _pool.team(2, ("test", kind)):
+            pass
+    assert len(_pool._idle[2]) == _pool.MAX_IDLE
+
+
+def test_the_teams_clock_counts_its_jobs_not_the_pauses_between_them(monkeypatch):
+    """Trials of the other mode are spaced on the team's clock, the seconds spent in jobs: on
+    the wall's, a program that pauses between calls had one at nearly every call."""
+    import contextlib
+
+    from bpfast import _kernels, _pool
+    team = _kernels.Team(2)
+    monkeypatch.setattr(_pool, "team", lambda *arguments: contextlib.nullcontext(team))
+    net, X, Y = make_problem([64, 32, 10], 2000, seed=3)
+    net.gradient(X, Y, n_threads=2)
+    for _ in range(3):
+        before = team.statistics["seconds"]
+        time.sleep(0.2)
+        start = time.perf_counter()
+        net.gradient(X, Y, n_threads=2)
+        call = time.perf_counter() - start
+        assert 0 < team.statistics["seconds"] - before <= call
+
+
 def test_the_team_has_a_thread_per_worker_and_lets_them_go():
     from bpfast import _kernels
     if not _kernels.threads:

@@ -1129,6 +1129,7 @@ cdef extern from "_team.h":
         int solo
         int forced
         long switches, solo_steps, team_steps, moves
+        double worked
         int n_threads
     ctypedef void (*bpfast_task)(void* job, int part, int n_parts) noexcept nogil
     ctypedef int (*bpfast_close)(void* job) noexcept nogil
@@ -1734,10 +1735,11 @@ cdef class Team:
 
     @property
     def statistics(self):
-        """Steps taken in each mode (all workers, one alone), the number of changes of mode, and
-        how many times a worker found on another's core moved off it."""
+        """Steps taken in each mode (all workers, one alone), the number of changes of mode, how
+        many times a worker found on another's core moved off it, and the seconds spent in jobs
+        (the team's clock, on which trials of the other mode are spaced)."""
         return dict(team_steps=self.team.team_steps, solo_steps=self.team.solo_steps,
-                    switches=self.team.switches, moves=self.team.moves)
+                    switches=self.team.switches, moves=self.team.moves, seconds=self.team.worked)
 
 
 # --- single calls on the team: the examples shared between parts --------------------------------

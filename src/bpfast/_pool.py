@@ -1,9 +1,11 @@
 """Teams of threads lent to `fit` and to single calls, kept between them.
 
 A team's threads (`bpfast._kernels.Team`) sleep between jobs, and starting them costs tens of
-microseconds — more than a small call takes. So finished teams wait here to be lent again, with
-what each has measured of the machine (whether sharing pays, `_team.h`): a loop of calls learns
-once. A team serves one job at a time: two calls at once, in two Python threads, get two teams.
+microseconds — more than a small call takes. So finished teams wait here to be lent again, each
+with what it measured of the machine (whether sharing pays, `_team.h`) for the kind of job it
+last served, and a job goes to a team of its kind where one waits: a loop of calls learns once,
+even one that takes turns between several kinds. A team serves one job at a time: two calls at
+once, in two Python threads, get two teams.
 After a fork the child starts with none: the parent's threads do not exist there.
 """
 import contextlib
@@ -40,8 +42,17 @@ def team(n_workers, kind, forced=0):
         yield _kernels.Team(n_workers, forced)
         return
     with _lock:
-        waiting = _idle.get(n_workers)
-        lent, last = waiting.pop() if waiting else (None, None)
+        waiting = _idle.setdefault(n_workers, [])
+        lent = last = None
+        # The team that last served this kind, if one waits: a loop of calls of several kinds
+        # (the gradient, then the cost; norms, then a step) keeps what each one learned.
+        for i in range(len(waiting) - 1, -1, -1):
+            if waiting[i][1] == kind:
+                lent, last = waiting.pop(i)
+                break
+        else:
+            if len(waiting) >= MAX_IDLE:
+                lent, last = waiting.pop(0)         # the one left waiting longest
     if lent is None:
         lent = _kernels.Team(n_workers)
     elif last != kind:
@@ -51,5 +62,6 @@ def team(n_workers, kind, forced=0):
     finally:
         with _lock:
             waiting = _idle.setdefault(n_workers, [])
-            if len(waiting) < MAX_IDLE:
-                waiting.append((lent, kind))
+            waiting.append((lent, kind))
+            if len(waiting) > MAX_IDLE:
+                waiting.pop(0)
