@@ -121,6 +121,20 @@ def test_nothing_is_written_when_the_inputs_are_refused():
     np.testing.assert_array_equal(buffer, 7.0)
 
 
+@pytest.mark.parametrize("bad_row", [0, 999])
+def test_nothing_is_written_by_any_thread_when_a_row_of_x_is_not_finite(bad_row):
+    """Threads share the rows and each writes its own: the barrier before writing (every part's
+    z^(1) found finite) is what keeps a part with good rows from writing while another's are
+    bad — the bad row first, in the first part, or last, in the second."""
+    net, X, Y = make_problem([40, 30, 5], 1000, seed=2)
+    buffer = np.full((1000, net.n_params), 7.0)
+    X[bad_row, 3] = np.nan
+    for n_threads in (1, 2):
+        with pytest.raises(ValueError, match="Input X contains NaN"):
+            net.per_example_gradients(X, Y, out=buffer, n_threads=n_threads)
+        np.testing.assert_array_equal(buffer, 7.0)
+
+
 @pytest.mark.parametrize("sizes, n", [([30, 20, 5], 300), ([30, 20, 5], 20),
                                       ([200, 40, 5], 100), ([200, 40, 5], 257)])
 def test_threads_share_the_examples_reproducibly(sizes, n):
