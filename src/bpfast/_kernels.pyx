@@ -1344,13 +1344,13 @@ cdef inline Py_ssize_t _sums_stride(Py_ssize_t P) noexcept nogil:
 
 cdef inline bint _step_by_examples(const Layout* lay, Py_ssize_t m, int n_parts) noexcept nogil:
     """Whether a step of m examples is shared by examples rather than by neurons (Design 11):
-    when every layer is too narrow for each part's share of its neurons to keep BLAS busy."""
+    when every layer is too narrow for each part's share of its neurons to keep BLAS busy, or
+    each part has BY_EXAMPLES_ROWS examples or more."""
     cdef int l
     if m < BY_EXAMPLES_BATCH or _forced_split == 1:
         return False
     if _forced_split == 2 or (n_parts > 1 and m >= BY_EXAMPLES_ROWS * n_parts):
         return True
-        return False
     for l in range(1, lay.L + 1):
         if lay.sizes[l] >= BY_EXAMPLES_NEURONS * n_parts:
             return False
