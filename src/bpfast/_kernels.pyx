@@ -703,6 +703,12 @@ cdef inline void _fits(Workspace ws, Py_ssize_t n, dtype, bint training=False) e
 
 # --- the forward pass ----------------------------------------------------------------------------
 
+# Rows of a layer no wider than ACT_WIDTH neurons are activated ACT_ROWS at a time
+# (`_forward_layer`): a multiple of every vector's number of elements.
+cdef enum:
+    ACT_ROWS = 8
+    ACT_WIDTH = 128
+
 cdef void _forward_layer(const Layout* lay, const floating* theta, int l, Py_ssize_t n,
                          const floating* X, floating* A, floating* S, floating* Z,
                          int part, int n_parts, Py_ssize_t chunk,
@@ -733,9 +739,22 @@ cdef void _forward_layer(const Layout* lay, const floating* theta, int l, Py_ssi
         for k in range(n):
             if not _all_finite(z + k * n_out + j0, j1 - j0):
                 z_finite[0] = False
-    for k in range(n):
-        _activate(z + k * n_out + j0, b + j0, a + k * n_out + j0, s + k * n_out + j0, j1 - j0,
-                  lay.acts[l - 1], l == lay.L and lay.cost == CROSS_ENTROPY)
+    cdef bint keep = l == lay.L and lay.cost == CROSS_ENTROPY
+    cdef Py_ssize_t width = j1 - j0, grouped = 0, r
+    cdef floating biases[ACT_ROWS * ACT_WIDTH]
+    if width == n_out and width % (32 // sizeof(floating)) != 0 and width <= ACT_WIDTH:
+        # Whole rows, whose width is not a multiple of a vector's numbers: ACT_ROWS rows at a
+        # time are (their blocks are contiguous), against b repeated ACT_ROWS times — one loop
+        # of whole vectors where each row alone ended in a scalar tail ([64, 30, 10]: 30 and 10).
+        for r in range(ACT_ROWS):
+            memcpy(&biases[r * width], b, width * sizeof(floating))
+        while grouped + ACT_ROWS <= n:
+            _activate(z + grouped * n_out, biases, a + grouped * n_out, s + grouped * n_out,
+                      ACT_ROWS * width, lay.acts[l - 1], keep)
+            grouped += ACT_ROWS
+    for k in range(grouped, n):
+        _activate(z + k * n_out + j0, b + j0, a + k * n_out + j0, s + k * n_out + j0, width,
+                  lay.acts[l - 1], keep)
 
 
 cdef void _forward(const Layout* lay, const floating* theta, Py_ssize_t n, const floating* X,
