@@ -701,8 +701,14 @@ class Network:
         squares = np.empty((X.shape[0], self.L))
         self._call(X, Y, _WRITES["norms"], squares, n_threads=n_threads)
         self._finite_or_raise(squares, "the norms")
-        norms = np.sqrt(squares if per_layer else squares.sum(axis=1))
-        return norms.astype(self.dtype, copy=False)
+        if not per_layer:
+            # Σ_l column by column: numpy's sum along the short axis took 27 µs on the digits'
+            # 1,797 × 2 (a tenth of the call), these adds 2.5 µs.
+            total = squares[:, 0].copy()
+            for l in range(1, self.L):
+                total += squares[:, l]
+            squares = total
+        return np.sqrt(squares).astype(self.dtype, copy=False)
 
     def objective(self, X, Y, *, l2=0.0, sample_weight=None, n_threads=None):
         """θ ↦ (C(θ), ∇C(θ)) on the data (X, Y), for `scipy.optimize.minimize(…, jac=True)`: a
