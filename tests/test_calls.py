@@ -121,6 +121,27 @@ def test_nothing_is_written_when_the_inputs_are_refused():
     np.testing.assert_array_equal(buffer, 7.0)
 
 
+def test_per_example_gradients_into_a_fresh_array_or_a_kept_one_are_judged_apart(monkeypatch):
+    """The pool lends a team per kind of job, and the team compares its steps' times: a fresh
+    output's pages are faulted in as it is written, a kept one's are not, so the two are two
+    kinds (one team judging both compared a 50 ms call with a 25 ms one)."""
+    from bpfast import _pool
+    kinds = []
+    lend = _pool.team
+
+    def recording(n_workers, kind, *rest):
+        kinds.append(kind)
+        return lend(n_workers, kind, *rest)
+
+    monkeypatch.setattr(_pool, "team", recording)
+    net, X, Y = make_problem([20, 10, 3], 64, seed=1)
+    buffer = np.empty((64, net.n_params))
+    net.per_example_gradients(X, Y)
+    net.per_example_gradients(X, Y, out=buffer)
+    net.per_example_gradients(X, Y)
+    assert kinds[0] != kinds[1] and kinds[0] == kinds[2]
+
+
 @pytest.mark.parametrize("bad_row", [0, 999])
 def test_nothing_is_written_by_any_thread_when_a_row_of_x_is_not_finite(bad_row):
     """Threads share the rows and each writes its own: the barrier before writing (every part's

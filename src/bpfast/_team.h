@@ -71,7 +71,7 @@
 #define BPFAST_TEAM_WINDOWS 4           /* windows remembered of each mode */
 #define BPFAST_TEAM_TRIAL_GAP 20.0      /* seconds in jobs between trials per second a lost
                                            trial cost */
-#define BPFAST_TEAM_MIN_GAP 2e-2        /* seconds between two trials, at least */
+#define BPFAST_TEAM_MIN_GAP 2e-2        /* seconds in jobs between two trials, at least */
 #define BPFAST_TEAM_MAX_GAP 2.0         /* and at most */
 #define BPFAST_TEAM_SPIN 1e-4           /* seconds a waiting worker spins before it sleeps */
 #define BPFAST_TEAM_MOVES 8              /* moves a job may make at most */

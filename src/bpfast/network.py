@@ -476,7 +476,7 @@ class Network:
         return _kernels.call_parts(n, n_threads)
 
     def _call(self, X, Y, writes=0, out=None, keep_z=False, n_threads=None, layers=(),
-              weights=None):
+              weights=None, fresh_out=False):
         """The kernels on a validated batch X (and targets Y, or None): Σ_k C_k, and copies of
         the layers' a blocks asked for (``layers``: l = 1..L; with keep_z, z's too), each (n, n_l),
         and whether the gradients written are certainly finite (`_kernels.run_call`).
@@ -485,7 +485,10 @@ class Network:
         n = X.shape[0]
         flops = 2 * self.n_params * (1 if writes == 0 else 3)
         parts = self._parts(n, n_threads, flops)
-        kind = ("call", self.sizes, n, parts, writes)
+        # A fresh output's pages are faulted in as it is written: per-example gradients into a
+        # new array and into a kept one take their steps in different times, and one team
+        # judging both would compare one with the other.
+        kind = ("call", self.sizes, n, parts, writes, fresh_out)
         # BLAS single-threaded: parts call it each on their own rows, where its own threads
         # would only compete, and a row must come out the same whatever the number of parts.
         with self._workspace_for(n) as workspace, _single_threaded_blas(), \
@@ -652,7 +655,8 @@ class Network:
         way whatever their number."""
         X, Y = self._pair(X, Y, ndims=(2,), x_finite=False)
         rows = self._out_rows(out, X, Y)
-        bounded = self._call(X, Y, _WRITES["examples"], rows, n_threads=n_threads)[3]
+        bounded = self._call(X, Y, _WRITES["examples"], rows, n_threads=n_threads,
+                             fresh_out=out is None)[3]
         if not bounded:
             # The kernels' bound on the values (|δ_kj a_ki|) is not finite: look at them all.
             self._finite_or_raise(rows, "the gradient")
