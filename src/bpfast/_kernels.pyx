@@ -95,9 +95,6 @@ from cython cimport floating
 
 import numpy as np
 
-cdef extern from "<stdlib.h>" nogil:
-    int posix_memalign(void** memory, size_t alignment, size_t size)
-
 cdef extern from *:
     """
     #define BPFAST_PREFETCH(p) __builtin_prefetch(p)
@@ -1366,6 +1363,26 @@ cdef inline Py_ssize_t _sums_stride(Py_ssize_t P) noexcept nogil:
     return (P + SUMS_LINE - 1) // SUMS_LINE * SUMS_LINE
 
 
+cdef inline void _sums_stretch(Py_ssize_t P, int part, int n_parts, Py_ssize_t* i0,
+                               Py_ssize_t* i1) noexcept nogil:
+    """The stretch i0 ≤ i < i1 of θ where `part` adds the parts' sums: whole cache lines, so
+    that no two parts write one."""
+    cdef Py_ssize_t lines = (P + SUMS_LINE - 1) // SUMS_LINE
+    i0[0] = min(P, SUMS_LINE * _first(lines, part, n_parts))
+    i1[0] = min(P, SUMS_LINE * _first(lines, part + 1, n_parts))
+
+
+cdef inline void _add_parts_sums(floating* total, const floating* sums, Py_ssize_t stride,
+                                 int n_parts, Py_ssize_t i0, Py_ssize_t i1) noexcept nogil:
+    """total_i += the sums of parts 1, 2, … (in that order: reproducible) for i0 ≤ i < i1, part
+    p's starting at sums + p · stride; total holds part 0's."""
+    cdef Py_ssize_t i
+    cdef int p
+    for p in range(1, n_parts):
+        for i in range(i0, i1):
+            total[i] += sums[p * stride + i]
+
+
 cdef inline bint _step_by_examples(const Layout* lay, Py_ssize_t m, int n_parts) noexcept nogil:
     """Whether a step of m examples is shared by examples rather than by neurons (Design 11):
     when every layer is too narrow for each part's share of its neurons to keep BLAS busy, or
@@ -1533,17 +1550,11 @@ cdef void _sums_step(Epoch* e, int part, int n_parts, floating* tag) noexcept no
     (DP-SGD: Σ_k c_k ∂C_k/∂θ + ν R ξ), then the step of the rule, split at each layer's weights
     and biases; then the part's share of the next mini-batch's rows gathered."""
     cdef const Layout* lay = e.lay
-    cdef Py_ssize_t lines = (lay.P + SUMS_LINE - 1) // SUMS_LINE
-    cdef Py_ssize_t i0 = min(lay.P, SUMS_LINE * _first(lines, part, n_parts))
-    cdef Py_ssize_t i1 = min(lay.P, SUMS_LINE * _first(lines, part + 1, n_parts))
+    cdef Py_ssize_t i0, i1
     cdef floating* total = <floating*> e.G
-    cdef const floating* G
-    cdef Py_ssize_t i
-    cdef int l, p
-    for p in range(1, e.n_parts):
-        G = <const floating*> e.G + p * e.G_stride
-        for i in range(i0, i1):
-            total[i] += G[i]
+    cdef int l
+    _sums_stretch(lay.P, part, n_parts, &i0, &i1)
+    _add_parts_sums(total, total, e.G_stride, e.n_parts, i0, i1)
     if e.noise > 0:
         _add_noise(total, i0, i1, <floating> e.noise, e.key, <uint64_t> (e.steps + e.i_batch))
     for l in range(1, lay.L + 1):
@@ -1862,18 +1873,13 @@ cdef bint _call_sums_by_examples(const Layout* lay, Py_ssize_t n, int n_parts) n
 cdef void _call_add(const Call* c, int part, int n_parts, floating* tag) noexcept nogil:
     """The part's stretch of θ (whole cache lines): the mean ∂C/∂θ there, the parts' sums of it
     added in part order — the same bits for a given number of parts."""
-    cdef Py_ssize_t P = c.lay.P, stride = _sums_stride(P), i, i0, i1
-    cdef Py_ssize_t lines = (P + SUMS_LINE - 1) // SUMS_LINE
     cdef const floating* sums = <const floating*> c.sums
     cdef floating* out = <floating*> c.out
-    cdef int q
-    i0 = min(P, _first(lines, part, n_parts) * SUMS_LINE)
-    i1 = min(P, _first(lines, part + 1, n_parts) * SUMS_LINE)
-    for i in range(i0, i1):
-        out[i] = sums[i]
-    for q in range(1, c.n_parts):
-        for i in range(i0, i1):
-            out[i] += sums[q * stride + i]
+    cdef Py_ssize_t i0, i1
+    _sums_stretch(c.lay.P, part, n_parts, &i0, &i1)
+    if i1 > i0:
+        memcpy(out + i0, sums + i0, (i1 - i0) * sizeof(floating))
+    _add_parts_sums(out, sums, _sums_stride(c.lay.P), c.n_parts, i0, i1)
 
 
 cdef void _call_task(Call* c, int part, int n_parts, floating* tag) noexcept nogil:
@@ -2043,10 +2049,7 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
     if c.parts == NULL:
         raise MemoryError()
     if writes == WRITES_MEAN and _call_sums_by_examples(&layout.c, n, n_parts):
-        # Cache-line aligned, as the parts' rows are each call: BLAS's bits may follow alignment.
-        if posix_memalign(&c.sums, 64, n_parts * _sums_stride(P) * sizeof(floating)) != 0:
-            free(c.parts)
-            raise MemoryError()
+        c.sums = _address(workspace.sums(n_parts))
     try:
         for p in range(n_parts):
             c.parts[p].z_finite = c.parts[p].bounded = True
@@ -2058,7 +2061,6 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
             magnitude += c.parts[p].magnitude
     finally:
         free(c.parts)
-        free(c.sums)
     if writes == WRITES_MEAN:
         bounded = magnitude <= _largest_finite(<floating*> NULL)         # NaN fails too
     return sum_C, not c.stopped, bounded

@@ -62,7 +62,6 @@
 #endif
 #if defined(__linux__)
 #include <linux/futex.h>
-#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #endif
@@ -264,13 +263,13 @@ static uint32_t bpfast_wait_for_phase(bpfast_team* team, uint32_t seen) {
 static double bpfast_team_estimate(const bpfast_team* team, int mode) {
     int n = team->n_windows[mode];
     double sorted[BPFAST_TEAM_WINDOWS];
+    if (n == 0) return 0;
     for (int i = 0; i < n; i++) {
         double value = team->windows[mode][i];
         int j = i;
         for (; j > 0 && sorted[j - 1] > value; j--) sorted[j] = sorted[j - 1];
         sorted[j] = value;
     }
-    if (n == 0) return 0;
     return n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
 }
 

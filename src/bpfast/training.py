@@ -157,11 +157,10 @@ def _recording_threads(history, team, n_threads):
         yield
     finally:
         after = team.statistics
-        history.threads = dict(n_threads=n_threads, workers=team.n_workers,
-                               steps_shared=after["team_steps"] - before["team_steps"],
-                               steps_alone=after["solo_steps"] - before["solo_steps"],
-                               switches=after["switches"] - before["switches"],
-                               moves=after["moves"] - before["moves"])
+        history.threads = dict(n_threads=n_threads, workers=team.n_workers)
+        for name, counted in (("steps_shared", "team_steps"), ("steps_alone", "solo_steps"),
+                              ("switches", "switches"), ("moves", "moves")):
+            history.threads[name] = after[counted] - before[counted]
 
 
 #: The optimizers of `fit` (``optimizer=``); with "sgd", ``momentum`` and ``nesterov`` choose
