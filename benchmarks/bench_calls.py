@@ -3,13 +3,14 @@ cost with it, the output.
 
     python benchmarks/bench_calls.py [--repeat 5] [--only per_example norms gradient predict]
 
-The peers, each in its strongest honest form: numpy (batched forward and backward passes, the
-matrix form with sums and the 2/n folded into δ; per-example gradients by one einsum per layer
-into a fresh array; norms as ‖δ‖²(‖a‖² + 1)), PyTorch's `torch.func.vmap(grad)` and Opacus's
-ghost-clipping norms (`pip install ".[bench]"`; a missing peer is reported as skipped). The floors
-and ceilings of the same run: writing the per-example output alone (np.empty and one fill, or one
-fill of a buffer kept), and numpy's large matrix product (GFLOP/s in real FLOPs: the first layer
-needs no δ^(0)). Times are the best of --repeat, the implementations taking turns.
+The peers, each in its strongest honest form: numpy (batched forward and backward passes, each
+σ and δ formed in place, the matrix form with sums and the 2/n folded into δ; per-example
+gradients by one einsum per layer into a fresh array; norms as ‖δ‖²(‖a‖² + 1)), PyTorch's
+`torch.func.vmap(grad)` and Opacus's ghost-clipping norms (`pip install ".[bench]"`; a missing
+peer is reported as skipped). The floors and ceilings of the same run: writing the per-example
+output alone (np.empty and one fill, or one fill of a buffer kept), and numpy's large matrix
+product (GFLOP/s in real FLOPs: the first layer needs no δ^(0)). Times are the best of
+--repeat, the implementations taking turns.
 """
 import argparse
 import datetime
@@ -21,7 +22,7 @@ import numpy as np
 
 import bpfast
 
-from _common import best_time, gemm_gflops
+from _common import best_time, gemm_gflops, numpy_sigmoid_forward
 
 DIGITS = "digits"
 PER_EXAMPLE = {
@@ -65,32 +66,27 @@ def flops(sizes, n, backward=True, weights_gradient=True):
 
 # --- numpy ---------------------------------------------------------------------------------------
 
-def sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
-
-
-def numpy_forward(weights, biases, X):
-    activations = [X]
-    for w, b in zip(weights, biases):
-        activations.append(sigmoid(activations[-1] @ w.T + b))
-    return activations
-
-
 def numpy_deltas(weights, activations, Y, scale):
-    """δ^(l) of every layer (top first reversed to bottom first), the cost's factor folded in."""
+    """δ^(l) of every layer (top first reversed to bottom first), the cost's factor folded in;
+    each δ formed in place, as `numpy_sigmoid_forward` forms each a."""
     a = activations[-1]
-    delta = (scale * (a - Y)) * a * (1 - a)
+    delta = a - Y
+    delta *= scale
+    delta *= a
+    delta *= 1 - a
     deltas = [delta]
     for l in range(len(weights) - 1, 0, -1):
         a = activations[l]
-        delta = (delta @ weights[l]) * a * (1 - a)
+        delta = delta @ weights[l]
+        delta *= a
+        delta *= 1 - a
         deltas.append(delta)
     return deltas[::-1]
 
 
 def numpy_cost_and_gradient(weights, biases, X, Y):
     """The matrix form: sums, not means, and 2/n folded into δ; the cost too."""
-    activations = numpy_forward(weights, biases, X)
+    activations = numpy_sigmoid_forward(weights, biases, X)
     n = X.shape[0]
     error = activations[-1] - Y
     cost = np.einsum("ij,ij->", error, error) / n
@@ -104,14 +100,14 @@ def numpy_cost_and_gradient(weights, biases, X, Y):
 
 def numpy_per_example(weights, biases, X, Y):
     """Batched passes, then one einsum per layer into a fresh array."""
-    activations = numpy_forward(weights, biases, X)
+    activations = numpy_sigmoid_forward(weights, biases, X)
     deltas = numpy_deltas(weights, activations, Y, 2.0)
     return [(np.einsum("kj,ki->kji", delta, activations[l]), delta)
             for l, delta in enumerate(deltas)]
 
 
 def numpy_norms(weights, biases, X, Y):
-    activations = numpy_forward(weights, biases, X)
+    activations = numpy_sigmoid_forward(weights, biases, X)
     deltas = numpy_deltas(weights, activations, Y, 2.0)
     squares = sum(np.einsum("kj,kj->k", d, d) * (np.einsum("ki,ki->k", activations[l],
                                                            activations[l]) + 1)
@@ -285,9 +281,9 @@ def predict_rows(name, sizes, n, dtype, repeat, ceilings):
     net = bpfast.Network(sizes, dtype=dtype, seed=0)
     X, _ = data(sizes, n, dtype)
     w, b = [x.copy() for x in net.weights], [x.copy() for x in net.biases]
-    assert np.allclose(net.predict(X), numpy_forward(w, b, X)[-1], rtol=1e-4, atol=1e-6)
+    assert np.allclose(net.predict(X), numpy_sigmoid_forward(w, b, X)[-1], rtol=1e-4, atol=1e-6)
     calls = {"bpfast predict": lambda: net.predict(X),
-             "numpy forward": lambda: numpy_forward(w, b, X)[-1]}
+             "numpy forward": lambda: numpy_sigmoid_forward(w, b, X)[-1]}
     best = take_turns(calls, repeat)
     rows = []
     for label, seconds in best.items():
