@@ -3,14 +3,14 @@ cost with it, the output.
 
     python benchmarks/bench_calls.py [--repeat 5] [--only per_example norms gradient predict]
 
-The peers, each in its strongest honest form: numpy (batched forward and backward passes, each
-σ and δ formed in place, the matrix form with sums and the 2/n folded into δ; per-example
-gradients by one einsum per layer into a fresh array; norms as ‖δ‖²(‖a‖² + 1)), PyTorch's
-`torch.func.vmap(grad)` and Opacus's ghost-clipping norms (`pip install ".[bench]"`; a missing
-peer is reported as skipped). The floors and ceilings of the same run: writing the per-example
-output alone (np.empty and one fill, or one fill of a buffer kept), and numpy's large matrix
-product (GFLOP/s in real FLOPs: the first layer needs no δ^(0)). Times are the best of
---repeat, the implementations taking turns.
+The peers, each in its strongest honest form: numpy (batched forward and backward passes, σ and
+δ formed in place or as one expression, whichever is faster at the workload; the matrix form
+with sums and the 2/n folded into δ; per-example gradients by one einsum per layer into a fresh
+array; norms as ‖δ‖²(‖a‖² + 1)), PyTorch's `torch.func.vmap(grad)` and Opacus's ghost-clipping
+norms (`pip install ".[bench]"`; a missing peer is reported as skipped). The floors and
+ceilings of the same run: writing the per-example output alone (np.empty and one fill, or one
+fill of a buffer kept), and numpy's large matrix product (GFLOP/s in real FLOPs: the first layer
+needs no δ^(0)). Times are the best of --repeat, the implementations taking turns.
 """
 import argparse
 import datetime
@@ -66,31 +66,52 @@ def flops(sizes, n, backward=True, weights_gradient=True):
 
 # --- numpy ---------------------------------------------------------------------------------------
 
-def numpy_deltas(weights, activations, Y, scale):
+def numpy_expression_forward(weights, biases, X):
+    """a^(0) = X, …, a^(L), each layer one expression: fewer numpy calls than σ in place
+    (`numpy_sigmoid_forward`), which is faster on a few dozen rows and slower on thousands."""
+    activations = [X]
+    for w, b in zip(weights, biases):
+        activations.append(1.0 / (1.0 + np.exp(-(activations[-1] @ w.T + b))))
+    return activations
+
+
+def numpy_deltas(weights, activations, Y, scale, in_place):
     """δ^(l) of every layer (top first reversed to bottom first), the cost's factor folded in;
-    each δ formed in place, as `numpy_sigmoid_forward` forms each a."""
+    each formed in place, or as one expression."""
     a = activations[-1]
-    delta = a - Y
-    delta *= scale
-    delta *= a
-    delta *= 1 - a
+    if in_place:
+        delta = a - Y
+        delta *= scale
+        delta *= a
+        delta *= 1 - a
+    else:
+        delta = (scale * (a - Y)) * a * (1 - a)
     deltas = [delta]
     for l in range(len(weights) - 1, 0, -1):
         a = activations[l]
-        delta = delta @ weights[l]
-        delta *= a
-        delta *= 1 - a
+        if in_place:
+            delta = delta @ weights[l]
+            delta *= a
+            delta *= 1 - a
+        else:
+            delta = (delta @ weights[l]) * a * (1 - a)
         deltas.append(delta)
     return deltas[::-1]
 
 
-def numpy_cost_and_gradient(weights, biases, X, Y):
+def numpy_passes(weights, biases, X, Y, scale, in_place):
+    """The batched forward pass and every δ: σ and δ in place, or one expression each."""
+    forward = numpy_sigmoid_forward if in_place else numpy_expression_forward
+    activations = forward(weights, biases, X)
+    return activations, numpy_deltas(weights, activations, Y, scale, in_place)
+
+
+def numpy_cost_and_gradient(weights, biases, X, Y, in_place=True):
     """The matrix form: sums, not means, and 2/n folded into δ; the cost too."""
-    activations = numpy_sigmoid_forward(weights, biases, X)
     n = X.shape[0]
+    activations, deltas = numpy_passes(weights, biases, X, Y, 2.0 / n, in_place)
     error = activations[-1] - Y
     cost = np.einsum("ij,ij->", error, error) / n
-    deltas = numpy_deltas(weights, activations, Y, 2.0 / n)
     grads = []
     for l, delta in enumerate(deltas):
         grads.append(delta.T @ activations[l])
@@ -98,21 +119,36 @@ def numpy_cost_and_gradient(weights, biases, X, Y):
     return cost, grads
 
 
-def numpy_per_example(weights, biases, X, Y):
+def numpy_per_example(weights, biases, X, Y, in_place=True):
     """Batched passes, then one einsum per layer into a fresh array."""
-    activations = numpy_sigmoid_forward(weights, biases, X)
-    deltas = numpy_deltas(weights, activations, Y, 2.0)
+    activations, deltas = numpy_passes(weights, biases, X, Y, 2.0, in_place)
     return [(np.einsum("kj,ki->kji", delta, activations[l]), delta)
             for l, delta in enumerate(deltas)]
 
 
-def numpy_norms(weights, biases, X, Y):
-    activations = numpy_sigmoid_forward(weights, biases, X)
-    deltas = numpy_deltas(weights, activations, Y, 2.0)
+def numpy_norms(weights, biases, X, Y, in_place=True):
+    activations, deltas = numpy_passes(weights, biases, X, Y, 2.0, in_place)
     squares = sum(np.einsum("kj,kj->k", d, d) * (np.einsum("ki,ki->k", activations[l],
                                                            activations[l]) + 1)
                   for l, d in enumerate(deltas))
     return np.sqrt(squares)
+
+
+#: The label of a numpy peer's second form (σ and δ in place); the table shows the better one.
+IN_PLACE = " [in place]"
+
+
+def both_forms(label, make):
+    """numpy's peer `label` timed in both its forms, make(in_place=False) and make(True)."""
+    return {label: make(False), label + IN_PLACE: make(True)}
+
+
+def better_form(best):
+    """Each numpy peer's time: the better of its two forms at this workload."""
+    for label in [label for label in best if label.endswith(IN_PLACE)]:
+        base = label[:-len(IN_PLACE)]
+        best[base] = min(best[base], best.pop(label))
+    return best
 
 
 # --- PyTorch and Opacus --------------------------------------------------------------------------
@@ -212,16 +248,18 @@ def per_example_rows(name, sizes, n, dtype, repeat, ceilings):
         "bpfast per_example_gradients": lambda: net.per_example_gradients(X, Y),
         "bpfast per_example_gradients(out=kept)": lambda: net.per_example_gradients(
             X, Y, out=buffer),
-        "numpy batched + einsum": lambda: numpy_per_example(w, b, X, Y),
+        **both_forms("numpy batched + einsum",
+                     lambda in_place: lambda: numpy_per_example(w, b, X, Y, in_place)),
         "PyTorch vmap(grad)": make_torch_per_example(net, X, Y),
         "write floor: np.empty + fill": lambda: np.empty((n, P), dtype).fill(0),
         "write floor, kept: fill": lambda: buffer.fill(0),
         "bpfast per_example_norms": lambda: net.per_example_norms(X, Y),
-        "numpy norms ‖δ‖²(‖a‖² + 1)": lambda: numpy_norms(w, b, X, Y),
+        **both_forms("numpy norms ‖δ‖²(‖a‖² + 1)",
+                     lambda in_place: lambda: numpy_norms(w, b, X, Y, in_place)),
         "Opacus ghost-clipping norms": make_opacus_norms(net, X, Y),
         "bpfast gradient (same batch)": lambda: net.gradient(X, Y),
     }
-    best = take_turns(calls, repeat)
+    best = better_form(take_turns(calls, repeat))
     ours = best["bpfast per_example_gradients"]
     rows = []
     for label, seconds in best.items():
@@ -259,9 +297,10 @@ def gradient_rows(name, sizes, n, dtype, repeat, ceilings):
     calls = {
         "bpfast gradient": lambda: net.gradient(X, Y),
         "bpfast cost_and_gradient": lambda: net.cost_and_gradient(X, Y),
-        "numpy matrix form (cost too)": lambda: numpy_cost_and_gradient(w, b, X, Y),
+        **both_forms("numpy matrix form (cost too)",
+                     lambda in_place: lambda: numpy_cost_and_gradient(w, b, X, Y, in_place)),
     }
-    best = take_turns(calls, repeat)
+    best = better_form(take_turns(calls, repeat))
     rows = []
     for label, seconds in best.items():
         gflops = flops(sizes, n) / seconds / 1e9
@@ -283,8 +322,9 @@ def predict_rows(name, sizes, n, dtype, repeat, ceilings):
     w, b = [x.copy() for x in net.weights], [x.copy() for x in net.biases]
     assert np.allclose(net.predict(X), numpy_sigmoid_forward(w, b, X)[-1], rtol=1e-4, atol=1e-6)
     calls = {"bpfast predict": lambda: net.predict(X),
-             "numpy forward": lambda: numpy_sigmoid_forward(w, b, X)[-1]}
-    best = take_turns(calls, repeat)
+             **both_forms("numpy forward", lambda in_place: lambda: (
+                 numpy_sigmoid_forward if in_place else numpy_expression_forward)(w, b, X)[-1])}
+    best = better_form(take_turns(calls, repeat))
     rows = []
     for label, seconds in best.items():
         gflops = flops(sizes, n, backward=False) / seconds / 1e9
