@@ -66,11 +66,13 @@ def test_the_baseline_can_be_chosen_and_agrees_with_the_best_variant(tmp_path):
 
 
 @pytest.mark.skipif(_kernels.isa != "x86-64-v4", reason="this CPU has no AVX-512")
-def test_the_noise_for_avx512_draws_the_same_numbers_bit_for_bit(tmp_path):
-    """x86-64-v4 differs from x86-64-v3 only in the noise's generator, which must draw the very
-    same numbers: private fits of both types end on the same θ, bit for bit."""
-    v4 = run_with_isa(None, tmp_path / "v4.npy", PRIVATE_SCRIPT)
-    v3 = run_with_isa("x86-64-v3", tmp_path / "v3.npy", PRIVATE_SCRIPT)
+@pytest.mark.parametrize("script", [PRIVATE_SCRIPT, SCRIPT], ids=["private-sigmoid", "tanh"])
+def test_avx512_gives_the_same_numbers_bit_for_bit(tmp_path, script):
+    """x86-64-v4 differs from x86-64-v3 in the noise's generator and in the activations' vector
+    width, and must compute the very same numbers: private fits of both types with σ, and a fit
+    and a gradient with tanh, end on the same θ and ∂C/∂θ, bit for bit."""
+    v4 = run_with_isa(None, tmp_path / "v4.npy", script)
+    v3 = run_with_isa("x86-64-v3", tmp_path / "v3.npy", script)
     assert v4.returncode == 0 and v3.returncode == 0, v4.stderr + v3.stderr
     assert (v4.stdout.strip(), v3.stdout.strip()) == ("x86-64-v4", "x86-64-v3")
     np.testing.assert_array_equal(np.load(tmp_path / "v4.npy"), np.load(tmp_path / "v3.npy"))

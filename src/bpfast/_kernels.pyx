@@ -35,10 +35,10 @@ Design
    arithmetic at that size; larger ones go to BLAS, and so do the products of a wide layer
    from BLAS_ROWS examples on (`_fit_blas`: SMALL_MACS multiply-adds per part; [784, 1024, 10]
    at batch 32, 0.68–0.82× the epoch time, while at batch 10 BLAS lost to the microkernels by
-   up to 1.35×). The C loops (products, activations, rules)
-   are written once for any type and compiled per type and instruction set (x86-64-v3 and the
-   baseline; the noise's generator for x86-64-v4 too); _dispatch.h chooses at import
-   (BPFAST_ISA=baseline forces the baseline).
+   up to 1.35×). The C loops (products, activations, rules) are written once for any type and
+   compiled per type and instruction set (x86-64-v3 and the baseline; the noise's generator and
+   the activations for x86-64-v4 too); _dispatch.h chooses at import (BPFAST_ISA=baseline
+   forces the baseline).
 7. Each layer has its activation (`acts[l−1]`; the formulas are in _activations.h) and the
    network one cost. Softmax needs whole rows: for a softmax output, parts share the output
    layer's a^(L) and δ^(L) by examples instead of neurons (`_rows_are_split`), in a stage of
