@@ -8,7 +8,6 @@ even one that takes turns between several kinds. A team serves one job at a time
 once, in two Python threads, get two teams.
 After a fork the child starts with none: the parent's threads do not exist there.
 """
-import contextlib
 import os
 import threading
 
@@ -32,36 +31,48 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
-@contextlib.contextmanager
-def team(n_workers, kind, forced=0):
-    """A team of n_workers workers (the caller and its threads) for the duration of one job.
-    ``kind`` says what the job is (a shape, a batch, parts): a team that last served another
-    kind forgets what it measured. ``forced`` (tests) asks for a new team in that fixed mode,
-    not a pooled one."""
-    if forced:
-        yield _kernels.Team(n_workers, forced)
-        return
-    with _lock:
-        waiting = _idle.setdefault(n_workers, [])
-        lent = last = None
-        # The team that last served this kind, if one waits: a loop of calls of several kinds
-        # (the gradient, then the cost; norms, then a step) keeps what each one learned.
-        for i in range(len(waiting) - 1, -1, -1):
-            if waiting[i][1] == kind:
-                lent, last = waiting.pop(i)
-                break
-        else:
-            if len(waiting) >= MAX_IDLE:
-                lent, last = waiting.pop(0)         # the one left waiting longest
-    if lent is None:
-        lent = _kernels.Team(n_workers)
-    elif last != kind:
-        lent.forget()
-    try:
-        yield lent
-    finally:
+class team:
+    """``with team(n_workers, kind) as lent:`` a team of n_workers workers (the caller and its
+    threads) for the duration of one job. ``kind`` says what the job is (a shape, a batch,
+    parts): a team that last served another kind forgets what it measured. ``forced`` (tests)
+    asks for a new team in that fixed mode, not a pooled one. (A class, not a generator: a call
+    of a few dozen microseconds enters one at every call.)"""
+
+    __slots__ = ("n_workers", "kind", "forced", "lent")
+
+    def __init__(self, n_workers, kind, forced=0):
+        self.n_workers, self.kind, self.forced = n_workers, kind, forced
+
+    def __enter__(self):
+        n_workers, kind = self.n_workers, self.kind
+        if self.forced:
+            self.lent = _kernels.Team(n_workers, self.forced)
+            return self.lent
         with _lock:
             waiting = _idle.setdefault(n_workers, [])
-            waiting.append((lent, kind))
+            lent = last = None
+            # The team that last served this kind, if one waits: a loop of calls of several
+            # kinds (the gradient, then the cost; norms, then a step) keeps what each learned.
+            for i in range(len(waiting) - 1, -1, -1):
+                if waiting[i][1] == kind:
+                    lent, last = waiting.pop(i)
+                    break
+            else:
+                if len(waiting) >= MAX_IDLE:
+                    lent, last = waiting.pop(0)     # the one left waiting longest
+        if lent is None:
+            lent = _kernels.Team(n_workers)
+        elif last != kind:
+            lent.forget()
+        self.lent = lent
+        return lent
+
+    def __exit__(self, *exc):
+        if self.forced:
+            return False
+        with _lock:
+            waiting = _idle.setdefault(self.n_workers, [])
+            waiting.append((self.lent, self.kind))
             if len(waiting) > MAX_IDLE:
                 waiting.pop(0)
+        return False

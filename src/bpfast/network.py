@@ -6,7 +6,6 @@ order (w^(1), b^(1), …, w^(L), b^(L)); ``weights`` and ``biases`` are views in
 `Gradient` has the same layout, so ∇C and a gradient-descent step need no copying. Every method
 validates its input here and only then calls `bpfast._kernels`, which trusts what it is given.
 """
-import contextlib
 import copy
 import functools
 import numbers
@@ -448,22 +447,11 @@ class Network:
     #: Work buffers larger than this (bytes) are not kept between calls.
     KEEP_WORKSPACE_BYTES = 64 << 20
 
-    @contextlib.contextmanager
     def _workspace_for(self, n):
-        """Work buffers for n examples: the network's own, kept between calls — unless another
-        thread is using them (then fresh ones: two threads may call one network at once)."""
-        if not self._workspace_lock.acquire(blocking=False):
-            yield self._layout.workspace(n, self.dtype)
-            return
-        try:
-            workspace = self._workspace
-            if workspace is None or workspace.rows < n:
-                workspace = self._layout.workspace(n, self.dtype)
-                if n * self._layout.width * self.dtype.itemsize <= self.KEEP_WORKSPACE_BYTES:
-                    self._workspace = workspace
-            yield workspace
-        finally:
-            self._workspace_lock.release()
+        """``with net._workspace_for(n) as workspace:`` work buffers for n examples: the
+        network's own, kept between calls — unless another thread is using them (then fresh
+        ones: two threads may call one network at once)."""
+        return _WorkspaceFor(self, n)
 
     def _parts(self, n, n_threads, flops_per_example):
         """How many parts a call on n examples is split into: n_threads if given, else as `fit`
@@ -491,8 +479,9 @@ class Network:
         kind = ("call", self.sizes, n, parts, writes, fresh_out)
         # BLAS single-threaded: parts call it each on their own rows, where its own threads
         # would only compete, and a row must come out the same whatever the number of parts.
+        workers = parts if parts == 1 else min(parts, training.available_cores())
         with self._workspace_for(n) as workspace, _single_threaded_blas(), \
-                _pool.team(min(parts, training.available_cores()), kind) as team:
+                _pool.team(workers, kind) as team:
             sum_C, finite, bounded = _kernels.run_call(self._layout, self._theta, X, Y,
                                                        workspace, writes, out, team, parts, keep_z,
                                                        weights=weights)
@@ -504,9 +493,11 @@ class Network:
                 sum_C, _, bounded = _kernels.run_call(self._layout, self._theta, X, Y, workspace,
                                                       writes, out, team, parts, keep_z,
                                                       check_z=False, weights=weights)
-            regions = _kernels.regions(self._layout, n, parts)
-            a = [self._gather(workspace.A, regions, l) for l in layers]
-            z = [self._gather(workspace.Z, regions, l) for l in layers] if keep_z else []
+            a, z = [], []
+            if layers:
+                regions = _kernels.regions(self._layout, n, parts)
+                a = [self._gather(workspace.A, regions, l) for l in layers]
+                z = [self._gather(workspace.Z, regions, l) for l in layers] if keep_z else []
         return sum_C, a, z, bounded
 
     def _gather(self, buffer, regions, l):
@@ -1047,3 +1038,34 @@ def load(path):
         return Network.from_params(weights, biases, **choices)
     except (ValueError, TypeError) as error:
         raise ValueError(f"{path}: {error}") from None
+
+
+class _WorkspaceFor:
+    """`Network._workspace_for`'s context: a class, not a generator, since a call of a few dozen
+    microseconds enters one at every call."""
+
+    __slots__ = ("net", "n", "locked")
+
+    def __init__(self, net, n):
+        self.net, self.n = net, n
+
+    def __enter__(self):
+        net, n = self.net, self.n
+        self.locked = net._workspace_lock.acquire(blocking=False)
+        if not self.locked:
+            return net._layout.workspace(n, net.dtype)
+        try:
+            workspace = net._workspace
+            if workspace is None or workspace.rows < n:
+                workspace = net._layout.workspace(n, net.dtype)
+                if n * net._layout.width * net.dtype.itemsize <= net.KEEP_WORKSPACE_BYTES:
+                    net._workspace = workspace
+        except BaseException:
+            net._workspace_lock.release()
+            raise
+        return workspace
+
+    def __exit__(self, *exc):
+        if self.locked:
+            self.net._workspace_lock.release()
+        return False

@@ -136,8 +136,9 @@ def default_threads(net, batch):
 
 def _default_threads(P, batch):
     flops = 6 * P * batch
-    limit = _kernels.openmp_limit() or available_cores()
-    return max(1, min(available_cores(), limit, flops // MIN_FLOPS_PER_THREAD))
+    cores = available_cores()
+    limit = _kernels.openmp_limit() or cores
+    return max(1, min(cores, limit, flops // MIN_FLOPS_PER_THREAD))
 
 
 #: Tests only: fix the team's mode (1 all threads, 2 one thread, 3 alternating at every step)
