@@ -239,3 +239,16 @@ def test_the_calls_refuse_bad_flags_and_thread_counts():
                  lambda: net.per_example_gradients(X, Y, n_threads=0)):
         with pytest.raises(ValueError, match="n_threads must be an integer ≥ 1"):
             call()
+
+
+def test_theta_and_the_gradients_written_start_on_a_cache_line():
+    """θ, a gradient and per-example gradients start on a 64-byte boundary: the kernels load
+    32 bytes at a time along them, and BLAS may round differently on differently aligned
+    operands (a call must give the same bits whatever memory it gets). Allocations land
+    anywhere: twenty of each."""
+    net, X, Y = make_problem([20, 10, 3], 64, seed=1)
+    for seed in range(20):
+        fresh = bpfast.Network([20, 10, 3], seed=seed)
+        assert fresh._theta.ctypes.data % 64 == 0
+        assert net.gradient(X, Y)._vector.ctypes.data % 64 == 0       # not vector(): a copy
+        assert net.per_example_gradients(X, Y)._vector.ctypes.data % 64 == 0

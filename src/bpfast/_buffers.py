@@ -7,6 +7,8 @@ stream through are carved out of a slightly larger allocation.
 """
 import numpy as np
 
+from ._kernels import data_address
+
 CACHE_LINE = 64
 
 
@@ -14,5 +16,5 @@ def aligned_empty(n, dtype):
     """An uninitialised 1-D array of n elements whose data starts on a cache-line boundary."""
     dtype = np.dtype(dtype)
     raw = np.empty(n * dtype.itemsize + CACHE_LINE, dtype=np.uint8)
-    start = -raw.ctypes.data % CACHE_LINE
+    start = -data_address(raw) % CACHE_LINE
     return raw[start:start + n * dtype.itemsize].view(dtype)

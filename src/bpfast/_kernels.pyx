@@ -85,6 +85,7 @@ Design
    at 512, 0.99×). A part takes its rows EXAMPLES_ROWS at a time while its sums fit in
    EXAMPLES_SUMS_BYTES (each chunk adds into them: with a large θ, all its rows at once).
 """
+from cpython.buffer cimport PyBUF_ANY_CONTIGUOUS, PyBuffer_Release, PyObject_GetBuffer
 from libc.float cimport DBL_MAX, FLT_MAX
 from libc.math cimport fabs, log, log1p, pow, sqrt
 from libc.stdlib cimport calloc, free
@@ -1167,9 +1168,21 @@ cdef extern from "_team.h":
         BPFAST_FINISHED_STEP
 
 
-cdef inline void* _address(array):
-    """Where a numpy array's data starts (arrays the holder keeps alive)."""
-    return <void*> <size_t> array.ctypes.data
+cdef inline void* _address(array) except? NULL:
+    """Where a contiguous array's data starts (arrays the holder keeps alive): asked through the
+    buffer protocol, not `array.ctypes.data`, whose ctypes object cost 1.8 µs — a tenth of a
+    small call's Python."""
+    cdef Py_buffer view
+    cdef void* start
+    PyObject_GetBuffer(array, &view, PyBUF_ANY_CONTIGUOUS)
+    start = view.buf
+    PyBuffer_Release(&view)
+    return start
+
+
+def data_address(array):
+    """Where a contiguous array's data starts, as a number (`bpfast._buffers.aligned_empty`)."""
+    return <size_t> _address(array)
 
 
 cdef class Rule:
