@@ -707,10 +707,12 @@ cdef inline void _fits(Workspace ws, Py_ssize_t n, dtype, bint training=False) e
 # --- the forward pass ----------------------------------------------------------------------------
 
 # Rows of a layer no wider than ACT_WIDTH neurons are activated ACT_ROWS at a time
-# (`_forward_layer`): a multiple of every vector's number of elements.
+# (`_forward_layer`): ACT_ROWS rows of any width fill whole vectors of ACT_VECTOR bytes, the
+# widest the activations use (x86-64-v4's: 8 doubles, 16 floats).
 cdef enum:
-    ACT_ROWS = 8
+    ACT_ROWS = 16
     ACT_WIDTH = 128
+    ACT_VECTOR = 64
 
 cdef void _forward_layer(const Layout* lay, const floating* theta, int l, Py_ssize_t n,
                          const floating* X, floating* A, floating* S, floating* Z,
@@ -743,18 +745,20 @@ cdef void _forward_layer(const Layout* lay, const floating* theta, int l, Py_ssi
             if not _all_finite(z + k * n_out + j0, j1 - j0):
                 z_finite[0] = False
     cdef bint keep = l == lay.L and lay.cost == CROSS_ENTROPY
-    cdef Py_ssize_t width = j1 - j0, grouped = 0, r
+    cdef Py_ssize_t width = j1 - j0, grouped = 0, r, rows
     cdef floating biases[ACT_ROWS * ACT_WIDTH]
-    if width == n_out and width % (32 // sizeof(floating)) != 0 and width <= ACT_WIDTH:
-        # Whole rows, whose width is not a multiple of a vector's numbers: ACT_ROWS rows at a
-        # time are (their blocks are contiguous), against b repeated ACT_ROWS times — one loop
-        # of whole vectors where each row alone ended in a scalar tail ([64, 30, 10]: 30 and 10).
-        for r in range(ACT_ROWS):
+    if width == n_out and width % (ACT_VECTOR // sizeof(floating)) != 0 and width <= ACT_WIDTH:
+        # Whole rows, whose width is not a multiple of a vector's numbers: up to ACT_ROWS rows
+        # at a time are (their blocks are contiguous), against b repeated as many times — one
+        # loop of whole vectors (but at the group's end) where each row alone ended in a
+        # scalar tail ([64, 30, 10]: 30 and 10).
+        for r in range(min(<Py_ssize_t> ACT_ROWS, n)):
             memcpy(&biases[r * width], b, width * sizeof(floating))
-        while grouped + ACT_ROWS <= n:
+        while grouped < n:
+            rows = min(<Py_ssize_t> ACT_ROWS, n - grouped)
             _activate(z + grouped * n_out, biases, a + grouped * n_out, s + grouped * n_out,
-                      ACT_ROWS * width, lay.acts[l - 1], keep)
-            grouped += ACT_ROWS
+                      rows * width, lay.acts[l - 1], keep)
+            grouped += rows
     for k in range(grouped, n):
         _activate(z + k * n_out + j0, b + j0, a + k * n_out + j0, s + k * n_out + j0, width,
                   lay.acts[l - 1], keep)
