@@ -14,10 +14,11 @@
  * and it draws twice the numbers per instruction: 2.6× faster a number. The activations
  * (_activations_impl.h), in 512-bit vectors (gcc's generic tuning keeps 256 unless asked): σ's
  * e^x and division are a long chain of operations per number, twice the numbers a chain on
- * 512 bits — 1.6× faster σ over the digits' 1,797 × 30 z (61 against 98 µs, one thread, a C
- * harness of this loop). Both compute each number by the same operations (integers exact, FMA
- * contracted alike), so they give the same numbers as the x86-64-v3 variant, bit for bit
- * (tested). The other loops gain nothing comparable there and are not compiled a third time.
+ * 512 bits — the digits' private epoch 4.7–4.8 ms against 5.1–5.3 with BPFAST_ISA=x86-64-v3
+ * (benchmarks/bench_privacy.py --workloads P2). Both compute each number by the same
+ * operations (integers exact, FMA contracted alike), so they give the same numbers as the
+ * x86-64-v3 variant, bit for bit (tested). The other loops gain nothing comparable there and
+ * are not compiled a third time.
  *
  * bpfast_choose_isa, called once when bpfast._kernels is imported, points the tables below at
  * the best variant the CPU runs — unless the environment variable BPFAST_ISA asks for another
