@@ -58,10 +58,30 @@ def test_an_overflow_to_inf_minus_inf_is_a_clear_error():
     np.testing.assert_array_equal(huge.gradient(X, [[0.5]]).vector(), [0.0, 0.0, 0.0])
 
 
+@pytest.mark.parametrize("n", [32, 64])    # the mean by neurons (n Σ n_(l−1) ≤ 2P), by examples
+@pytest.mark.parametrize("dtype, big", [(np.float64, 1e210), (np.float32, 1e27)])
+def test_a_mean_gradient_that_overflows_is_a_clear_error_whichever_part_wrote_it(n, dtype, big):
+    """The mean's finiteness is read back by each part from what it wrote — its neurons' rows, or
+    its stretch of θ: an infinity in any of the 16 neurons' rows, on one or two threads."""
+    X = np.zeros((n, 2), dtype)
+    X[n - 3] = [big, 1.0]                   # z_j = √big, δ_j = 2√big, ∂C/∂w_j0 = 2 big^1.5 / n
+    Y = np.zeros((n, 16), dtype)
+    for j in range(16):
+        w = np.zeros((16, 2))
+        w[j, 0] = 1.0 / big**0.5
+        net = bpfast.Network.from_params([w], [np.zeros(16)], output_activation="identity",
+                                         dtype=dtype)
+        for threads in (1, 2):
+            with pytest.raises(FloatingPointError, match="the gradient is not finite"):
+                net.gradient(X, Y, n_threads=threads)
+    X[n - 3] = [big**0.5, 1.0]              # every value finite: no error
+    assert np.isfinite(net.gradient(X, Y, n_threads=2).vector()).all()
+
+
 def test_a_per_example_product_that_overflows_is_a_clear_error():
     """δ_k and a_k finite, their product not: the kernels' bound on |δ_kj a_ki| sees it (they do
-    not read the n × P values back, nor the P of the mean), whatever the precision and wherever
-    the row falls."""
+    not read the n × P values back; the P of the mean they do), whatever the precision and
+    wherever the row falls."""
     for dtype, big in ((np.float64, 1e210), (np.float32, 1e27)):
         net = bpfast.Network.from_params([np.array([[1.0 / big**0.5, 0.0]])], [np.array([0.0])],
                                          output_activation="identity", dtype=dtype)

@@ -962,21 +962,6 @@ cdef inline double _largest_finite(floating* tag) noexcept nogil:
     return 0.5 * (DBL_MAX if floating is double else FLT_MAX)
 
 
-cdef double _mean_gradient_magnitude(const Layout* lay, Py_ssize_t n, const floating* X,
-                                     const floating* A, const floating* S) noexcept nogil:
-    """Σ_l Σ_k (Σ_j |δ_kj^(l)|) (Σ_i |a_ki^(l−1)| + 1) over these n examples: n times the mean
-    gradient's bound, NaN when a δ or an a holds one (`_magnitude`)."""
-    cdef double total = 0
-    cdef Py_ssize_t k
-    cdef int l
-    for l in range(1, lay.L + 1):
-        for k in range(n):
-            total += _magnitude(S + _block(lay, l, n) + k * lay.sizes[l], lay.sizes[l],
-                                _a_below(lay, l, n, X, A) + k * lay.sizes[l - 1],
-                                lay.sizes[l - 1])
-    return total
-
-
 cdef bint _example_gradients(const Layout* lay, Py_ssize_t n, const floating* X,
                              const floating* A, const floating* S, floating* out) noexcept nogil:
     """∂C_k/∂w_ji^(l) = δ_kj^(l) a_ki^(l−1),  ∂C_k/∂b_j^(l) = δ_kj^(l) into row k of out (n rows
@@ -1815,8 +1800,8 @@ cdef struct CallPart:
     # What a part of a call found, on its rows.
     double share                # Σ_k C_k
     bint z_finite               # whether every z^(1) was finite
-    bint bounded                # whether its per-example gradients are certainly finite
-    double magnitude            # its share of the mean gradient's bound
+    bint bounded                # whether what it wrote is finite: its per-example gradients
+                                # certainly (`_magnitude`), its stretch of the mean exactly
 
 
 cdef struct Call:
@@ -1854,6 +1839,18 @@ cdef inline void _call_rows(const Call* c, int part, Py_ssize_t* r0, Py_ssize_t*
     m[0] = _call_first(c.n, part + 1, c.n_parts) - r0[0]
 
 
+cdef inline bint _rows_finite(const Layout* lay, int l, const floating* grad, int part,
+                              int n_parts) noexcept nogil:
+    """Whether the part's rows of ∂C/∂w^(l) and ∂C/∂b^(l) in grad (laid out as θ) are finite:
+    read back while they are still in cache, a pass over what was written rather than over the
+    inputs — an overflow anywhere in a sum leaves an infinity or a NaN in it."""
+    cdef Py_ssize_t n_in = lay.sizes[l - 1]
+    cdef Py_ssize_t j0 = _first(lay.sizes[l], part, n_parts)
+    cdef Py_ssize_t j1 = _first(lay.sizes[l], part + 1, n_parts)
+    return (_all_finite(grad + lay.w[l] + j0 * n_in, (j1 - j0) * n_in)
+            and _all_finite(grad + lay.b[l] + j0, j1 - j0))
+
+
 cdef void _call_mean_gradient(const Call* c, int part, int n_parts, floating* tag) noexcept nogil:
     """The part's neurons of every layer: their rows of ∂C/∂w^(l) and ∂C/∂b^(l), summed over
     the regions of every part in part order — written once into the output, with no partial
@@ -1870,6 +1867,7 @@ cdef void _call_mean_gradient(const Call* c, int part, int n_parts, floating* ta
                                      <floating*> c.A + r0 * lay.width,
                                      <floating*> c.S + r0 * lay.width, <floating*> c.out,
                                      inv_n, q == 0, part, n_parts)
+        c.parts[part].bounded &= _rows_finite(lay, l, <const floating*> c.out, part, n_parts)
 
 
 cdef bint _call_sums_by_examples(const Layout* lay, Py_ssize_t n, int n_parts) noexcept nogil:
@@ -1897,6 +1895,7 @@ cdef void _call_add(const Call* c, int part, int n_parts, floating* tag) noexcep
     if i1 > i0:
         memcpy(out + i0, sums + i0, (i1 - i0) * sizeof(floating))
     _add_parts_sums(out, sums, _sums_stride(c.lay.P), c.n_parts, i0, i1)
+    c.parts[part].bounded = _all_finite(out + i0, i1 - i0)
 
 
 cdef void _call_task(Call* c, int part, int n_parts, floating* tag) noexcept nogil:
@@ -1942,13 +1941,11 @@ cdef void _call_task(Call* c, int part, int n_parts, floating* tag) noexcept nog
                          _layer_chunk(lay, l, c.chunk))
     if c.writes == WRITES_EXAMPLES:
         c.parts[part].bounded = _example_gradients(lay, m, X, A, S, <floating*> c.out + r0 * P)
-    elif c.writes == WRITES_MEAN:
-        c.parts[part].magnitude = _mean_gradient_magnitude(lay, m, X, A, S) / c.n
-        if c.sums != NULL:
-            for l in range(1, lay.L + 1):
-                _mean_gradient_layer(lay, l, m, X, A, S,
-                                     <floating*> c.sums + part * _sums_stride(lay.P),
-                                     (<floating> 1) / c.n, True, 0, 1)
+    elif c.writes == WRITES_MEAN and c.sums != NULL:
+        for l in range(1, lay.L + 1):
+            _mean_gradient_layer(lay, l, m, X, A, S,
+                                 <floating*> c.sums + part * _sums_stride(lay.P),
+                                 (<floating> 1) / c.n, True, 0, 1)
 
 
 cdef int _call_close(Call* c, floating* tag) noexcept nogil:
@@ -1996,10 +1993,10 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
     layer (n × L, float64). X's finiteness is checked on z^(1) before anything is written.
 
     Returns (Σ_k C_k, or 0.0 without targets; whether every z^(1) was finite — if not, the call
-    stopped after the forward pass; whether the gradients written — per example, or their mean —
-    are certainly finite (`_magnitude`), True for the other writes). ``weights``: one per row
-    of X (θ's dtype), each example's δ_k^(L) and C_k scaled by its weight — the weighted sums
-    (the caller scales them to sum to n for a weighted mean)."""
+    stopped after the forward pass; whether the gradients written are finite — per example
+    certainly (`_magnitude`), their mean exactly (`_rows_finite`) — True for the other writes).
+    ``weights``: one per row of X (θ's dtype), each example's δ_k^(L) and C_k scaled by its
+    weight — the weighted sums (the caller scales them to sum to n for a weighted mean)."""
     cdef Call c
     cdef const floating[::1] W
     cdef Py_ssize_t n = X.shape[0], P = layout.c.P
@@ -2007,7 +2004,7 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
     cdef floating[::1] A, S, T, Z, grad
     cdef floating[:, ::1] rows
     cdef double[:, ::1] squares
-    cdef double sum_C = 0, magnitude = 0
+    cdef double sum_C = 0
     cdef bint bounded = True
     cdef int p
     cdef bpfast_task task = _call_task_d if floating is double else _call_task_s
@@ -2075,11 +2072,8 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
         for p in range(n_parts):                # in a fixed order: reproducible
             sum_C += c.parts[p].share
             bounded = bounded and c.parts[p].bounded
-            magnitude += c.parts[p].magnitude
     finally:
         free(c.parts)
-    if writes == WRITES_MEAN:
-        bounded = magnitude <= _largest_finite(<floating*> NULL)         # NaN fails too
     return sum_C, not c.stopped, bounded
 
 

@@ -467,7 +467,7 @@ class Network:
               weights=None, fresh_out=False):
         """The kernels on a validated batch X (and targets Y, or None): Σ_k C_k, and copies of
         the layers' a blocks asked for (``layers``: l = 1..L; with keep_z, z's too), each (n, n_l),
-        and whether the gradients written are certainly finite (`_kernels.run_call`).
+        and whether the gradients written are finite (`_kernels.run_call`: certainly, or exactly).
         X's finiteness, left unchecked by the validation, is checked exactly on z^(1) before
         anything is written."""
         n = X.shape[0]
@@ -601,7 +601,7 @@ class Network:
         sum_C, _, _, bounded = self._call(X, Y, _WRITES["mean"], grad, n_threads=n_threads,
                                           weights=weights)
         if not bounded:
-            # The kernels' bound on |∂C/∂θ| is not finite: look at the values themselves.
+            # A value of ∂C/∂θ is not finite: say why (θ itself, or an overflow).
             self._finite_or_raise(grad, "the gradient")
         return sum_C, Gradient(grad, self.sizes)
 
