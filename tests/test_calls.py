@@ -176,6 +176,25 @@ def test_threads_share_the_examples_reproducibly(sizes, n):
         np.testing.assert_array_equal(net.predict(X, n_threads=threads), net.predict(X))
 
 
+def test_a_narrow_layer_over_many_rows_sums_its_blocks_of_rows(dtype):
+    """∂C/∂w^(1) of [1,000, 8, 3] on 400 examples has 3.2 million multiply-adds, which BLAS is
+    given in blocks of at most a million (a block's rows added to the ones before): the call's
+    mean on 1, 2 and 3 threads and fit's step (128 rows at a time on each part) are the mean of
+    the per-example rows, which never go through such a sum."""
+    net, X, Y = make_problem([1000, 8, 3], 400, dtype, seed=4)
+    tolerance = 1e-13 if dtype == "float64" else 1e-5
+    expected = net.per_example_gradients(X, Y).vector().astype(np.float64).mean(axis=0)
+    for threads in (1, 2, 3):
+        assert relative_difference(net.gradient(X, Y, n_threads=threads).vector(),
+                                   expected) <= tolerance
+    theta = net.parameters_vector().astype(np.float64)
+    for threads in (1, 2):
+        stepped = bpfast.Network.from_params(net.weights, net.biases, dtype=dtype)
+        stepped.fit(X, Y, epochs=1, batch_size=400, learning_rate=0.5, n_threads=threads)
+        step = (theta - stepped.parameters_vector()) / 0.5
+        assert relative_difference(step, expected) <= 10 * tolerance
+
+
 def test_kept_work_buffers_never_back_what_a_call_returns():
     net, X, Y = make_problem([6, 9, 4], 12, seed=1)
     first, trace = net.predict(X), net.forward(X)
