@@ -1096,14 +1096,14 @@ cdef void _step_rows(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, const floating*
     the microkernels: in the
     product's epilogue, ∂C/∂w never in memory. Adam on the microkernels: ∂C/∂w written into the
     rule's grad a few rows at a time and read back while it is in L1. BLAS, whose packing prefers
-    one large product: all rows into grad at once, then the rule."""
+    one large product: all rows into grad at once (`_w_is_beta_w_plus_alpha_dT_a`), then the rule."""
     cdef floating inv_m = (<floating> 1) / m
     cdef floating* grad = <floating*> step.grad
     cdef Py_ssize_t j, rows
     if m == 0 or nj == 0:
         return
     if blas:
-        _gemm(c'N', c'T', ni, nj, m, inv_m, A, lda, D, ldd, 0, grad + start, ni)
+        _w_is_beta_w_plus_alpha_dT_a(m, nj, ni, inv_m, 0, D, ldd, A, lda, grad + start, ni, True)
         _update(theta, grad, step, start, start + nj * ni, True)
         return
     if step.d.rule == MOMENTUM or step.d.rule == NESTEROV:
