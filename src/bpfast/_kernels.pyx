@@ -1093,10 +1093,10 @@ cdef void _step_rows(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, const floating*
                      Py_ssize_t start, bint blas) noexcept nogil:
     """A step of the rule, L2 included, on the nj weight rows of θ from θ[start] (each ni long),
     from ∂C/∂w_ji = (1/m) Σ_k D_kj A_ki; by BLAS or the microkernels. Momentum and Nesterov on
-    the microkernels: in the
-    product's epilogue, ∂C/∂w never in memory. Adam on the microkernels: ∂C/∂w written into the
-    rule's grad a few rows at a time and read back while it is in L1. BLAS, whose packing prefers
-    one large product: all rows into grad at once (`_w_is_beta_w_plus_alpha_dT_a`), then the rule."""
+    the microkernels: in the product's epilogue, ∂C/∂w never in memory. Adam on the
+    microkernels: ∂C/∂w written into the rule's grad a few rows at a time and read back while it
+    is in L1. BLAS, whose packing prefers one large product: all rows into grad at once (a
+    narrow layer's in blocks: `_w_is_beta_w_plus_alpha_dT_a`), then the rule."""
     cdef floating inv_m = (<floating> 1) / m
     cdef floating* grad = <floating*> step.grad
     cdef Py_ssize_t j, rows
