@@ -412,6 +412,7 @@ cdef enum:
     SMALL_BATCH = 64
     BLAS_ROWS = 32
     NARROW_INPUTS = 32
+    SMALL_WEIGHTS = 4096
     CALL_ROWS_MIN = 8
     CALL_ROWS = 128
     SMALL_OUTPUTS = 1200
@@ -752,17 +753,20 @@ cdef enum:
     ACT_VECTOR = 64
 
 cdef inline bint _narrow_input(const Layout* lay, int l) noexcept nogil:
-    """Whether a call computes z^(l) = a w^(l)ᵀ from w^(l) transposed (`_transpose_narrow`)."""
-    return lay.sizes[l - 1] < NARROW_INPUTS
+    """Whether a call computes z^(l) = a w^(l)ᵀ from w^(l) transposed (`_transpose_narrow`): for
+    fewer than NARROW_INPUTS inputs, or at most SMALL_WEIGHTS weights, which cost little to copy."""
+    return (lay.sizes[l - 1] < NARROW_INPUTS
+            or lay.sizes[l - 1] * lay.sizes[l] <= SMALL_WEIGHTS)
 
 
 cdef void _transpose_narrow(const Layout* lay, const floating* theta, floating* WT) noexcept nogil:
-    """w^(l)ᵀ (n_(l−1) × n_l, row-major) at WT + w[l] for every layer of fewer than NARROW_INPUTS
-    inputs. OpenBLAS computes a product of up to 100³ multiply-adds
-    without packing it — but not A Wᵀ with W as given when W's rows are shorter than 32
-    numbers; A (Wᵀ), the same sums, it does: [30 → 10] on the digits' 1,797 rows in chunks of 64,
-    53 µs the one way against 24.5 the other (one thread). The copy costs n_(l−1) n_l numbers
-    once per call."""
+    """w^(l)ᵀ (n_(l−1) × n_l, row-major) at WT + w[l] for every layer `_narrow_input` picks.
+    OpenBLAS computes a product of up to 100³ multiply-adds without packing it — but not A Wᵀ
+    with W as given when W's rows are shorter than 32 numbers; A (Wᵀ), the same sums, it does:
+    [30 → 10] on the digits' 1,797 rows in chunks of 64, 53 µs the one way against 24.5 the
+    other (one thread). Unpacked both ways, A (Wᵀ) runs faster too: [64 → 30] 217 against 134,
+    [64 → 64] on 1,000 rows 207 against 146 ([784 → 30], whose copy would cost more: 4%).
+    The copy costs n_(l−1) n_l numbers once per call."""
     cdef Py_ssize_t n_in, n_out, i, j
     cdef int l
     for l in range(1, lay.L + 1):
