@@ -759,6 +759,14 @@ cdef inline bint _narrow_input(const Layout* lay, int l) noexcept nogil:
             or lay.sizes[l - 1] * lay.sizes[l] <= SMALL_WEIGHTS)
 
 
+cdef inline bint _any_narrow_input(const Layout* lay) noexcept nogil:
+    cdef int l
+    for l in range(1, lay.L + 1):
+        if _narrow_input(lay, l):
+            return True
+    return False
+
+
 cdef void _transpose_narrow(const Layout* lay, const floating* theta, floating* WT) noexcept nogil:
     """w^(l)ᵀ (n_(l−1) × n_l, row-major) at WT + w[l] for every layer `_narrow_input` picks.
     OpenBLAS computes a product of up to 100³ multiply-adds without packing it — but not A Wᵀ
@@ -2094,7 +2102,7 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
     c.writes = writes
     c.stage = CALL_FORWARD
     c.check_z = check_z
-    if any(_narrow_input(&layout.c, l) for l in range(1, layout.c.L + 1)):
+    if _any_narrow_input(&layout.c):
         WT = workspace.transposed()
         _transpose_narrow(&layout.c, &theta[0], &WT[0])
         c.WT = &WT[0]
