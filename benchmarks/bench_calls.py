@@ -1,7 +1,7 @@
 """Single calls beside their peers, in one run: per-example gradients and norms, the gradient, the
 cost with it, the output.
 
-    python benchmarks/bench_calls.py [--repeat 5] [--only per_example norms gradient predict]
+    python benchmarks/bench_calls.py [--repeat 5] [--only per_example gradient predict]
 
 The peers, each in its strongest honest form: numpy (batched forward and backward passes, σ and
 δ formed in place or as one expression, whichever is faster at the workload; the matrix form
@@ -10,13 +10,16 @@ array; norms as ‖δ‖²(‖a‖² + 1)), PyTorch's `torch.func.vmap(grad)` an
 norms (`pip install ".[bench]"`; a missing peer is reported as skipped). The floors and
 ceilings of the same run: writing the per-example output alone (np.empty and one fill, or one
 fill of a buffer kept), and numpy's large matrix product (GFLOP/s in real FLOPs: the first layer
-needs no δ^(0)). Times are the best of --repeat, the implementations taking turns.
+needs no δ^(0)). Times are the best of --repeat, the implementations taking turns. The run ends
+with the targets each figure is held to (`TARGETS`), met or not, so that a run is read the same way
+every time; a target whose peer is missing is reported as skipped.
 """
 import argparse
 import datetime
 import os
 import platform
 import time
+import warnings
 
 import numpy as np
 
@@ -42,6 +45,59 @@ PREDICT = {
     "F2": ([784, 512, 512, 10], 256, "float32"),
     "F3": ([784, 100, 10], 32, "float64"),
 }
+
+#: What the figures are held to: (workload, what, the bound, whether the figure must be at least
+#: the bound — else at most). Ratios are a peer's time over bpfast's (above 1: bpfast ahead) or
+#: bpfast's over a floor's or another call's; percentages are of the same run's GEMM ceiling.
+TARGETS = (
+    [(name, what, bound, at_least) for name in PER_EXAMPLE for what, bound, at_least in (
+        ("per_example_gradients, × numpy", 1.3, True),
+        ("per_example_gradients, × the write floor", 1.4, False),
+        ("per_example_gradients, × PyTorch vmap(grad)", 3.0, True),
+        ("out=kept, × one fill of it", 1.2, False),
+        ("per_example_norms, × Opacus ghost clipping", 2.0, True),
+        ("per_example_norms, time × gradient's", 1.0, False))]
+    + [(name, what, bound, True) for name in ("P1", "P2") for what, bound in (
+        ("per_example_norms, % of the ceiling", 85), ("per_example_norms, × numpy", 1.0))]
+    + [("P3", "per_example_norms, × numpy", 2.0, True)]
+    + [(name, f"{call}, {what}", bound, True) for name in ("G1", "G2")
+       for call in ("gradient", "cost_and_gradient")
+       for what, bound in (("% of the ceiling", 85), ("× numpy", 1.1))]
+    + [(name, f"{call}, × numpy", 1.3, True) for name in ("G3", "G4")
+       for call in ("gradient", "cost_and_gradient")]
+    + [(name, what, bound, True) for name in ("F1", "F2")
+       for what, bound in (("predict, % of the ceiling", 85), ("predict, × numpy", 1.1))]
+    + [("F3", "predict, × numpy", 1.3, True)])
+
+#: The figures of this run held to a target: (workload, what) → value (None: a peer missing).
+measured = {}
+
+
+def held(workload, what, value):
+    """Keep a figure that a target names (`TARGETS`) for the summary at the end."""
+    measured[workload, what] = value
+
+
+def targets_summary():
+    """Each target of the workloads run (`TARGETS`), its figure in this run and whether it is
+    met."""
+    rows, met, counted = [], 0, 0
+    order = [*PER_EXAMPLE, *GRADIENT, *PREDICT]
+    for workload, what, bound, at_least in sorted(TARGETS, key=lambda t: order.index(t[0])):
+        if (workload, what) not in measured:
+            continue                      # its table not run (--only)
+        value = measured[workload, what]
+        bound_shown = f"{'≥' if at_least else '≤'} {bound:g}"
+        if value is None:
+            rows.append((workload, what, bound_shown, "skipped (peer missing)"))
+            continue
+        ok = value >= bound if at_least else value <= bound
+        met += ok
+        counted += 1
+        rows.append((workload, what, bound_shown, f"{value:6.2f}  {'met' if ok else 'NOT met'}"))
+    print(f"\nTargets: {met} of {counted} met in this run")
+    for workload, what, bound_shown, result in rows:
+        print(f"  {workload}  {what:<48} {bound_shown:>6}  {result}")
 
 
 def data(sizes, n, dtype):
@@ -195,7 +251,13 @@ def make_opacus_norms(net, X, Y):
     def norms():
         module.zero_grad()
         loss = ((module(Xt) - Yt) ** 2).sum(dim=1)
-        loss.sum().backward()
+        with warnings.catch_warnings():
+            # Opacus's hooks on a model whose inputs need no gradient: PyTorch says so at every
+            # backward pass; the norms are right (`per_example_rows` checks them against
+            # bpfast's before timing).
+            warnings.filterwarnings("ignore", message="Full backward hook is firing",
+                                    category=UserWarning)
+            loss.sum().backward()
         return module.get_norm_sample()
 
     return norms
@@ -244,6 +306,9 @@ def per_example_rows(name, sizes, n, dtype, repeat, ceilings):
     first = np.concatenate([theirs[0][0].reshape(n, -1), theirs[0][1]], axis=1)
     assert np.allclose(check[:, :first.shape[1]], first, rtol=1e-4, atol=1e-6)
     assert np.allclose(ours_norms, numpy_norms(w, b, X, Y), rtol=1e-4)
+    opacus_norms = make_opacus_norms(net, X, Y)
+    if opacus_norms is not None:
+        assert np.allclose(opacus_norms().detach().numpy(), ours_norms, rtol=1e-4)
     calls = {
         "bpfast per_example_gradients": lambda: net.per_example_gradients(X, Y),
         "bpfast per_example_gradients(out=kept)": lambda: net.per_example_gradients(
@@ -256,7 +321,7 @@ def per_example_rows(name, sizes, n, dtype, repeat, ceilings):
         "bpfast per_example_norms": lambda: net.per_example_norms(X, Y),
         **both_forms("numpy norms ‖δ‖²(‖a‖² + 1)",
                      lambda in_place: lambda: numpy_norms(w, b, X, Y, in_place)),
-        "Opacus ghost-clipping norms": make_opacus_norms(net, X, Y),
+        "Opacus ghost-clipping norms": opacus_norms,
         "bpfast gradient (same batch)": lambda: net.gradient(X, Y),
     }
     best = better_form(take_turns(calls, repeat))
@@ -278,6 +343,21 @@ def per_example_rows(name, sizes, n, dtype, repeat, ceilings):
                     "ceiling")
         rows.append((label, seconds, note))
     report(f"{name}: {sizes} n={n} {dtype}, P = {P:,}", rows)
+    norms = best["bpfast per_example_norms"]
+    torch_time, opacus_time = best["PyTorch vmap(grad)"], best["Opacus ghost-clipping norms"]
+    held(name, "per_example_gradients, × numpy", best["numpy batched + einsum"] / ours)
+    held(name, "per_example_gradients, × the write floor",
+         ours / best["write floor: np.empty + fill"])
+    held(name, "per_example_gradients, × PyTorch vmap(grad)",
+         None if torch_time is None else torch_time / ours)
+    held(name, "out=kept, × one fill of it",
+         best["bpfast per_example_gradients(out=kept)"] / best["write floor, kept: fill"])
+    held(name, "per_example_norms, × Opacus ghost clipping",
+         None if opacus_time is None else opacus_time / norms)
+    held(name, "per_example_norms, time × gradient's", norms / best["bpfast gradient (same batch)"])
+    held(name, "per_example_norms, % of the ceiling",
+         100 * flops(sizes, n, weights_gradient=False) / norms / 1e9 / ceilings[dtype])
+    held(name, "per_example_norms, × numpy", best["numpy norms ‖δ‖²(‖a‖² + 1)"] / norms)
 
 
 def gradient_table(repeat, ceilings):
@@ -306,7 +386,11 @@ def gradient_rows(name, sizes, n, dtype, repeat, ceilings):
         gflops = flops(sizes, n) / seconds / 1e9
         note = f"{gflops:.1f} GFLOP/s ({100 * gflops / ceilings[dtype]:.0f}%)"
         if label.startswith("bpfast"):
-            note += f", {best['numpy matrix form (cost too)'] / seconds:.2f}× numpy"
+            numpy_ratio = best["numpy matrix form (cost too)"] / seconds
+            note += f", {numpy_ratio:.2f}× numpy"
+            call = label.removeprefix("bpfast ")
+            held(name, f"{call}, % of the ceiling", 100 * gflops / ceilings[dtype])
+            held(name, f"{call}, × numpy", numpy_ratio)
         rows.append((label, seconds, note))
     report(f"{name}: {sizes} n={n} {dtype}", rows)
 
@@ -331,6 +415,8 @@ def predict_rows(name, sizes, n, dtype, repeat, ceilings):
         note = f"{gflops:.1f} GFLOP/s ({100 * gflops / ceilings[dtype]:.0f}%)"
         if label.startswith("bpfast"):
             note += f", {best['numpy forward'] / seconds:.2f}× numpy"
+            held(name, "predict, % of the ceiling", 100 * gflops / ceilings[dtype])
+            held(name, "predict, × numpy", best["numpy forward"] / seconds)
         rows.append((label, seconds, note))
     report(f"{name}: {sizes} n={n} {dtype}", rows)
 
@@ -358,6 +444,7 @@ def main():
         gradient_table(args.repeat, ceilings)
     if "predict" in args.only:
         predict_table(args.repeat, ceilings)
+    targets_summary()
 
 
 if __name__ == "__main__":

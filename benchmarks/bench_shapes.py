@@ -9,6 +9,7 @@ sigmoid and the quadratic cost, plain SGD; the three implementations take turns,
 --repeat. Shown: bpfast's seconds per epoch, its GFLOP/s in real FLOPs (2 per weight per
 example forward, 2 for ∂C/∂w, 2 for δ in every layer but the first) beside numpy's GEMM ceiling
 of the same run, and numpy's and PyTorch's time over bpfast's (above 1: bpfast is faster).
+The run ends with the cells that miss a target (`RATIO_TARGET`, `CEILING_TARGET`).
 """
 import argparse
 import datetime
@@ -27,6 +28,10 @@ N = 10_240
 LEARNING_RATE = 0.5
 #: Seconds between two timings: BLAS's and OpenMP's threads spin a while after their last task.
 SETTLE_SECONDS = 0.2
+#: Every cell: each peer's time over bpfast's at least this.
+RATIO_TARGET = 1.1
+#: Where the products dominate (batch ≥ 1,024 and h ≥ 256): this share of the GEMM ceiling.
+CEILING_TARGET = 0.85
 
 
 def real_flops(sizes, n):
@@ -74,6 +79,7 @@ def main():
           f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, numpy {np.__version__}"
           + ("" if torch_epoch is None else f", torch {__import__('torch').__version__}")
           + f"; one epoch of {N:,} examples, best of {args.repeat}, taking turns")
+    misses, counted = [], 0
     for dtype in args.dtypes:
         ceiling = gemm_gflops(dtype)
         print(f"\n{dtype}: numpy GEMM ceiling {ceiling:.1f} GFLOP/s; each cell: bpfast s/epoch, "
@@ -91,7 +97,23 @@ def main():
                          else "  skip")
                 line += (f"  {ours:7.4f}s {gflops:5.1f} ({100 * gflops / ceiling:3.0f}%) "
                          f"{best['numpy'] / ours:5.2f}× {torch}")
+                where = f"{dtype} h = {h} batch {batch}"
+                for peer in ("numpy", "PyTorch"):
+                    if peer in best:
+                        counted += 1
+                        if best[peer] / ours < RATIO_TARGET:
+                            misses.append(f"{where}: {peer} {best[peer] / ours:.2f}× "
+                                          f"(< {RATIO_TARGET}×)")
+                if batch >= 1024 and h >= 256:
+                    counted += 1
+                    if gflops < CEILING_TARGET * ceiling:
+                        misses.append(f"{where}: {100 * gflops / ceiling:.0f}% of the ceiling "
+                                      f"(< {100 * CEILING_TARGET:.0f}%)")
             print(line, flush=True)
+    print(f"\nTargets: {counted - len(misses)} of {counted} met in this run"
+          + ("." if not misses else "; not met:"))
+    for miss in misses:
+        print(f"  {miss}")
 
 
 if __name__ == "__main__":
