@@ -19,6 +19,7 @@ near 1: a default that falls off a cliff when the machine is busy is the failure
 exists to show — and the share of the default's steps that one thread computed alone while the
 others slept (`History.threads`; fit only). Seconds for the stated number of epochs, or of calls
 (C workloads: a loop of one call of bpfast.Network, as benchmarks/bench_calls.py times it alone).
+The run ends with the rows whose default is more than `TARGET` times the better column.
 """
 import argparse
 import contextlib
@@ -52,6 +53,8 @@ CALLS = {
     "C5": ([64, 30, 10], "per_example_norms", 1797, 400),
 }
 COLUMNS = {"default": None, "n_threads=1": 1, "n_threads=2": 2}
+#: The default's time over the better of n_threads=1 and 2: at most this, whatever the load.
+TARGET = 1.5
 LOADS = ("idle", "busy1", "busy2", "nice2", "twofits")
 
 SPIN = "while True: pass"
@@ -167,6 +170,7 @@ def main():
     print(f"bpfast {bpfast.__version__} under load, {datetime.date.today()}, "
           f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
           f"default n_threads as chosen by fit; best of {args.repeat}, columns taking turns")
+    misses, counted = [], 0
     for name in args.workloads:
         if name in CALLS:
             sizes, call, N, loops = CALLS[name]
@@ -185,6 +189,13 @@ def main():
             print(f"{kind:<9}" + "".join(f"{seconds[column]:12.3f}s" for column in COLUMNS)
                   + f"{ratio:13.2f}x" + (f"{best['default'][1]:6.0%}" if name in WORKLOADS
                                           else f"{'–':>6}"), flush=True)
+            counted += 1
+            if ratio > TARGET:
+                misses.append(f"{name} {kind}: {ratio:.2f}× (> {TARGET}×)")
+    print(f"\nTarget (default ≤ {TARGET}× the better column): {counted - len(misses)} of "
+          f"{counted} rows met in this run" + ("." if not misses else "; not met:"))
+    for miss in misses:
+        print(f"  {miss}")
 
 
 if __name__ == "__main__":
