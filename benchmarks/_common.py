@@ -1,4 +1,5 @@
-"""What every benchmark shares: timing, the GEMM ceiling, the FLOP model, and the numpy peers."""
+"""What every benchmark shares: timing, the GEMM ceiling, the FLOP model, the numpy peers, and
+the closing count of targets met."""
 import time
 
 import numpy as np
@@ -76,3 +77,11 @@ def numpy_matrix_gradient(weights, biases, X, Y):
             a = activations[l]
             delta = (delta @ weights[l]) * a * (1 - a)
     return grad_w, grad_b
+
+
+def report_targets(title, counted, misses):
+    """The run's last lines: how many of the `counted` targets it met, then each one it missed."""
+    print(f"\n{title}: {counted - len(misses)} of {counted} met in this run"
+          + ("." if not misses else "; not met:"))
+    for miss in misses:
+        print(f"  {miss}")

@@ -36,6 +36,8 @@ import numpy as np
 
 import bpfast
 
+from _common import report_targets
+
 WORKLOADS = {
     # name: (sizes, Network keywords, fit keywords, examples, epochs)
     "L1": ([784, 30, 10], {}, dict(batch_size=10, learning_rate=0.5), 20_000, 1),
@@ -192,10 +194,7 @@ def main():
             counted += 1
             if ratio > TARGET:
                 misses.append(f"{name} {kind}: {ratio:.2f}× (> {TARGET}×)")
-    print(f"\nTarget (default ≤ {TARGET}× the better column): {counted - len(misses)} of "
-          f"{counted} rows met in this run" + ("." if not misses else "; not met:"))
-    for miss in misses:
-        print(f"  {miss}")
+    report_targets(f"Rows with the default ≤ {TARGET}× the better column", counted, misses)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import numpy as np
 
 import bpfast
 
-from _common import gemm_gflops
+from _common import gemm_gflops, report_targets
 from peers import make_torch_epoch, numpy_matrix_epoch
 
 N = 10_240
@@ -110,10 +110,7 @@ def main():
                         misses.append(f"{where}: {100 * gflops / ceiling:.0f}% of the ceiling "
                                       f"(< {100 * CEILING_TARGET:.0f}%)")
             print(line, flush=True)
-    print(f"\nTargets: {counted - len(misses)} of {counted} met in this run"
-          + ("." if not misses else "; not met:"))
-    for miss in misses:
-        print(f"  {miss}")
+    report_targets("Targets", counted, misses)
 
 
 if __name__ == "__main__":
