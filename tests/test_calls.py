@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import bpfast
-from bpfast import reference
+from bpfast import _kernels, reference
 from bpfast.crosscheck import reference_gradient, relative_difference
 
 from conftest import REFERENCE_TOLERANCE, make_problem
@@ -157,7 +157,8 @@ def test_nothing_is_written_by_any_thread_when_a_row_of_x_is_not_finite(bad_row)
 
 
 @pytest.mark.parametrize("sizes, n", [([30, 20, 5], 300), ([30, 20, 5], 20),
-                                      ([200, 40, 5], 100), ([200, 40, 5], 257)])
+                                      ([200, 40, 5], 100), ([200, 40, 5], 257),
+                                      ([200, 40, 5], 136), ([30, 20, 5], 384)])
 def test_threads_share_the_examples_reproducibly(sizes, n):
     """Per-example rows are the same for any number of threads (each row is computed alike:
     batches small enough for the microkernels, and batches whose parts call BLAS, whose result
@@ -174,6 +175,21 @@ def test_threads_share_the_examples_reproducibly(sizes, n):
         norms = net.per_example_norms(X, Y, n_threads=threads)
         np.testing.assert_array_equal(norms, net.per_example_norms(X, Y, n_threads=1))
         np.testing.assert_array_equal(net.predict(X, n_threads=threads), net.predict(X))
+
+
+def test_a_calls_two_parts_share_its_rows_evenly():
+    """The parts of a call start on a multiple of its chunk of rows, which depends on n alone
+    (each row is then computed alike whatever the number of parts): the chunk is chosen so that
+    two parts get about as many rows — from 64 rows on, neither more than 1.25 times half of
+    them (chunks of half the batch rounded up to a power of two gave one part 128 of 129 rows,
+    and 128 of 384) — and the narrow layers' chunks divide it."""
+    net = bpfast.Network([784, 30, 10])
+    for n in range(64, 3000):
+        rows = [r for _, r, _ in _kernels.regions(net._layout, n, 2)]
+        assert sum(rows) == n and max(rows) <= 1.25 * n / 2, (n, rows)
+    for n in (136, 200, 384):
+        rows = [r for _, r, _ in _kernels.regions(net._layout, n, 2)]
+        assert max(rows) - min(rows) <= 8, (n, rows)
 
 
 def test_a_narrow_layer_over_many_rows_sums_its_blocks_of_rows(dtype):

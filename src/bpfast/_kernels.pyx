@@ -403,11 +403,12 @@ cdef extern from "_dispatch.h":
                      const float* W, Py_ssize_t ldw, float* T, Py_ssize_t ldt) noexcept nogil
 
 # From this many examples in a mini-batch on, `fit` calls BLAS rather than the microkernels
-# (Design 6). A call of the kernels (run_call) gives BLAS chunks of rows: half the batch rounded
-# up to a power of two, from CALL_ROWS_MIN to CALL_ROWS — fewer for a narrow layer, whose
-# product on few rows OpenBLAS computes without packing its operands, at up to twice the speed:
-# at most SMALL_OUTPUTS outputs and SMALL_MACS multiply-adds (Design 10; measured: [784, 30]
-# at 35 GFLOP/s on 32 rows, 20 on 48 or more; [784, 100] at 43 on 8 rows, 26 on 16).
+# (Design 6). A call of the kernels (run_call) gives BLAS chunks of rows: a multiple of
+# CALL_ROWS_MIN up to CALL_ROWS that shares the batch evenly (`_call_chunk`) — fewer for a
+# narrow layer, whose product on few rows OpenBLAS computes without packing its operands, at up
+# to twice the speed: at most SMALL_OUTPUTS outputs and SMALL_MACS multiply-adds (Design 10;
+# measured: [784, 30] at 35 GFLOP/s on 32 rows, 20 on 48 or more; [784, 100] at 43 on 8 rows,
+# 26 on 16).
 cdef enum:
     SMALL_BATCH = 64
     BLAS_ROWS = 32
@@ -415,6 +416,7 @@ cdef enum:
     SMALL_WEIGHTS = 4096
     CALL_ROWS_MIN = 8
     CALL_ROWS = 128
+    CHUNK_COST_ROWS = 32
     SMALL_OUTPUTS = 1200
     SMALL_MACS = 1000000
 
@@ -431,25 +433,46 @@ cdef enum:
     EXAMPLES_SUMS_BYTES = 1 << 19
 
 
+cdef inline Py_ssize_t _two_parts_time(Py_ssize_t n, Py_ssize_t chunk) noexcept nogil:
+    """What a call on n rows in chunks of `chunk` costs its slower part of two, in rows: its
+    rows, and CHUNK_COST_ROWS for each of its chunks (a product BLAS starts again, packing
+    w^(l) again — on [784, 512, 512, 10] a chunk of 8 rows took as long as 47)."""
+    cdef Py_ssize_t chunks = (n + chunk - 1) // chunk, first = min(n, (chunks // 2) * chunk)
+    return max(first + (chunks // 2) * CHUNK_COST_ROWS,
+               n - first + (chunks - chunks // 2) * CHUNK_COST_ROWS)
+
+
 cdef inline Py_ssize_t _call_chunk(Py_ssize_t n) noexcept nogil:
-    """The rows a call's row-by-row products give BLAS at a time: half the batch, so that even
-    a small one has two parts to share, rounded up to a power of two — so that a narrow
-    layer's chunks (`_layer_chunk`) divide it — between CALL_ROWS_MIN and CALL_ROWS, enough
-    for BLAS to run at speed."""
-    cdef Py_ssize_t chunk = CALL_ROWS_MIN
-    while chunk < CALL_ROWS and 2 * chunk < n:
-        chunk *= 2
-    return chunk
+    """The rows a call's row-by-row products give BLAS at a time, whatever the number of parts:
+    a multiple of CALL_ROWS_MIN — so that a narrow layer's chunks (`_layer_chunk`), halving it,
+    divide it — up to CALL_ROWS, enough for BLAS to run at speed, and at most half the batch
+    (rounded up), so that even a small one has two parts to share; of those, the one whose two
+    parts take the least time (`_two_parts_time`), the larger on a tie. Parts start on a
+    multiple of the chunk: half the batch rounded up to a power of two, the rule before, put
+    128 rows in one part and 256 in the other at n = 384, 128 and 8 at n = 136."""
+    cdef Py_ssize_t top = min(<Py_ssize_t> CALL_ROWS,
+                              ((n + 1) // 2 + CALL_ROWS_MIN - 1) // CALL_ROWS_MIN * CALL_ROWS_MIN)
+    cdef Py_ssize_t chunk = max(top, <Py_ssize_t> CALL_ROWS_MIN), best = chunk, c
+    cdef Py_ssize_t best_time = _two_parts_time(n, chunk)
+    c = chunk - CALL_ROWS_MIN
+    while c >= CALL_ROWS_MIN:
+        if _two_parts_time(n, c) < best_time:
+            best, best_time = c, _two_parts_time(n, c)
+        c -= CALL_ROWS_MIN
+    return best
 
 
 cdef inline Py_ssize_t _layer_chunk(const Layout* lay, int l, Py_ssize_t chunk) noexcept nogil:
-    """A call's chunk for the products with w^(l): the most rows, a power of two, on which the
+    """A call's chunk for the products with w^(l): the most rows, `chunk` halved, on which the
     product is small enough for BLAS to skip packing — if CALL_ROWS_MIN rows are — else all of
-    `chunk` (a power of two too: each divides it)."""
+    `chunk`. Halved while even only: each divides `chunk`, so that the rows of a part, which
+    starts on a multiple of it, are grouped alike whatever the number of parts."""
     cdef Py_ssize_t weights = lay.sizes[l] * lay.sizes[l - 1], rows = chunk
     while rows >= CALL_ROWS_MIN:
         if rows * lay.sizes[l] <= SMALL_OUTPUTS and rows * weights <= SMALL_MACS:
             return rows
+        if rows % 2:
+            break
         rows //= 2
     return chunk
 
