@@ -192,6 +192,21 @@ def test_a_calls_two_parts_share_its_rows_evenly():
         assert max(rows) - min(rows) <= 8, (n, rows)
 
 
+def test_the_transposed_weights_kept_for_a_call_are_the_narrow_layers_only():
+    """A call keeps w^(l)ᵀ for the layers of few inputs or few weights (its products take them
+    untransposed) — their numbers, not θ's: [16, 2,048, 2,048, 10] predicting one example keeps
+    16 × 2,048 of them beside its few rows of work, not the 4.2 million of θ."""
+    net = bpfast.Network([16, 2048, 2048, 10], dtype="float32", seed=0)
+    a = np.ones(16)
+    for w, b in zip(net.weights, net.biases):
+        a = 1 / (1 + np.exp(-(w.astype(np.float64) @ a + b)))
+    np.testing.assert_allclose(net.predict(np.ones((1, 16), np.float32))[0], a, rtol=1e-5)
+    workspace = net._workspace
+    work = (workspace.A.nbytes + workspace.S.nbytes + workspace.T.nbytes
+            + (workspace.Z.nbytes if workspace.Z is not None else 0))
+    assert workspace.nbytes <= work + 16 * 2048 * 4
+
+
 def test_a_narrow_layer_over_many_rows_sums_its_blocks_of_rows(dtype):
     """∂C/∂w^(1) of [1,000, 8, 3] on 400 examples has 3.2 million multiply-adds, which BLAS is
     given in blocks of at most a million (a block's rows added to the ones before): the call's

@@ -452,13 +452,13 @@ cdef inline Py_ssize_t _call_chunk(Py_ssize_t n) noexcept nogil:
     128 rows in one part and 256 in the other at n = 384, 128 and 8 at n = 136."""
     cdef Py_ssize_t top = min(<Py_ssize_t> CALL_ROWS,
                               ((n + 1) // 2 + CALL_ROWS_MIN - 1) // CALL_ROWS_MIN * CALL_ROWS_MIN)
-    cdef Py_ssize_t chunk = max(top, <Py_ssize_t> CALL_ROWS_MIN), best = chunk, c
-    cdef Py_ssize_t best_time = _two_parts_time(n, chunk)
-    c = chunk - CALL_ROWS_MIN
-    while c >= CALL_ROWS_MIN:
-        if _two_parts_time(n, c) < best_time:
-            best, best_time = c, _two_parts_time(n, c)
+    cdef Py_ssize_t c = max(top, <Py_ssize_t> CALL_ROWS_MIN), best = c, cost
+    cdef Py_ssize_t best_time = _two_parts_time(n, c)
+    while c > CALL_ROWS_MIN:
         c -= CALL_ROWS_MIN
+        cost = _two_parts_time(n, c)
+        if cost < best_time:
+            best, best_time = c, cost
     return best
 
 
@@ -694,6 +694,25 @@ cdef class NetworkLayout:
         return Workspace(self, rows, dtype, training)
 
 
+cdef inline bint _narrow_input(const Layout* lay, int l) noexcept nogil:
+    """Whether a call computes z^(l) = a w^(l)ᵀ from w^(l) transposed (`_transpose_narrow`): for
+    fewer than NARROW_INPUTS inputs, or at most SMALL_WEIGHTS weights, which cost little to copy."""
+    return (lay.sizes[l - 1] < NARROW_INPUTS
+            or lay.sizes[l - 1] * lay.sizes[l] <= SMALL_WEIGHTS)
+
+
+cdef inline Py_ssize_t _transposed_at(const Layout* lay, int l) noexcept nogil:
+    """Where w^(l)ᵀ starts in the transposed weights (`_transpose_narrow`): the narrow-input
+    layers' one after another, so that the copy takes their numbers and not θ's (with l = L + 1,
+    how many there are)."""
+    cdef Py_ssize_t at = 0
+    cdef int k
+    for k in range(1, l):
+        if _narrow_input(lay, k):
+            at += lay.sizes[k - 1] * lay.sizes[k]
+    return at
+
+
 cdef class Workspace:
     """Work buffers for batches of up to ``rows`` examples of a layout, cache-line aligned:
     A (a^(1..L)), S (slopes, then δ^(1..L)), Z (z^(1..L), for the forward pass's trace), T (the
@@ -704,12 +723,13 @@ cdef class Workspace:
     cdef object G                   # by-examples steps' sums of ∂C/∂θ, made when first needed
     cdef object before              # θ as an epoch began, made when first needed
     cdef object WT                  # narrow-input layers' w transposed, made when first needed
-    cdef Py_ssize_t P
+    cdef Py_ssize_t P, narrow       # θ's numbers, and those of the narrow-input layers' w
 
     def __cinit__(self, NetworkLayout layout, Py_ssize_t rows, dtype, bint training):
         from ._buffers import aligned_empty
         self.rows = rows
         self.P = layout.c.P
+        self.narrow = _transposed_at(&layout.c, layout.c.L + 1)
         self.G = self.before = self.WT = None
         self.dtype = np.dtype(dtype)
         self.A = aligned_empty(rows * layout.c.width, self.dtype)
@@ -735,10 +755,10 @@ cdef class Workspace:
         return self.before
 
     def transposed(self):
-        """Room for θ's weights transposed, laid out as θ (`_transpose_narrow`)."""
+        """Room for the narrow-input layers' weights transposed (`_transpose_narrow`)."""
         from ._buffers import aligned_empty
         if self.WT is None:
-            self.WT = aligned_empty(self.P, self.dtype)
+            self.WT = aligned_empty(self.narrow, self.dtype)
         return self.WT
 
     def sums(self, int n_parts):
@@ -775,23 +795,9 @@ cdef enum:
     ACT_WIDTH = 128
     ACT_VECTOR = 64
 
-cdef inline bint _narrow_input(const Layout* lay, int l) noexcept nogil:
-    """Whether a call computes z^(l) = a w^(l)ᵀ from w^(l) transposed (`_transpose_narrow`): for
-    fewer than NARROW_INPUTS inputs, or at most SMALL_WEIGHTS weights, which cost little to copy."""
-    return (lay.sizes[l - 1] < NARROW_INPUTS
-            or lay.sizes[l - 1] * lay.sizes[l] <= SMALL_WEIGHTS)
-
-
-cdef inline bint _any_narrow_input(const Layout* lay) noexcept nogil:
-    cdef int l
-    for l in range(1, lay.L + 1):
-        if _narrow_input(lay, l):
-            return True
-    return False
-
-
 cdef void _transpose_narrow(const Layout* lay, const floating* theta, floating* WT) noexcept nogil:
-    """w^(l)ᵀ (n_(l−1) × n_l, row-major) at WT + w[l] for every layer `_narrow_input` picks.
+    """w^(l)ᵀ (n_(l−1) × n_l, row-major) at WT + `_transposed_at`(l) for every layer
+    `_narrow_input` picks.
     OpenBLAS computes a product of up to 100³ multiply-adds without packing it — but not A Wᵀ
     with W as given when W's rows are shorter than 32 numbers; A (Wᵀ), the same sums, it does:
     [30 → 10] on the digits' 1,797 rows in chunks of 64, 53 µs the one way against 24.5 the
@@ -799,13 +805,15 @@ cdef void _transpose_narrow(const Layout* lay, const floating* theta, floating* 
     [64 → 64] on 1,000 rows 207 against 146 ([784 → 30], whose copy would cost more: 4%).
     The copy costs n_(l−1) n_l numbers once per call."""
     cdef Py_ssize_t n_in, n_out, i, j
+    cdef const floating* w
     cdef int l
     for l in range(1, lay.L + 1):
         if _narrow_input(lay, l):
-            n_in, n_out = lay.sizes[l - 1], lay.sizes[l]
+            n_in, n_out, w = lay.sizes[l - 1], lay.sizes[l], theta + lay.w[l]
             for j in range(n_out):
                 for i in range(n_in):
-                    WT[lay.w[l] + i * n_out + j] = theta[lay.w[l] + j * n_in + i]
+                    WT[i * n_out + j] = w[j * n_in + i]
+            WT += n_in * n_out
 
 
 cdef void _forward_layer(const Layout* lay, const floating* theta, int l, Py_ssize_t n,
@@ -831,7 +839,8 @@ cdef void _forward_layer(const Layout* lay, const floating* theta, int l, Py_ssi
     cdef floating* a = A + block
     cdef Py_ssize_t j0 = _first(n_out, part, n_parts), j1 = _first(n_out, part + 1, n_parts)
     _z_is_a_wT(n, j1 - j0, n_in, a_prev, n_in, w + j0 * n_in, n_in, z + j0, n_out, chunk,
-               (WT + lay.w[l]) if WT != NULL and _narrow_input(lay, l) and j1 - j0 == n_out
+               (WT + _transposed_at(lay, l)) if WT != NULL and _narrow_input(lay, l)
+               and j1 - j0 == n_out
                else NULL)
     if z_finite != NULL:
         # z^(l) = a w + b is finite exactly when a^(l−1) and θ's rows are: a NaN or an infinity
@@ -2125,7 +2134,7 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
     c.writes = writes
     c.stage = CALL_FORWARD
     c.check_z = check_z
-    if _any_narrow_input(&layout.c):
+    if _transposed_at(&layout.c, layout.c.L + 1) > 0:
         WT = workspace.transposed()
         _transpose_narrow(&layout.c, &theta[0], &WT[0])
         c.WT = &WT[0]
