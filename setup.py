@@ -74,7 +74,8 @@ extension = Extension(
     sources=["src/bpfast/_kernels.pyx"],
     depends=[f"src/bpfast/{name}.h" for name in (
         "_activations", "_activations_impl", "_codes", "_dispatch", "_microkernels",
-        "_microkernels_impl", "_noise", "_noise_impl", "_rules", "_rules_impl", "_team")],
+        "_microkernels_impl", "_noise", "_noise_impl", "_outer_impl", "_rules", "_rules_impl",
+        "_team")],
     include_dirs=["src/bpfast"],
     extra_compile_args=compile_args,
     extra_link_args=link_args,

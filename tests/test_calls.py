@@ -44,6 +44,21 @@ def test_per_example_gradients_and_norms_against_the_reference(choices, n, dtype
     assert net.per_example_norms(X, Y).dtype == net.dtype
 
 
+def test_per_example_rows_of_every_width_against_the_reference(dtype):
+    """The per-example rows of layers whose inputs are as wide as the stores' cases
+    (_outer_impl.h: x86-64-v4 holds a^(l−1) in up to 8 registers of 8 doubles or 16 floats,
+    the last overlapping the one before where the width is not a multiple): one register and
+    eight exactly (16 and 64 inputs, 16 and 128 in float32), a part of one more (13, 37), and
+    one number too many (129)."""
+    net, X, Y = make_problem([64, 37, 128, 16, 129, 13, 3], 6, dtype, seed=4)
+    rows = net.per_example_gradients(X, Y).vector()
+    for k in (0, 5):
+        dw, db = reference.backprop(*nested(net), X[k].tolist(), Y[k].tolist(), net.activations,
+                                    net.cost_function)
+        expected = np.concatenate([np.concatenate([np.ravel(w), b]) for w, b in zip(dw, db)])
+        assert relative_difference(rows[k], expected) <= REFERENCE_TOLERANCE[dtype]
+
+
 def test_cost_and_gradient_is_cost_and_gradient(dtype):
     net, X, Y = make_problem([7, 5, 3], 80, dtype, seed=2)
     cost, g = net.cost_and_gradient(X, Y)

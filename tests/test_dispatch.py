@@ -45,6 +45,23 @@ PRIVATE_SCRIPT = textwrap.dedent("""
 """)
 
 
+# Per-example gradients of both types over layers as wide as every case of the rows' stores
+# (_outer_impl.h: x86-64-v4 holds a^(l−1) in registers, x86-64-v3 reads it again for each row).
+PER_EXAMPLE_SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import bpfast
+    from bpfast import _kernels
+    rng = np.random.default_rng(0)
+    sizes = [64, 37, 128, 16, 129, 13, 3]
+    X, Y = rng.normal(size=(50, sizes[0])), rng.random((50, sizes[-1]))
+    rows = [bpfast.Network(sizes, dtype=dtype, seed=1).per_example_gradients(X, Y).vector()
+            .astype(np.float64).ravel() for dtype in ("float64", "float32")]
+    np.save(sys.argv[1], np.concatenate(rows))
+    print(_kernels.isa)
+""")
+
+
 def run_with_isa(isa, path, script=SCRIPT):
     environment = {key: value for key, value in os.environ.items() if key != "BPFAST_ISA"}
     if isa is not None:
@@ -66,11 +83,13 @@ def test_the_baseline_can_be_chosen_and_agrees_with_the_best_variant(tmp_path):
 
 
 @pytest.mark.skipif(_kernels.isa != "x86-64-v4", reason="this CPU has no AVX-512")
-@pytest.mark.parametrize("script", [PRIVATE_SCRIPT, SCRIPT], ids=["private-sigmoid", "tanh"])
+@pytest.mark.parametrize("script", [PRIVATE_SCRIPT, SCRIPT, PER_EXAMPLE_SCRIPT],
+                         ids=["private-sigmoid", "tanh", "per-example"])
 def test_avx512_gives_the_same_numbers_bit_for_bit(tmp_path, script):
-    """x86-64-v4 differs from x86-64-v3 in the noise's generator and in the activations' vector
-    width, and must compute the very same numbers: private fits of both types with σ, and a fit
-    and a gradient with tanh, end on the same θ and ∂C/∂θ, bit for bit."""
+    """x86-64-v4 differs from x86-64-v3 in the noise's generator, in the activations' vector
+    width and in how the per-example rows are stored, and must compute the very same numbers:
+    private fits of both types with σ, a fit and a gradient with tanh, and per-example
+    gradients of both types end on the same θ, ∂C/∂θ and rows, bit for bit."""
     v4 = run_with_isa(None, tmp_path / "v4.npy", script)
     v3 = run_with_isa("x86-64-v3", tmp_path / "v3.npy", script)
     assert v4.returncode == 0 and v3.returncode == 0, v4.stderr + v3.stderr

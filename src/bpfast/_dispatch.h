@@ -1,15 +1,15 @@
 /* Which compiled variant of bpfast's C loops runs: the microkernels (_microkernels_impl.h), the
- * activations (_activations_impl.h) and the update rules (_rules_impl.h) are each written once,
- * for any element type, and compiled here four times — for double and for float, each for
- * x86-64-v3 (AVX2 and FMA) and for the baseline x86-64 — so that a wheel runs on any x86-64 and
- * still uses the vector units where they are. Elsewhere (another compiler or system) only the
- * baseline is compiled.
+ * per-example rows' stores (_outer_impl.h), the activations (_activations_impl.h) and the update
+ * rules (_rules_impl.h) are each written once, for any element type, and compiled here four
+ * times — for double and for float, each for x86-64-v3 (AVX2 and FMA) and for the baseline
+ * x86-64 — so that a wheel runs on any x86-64 and still uses the vector units where they are.
+ * Elsewhere (another compiler or system) only the baseline is compiled.
  *
  * Only the loops' outer functions carry the target (ISA_TARGET): the small inline functions they
  * call are written for no particular target and compiled as part of each caller — as gcc's
  * target_clones did before, and so with the same results, bit for bit.
  *
- * Two loops have a third variant, for x86-64-v4 (AVX-512). The noise's generator
+ * Three loops have a third variant, for x86-64-v4 (AVX-512). The noise's generator
  * (_noise_impl.h): the 64-bit multiplies of its hash are one instruction each instead of five,
  * and it draws twice the numbers per instruction: 2.6× faster a number. The activations
  * (_activations_impl.h), in 512-bit vectors (gcc's generic tuning keeps 256 unless asked): σ's
@@ -17,8 +17,10 @@
  * 512 bits — the digits' private epoch 4.7–4.8 ms against 5.1–5.3 with BPFAST_ISA=x86-64-v3
  * (benchmarks/bench_privacy.py --workloads P2). Both compute each number by the same
  * operations (integers exact, FMA contracted alike), so they give the same numbers as the
- * x86-64-v3 variant, bit for bit (tested). The other loops gain nothing comparable there and
- * are not compiled a third time.
+ * x86-64-v3 variant, bit for bit (tested). So does a third: the stores of the per-example
+ * rows (_outer_impl.h), which hold a row of inputs in the 32 registers of 512 bits — the
+ * digits' per-example gradients twice as fast (measured there). The other loops gain nothing
+ * comparable there and are not compiled a third time.
  *
  * bpfast_choose_isa, called once when bpfast._kernels is imported, points the tables below at
  * the best variant the CPU runs — unless the environment variable BPFAST_ISA asks for another
@@ -62,6 +64,7 @@
 #define ISA_TARGET
 #define NAME(x) bpfast_##x##_d_baseline
 #include "_microkernels_impl.h"
+#include "_outer_impl.h"
 #include "_activations_impl.h"
 #include "_rules_impl.h"
 #include "_noise_impl.h"
@@ -71,6 +74,7 @@
 #define ISA_TARGET __attribute__((target("arch=x86-64-v3")))
 #define NAME(x) bpfast_##x##_d_avx2
 #include "_microkernels_impl.h"
+#include "_outer_impl.h"
 #include "_activations_impl.h"
 #include "_rules_impl.h"
 #include "_noise_impl.h"
@@ -82,6 +86,11 @@
 #undef ISA_TARGET
 #define ISA_TARGET BPFAST_WIDE_VECTORS
 #include "_activations_impl.h"
+#define HELD_V bpfast_v8d
+#define HELD_LANES 8
+#include "_outer_impl.h"
+#undef HELD_V
+#undef HELD_LANES
 #undef NAME
 #undef ISA_TARGET
 #endif
@@ -114,6 +123,7 @@
 #define ISA_TARGET
 #define NAME(x) bpfast_##x##_s_baseline
 #include "_microkernels_impl.h"
+#include "_outer_impl.h"
 #include "_activations_impl.h"
 #include "_rules_impl.h"
 #include "_noise_impl.h"
@@ -123,6 +133,7 @@
 #define ISA_TARGET __attribute__((target("arch=x86-64-v3")))
 #define NAME(x) bpfast_##x##_s_avx2
 #include "_microkernels_impl.h"
+#include "_outer_impl.h"
 #include "_activations_impl.h"
 #include "_rules_impl.h"
 #include "_noise_impl.h"
@@ -134,6 +145,11 @@
 #undef ISA_TARGET
 #define ISA_TARGET BPFAST_WIDE_VECTORS
 #include "_activations_impl.h"
+#define HELD_V bpfast_v16f
+#define HELD_LANES 16
+#include "_outer_impl.h"
+#undef HELD_V
+#undef HELD_LANES
 #undef NAME
 #undef ISA_TARGET
 #endif
@@ -305,9 +321,11 @@ static int bpfast_choose_isa(const char* request) {
         bpfast_loops_d_avx512 = bpfast_loops_d_avx2;
         bpfast_loops_d_avx512.normals = bpfast_normals_d_avx512;
         bpfast_loops_d_avx512.activate = bpfast_activate_d_avx512;
+        bpfast_loops_d_avx512.outer = bpfast_outer_d_avx512;
         bpfast_loops_s_avx512 = bpfast_loops_s_avx2;
         bpfast_loops_s_avx512.normals = bpfast_normals_s_avx512;
         bpfast_loops_s_avx512.activate = bpfast_activate_s_avx512;
+        bpfast_loops_s_avx512.outer = bpfast_outer_s_avx512;
         bpfast_d = level == 2 ? &bpfast_loops_d_avx512 : &bpfast_loops_d_avx2;
         bpfast_s = level == 2 ? &bpfast_loops_s_avx512 : &bpfast_loops_s_avx2;
         bpfast_isa_in_use = names[level];

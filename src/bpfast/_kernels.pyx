@@ -36,9 +36,9 @@ Design
    from BLAS_ROWS examples on (`_fit_blas`: SMALL_MACS multiply-adds per part; [784, 1024, 10]
    at batch 32, 0.68–0.82× the epoch time, while at batch 10 BLAS lost to the microkernels by
    up to 1.35×). The C loops (products, activations, rules) are written once for any type and
-   compiled per type and instruction set (x86-64-v3 and the baseline; the noise's generator and
-   the activations for x86-64-v4 too); _dispatch.h chooses at import (BPFAST_ISA=baseline
-   forces the baseline).
+   compiled per type and instruction set (x86-64-v3 and the baseline; the noise's generator,
+   the activations and the per-example rows' stores for x86-64-v4 too); _dispatch.h chooses at
+   import (BPFAST_ISA=baseline forces the baseline).
 7. Each layer has its activation (`acts[l−1]`; the formulas are in _activations.h) and the
    network one cost. Softmax needs whole rows: for a softmax output, parts share the output
    layer's a^(L) and δ^(L) by examples instead of neurons (`_rows_are_split`), in a stage of
@@ -209,7 +209,7 @@ def blas_alone_exit():
 
 # --- the activations ------------------------------------------------------------------------------
 
-# The C loops, each compiled for x86-64-v3 and the baseline (the noise for x86-64-v4 too);
+# The C loops, each compiled for x86-64-v3 and the baseline (three for x86-64-v4 too);
 # _dispatch.h chooses at import.
 cdef extern from "_dispatch.h":
     double bpfast_exp_negative_d(double x) noexcept nogil
@@ -287,7 +287,8 @@ def _choose_isa():
 
 
 #: The instruction set the C loops were compiled for that runs here: "x86-64-v4" (x86-64-v3's
-#: loops, the noise's generator compiled for AVX-512), "x86-64-v3" or "baseline".
+#: loops, the noise's generator, the activations and the per-example rows' stores compiled for
+#: AVX-512), "x86-64-v3" or "baseline".
 isa = _choose_isa()
 
 

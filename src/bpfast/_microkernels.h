@@ -28,5 +28,8 @@
  * for the operands. */
 typedef double bpfast_v4d __attribute__((vector_size(32)));
 typedef float bpfast_v8f __attribute__((vector_size(32)));
+/* 64-byte vectors: x86-64-v4's per-example rows (_outer_impl.h). */
+typedef double bpfast_v8d __attribute__((vector_size(64)));
+typedef float bpfast_v16f __attribute__((vector_size(64)));
 
 #endif

@@ -187,18 +187,6 @@ ISA_TARGET static void NAME(ab)(ptrdiff_t m, ptrdiff_t ni, ptrdiff_t nj,
 
 #undef BPFAST_CHUNK
 
-/* G[j,i] = d[j] a[i] for j < nj, i < ni, then G's row after them: B[j] = d[j] — the gradient of
- * one example for one layer, ∂C_k/∂w^(l) = δ_k aₖᵀ and ∂C_k/∂b^(l) = δ_k, written out. */
-ISA_TARGET static void NAME(outer)(ptrdiff_t nj, ptrdiff_t ni, const T* restrict d,
-                                   const T* restrict a, T* restrict G, T* restrict B) {
-    for (ptrdiff_t j = 0; j < nj; j++) {
-        const T dj = d[j];
-        T* restrict g = G + j * ni;
-        for (ptrdiff_t i = 0; i < ni; i++) g[i] = dj * a[i];
-        B[j] = dj;
-    }
-}
-
 /* out[k] = Σ_i M[k, i]² for each of `rows` contiguous rows of `width` numbers (in double): the
  * squared norms of a layer's δ_k or a_k for a block of examples in one call — per row, vectors
  * along it and one horizontal sum, rather than a call per example and per vector. */
