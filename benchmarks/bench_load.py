@@ -53,6 +53,7 @@ CALLS = {
     "C3": ([784, 100, 10], "predict", 10_000, 10),
     "C4": ([784, 30, 10], "gradient", 32, 2000),
     "C5": ([64, 30, 10], "per_example_norms", 1797, 400),
+    "C6": ([64, 30, 10], "per_example_gradients", 1797, 400),   # the writes: 32.5 MB a call
 }
 COLUMNS = {"default": None, "n_threads=1": 1, "n_threads=2": 2}
 #: The default's time over the better of n_threads=1 and 2: at most this, whatever the load.
