@@ -4,25 +4,25 @@
  *   G[j,i] = d[j] a[i]  for j < nj, i < ni,  then the row after them: B[j] = d[j].
  *
  * Included by _dispatch.h once for each type and instruction set, with T, NAME and ISA_TARGET
- * defined as for _microkernels_impl.h, and for x86-64-v4 also HELD_V, HELD_LANES: a 64-byte
- * vector of T and its number of elements. There, a row a of up to HELD_VECTORS vectors is
- * held in registers while the rows of G are written: stores only, no load between them. On the
- * digits ([64, 30, 10]: a of 64 and 30 doubles, 2,260 numbers an example, 32.5 MB for 1,797),
- * per_example_gradients into a kept buffer took 1.42–1.47 ms on one thread and 0.76–0.81 on
- * two, against 2.81–2.86 and 1.40–1.42 with the loop below, which reads a[i] again for every
- * row — and 0.89–0.92 for one fill of the buffer. Longer rows keep the loop: written a block of
- * 8 vectors at a time across the rows, [784, 30, 10] on 1,000 examples took 10.5–13.1 ms
- * against its 7.8–8.1. So does x86-64-v3: a held in 256-bit registers (16 of them: 32 doubles
- * at a time, each row written in two parts) took 2.24–2.30 ms in a C harness of the digits'
- * layout, against 1.38–1.82 for the loop.
+ * defined as for _microkernels_impl.h, and for x86-64-v3 and v4 also HELD_V, HELD_LANES and
+ * HELD_VECTORS: a vector of T (32 or 64 bytes), its number of elements, and how many of them a
+ * row a may take — 64 doubles or 128 floats on both. There, a is held in registers while the
+ * rows of G are written: stores only, no load between them (x86-64-v3 has 16 registers of 256
+ * bits, and the compiler keeps 2 of a 64-double row in memory, loaded again for each row). On
+ * the digits ([64, 30, 10]: a of 64 and 30 doubles, 2,260 numbers an example, 32.5 MB for
+ * 1,797), per_example_gradients into a kept buffer took 1.42–1.47 ms on one thread and
+ * 0.76–0.81 on two with x86-64-v4, against 2.81–2.86 and 1.40–1.42 with the loop below, which
+ * reads a[i] again for every row — and 0.89–0.92 for one fill of the buffer; with x86-64-v3,
+ * 1.53–1.93 and 1.00–1.09 against the loop's 2.52–3.09 and 1.33–1.45. Longer rows keep
+ * the loop: written a block of registers at a time across the rows, [784, 30, 10] on 1,000
+ * examples took 10.5–13.1 ms against its 7.8–8.1 (so did the digits' row of 64 doubles in two
+ * blocks of 32, 2.24–2.30 ms on one thread in a C harness, against 1.38–1.82 for the loop).
  *
  * Each G[j,i] is one product d[j] · a[i], whatever the variant: the same bits on every one.
  * No include guard: meant to be included again.
  */
 
 #ifdef HELD_V
-
-#define HELD_VECTORS 8          /* of the 32 zmm registers: a ≤ 64 doubles or 128 floats */
 
 /* The rows of G from a of `count` vectors (HELD_LANES ≤ ni ≤ count · HELD_LANES): vector v
  * starts at v · HELD_LANES, the last at ni − HELD_LANES — overlapping the one before where ni is
@@ -31,7 +31,7 @@ BPFAST_INLINE void NAME(outer_held)(int count, ptrdiff_t nj, ptrdiff_t ni, const
                                     const T* restrict a, T* restrict G) {
     HELD_V held[HELD_VECTORS];
     ptrdiff_t at[HELD_VECTORS];
-    _Pragma("GCC unroll 8")
+    _Pragma("GCC unroll 16")
     for (int v = 0; v < count; v++) {
         at[v] = v < count - 1 ? v * HELD_LANES : ni - HELD_LANES;
         memcpy(&held[v], a + at[v], sizeof held[v]);
@@ -39,7 +39,7 @@ BPFAST_INLINE void NAME(outer_held)(int count, ptrdiff_t nj, ptrdiff_t ni, const
     for (ptrdiff_t j = 0; j < nj; j++) {
         const T dj = d[j];
         T* restrict g = G + j * ni;
-        _Pragma("GCC unroll 8")
+        _Pragma("GCC unroll 16")
         for (int v = 0; v < count; v++) {
             HELD_V product = dj * held[v];
             memcpy(g + at[v], &product, sizeof product);
@@ -61,7 +61,17 @@ ISA_TARGET static void NAME(outer)(ptrdiff_t nj, ptrdiff_t ni, const T* restrict
         case 5: NAME(outer_held)(5, nj, ni, d, a, G); break;
         case 6: NAME(outer_held)(6, nj, ni, d, a, G); break;
         case 7: NAME(outer_held)(7, nj, ni, d, a, G); break;
-        default: NAME(outer_held)(8, nj, ni, d, a, G); break;
+        case 8: NAME(outer_held)(8, nj, ni, d, a, G); break;
+#if HELD_VECTORS > 8
+        case 9: NAME(outer_held)(9, nj, ni, d, a, G); break;
+        case 10: NAME(outer_held)(10, nj, ni, d, a, G); break;
+        case 11: NAME(outer_held)(11, nj, ni, d, a, G); break;
+        case 12: NAME(outer_held)(12, nj, ni, d, a, G); break;
+        case 13: NAME(outer_held)(13, nj, ni, d, a, G); break;
+        case 14: NAME(outer_held)(14, nj, ni, d, a, G); break;
+        case 15: NAME(outer_held)(15, nj, ni, d, a, G); break;
+        case 16: NAME(outer_held)(16, nj, ni, d, a, G); break;
+#endif
         }
         memcpy(B, d, nj * sizeof(T));
         return;
@@ -75,6 +85,3 @@ ISA_TARGET static void NAME(outer)(ptrdiff_t nj, ptrdiff_t ni, const T* restrict
     }
 }
 
-#ifdef HELD_V
-#undef HELD_VECTORS
-#endif
