@@ -53,26 +53,17 @@ ISA_TARGET static void NAME(outer)(ptrdiff_t nj, ptrdiff_t ni, const T* restrict
                                    const T* restrict a, T* restrict G, T* restrict B) {
 #ifdef HELD_V
     if (ni >= HELD_LANES && ni <= HELD_VECTORS * HELD_LANES) {
+        /* Each count of vectors a case of its own: the loops over them unrolled, a in registers. */
+#define BPFAST_HELD(count) case count: NAME(outer_held)(count, nj, ni, d, a, G); break;
         switch ((ni + HELD_LANES - 1) / HELD_LANES) {
-        case 1: NAME(outer_held)(1, nj, ni, d, a, G); break;
-        case 2: NAME(outer_held)(2, nj, ni, d, a, G); break;
-        case 3: NAME(outer_held)(3, nj, ni, d, a, G); break;
-        case 4: NAME(outer_held)(4, nj, ni, d, a, G); break;
-        case 5: NAME(outer_held)(5, nj, ni, d, a, G); break;
-        case 6: NAME(outer_held)(6, nj, ni, d, a, G); break;
-        case 7: NAME(outer_held)(7, nj, ni, d, a, G); break;
-        case 8: NAME(outer_held)(8, nj, ni, d, a, G); break;
+        BPFAST_HELD(1) BPFAST_HELD(2) BPFAST_HELD(3) BPFAST_HELD(4)
+        BPFAST_HELD(5) BPFAST_HELD(6) BPFAST_HELD(7) BPFAST_HELD(8)
 #if HELD_VECTORS > 8
-        case 9: NAME(outer_held)(9, nj, ni, d, a, G); break;
-        case 10: NAME(outer_held)(10, nj, ni, d, a, G); break;
-        case 11: NAME(outer_held)(11, nj, ni, d, a, G); break;
-        case 12: NAME(outer_held)(12, nj, ni, d, a, G); break;
-        case 13: NAME(outer_held)(13, nj, ni, d, a, G); break;
-        case 14: NAME(outer_held)(14, nj, ni, d, a, G); break;
-        case 15: NAME(outer_held)(15, nj, ni, d, a, G); break;
-        case 16: NAME(outer_held)(16, nj, ni, d, a, G); break;
+        BPFAST_HELD(9) BPFAST_HELD(10) BPFAST_HELD(11) BPFAST_HELD(12)
+        BPFAST_HELD(13) BPFAST_HELD(14) BPFAST_HELD(15) BPFAST_HELD(16)
 #endif
         }
+#undef BPFAST_HELD
         memcpy(B, d, nj * sizeof(T));
         return;
     }
