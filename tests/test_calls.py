@@ -44,19 +44,27 @@ def test_per_example_gradients_and_norms_against_the_reference(choices, n, dtype
     assert net.per_example_norms(X, Y).dtype == net.dtype
 
 
+#: Layers' inputs as wide as every case of the per-example rows' stores (_outer_impl.h): the
+#: inputs held in registers of 8 doubles or 16 floats (x86-64-v4) or 4 and 8 (x86-64-v3), up
+#: to 128 doubles, 256 floats (v4) or 64 and 128 (v3), the last register overlapping the one
+#: before where the width is not a multiple — one register exactly (16), the most exactly (64,
+#: 128, 256), a part of one more (13, 37, 65, 129), one number too many (65, 129, 257).
+EVERY_WIDTH = [64, 37, 128, 16, 129, 256, 65, 257, 13, 3]
+
+
 def test_per_example_rows_of_every_width_against_the_reference(dtype):
-    """The per-example rows of layers whose inputs are as wide as the stores' cases
-    (_outer_impl.h: x86-64-v4 holds a^(l−1) in up to 8 registers of 8 doubles or 16 floats,
-    the last overlapping the one before where the width is not a multiple): one register and
-    eight exactly (16 and 64 inputs, 16 and 128 in float32), a part of one more (13, 37), and
-    one number too many (129)."""
-    net, X, Y = make_problem([64, 37, 128, 16, 129, 13, 3], 6, dtype, seed=4)
-    rows = net.per_example_gradients(X, Y).vector()
-    for k in (0, 5):
+    """Each layer's rows against the reference's, layer by layer (a layer whose rows are small
+    beside the others' must be right too)."""
+    net, X, Y = make_problem(EVERY_WIDTH, 3, dtype, seed=4, activation="tanh")
+    gradients = net.per_example_gradients(X, Y)
+    for k in (0, 2):
         dw, db = reference.backprop(*nested(net), X[k].tolist(), Y[k].tolist(), net.activations,
                                     net.cost_function)
-        expected = np.concatenate([np.concatenate([np.ravel(w), b]) for w, b in zip(dw, db)])
-        assert relative_difference(rows[k], expected) <= REFERENCE_TOLERANCE[dtype]
+        for l in range(net.L):
+            assert relative_difference(gradients.w[l][k], np.array(dw[l])) <= \
+                REFERENCE_TOLERANCE[dtype], (k, l)
+            assert relative_difference(gradients.b[l][k], np.array(db[l])) <= \
+                REFERENCE_TOLERANCE[dtype], (k, l)
 
 
 def test_cost_and_gradient_is_cost_and_gradient(dtype):

@@ -46,14 +46,14 @@ PRIVATE_SCRIPT = textwrap.dedent("""
 
 
 # Per-example gradients of both types over layers as wide as every case of the rows' stores
-# (_outer_impl.h: x86-64-v4 holds a^(l−1) in registers, x86-64-v3 reads it again for each row).
+# (_outer_impl.h: both hold a^(l−1) in registers, in 512-bit or 256-bit ones).
 PER_EXAMPLE_SCRIPT = textwrap.dedent("""
     import sys
     import numpy as np
     import bpfast
     from bpfast import _kernels
     rng = np.random.default_rng(0)
-    sizes = [64, 37, 128, 16, 129, 13, 3]
+    sizes = [64, 37, 128, 16, 129, 256, 65, 257, 13, 3]   # tests/test_calls.py's EVERY_WIDTH
     X, Y = rng.normal(size=(50, sizes[0])), rng.random((50, sizes[-1]))
     rows = [bpfast.Network(sizes, dtype=dtype, seed=1).per_example_gradients(X, Y).vector()
             .astype(np.float64).ravel() for dtype in ("float64", "float32")]

@@ -18,9 +18,9 @@
  * (benchmarks/bench_privacy.py --workloads P2). Both compute each number by the same
  * operations (integers exact, FMA contracted alike), so they give the same numbers as the
  * x86-64-v3 variant, bit for bit (tested). So does a third: the stores of the per-example
- * rows (_outer_impl.h), which hold a row of inputs in registers — 8 of the 32 of 512 bits there,
- * up to 16 of 256 bits on x86-64-v3, where the compiler keeps 2 of them in memory (measured
- * there). The other loops gain nothing comparable there and are not compiled a third time.
+ * rows (_outer_impl.h), which hold a row of inputs in registers — up to 16 of the 32 of 512
+ * bits there, of the 16 of 256 bits on x86-64-v3, where the compiler keeps 2 of them in memory
+ * (measured there). The other loops gain nothing comparable there and are not compiled a third time.
  *
  * bpfast_choose_isa, called once when bpfast._kernels is imported, points the tables below at
  * the best variant the CPU runs — unless the environment variable BPFAST_ISA asks for another
@@ -94,7 +94,7 @@
 #include "_activations_impl.h"
 #define HELD_V bpfast_v8d
 #define HELD_LANES 8
-#define HELD_VECTORS 8
+#define HELD_VECTORS 16
 #include "_outer_impl.h"
 #undef HELD_V
 #undef HELD_LANES
@@ -161,7 +161,7 @@
 #include "_activations_impl.h"
 #define HELD_V bpfast_v16f
 #define HELD_LANES 16
-#define HELD_VECTORS 8
+#define HELD_VECTORS 16
 #include "_outer_impl.h"
 #undef HELD_V
 #undef HELD_LANES

@@ -6,17 +6,21 @@
  * Included by _dispatch.h once for each type and instruction set, with T, NAME and ISA_TARGET
  * defined as for _microkernels_impl.h, and for x86-64-v3 and v4 also HELD_V, HELD_LANES and
  * HELD_VECTORS: a vector of T (32 or 64 bytes), its number of elements, and how many of them a
- * row a may take — 64 doubles or 128 floats on both. There, a is held in registers while the
- * rows of G are written: stores only, no load between them (x86-64-v3 has 16 registers of 256
- * bits, and the compiler keeps 2 of a 64-double row in memory, loaded again for each row). On
+ * row a may take — 16 of either: 64 doubles or 128 floats on x86-64-v3, 128 and 256 on v4.
+ * There, a is held in registers while the rows of G are written: stores only, no load between
+ * them (x86-64-v3 has 16 registers of 256 bits, and the compiler keeps 2 of a 64-double row in
+ * memory, loaded again for each row; x86-64-v4 has 32 of 512 bits). On
  * the digits ([64, 30, 10]: a of 64 and 30 doubles, 2,260 numbers an example, 32.5 MB for
  * 1,797), per_example_gradients into a kept buffer took 1.42–1.47 ms on one thread and
  * 0.76–0.81 on two with x86-64-v4, against 2.81–2.86 and 1.40–1.42 with the loop below, which
  * reads a[i] again for every row — and 0.89–0.92 for one fill of the buffer; with x86-64-v3,
- * 1.53–1.93 and 1.00–1.09 against the loop's 2.52–3.09 and 1.33–1.45. Longer rows keep
- * the loop: written a block of registers at a time across the rows, [784, 30, 10] on 1,000
- * examples took 10.5–13.1 ms against its 7.8–8.1 (so did the digits' row of 64 doubles in two
- * blocks of 32, 2.24–2.30 ms on one thread in a C harness, against 1.38–1.82 for the loop).
+ * 1.53–1.93 and 1.00–1.09 against the loop's 2.52–3.09 and 1.33–1.45. [100, 100, 10] on 1,000
+ * examples (rows of 100 doubles, held from 16 registers of 512 bits on): 5.12–5.73 → 4.39–5.12
+ * ms on one thread, 3.68–4.12 → 3.32–3.70 on two (one fill: 3.07–3.45); holding up to 24 made
+ * no difference beyond the noise on rows of 192. Longer rows keep the loop: written a block of
+ * registers at a time across the rows, [784, 30, 10] on 1,000 examples took 10.5–13.1 ms
+ * against its 7.8–8.1 (so did the digits' row of 64 doubles in two blocks of 32, 2.24–2.30 ms
+ * on one thread in a C harness, against 1.38–1.82 for the loop).
  *
  * Each G[j,i] is one product d[j] · a[i], whatever the variant: the same bits on every one.
  * No include guard: meant to be included again.
@@ -31,7 +35,7 @@ BPFAST_INLINE void NAME(outer_held)(int count, ptrdiff_t nj, ptrdiff_t ni, const
                                     const T* restrict a, T* restrict G) {
     HELD_V held[HELD_VECTORS];
     ptrdiff_t at[HELD_VECTORS];
-    _Pragma("GCC unroll 16")
+    _Pragma("GCC unroll 24")
     for (int v = 0; v < count; v++) {
         at[v] = v < count - 1 ? v * HELD_LANES : ni - HELD_LANES;
         memcpy(&held[v], a + at[v], sizeof held[v]);
@@ -39,7 +43,7 @@ BPFAST_INLINE void NAME(outer_held)(int count, ptrdiff_t nj, ptrdiff_t ni, const
     for (ptrdiff_t j = 0; j < nj; j++) {
         const T dj = d[j];
         T* restrict g = G + j * ni;
-        _Pragma("GCC unroll 16")
+        _Pragma("GCC unroll 24")
         for (int v = 0; v < count; v++) {
             HELD_V product = dj * held[v];
             memcpy(g + at[v], &product, sizeof product);
@@ -61,6 +65,10 @@ ISA_TARGET static void NAME(outer)(ptrdiff_t nj, ptrdiff_t ni, const T* restrict
 #if HELD_VECTORS > 8
         BPFAST_HELD(9) BPFAST_HELD(10) BPFAST_HELD(11) BPFAST_HELD(12)
         BPFAST_HELD(13) BPFAST_HELD(14) BPFAST_HELD(15) BPFAST_HELD(16)
+#endif
+#if HELD_VECTORS > 16
+        BPFAST_HELD(17) BPFAST_HELD(18) BPFAST_HELD(19) BPFAST_HELD(20)
+        BPFAST_HELD(21) BPFAST_HELD(22) BPFAST_HELD(23) BPFAST_HELD(24)
 #endif
         }
 #undef BPFAST_HELD
