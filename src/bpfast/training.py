@@ -135,10 +135,12 @@ def default_threads(net, batch):
 
 
 def _default_threads(P, batch):
-    flops = 6 * P * batch
+    enough_for = 6 * P * batch // MIN_FLOPS_PER_THREAD
+    if enough_for <= 1:
+        return 1        # too little work for two: no need to ask the system for its cores
     cores = available_cores()
     limit = _kernels.openmp_limit() or cores
-    return max(1, min(cores, limit, flops // MIN_FLOPS_PER_THREAD))
+    return max(1, min(cores, limit, enough_for))
 
 
 #: Tests only: fix the team's mode (1 all threads, 2 one thread, 3 alternating at every step)
