@@ -20,7 +20,8 @@
  * x86-64-v3 variant, bit for bit (tested). So does a third: the stores of the per-example
  * rows (_outer_impl.h), which hold a row of inputs in registers — up to 16 of the 32 of 512
  * bits there, of the 16 of 256 bits on x86-64-v3, where the compiler keeps 2 of them in memory
- * (measured there). The other loops gain nothing comparable there and are not compiled a third time.
+ * (measured there). The other loops gain nothing comparable there and are not compiled a
+ * third time.
  *
  * bpfast_choose_isa, called once when bpfast._kernels is imported, points the tables below at
  * the best variant the CPU runs — unless the environment variable BPFAST_ISA asks for another

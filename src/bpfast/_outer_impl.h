@@ -9,15 +9,16 @@
  * row a may take — 16 of either: 64 doubles or 128 floats on x86-64-v3, 128 and 256 on v4.
  * There, a is held in registers while the rows of G are written: stores only, no load between
  * them (x86-64-v3 has 16 registers of 256 bits, and the compiler keeps 2 of a 64-double row in
- * memory, loaded again for each row; x86-64-v4 has 32 of 512 bits). On
- * the digits ([64, 30, 10]: a of 64 and 30 doubles, 2,260 numbers an example, 32.5 MB for
+ * memory, loaded again for each row; x86-64-v4 has 32 of 512 bits).
+ *
+ * On the digits ([64, 30, 10]: a of 64 and 30 doubles, 2,260 numbers an example, 32.5 MB for
  * 1,797), per_example_gradients into a kept buffer took 1.42–1.47 ms on one thread and
  * 0.76–0.81 on two with x86-64-v4, against 2.81–2.86 and 1.40–1.42 with the loop below, which
  * reads a[i] again for every row — and 0.89–0.92 for one fill of the buffer; with x86-64-v3,
  * 1.53–1.93 and 1.00–1.09 against the loop's 2.52–3.09 and 1.33–1.45. [100, 100, 10] on 1,000
- * examples (rows of 100 doubles, held from 16 registers of 512 bits on): 5.12–5.73 → 4.39–5.12
- * ms on one thread, 3.68–4.12 → 3.32–3.70 on two (one fill: 3.07–3.45); holding up to 24 made
- * no difference beyond the noise on rows of 192. Longer rows keep the loop: written a block of
+ * examples (rows of 100 doubles: x86-64-v4's 13 registers): 5.12–5.73 → 4.39–5.12 ms on one
+ * thread, 3.68–4.12 → 3.32–3.70 on two (one fill: 3.07–3.45); holding up to 24 made no
+ * difference beyond the noise on rows of 192. Longer rows keep the loop: written a block of
  * registers at a time across the rows, [784, 30, 10] on 1,000 examples took 10.5–13.1 ms
  * against its 7.8–8.1 (so did the digits' row of 64 doubles in two blocks of 32, 2.24–2.30 ms
  * on one thread in a C harness, against 1.38–1.82 for the loop).
