@@ -1935,16 +1935,17 @@ cdef struct Call:
                                 # rows `_sums_stride` apart): the batch mean by examples
 
 
-cdef inline Py_ssize_t _call_first(Py_ssize_t n, int part, int n_parts) noexcept nogil:
-    """The first row of a call's part: parts start on a multiple of the chunk, so that every
-    chunk, and every row in it, is the same whatever the number of parts."""
-    cdef Py_ssize_t chunk = _call_chunk(n)
+cdef inline Py_ssize_t _call_first(Py_ssize_t n, Py_ssize_t chunk, int part,
+                                   int n_parts) noexcept nogil:
+    """The first row of a call's part: parts start on a multiple of the chunk (`_call_chunk`(n),
+    which the call keeps), so that every chunk, and every row in it, is the same whatever the
+    number of parts."""
     return min(n, _first((n + chunk - 1) // chunk, part, n_parts) * chunk)
 
 
 cdef inline void _call_rows(const Call* c, int part, Py_ssize_t* r0, Py_ssize_t* m) noexcept nogil:
-    r0[0] = _call_first(c.n, part, c.n_parts)
-    m[0] = _call_first(c.n, part + 1, c.n_parts) - r0[0]
+    r0[0] = _call_first(c.n, c.chunk, part, c.n_parts)
+    m[0] = _call_first(c.n, c.chunk, part + 1, c.n_parts) - r0[0]
 
 
 cdef inline bint _rows_finite(const Layout* lay, int l, const floating* grad, int part,
@@ -2194,10 +2195,10 @@ def regions(NetworkLayout layout, Py_ssize_t n, int n_parts):
     """Where each part of a call keeps its rows in a workspace buffer: a list of (first row,
     rows, offset of its region) — the region holding its rows laid out as a batch of their own."""
     cdef int p
-    cdef Py_ssize_t r0, r1
+    cdef Py_ssize_t r0, r1, chunk = _call_chunk(n)
     result = []
     for p in range(n_parts):
-        r0, r1 = _call_first(n, p, n_parts), _call_first(n, p + 1, n_parts)
+        r0, r1 = _call_first(n, chunk, p, n_parts), _call_first(n, chunk, p + 1, n_parts)
         result.append((r0, r1 - r0, r0 * layout.c.width))
     return result
 
