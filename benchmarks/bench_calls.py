@@ -25,7 +25,7 @@ import numpy as np
 
 import bpfast
 
-from _common import best_time, gemm_gflops, numpy_sigmoid_forward
+from _common import best_time, gemm_gflops, numpy_sigmoid_forward, report_targets
 
 DIGITS = "digits"
 PER_EXAMPLE = {
@@ -80,24 +80,25 @@ def held(workload, what, value):
 
 def targets_summary():
     """Each target of the workloads run (`TARGETS`), its figure in this run and whether it is
-    met."""
-    rows, met, counted = [], 0, 0
+    met; then the count and the misses, as every benchmark ends (`report_targets`)."""
+    misses, counted = [], 0
     order = [*PER_EXAMPLE, *GRADIENT, *PREDICT]
+    print("\nEach target and this run's figure:")
     for workload, what, bound, at_least in sorted(TARGETS, key=lambda t: order.index(t[0])):
         if (workload, what) not in measured:
             continue                      # its table not run (--only)
         value = measured[workload, what]
         bound_shown = f"{'≥' if at_least else '≤'} {bound:g}"
         if value is None:
-            rows.append((workload, what, bound_shown, "skipped (peer missing)"))
-            continue
-        ok = value >= bound if at_least else value <= bound
-        met += ok
-        counted += 1
-        rows.append((workload, what, bound_shown, f"{value:6.2f}  {'met' if ok else 'NOT met'}"))
-    print(f"\nTargets: {met} of {counted} met in this run")
-    for workload, what, bound_shown, result in rows:
+            result = "skipped (peer missing)"
+        else:
+            ok = value >= bound if at_least else value <= bound
+            counted += 1
+            if not ok:
+                misses.append(f"{workload}  {what}: {value:.2f} ({bound_shown})")
+            result = f"{value:6.2f}  {'met' if ok else 'NOT met'}"
         print(f"  {workload}  {what:<48} {bound_shown:>6}  {result}")
+    report_targets("Targets", counted, misses)
 
 
 def data(sizes, n, dtype):
