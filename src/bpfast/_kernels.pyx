@@ -2136,7 +2136,7 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
     c.writes = writes
     c.stage = CALL_FORWARD
     c.check_z = check_z
-    if _transposed_at(&layout.c, layout.c.L + 1) > 0:
+    if workspace.narrow > 0:            # the layout has narrow-input layers (`_transposed_at`)
         WT = workspace.transposed()
         _transpose_narrow(&layout.c, &theta[0], &WT[0])
         c.WT = &WT[0]
