@@ -216,18 +216,22 @@ def test_a_calls_two_parts_share_its_rows_evenly():
 
 
 def test_the_transposed_weights_kept_for_a_call_are_the_narrow_layers_only():
-    """A call keeps w^(l)ᵀ for the layers of few inputs or few weights (its products take them
-    untransposed) — their numbers, not θ's: [16, 2,048, 2,048, 10] predicting one example keeps
-    16 × 2,048 of them beside its few rows of work, not the 4.2 million of θ."""
+    """A call on 128 examples or more keeps w^(l)ᵀ for the layers of few inputs or few weights
+    (its products take them untransposed) — their numbers, not θ's: [16, 2,048, 2,048, 10] keeps
+    16 × 2,048 of them beside its rows of work, not the 4.2 million of θ; a call on fewer rows,
+    whose products would not repay the copy, keeps none. Either way the output is the network's."""
     net = bpfast.Network([16, 2048, 2048, 10], dtype="float32", seed=0)
-    a = np.ones(16)
+    X = np.random.default_rng(0).random((128, 16)).astype(np.float32)
+    a = X[:3].T.astype(np.float64)
     for w, b in zip(net.weights, net.biases):
-        a = 1 / (1 + np.exp(-(w.astype(np.float64) @ a + b)))
-    np.testing.assert_allclose(net.predict(np.ones((1, 16), np.float32))[0], a, rtol=1e-5)
-    workspace = net._workspace
-    work = (workspace.A.nbytes + workspace.S.nbytes + workspace.T.nbytes
-            + (workspace.Z.nbytes if workspace.Z is not None else 0))
-    assert workspace.nbytes <= work + 16 * 2048 * 4
+        a = 1 / (1 + np.exp(-(w.astype(np.float64) @ a + b[:, None])))
+    for n in (1, 3, 128):
+        net._workspace = None
+        np.testing.assert_allclose(net.predict(X[:n])[:3], a.T[:n], rtol=1e-5)
+        workspace = net._workspace
+        work = (workspace.A.nbytes + workspace.S.nbytes + workspace.T.nbytes
+                + (workspace.Z.nbytes if workspace.Z is not None else 0))
+        assert workspace.nbytes == work + (16 * 2048 * 4 if n == 128 else 0), n
 
 
 def test_a_narrow_layer_over_many_rows_sums_its_blocks_of_rows(dtype):
