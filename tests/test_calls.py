@@ -253,6 +253,29 @@ def test_a_narrow_layer_over_many_rows_sums_its_blocks_of_rows(dtype):
         assert relative_difference(step, expected) <= 10 * tolerance
 
 
+def test_a_layer_of_more_than_a_million_weights_on_one_thread(dtype):
+    """∂C/∂w^(1) of [1,000, 1,001, 1] has more weights than BLAS's unpacked path takes at once
+    (SMALL_MACS): not one of its rows fits in a block, so BLAS takes every row at once — the
+    call on one thread (or on two examples: one part) and fit's step of 64 on one thread, which
+    the rows per block, once divided by zero, killed (SIGFPE)."""
+    net, X, Y = make_problem([1000, 1001, 1], 64, dtype, seed=5)
+    tolerance = 1e-13 if dtype == "float64" else 1e-5
+    per_example = [net.per_example_gradients(X[k:k + 8], Y[k:k + 8]).vector().astype(np.float64)
+                   for k in range(0, 64, 8)]
+    expected = np.concatenate([rows.sum(axis=0)[None] for rows in per_example]).sum(axis=0) / 64
+    for threads in (1, 2):
+        assert relative_difference(net.gradient(X, Y, n_threads=threads).vector(),
+                                   expected) <= tolerance
+    assert relative_difference(net.gradient(X[:2], Y[:2]).vector(),
+                               per_example[0][:2].mean(axis=0)) <= tolerance
+    theta = net.parameters_vector().astype(np.float64)
+    for threads in (1, 2):
+        stepped = bpfast.Network.from_params(net.weights, net.biases, dtype=dtype)
+        stepped.fit(X, Y, epochs=1, batch_size=64, learning_rate=0.5, n_threads=threads)
+        step = (theta - stepped.parameters_vector()) / 0.5
+        assert relative_difference(step, expected) <= 10 * tolerance
+
+
 def test_kept_work_buffers_never_back_what_a_call_returns():
     net, X, Y = make_problem([6, 9, 4], 12, seed=1)
     first, trace = net.predict(X), net.forward(X)

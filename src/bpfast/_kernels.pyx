@@ -525,9 +525,10 @@ cdef inline Py_ssize_t _unpacked_rows(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni
     packing alone); in blocks of at most SMALL_MACS, added up into W, it reads A in place. The
     blocks are of equal size (but the last), each no larger than that — if that leaves them
     BLAS_ROWS rows at least, below which W's reads and writes per block outweigh the packing;
-    else 0: every row at once."""
+    else 0: every row at once — as for a w of more than SMALL_MACS numbers, whose one row is
+    already too much (no block has a row then: `most` is 0)."""
     cdef Py_ssize_t most = SMALL_MACS // (nj * ni), blocks, rows
-    if m <= most:
+    if m <= most or most < BLAS_ROWS:
         return 0
     blocks = (m + most - 1) // most
     rows = (m + blocks - 1) // blocks
