@@ -67,6 +67,33 @@ def test_per_example_rows_of_every_width_against_the_reference(dtype):
                 REFERENCE_TOLERANCE[dtype], (k, l)
 
 
+def test_a_few_rows_over_a_large_layer_go_to_the_microkernel(dtype):
+    """A chunk of at most 8 rows that BLAS would pack — w^(1) of [300, 500, 3] has 150,000
+    weights, so 8 rows are 1.2 million multiply-adds — goes to the microkernel, which reads w
+    once; a tail of 5 rows (n = 13) stays with BLAS. Either way each row's output and ∂C_k/∂θ
+    are the reference's, the same bits on 1, 2 and 3 threads."""
+    net, X, Y = make_problem([300, 500, 3], 16, dtype, seed=6)
+    for n in (8, 13, 16):
+        outputs = [net.predict(X[:n], n_threads=t) for t in (1, 2, 3)]
+        rows = [net.per_example_gradients(X[:n], Y[:n], n_threads=t) for t in (1, 2, 3)]
+        for t in (1, 2):
+            np.testing.assert_array_equal(outputs[t], outputs[0])
+            np.testing.assert_array_equal(rows[t].vector(), rows[0].vector())
+        for k in (0, 7, n - 1):
+            _, a = reference.forward(*nested(net), X[k].tolist(), net.activations)
+            assert relative_difference(outputs[0][k], np.array(a[-1])) <= \
+                REFERENCE_TOLERANCE[dtype]
+    gradients = rows[0]
+    for k in (0, 15):
+        dw, db = reference.backprop(*nested(net), X[k].tolist(), Y[k].tolist(), net.activations,
+                                    net.cost_function)
+        for l in range(net.L):
+            assert relative_difference(gradients.w[l][k], np.array(dw[l])) <= \
+                REFERENCE_TOLERANCE[dtype], (k, l)
+            assert relative_difference(gradients.b[l][k], np.array(db[l])) <= \
+                REFERENCE_TOLERANCE[dtype], (k, l)
+
+
 def test_cost_and_gradient_is_cost_and_gradient(dtype):
     net, X, Y = make_problem([7, 5, 3], 80, dtype, seed=2)
     cost, g = net.cost_and_gradient(X, Y)
