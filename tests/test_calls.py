@@ -52,12 +52,10 @@ def test_per_example_gradients_and_norms_against_the_reference(choices, n, dtype
 EVERY_WIDTH = [64, 37, 128, 16, 129, 256, 65, 257, 13, 3]
 
 
-def test_per_example_rows_of_every_width_against_the_reference(dtype):
-    """Each layer's rows against the reference's, layer by layer (a layer whose rows are small
-    beside the others' must be right too)."""
-    net, X, Y = make_problem(EVERY_WIDTH, 3, dtype, seed=4, activation="tanh")
-    gradients = net.per_example_gradients(X, Y)
-    for k in (0, 2):
+def assert_rows_are_the_references(net, X, Y, gradients, examples, dtype):
+    """Per-example rows k ∈ examples against the reference's, layer by layer (a layer whose
+    rows are small beside the others' must be right too)."""
+    for k in examples:
         dw, db = reference.backprop(*nested(net), X[k].tolist(), Y[k].tolist(), net.activations,
                                     net.cost_function)
         for l in range(net.L):
@@ -65,6 +63,14 @@ def test_per_example_rows_of_every_width_against_the_reference(dtype):
                 REFERENCE_TOLERANCE[dtype], (k, l)
             assert relative_difference(gradients.b[l][k], np.array(db[l])) <= \
                 REFERENCE_TOLERANCE[dtype], (k, l)
+
+
+def test_per_example_rows_of_every_width_against_the_reference(dtype):
+    """Each layer's rows against the reference's, layer by layer (a layer whose rows are small
+    beside the others' must be right too)."""
+    net, X, Y = make_problem(EVERY_WIDTH, 3, dtype, seed=4, activation="tanh")
+    gradients = net.per_example_gradients(X, Y)
+    assert_rows_are_the_references(net, X, Y, gradients, (0, 2), dtype)
 
 
 def test_a_few_rows_over_a_large_layer_go_to_the_microkernel(dtype):
@@ -83,15 +89,7 @@ def test_a_few_rows_over_a_large_layer_go_to_the_microkernel(dtype):
             _, a = reference.forward(*nested(net), X[k].tolist(), net.activations)
             assert relative_difference(outputs[0][k], np.array(a[-1])) <= \
                 REFERENCE_TOLERANCE[dtype]
-    gradients = rows[0]
-    for k in (0, 15):
-        dw, db = reference.backprop(*nested(net), X[k].tolist(), Y[k].tolist(), net.activations,
-                                    net.cost_function)
-        for l in range(net.L):
-            assert relative_difference(gradients.w[l][k], np.array(dw[l])) <= \
-                REFERENCE_TOLERANCE[dtype], (k, l)
-            assert relative_difference(gradients.b[l][k], np.array(db[l])) <= \
-                REFERENCE_TOLERANCE[dtype], (k, l)
+    assert_rows_are_the_references(net, X, Y, rows[0], (0, 15), dtype)
 
 
 def test_cost_and_gradient_is_cost_and_gradient(dtype):
@@ -261,6 +259,16 @@ def test_the_transposed_weights_kept_for_a_call_are_the_narrow_layers_only():
         assert workspace.nbytes == work + (16 * 2048 * 4 if n == 128 else 0), n
 
 
+def assert_one_step_of_fit_is(net, X, Y, gradient, tolerance):
+    """One step of fit over the whole batch, on 1 and 2 threads, is θ − η ∂C/∂θ."""
+    theta = net.parameters_vector().astype(np.float64)
+    for threads in (1, 2):
+        stepped = bpfast.Network.from_params(net.weights, net.biases, dtype=net.dtype)
+        stepped.fit(X, Y, epochs=1, batch_size=len(X), learning_rate=0.5, n_threads=threads)
+        step = (theta - stepped.parameters_vector()) / 0.5
+        assert relative_difference(step, gradient) <= tolerance, threads
+
+
 def test_a_narrow_layer_over_many_rows_sums_its_blocks_of_rows(dtype):
     """∂C/∂w^(1) of [1,000, 8, 3] on 400 examples has 3.2 million multiply-adds, which BLAS is
     given in blocks of at most a million (a block's rows added to the ones before): the call's
@@ -272,12 +280,7 @@ def test_a_narrow_layer_over_many_rows_sums_its_blocks_of_rows(dtype):
     for threads in (1, 2, 3):
         assert relative_difference(net.gradient(X, Y, n_threads=threads).vector(),
                                    expected) <= tolerance
-    theta = net.parameters_vector().astype(np.float64)
-    for threads in (1, 2):
-        stepped = bpfast.Network.from_params(net.weights, net.biases, dtype=dtype)
-        stepped.fit(X, Y, epochs=1, batch_size=400, learning_rate=0.5, n_threads=threads)
-        step = (theta - stepped.parameters_vector()) / 0.5
-        assert relative_difference(step, expected) <= 10 * tolerance
+    assert_one_step_of_fit_is(net, X, Y, expected, 10 * tolerance)
 
 
 def test_a_layer_of_more_than_a_million_weights_on_one_thread(dtype):
@@ -289,18 +292,13 @@ def test_a_layer_of_more_than_a_million_weights_on_one_thread(dtype):
     tolerance = 1e-13 if dtype == "float64" else 1e-5
     per_example = [net.per_example_gradients(X[k:k + 8], Y[k:k + 8]).vector().astype(np.float64)
                    for k in range(0, 64, 8)]
-    expected = np.concatenate([rows.sum(axis=0)[None] for rows in per_example]).sum(axis=0) / 64
+    expected = sum(rows.sum(axis=0) for rows in per_example) / 64
     for threads in (1, 2):
         assert relative_difference(net.gradient(X, Y, n_threads=threads).vector(),
                                    expected) <= tolerance
     assert relative_difference(net.gradient(X[:2], Y[:2]).vector(),
                                per_example[0][:2].mean(axis=0)) <= tolerance
-    theta = net.parameters_vector().astype(np.float64)
-    for threads in (1, 2):
-        stepped = bpfast.Network.from_params(net.weights, net.biases, dtype=dtype)
-        stepped.fit(X, Y, epochs=1, batch_size=64, learning_rate=0.5, n_threads=threads)
-        step = (theta - stepped.parameters_vector()) / 0.5
-        assert relative_difference(step, expected) <= 10 * tolerance
+    assert_one_step_of_fit_is(net, X, Y, expected, 10 * tolerance)
 
 
 def test_kept_work_buffers_never_back_what_a_call_returns():
