@@ -260,6 +260,38 @@ def test_a_job_goes_to_the_team_that_last_served_its_kind():
     assert len(_pool._idle[2]) == _pool.MAX_IDLE
 
 
+FIRST_CALLS_AT_ONCE = """
+import threading
+import numpy as np
+import bpfast
+net = bpfast.Network([20, 7, 3], seed=3)
+x = np.linspace(-1, 1, 20)
+start, results = threading.Barrier(8), [None] * 8
+def run(i):
+    start.wait()
+    results[i] = [net.predict(x + 0.01 * i) for _ in range(50)]
+threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+for i in range(8):
+    expected = net.predict(x + 0.01 * i)
+    assert all(np.array_equal(r, expected) for r in results[i]), i
+print("ok")
+"""
+
+
+def test_first_calls_from_several_threads_at_once():
+    """Eight Python threads of a fresh process making their first calls at once (each looks for
+    the BLAS libraries to keep to one thread, found once under a lock): every call is right —
+    without the lock, one thread handing the functions over while another had BLAS limited got
+    a ValueError out of `predict`."""
+    result = subprocess.run([sys.executable, "-c", FIRST_CALLS_AT_ONCE], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
 def test_the_teams_clock_counts_its_jobs_not_the_pauses_between_them(monkeypatch):
     """Trials of the other mode are spaced on the team's clock, the seconds spent in jobs: on
     the wall's, a program that pauses between calls had one at nearly every call."""

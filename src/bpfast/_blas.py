@@ -10,7 +10,6 @@ microseconds cannot afford threadpoolctl's Python twice. Any other BLAS goes thr
 threadpoolctl.
 """
 import ctypes
-import functools
 import threading
 
 from threadpoolctl import ThreadpoolController
@@ -33,21 +32,32 @@ def _openblas_functions(library):
     return None
 
 
-@functools.cache
+_finding = threading.Lock()      # held while the libraries are looked for, once
+_others = None                  # the BLAS libraries other than OpenBLAS, once found
+
+
 def _libraries():
     """The BLAS libraries loaded (scipy's, which the kernels call, among them), found once —
-    once bpfast._kernels has loaded scipy's: (OpenBLAS functions for C, the others' handles)."""
-    functions, others = [], []
-    for library in ThreadpoolController().lib_controllers:
-        if library.user_api != "blas":
-            continue
-        found = _openblas_functions(library)
-        if found is None:
-            others.append(library)
-        else:
-            functions.append(found)
-    _kernels.use_blas_thread_functions(functions)
-    return others
+    once bpfast._kernels has loaded scipy's: the OpenBLAS functions handed to C, the others'
+    handles returned. Under a lock: Python threads making their first calls at once each looked
+    for them, and one handing its functions over while another had BLAS limited was refused
+    (ValueError out of `predict`)."""
+    global _others
+    if _others is None:
+        with _finding:
+            if _others is None:
+                functions, others = [], []
+                for library in ThreadpoolController().lib_controllers:
+                    if library.user_api != "blas":
+                        continue
+                    found = _openblas_functions(library)
+                    if found is None:
+                        others.append(library)
+                    else:
+                        functions.append(found)
+                _kernels.use_blas_thread_functions(functions)
+                _others = others
+    return _others
 
 
 _lock = threading.Lock()
