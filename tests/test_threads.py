@@ -260,6 +260,23 @@ def test_a_job_goes_to_the_team_that_last_served_its_kind():
     assert len(_pool._idle[2]) == _pool.MAX_IDLE
 
 
+def test_each_python_thread_keeps_its_own_team_of_one_worker():
+    """A team of one worker (a call on one part) is the calling thread's own, lent without the
+    pool: the same one call after call in a thread, another in another thread — two calls at
+    once never share one."""
+    from bpfast import _pool
+    with _pool.team(1, ("test", "A")) as first:
+        with _pool.team(1, ("test", "B")) as nested:
+            assert nested is first
+    with _pool.team(1, ("test", "C")) as again:
+        assert again is first
+    others = []
+    thread = threading.Thread(target=lambda: others.append(_pool.team(1, "x").__enter__()))
+    thread.start()
+    thread.join()
+    assert others[0] is not first and others[0].n_workers == 1
+
+
 FIRST_CALLS_AT_ONCE = """
 import threading
 import numpy as np
