@@ -77,11 +77,9 @@
 #include "_microkernels_impl.h"
 #define HELD_V bpfast_v4d
 #define HELD_LANES 4
-#define HELD_VECTORS 16
 #include "_outer_impl.h"
 #undef HELD_V
 #undef HELD_LANES
-#undef HELD_VECTORS
 #include "_activations_impl.h"
 #include "_rules_impl.h"
 #include "_noise_impl.h"
@@ -95,11 +93,9 @@
 #include "_activations_impl.h"
 #define HELD_V bpfast_v8d
 #define HELD_LANES 8
-#define HELD_VECTORS 16
 #include "_outer_impl.h"
 #undef HELD_V
 #undef HELD_LANES
-#undef HELD_VECTORS
 #undef NAME
 #undef ISA_TARGET
 #endif
@@ -144,11 +140,9 @@
 #include "_microkernels_impl.h"
 #define HELD_V bpfast_v8f
 #define HELD_LANES 8
-#define HELD_VECTORS 16
 #include "_outer_impl.h"
 #undef HELD_V
 #undef HELD_LANES
-#undef HELD_VECTORS
 #include "_activations_impl.h"
 #include "_rules_impl.h"
 #include "_noise_impl.h"
@@ -162,11 +156,9 @@
 #include "_activations_impl.h"
 #define HELD_V bpfast_v16f
 #define HELD_LANES 16
-#define HELD_VECTORS 16
 #include "_outer_impl.h"
 #undef HELD_V
 #undef HELD_LANES
-#undef HELD_VECTORS
 #undef NAME
 #undef ISA_TARGET
 #endif

@@ -4,9 +4,9 @@
  *   G[j,i] = d[j] a[i]  for j < nj, i < ni,  then the row after them: B[j] = d[j].
  *
  * Included by _dispatch.h once for each type and instruction set, with T, NAME and ISA_TARGET
- * defined as for _microkernels_impl.h, and for x86-64-v3 and v4 also HELD_V, HELD_LANES and
- * HELD_VECTORS: a vector of T (32 or 64 bytes), its number of elements, and how many of them a
- * row a may take — 16 of either: 64 doubles or 128 floats on x86-64-v3, 128 and 256 on v4.
+ * defined as for _microkernels_impl.h, and for x86-64-v3 and v4 also HELD_V and HELD_LANES: a
+ * vector of T (32 or 64 bytes) and its number of elements. A row a may take HELD_VECTORS of
+ * them — 16 of either: 64 doubles or 128 floats on x86-64-v3, 128 and 256 on v4.
  * There, a is held in registers while the rows of G are written: stores only, no load between
  * them (x86-64-v3 has 16 registers of 256 bits, and the compiler keeps 2 of a 64-double row in
  * memory, loaded again for each row; x86-64-v4 has 32 of 512 bits).
@@ -29,6 +29,8 @@
 
 #ifdef HELD_V
 
+#define HELD_VECTORS 16
+
 /* The rows of G from a of `count` vectors (HELD_LANES ≤ ni ≤ count · HELD_LANES): vector v
  * starts at v · HELD_LANES, the last at ni − HELD_LANES — overlapping the one before where ni is
  * not a multiple, which writes a few numbers twice, with the same value. */
@@ -36,7 +38,7 @@ BPFAST_INLINE void NAME(outer_held)(int count, ptrdiff_t nj, ptrdiff_t ni, const
                                     const T* restrict a, T* restrict G) {
     HELD_V held[HELD_VECTORS];
     ptrdiff_t at[HELD_VECTORS];
-    _Pragma("GCC unroll 24")
+    _Pragma("GCC unroll 16")
     for (int v = 0; v < count; v++) {
         at[v] = v < count - 1 ? v * HELD_LANES : ni - HELD_LANES;
         memcpy(&held[v], a + at[v], sizeof held[v]);
@@ -44,7 +46,7 @@ BPFAST_INLINE void NAME(outer_held)(int count, ptrdiff_t nj, ptrdiff_t ni, const
     for (ptrdiff_t j = 0; j < nj; j++) {
         const T dj = d[j];
         T* restrict g = G + j * ni;
-        _Pragma("GCC unroll 24")
+        _Pragma("GCC unroll 16")
         for (int v = 0; v < count; v++) {
             HELD_V product = dj * held[v];
             memcpy(g + at[v], &product, sizeof product);
@@ -63,14 +65,8 @@ ISA_TARGET static void NAME(outer)(ptrdiff_t nj, ptrdiff_t ni, const T* restrict
         switch ((ni + HELD_LANES - 1) / HELD_LANES) {
         BPFAST_HELD(1) BPFAST_HELD(2) BPFAST_HELD(3) BPFAST_HELD(4)
         BPFAST_HELD(5) BPFAST_HELD(6) BPFAST_HELD(7) BPFAST_HELD(8)
-#if HELD_VECTORS > 8
         BPFAST_HELD(9) BPFAST_HELD(10) BPFAST_HELD(11) BPFAST_HELD(12)
         BPFAST_HELD(13) BPFAST_HELD(14) BPFAST_HELD(15) BPFAST_HELD(16)
-#endif
-#if HELD_VECTORS > 16
-        BPFAST_HELD(17) BPFAST_HELD(18) BPFAST_HELD(19) BPFAST_HELD(20)
-        BPFAST_HELD(21) BPFAST_HELD(22) BPFAST_HELD(23) BPFAST_HELD(24)
-#endif
         }
 #undef BPFAST_HELD
         memcpy(B, d, nj * sizeof(T));
@@ -85,3 +81,6 @@ ISA_TARGET static void NAME(outer)(ptrdiff_t nj, ptrdiff_t ni, const T* restrict
     }
 }
 
+#ifdef HELD_V
+#undef HELD_VECTORS
+#endif
