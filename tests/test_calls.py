@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import bpfast
-from bpfast import _kernels, reference
+from bpfast import _blas, _kernels, reference
 from bpfast.crosscheck import reference_gradient, relative_difference
 
 from conftest import REFERENCE_TOLERANCE, make_problem
@@ -17,6 +17,18 @@ CHOICES = [dict(), dict(activation="relu", output_activation="softmax", cost="cr
 
 def nested(net):
     return [w.tolist() for w in net.weights], [b.tolist() for b in net.biases]
+
+
+@pytest.fixture(params=[True, False], ids=["small-products-unpacked", "every-product-packed"])
+def blas_small_path(request):
+    """The products' rules for either kind of BLAS, whichever this machine's is: OpenBLAS's
+    kernels for AVX-512 cores multiply small products without packing them, the others (AVX2)
+    pack every one (`_kernels.use_blas_small_path`)."""
+    _blas._libraries()              # the machine's, found and told to the kernels first
+    found = _kernels.blas_small_path()
+    _kernels.use_blas_small_path(request.param)
+    yield request.param
+    _kernels.use_blas_small_path(found)
 
 
 @pytest.mark.parametrize("choices", CHOICES)
@@ -73,11 +85,12 @@ def test_per_example_rows_of_every_width_against_the_reference(dtype):
     assert_rows_are_the_references(net, X, Y, gradients, (0, 2), dtype)
 
 
-def test_a_few_rows_over_a_large_layer_go_to_the_microkernel(dtype):
+def test_a_few_rows_over_a_large_layer_go_to_the_microkernel(dtype, blas_small_path):
     """A chunk of at most 8 rows that BLAS would pack — w^(1) of [300, 500, 3] has 150,000
     weights, so 8 rows are 1.2 million multiply-adds — goes to the microkernel, which reads w
-    once; a tail of 5 rows (n = 13) stays with BLAS. Either way each row's output and ∂C_k/∂θ
-    are the reference's, the same bits on 1, 2 and 3 threads."""
+    once, and so does the tail of 5 rows of its call (n = 13); where BLAS packs every product,
+    chunks of at most 4 float64 or 8 float32 rows over w^(1) do. Either way each row's output
+    and ∂C_k/∂θ are the reference's, the same bits on 1, 2 and 3 threads."""
     net, X, Y = make_problem([300, 500, 3], 16, dtype, seed=6)
     for n in (8, 13, 16):
         outputs = [net.predict(X[:n], n_threads=t) for t in (1, 2, 3)]
@@ -90,6 +103,62 @@ def test_a_few_rows_over_a_large_layer_go_to_the_microkernel(dtype):
             assert relative_difference(outputs[0][k], np.array(a[-1])) <= \
                 REFERENCE_TOLERANCE[dtype]
     assert_rows_are_the_references(net, X, Y, rows[0], (0, 15), dtype)
+
+
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 8, 12, 13, 16, 20])
+def test_few_rows_where_blas_packs_every_product(n, dtype):
+    """Where BLAS packs every product (OpenBLAS's kernels for AVX2), a call's chunk of at most
+    32 bytes a column — 4 rows of float64, 8 of float32 — over a w of 1,024 weights or more and
+    32 inputs goes to the microkernels, forward (z = a wᵀ) and backward (δ w): in [300, 500,
+    40, 3], w^(1) and w^(2) (not w^(3): 120 weights). The call's chunk decides for its every row:
+    a tail of 4 rows (n = 12 in float64, 20 in float32) goes with its chunks. Each row's output,
+    ∂C_k/∂θ and norm against the reference, the same bits on 1, 2 and 3 threads; rows that all
+    go to the microkernels are the same bits wherever they stand in the batch."""
+    _blas._libraries()
+    found = _kernels.blas_small_path()
+    _kernels.use_blas_small_path(False)
+    try:
+        net, X, Y = make_problem([300, 500, 40, 3], n, dtype, seed=n, activation="tanh")
+        outputs = [net.predict(X, n_threads=t) for t in (1, 2, 3)]
+        rows = [net.per_example_gradients(X, Y, n_threads=t).vector() for t in (1, 2, 3)]
+        norms = [net.per_example_norms(X, Y, n_threads=t) for t in (1, 2, 3)]
+        for t in (1, 2):
+            np.testing.assert_array_equal(outputs[t], outputs[0])
+            np.testing.assert_array_equal(rows[t], rows[0])
+            np.testing.assert_array_equal(norms[t], norms[0])
+        for k in {0, n // 2, n - 1}:
+            _, a = reference.forward(*nested(net), X[k].tolist(), net.activations)
+            assert relative_difference(outputs[0][k], np.array(a[-1])) <= \
+                REFERENCE_TOLERANCE[dtype], k
+        assert_rows_are_the_references(net, X, Y, net.per_example_gradients(X, Y),
+                                       sorted({0, n - 1}), dtype)
+        np.testing.assert_allclose(norms[0], np.linalg.norm(rows[0], axis=1),
+                                   rtol=10 * REFERENCE_TOLERANCE[dtype])
+        if n * X.dtype.itemsize <= 32 or (dtype == "float32" and n == 13):
+            order = np.random.default_rng(n).permutation(n)
+            np.testing.assert_array_equal(net.predict(X[order]), outputs[0][order])
+            np.testing.assert_array_equal(
+                net.per_example_gradients(X[order], Y[order]).vector(), rows[0][order])
+    finally:
+        _kernels.use_blas_small_path(found)
+
+
+def test_the_kernels_know_which_blas_skips_packing_small_products():
+    """OpenBLAS's kernels for AVX-512 cores multiply small products without packing; the
+    kernels follow the core that the BLAS they call (scipy's, 32-bit integers) reports."""
+    class Handle:
+        def __init__(self, internal_api, architecture):
+            self.internal_api, self.architecture = internal_api, architecture
+    for core, small in [("SkylakeX", True), ("COOPERLAKE", True), ("SapphireRapids", True),
+                        ("Haswell", False), ("Zen", False), ("Prescott", False)]:
+        assert _blas._small_path(Handle("openblas", core)) is small, core
+    assert not _blas._small_path(Handle("mkl", "SkylakeX"))
+    from threadpoolctl import ThreadpoolController
+    theirs = [library for library in ThreadpoolController().lib_controllers
+              if library.user_api == "blas" and _blas._called_by_the_kernels(library)]
+    assert theirs, "the BLAS the kernels call is not among the libraries loaded"
+    _blas._libraries()
+    assert _kernels.blas_small_path() == all(_blas._small_path(library) for library in theirs)
 
 
 def test_cost_and_gradient_is_cost_and_gradient(dtype):
@@ -240,7 +309,7 @@ def test_a_calls_two_parts_share_its_rows_evenly():
         assert max(rows) - min(rows) <= 8, (n, rows)
 
 
-def test_the_transposed_weights_kept_for_a_call_are_the_narrow_layers_only():
+def test_the_transposed_weights_kept_for_a_call_are_the_narrow_layers_only(blas_small_path):
     """A call on 128 examples or more keeps w^(l)ᵀ for the layers of few inputs or few weights
     (its products take them untransposed) — their numbers, not θ's: [16, 2,048, 2,048, 10] keeps
     16 × 2,048 of them beside its rows of work, not the 4.2 million of θ; a call on fewer rows,
@@ -269,9 +338,10 @@ def assert_one_step_of_fit_is(net, X, Y, gradient, tolerance):
         assert relative_difference(step, gradient) <= tolerance, threads
 
 
-def test_a_narrow_layer_over_many_rows_sums_its_blocks_of_rows(dtype):
+def test_a_narrow_layer_over_many_rows_sums_its_blocks_of_rows(dtype, blas_small_path):
     """∂C/∂w^(1) of [1,000, 8, 3] on 400 examples has 3.2 million multiply-adds, which BLAS is
-    given in blocks of at most a million (a block's rows added to the ones before): the call's
+    given in blocks of at most a million (a block's rows added to the ones before) where it
+    multiplies those without packing, all at once where it packs every product: the call's
     mean on 1, 2 and 3 threads and fit's step (128 rows at a time on each part) are the mean of
     the per-example rows, which never go through such a sum."""
     net, X, Y = make_problem([1000, 8, 3], 400, dtype, seed=4)
@@ -283,9 +353,10 @@ def test_a_narrow_layer_over_many_rows_sums_its_blocks_of_rows(dtype):
     assert_one_step_of_fit_is(net, X, Y, expected, 10 * tolerance)
 
 
-def test_a_layer_of_more_than_a_million_weights_on_one_thread(dtype):
+def test_a_layer_of_more_than_a_million_weights_on_one_thread(dtype, blas_small_path):
     """∂C/∂w^(1) of [1,000, 1,001, 1] has more weights than BLAS's unpacked path takes at once
-    (SMALL_MACS): not one of its rows fits in a block, so BLAS takes every row at once — the
+    (SMALL_MACS) where BLAS skips packing: not one of its rows fits in a block, so BLAS takes
+    every row at once, as it does where it packs every product — the
     call on one thread (or on two examples: one part) and fit's step of 64 on one thread, which
     the rows per block, once divided by zero, killed (SIGFPE)."""
     net, X, Y = make_problem([1000, 1001, 1], 64, dtype, seed=5)

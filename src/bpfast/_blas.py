@@ -32,21 +32,40 @@ def _openblas_functions(library):
     return None
 
 
+# OpenBLAS's cores whose kernels multiply small products without packing them (see _kernels).
+_SMALL_PATH_CORES = {"skylakex", "cooperlake", "sapphirerapids"}
+
+
+def _small_path(library):
+    """Whether a threadpoolctl BLAS handle multiplies small products without packing them: only
+    OpenBLAS's kernels for AVX-512 cores, by the core it reports (any other BLAS: assumed not)."""
+    return (library.internal_api == "openblas"
+            and str(getattr(library, "architecture", "")).lower() in _SMALL_PATH_CORES)
+
+
+def _called_by_the_kernels(library):
+    """Whether a BLAS handle is one the kernels may call: scipy.linalg.cython_blas's, with 32-bit
+    integers (`dgemm_`, or `scipy_dgemm_` in scipy's wheels) — not numpy's 64-bit one."""
+    return any(getattr(library.dynlib, name, None) is not None
+               for name in ("scipy_dgemm_", "dgemm_"))
+
+
 _finding = threading.Lock()      # held while the libraries are looked for, once
 _others = None                  # the BLAS libraries other than OpenBLAS, once found
 
 
 def _libraries():
     """The BLAS libraries loaded (scipy's, which the kernels call, among them), found once —
-    once bpfast._kernels has loaded scipy's: the OpenBLAS functions handed to C, the others'
-    handles returned. Under a lock: Python threads making their first calls at once each looked
+    once bpfast._kernels has loaded scipy's: the OpenBLAS functions handed to C, and whether
+    the BLAS they call skips packing small products (`_small_path`), the others' handles
+    returned. Under a lock: Python threads making their first calls at once each looked
     for them, and one handing its functions over while another had BLAS limited was refused
     (ValueError out of `predict`)."""
     global _others
     if _others is None:
         with _finding:
             if _others is None:
-                functions, others = [], []
+                functions, others, small = [], [], []
                 for library in ThreadpoolController().lib_controllers:
                     if library.user_api != "blas":
                         continue
@@ -55,7 +74,10 @@ def _libraries():
                         others.append(library)
                     else:
                         functions.append(found)
+                    if _called_by_the_kernels(library):
+                        small.append(_small_path(library))
                 _kernels.use_blas_thread_functions(functions)
+                _kernels.use_blas_small_path(bool(small) and all(small))
                 _others = others
     return _others
 
@@ -70,9 +92,9 @@ class single_threaded:
 
     def __enter__(self):
         global _users, _found
+        others = _libraries()
         if not _kernels.threads:         # no threads of the kernels': BLAS's are the only ones
             return self
-        others = _libraries()
         _kernels.blas_alone_enter()
         if others:
             with _lock:

@@ -66,7 +66,11 @@ Design
    (`_call_first`), whose size depends on n alone (`_call_chunk`). Calls use BLAS, which ran
    1.2–2× as fast as the microkernels on a call's chunks, one thread each — but for z = a wᵀ
    on a chunk of a few rows that BLAS would pack (`_z_is_a_wT`): the microkernel reads w once
-   where BLAS copies it first, 1.2–2.5× as fast.
+   where BLAS copies it first, 1.2–2.5× as fast. Which products BLAS packs depends on the BLAS
+   (`_blas_small_path`): OpenBLAS's kernels for AVX-512 cores skip packing small products,
+   its kernels for AVX2 pack every one — on which z = a wᵀ and δ w of a chunk of up to 4
+   float64 or 8 float32 rows go to the microkernels (1.2–11× as fast), and every layer keeps
+   the call's chunk (`_layer_chunk` halves it only where BLAS skips packing).
 11. A step of `fit` on a mini-batch that goes to BLAS, over layers all narrower than
    BY_EXAMPLES_NEURONS neurons per part — or of BY_EXAMPLES_ROWS examples per part and more,
    over any layers — is shared by examples instead (`_step_by_examples`).
@@ -184,6 +188,27 @@ def use_blas_thread_functions(functions):
         _blas_get[q] = <_get_threads_t> <size_t> get
         _blas_set[q] = <_set_threads_t> <size_t> set_
     _blas_libraries = len(functions)
+
+
+# Whether BLAS multiplies a small product without packing its operands first: OpenBLAS does, up
+# to SMALL_MACS multiply-adds, with its kernels for AVX-512 cores (SkylakeX, Cooperlake,
+# SapphireRapids); with the others — its Haswell kernels, which AVX2 machines run — it copies all
+# of w for every product, however few its rows. bpfast._blas tells, from the core OpenBLAS
+# reports; the products' rules follow it (`_layer_chunk`, `_z_is_a_wT`, `_t_is_d_w`,
+# `_unpacked_rows`). Either way a given machine computes each row alike whatever the number of
+# parts.
+cdef bint _blas_small_path = False
+
+
+def use_blas_small_path(bint small):
+    """Tell the kernels whether BLAS multiplies small products without packing (see above)."""
+    global _blas_small_path
+    _blas_small_path = small
+
+
+def blas_small_path():
+    """Whether the kernels take BLAS to multiply small products without packing."""
+    return _blas_small_path
 
 
 def blas_alone_enter():
@@ -408,16 +433,23 @@ cdef extern from "_dispatch.h":
 # From this many examples in a mini-batch on, `fit` calls BLAS rather than the microkernels
 # (Design 6). A call of the kernels (run_call) gives BLAS chunks of rows: a multiple of
 # CALL_ROWS_MIN up to CALL_ROWS that shares the batch evenly (`_call_chunk`) — fewer for a
-# narrow layer, whose product on few rows OpenBLAS computes without packing its operands, at up
-# to twice the speed: at most SMALL_OUTPUTS outputs and SMALL_MACS multiply-adds (Design 10;
-# measured: [784, 30] at 35 GFLOP/s on 32 rows, 20 on 48 or more; [784, 100] at 43 on 8 rows,
-# 26 on 16).
+# narrow layer, whose product on few rows OpenBLAS computes without packing its operands where it
+# can (`_blas_small_path`), at up to twice the speed: at most SMALL_OUTPUTS outputs and
+# SMALL_MACS multiply-adds (Design 10; measured: [784, 30] at 35 GFLOP/s on 32 rows, 20 on 48 or
+# more; [784, 100] at 43 on 8 rows, 26 on 16). Where BLAS packs every product, a chunk of at
+# most FEW_BYTES a column (4 doubles, 8 floats) goes to the microkernels instead, over a w of
+# FEW_WEIGHTS weights or more (below, BLAS's copy of w costs under half a microsecond: `predict`
+# on one example of [3, n_1, n_2], µs saved by the microkernel, float64 / float32: 32 × 8,
+# −0.26 / 0.29; 32 × 32, 0.34 / 0.63; 64 × 32, 0.89 / 1.45; 64 × 64, 1.52 / 2.42; 128 × 128,
+# 6.4 / 11.0).
 cdef enum:
     SMALL_BATCH = 64
     BLAS_ROWS = 32
     NARROW_INPUTS = 32
     NARROW_ROWS = 128
     FEW_ROWS = 8
+    FEW_BYTES = 32
+    FEW_WEIGHTS = 1024
     SMALL_WEIGHTS = 4096
     CALL_ROWS_MIN = 8
     CALL_ROWS = 128
@@ -454,7 +486,9 @@ cdef inline Py_ssize_t _call_chunk(Py_ssize_t n) noexcept nogil:
     (rounded up), so that even a small one has two parts to share; of those, the one whose two
     parts take the least time (`_two_parts_time`), the larger on a tie. Parts start on a
     multiple of the chunk: half the batch rounded up to a power of two, the rule before, put
-    128 rows in one part and 256 in the other at n = 384, 128 and 8 at n = 136."""
+    128 rows in one part and 256 in the other at n = 384, 128 and 8 at n = 136. Below
+    CALL_ROWS_MIN rows, n itself: the call's one chunk, whose size decides how the products
+    take it (`_z_is_a_wT`, `_t_is_d_w`)."""
     cdef Py_ssize_t top = min(<Py_ssize_t> CALL_ROWS,
                               ((n + 1) // 2 + CALL_ROWS_MIN - 1) // CALL_ROWS_MIN * CALL_ROWS_MIN)
     cdef Py_ssize_t c = max(top, <Py_ssize_t> CALL_ROWS_MIN), best = c, cost
@@ -464,7 +498,7 @@ cdef inline Py_ssize_t _call_chunk(Py_ssize_t n) noexcept nogil:
         cost = _two_parts_time(n, c)
         if cost < best_time:
             best, best_time = c, cost
-    return best
+    return min(best, max(n, 1))
 
 
 cdef inline Py_ssize_t _layer_chunk(const Layout* lay, int l, Py_ssize_t chunk) noexcept nogil:
@@ -473,6 +507,8 @@ cdef inline Py_ssize_t _layer_chunk(const Layout* lay, int l, Py_ssize_t chunk) 
     `chunk`. Halved while even only: each divides `chunk`, so that the rows of a part, which
     starts on a multiple of it, are grouped alike whatever the number of parts."""
     cdef Py_ssize_t weights = lay.sizes[l] * lay.sizes[l - 1], rows = chunk
+    if not _blas_small_path:
+        return chunk
     while rows >= CALL_ROWS_MIN:
         if rows * lay.sizes[l] <= SMALL_OUTPUTS and rows * weights <= SMALL_MACS:
             return rows
@@ -505,17 +541,28 @@ cdef inline void _z_is_a_wT(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni,
     at most FEW_ROWS rows that BLAS would pack (more than SMALL_MACS multiply-adds): it reads
     w once for them where BLAS copies all of w first (one thread, `predict` on [784, 512, 512,
     10]: 4 examples 267 → 113 µs in float32, 474 → 211 in float64; 8 examples 323 → 195; a
-    layer [256 → 1,024] on 4, 1.8–1.9×; on chunks of 16 rows, 0.85–1.9×: kept to BLAS). WT:
-    NULL, or Wᵀ itself (ni × nj, row-major), which BLAS takes untransposed
+    layer [256 → 1,024] on 4, 1.8–1.9×; on chunks of 16 rows, 0.85–1.9×: kept to BLAS). Where
+    BLAS packs every product (`_blas_small_path` false), the microkernel takes any chunk of at
+    most FEW_BYTES a column over at least NARROW_INPUTS inputs and FEW_WEIGHTS weights: one
+    thread, AVX2 (Zen 3), w
+    of [784 → 100], [784 → 512], [512 → 512], [256 → 1,024] or [784 → 30], 1.4–4× as fast as
+    BLAS on 1–4 rows in float64, 0.8–1.1× on 8; 1.8–11× on 1–8 rows in float32, 1.0–1.5× on
+    12–16; [16 → 2,048] 0.73× on 4 rows. The chunk decides, not each chunk's rows: a call's
+    every row goes the same way, wherever it stands (its row does not change when the batch is
+    shuffled). WT: NULL, or Wᵀ itself (ni × nj, row-major), which BLAS takes untransposed
     (`_transpose_narrow`)."""
     cdef Py_ssize_t k, rows
+    cdef bint few
     if m == 0 or nj == 0:
         return
     if chunk > 0:
+        few = (chunk <= FEW_ROWS and chunk * nj * ni > SMALL_MACS if _blas_small_path else
+               chunk * sizeof(floating) <= FEW_BYTES and ni >= NARROW_INPUTS
+               and nj * ni >= FEW_WEIGHTS)
         k = 0
         while k < m:
             rows = min(chunk, m - k)
-            if rows <= FEW_ROWS and rows * nj * ni > SMALL_MACS:
+            if few:
                 if floating is double:
                     bpfast_abt_d(rows, nj, ni, A + k * lda, lda, W, ldw, Z + k * ldz, ldz)
                 else:
@@ -541,6 +588,8 @@ cdef inline Py_ssize_t _unpacked_rows(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni
     else 0: every row at once — as for a w of more than SMALL_MACS numbers, whose one row is
     already too much (no block has a row then: `most` is 0)."""
     cdef Py_ssize_t most = SMALL_MACS // (nj * ni), blocks, rows
+    if not _blas_small_path:
+        return 0
     if m <= most or most < BLAS_ROWS:
         return 0
     blocks = (m + most - 1) // most
@@ -577,15 +626,31 @@ cdef inline void _t_is_d_w(Py_ssize_t m, Py_ssize_t ni, Py_ssize_t nj,
                            const floating* D, Py_ssize_t ldd, const floating* W, Py_ssize_t ldw,
                            floating* T, Py_ssize_t ldt, Py_ssize_t chunk) noexcept nogil:
     """T = D W, i.e. T_ki = Σ_j D_kj W_ji   (row-major; k < m, i < ni, j < nj); by BLAS on
-    `chunk` rows at a time, or with chunk = 0 by the microkernel."""
+    `chunk` rows at a time, or with chunk = 0 by the microkernel — which also takes a chunk of
+    at most FEW_BYTES a column over FEW_WEIGHTS weights or more where BLAS packs every product
+    (`_blas_small_path` false, as in `_z_is_a_wT`): one
+    thread, AVX2 (Zen 3), w of [784 → 100], [784 → 512], [512 → 512], [784 → 30] or
+    [100 → 10], 1.2–3.9× as fast as BLAS on 1–4 rows in float64 (0.7 on one row of
+    [512 → 512]); 1.1–9.7× on 1–8 rows in float32. Where BLAS does not pack a small product,
+    it keeps every chunk (the microkernel there: mixed, 0.96–1.05×)."""
     cdef Py_ssize_t k, rows
+    cdef bint few
     if m == 0 or ni == 0:
         return
     if chunk > 0:
+        few = (not _blas_small_path and chunk * sizeof(floating) <= FEW_BYTES
+               and nj * ni >= FEW_WEIGHTS)
         k = 0
         while k < m:
             rows = min(chunk, m - k)
-            _gemm(c'N', c'N', ni, rows, nj, 1, W, ldw, D + k * ldd, ldd, 0, T + k * ldt, ldt)
+            if few:
+                if floating is double:
+                    bpfast_ab_d(rows, ni, nj, D + k * ldd, ldd, W, ldw, T + k * ldt, ldt)
+                else:
+                    bpfast_ab_s(rows, ni, nj, D + k * ldd, ldd, W, ldw, T + k * ldt, ldt)
+            else:
+                _gemm(c'N', c'N', ni, rows, nj, 1, W, ldw, D + k * ldd, ldd, 0, T + k * ldt,
+                      ldt)
             k += rows
     elif floating is double:
         bpfast_ab_d(m, ni, nj, D, ldd, W, ldw, T, ldt)
