@@ -89,7 +89,7 @@ def test_a_few_rows_over_a_large_layer_go_to_the_microkernel(dtype, blas_small_p
     """A chunk of at most 8 rows that BLAS would pack — w^(1) of [300, 500, 3] has 150,000
     weights, so 8 rows are 1.2 million multiply-adds — goes to the microkernel, which reads w
     once, and so does the tail of 5 rows of its call (n = 13); where BLAS packs every product,
-    chunks of at most 4 float64 or 8 float32 rows over w^(1) do. Either way each row's output
+    chunks of at most 8 rows over w^(1) do. Either way each row's output
     and ∂C_k/∂θ are the reference's, the same bits on 1, 2 and 3 threads."""
     net, X, Y = make_problem([300, 500, 3], 16, dtype, seed=6)
     for n in (8, 13, 16):
@@ -108,12 +108,12 @@ def test_a_few_rows_over_a_large_layer_go_to_the_microkernel(dtype, blas_small_p
 @pytest.mark.parametrize("n", [1, 3, 4, 5, 8, 12, 13, 16, 20])
 def test_few_rows_where_blas_packs_every_product(n, dtype):
     """Where BLAS packs every product (OpenBLAS's kernels for AVX2), a call's chunk of at most
-    32 bytes a column — 4 rows of float64, 8 of float32 — over a w of 1,024 weights or more and
-    32 inputs goes to the microkernels, forward (z = a wᵀ) and backward (δ w): in [300, 500,
-    40, 3], w^(1) and w^(2) (not w^(3): 120 weights). The call's chunk decides for its every row:
-    a tail of 4 rows (n = 12 in float64, 20 in float32) goes with its chunks. Each row's output,
-    ∂C_k/∂θ and norm against the reference, the same bits on 1, 2 and 3 threads; rows that all
-    go to the microkernels are the same bits wherever they stand in the batch."""
+    8 rows (a call on up to 16) over a w of 1,024 weights or more and 32 inputs goes to the
+    microkernels, forward (z = a wᵀ) and backward (δ w): in [300, 500, 40, 3], w^(1) and w^(2)
+    (not w^(3): 120 weights). The call's chunk decides for its every row: a tail of 4 rows
+    (n = 20: chunks of 16) goes with its chunk to BLAS. Each row's output, ∂C_k/∂θ and norm
+    against the reference, the same bits on 1, 2 and 3 threads; rows that all go to the
+    microkernels are the same bits wherever they stand in the batch."""
     _blas._libraries()
     found = _kernels.blas_small_path()
     _kernels.use_blas_small_path(False)
@@ -134,7 +134,7 @@ def test_few_rows_where_blas_packs_every_product(n, dtype):
                                        sorted({0, n - 1}), dtype)
         np.testing.assert_allclose(norms[0], np.linalg.norm(rows[0], axis=1),
                                    rtol=10 * REFERENCE_TOLERANCE[dtype])
-        if n * X.dtype.itemsize <= 32 or (dtype == "float32" and n == 13):
+        if n <= 16:
             order = np.random.default_rng(n).permutation(n)
             np.testing.assert_array_equal(net.predict(X[order]), outputs[0][order])
             np.testing.assert_array_equal(
