@@ -89,7 +89,7 @@ def test_a_few_rows_over_a_large_layer_go_to_the_microkernel(dtype, blas_small_p
     """A chunk of at most 8 rows that BLAS would pack — w^(1) of [300, 500, 3] has 150,000
     weights, so 8 rows are 1.2 million multiply-adds — goes to the microkernel, which reads w
     once, and so does the tail of 5 rows of its call (n = 13); where BLAS packs every product,
-    chunks of at most 8 rows over w^(1) do. Either way each row's output
+    chunks of at most 8 float64 or 16 float32 rows over w^(1) do. Either way each row's output
     and ∂C_k/∂θ are the reference's, the same bits on 1, 2 and 3 threads."""
     net, X, Y = make_problem([300, 500, 3], 16, dtype, seed=6)
     for n in (8, 13, 16):
@@ -105,13 +105,14 @@ def test_a_few_rows_over_a_large_layer_go_to_the_microkernel(dtype, blas_small_p
     assert_rows_are_the_references(net, X, Y, rows[0], (0, 15), dtype)
 
 
-@pytest.mark.parametrize("n", [1, 3, 4, 5, 8, 12, 13, 16, 20])
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 8, 12, 13, 16, 20, 29, 32, 40])
 def test_few_rows_where_blas_packs_every_product(n, dtype):
     """Where BLAS packs every product (OpenBLAS's kernels for AVX2), a call's chunk of at most
-    8 rows (a call on up to 16) over a w of 1,024 weights or more and 32 inputs goes to the
-    microkernels, forward (z = a wᵀ) and backward (δ w): in [300, 500, 40, 3], w^(1) and w^(2)
-    (not w^(3): 120 weights). The call's chunk decides for its every row: a tail of 4 rows
-    (n = 20: chunks of 16) goes with its chunk to BLAS. Each row's output, ∂C_k/∂θ and norm
+    64 bytes a column — 8 float64 rows, 16 float32 (a call on up to 16 or 32 examples) — over a
+    w of 1,024 weights or more and 32 inputs goes to the microkernels, forward (z = a wᵀ) and
+    backward (δ w): in [300, 500, 40, 3], w^(1) and w^(2) (not w^(3): 120 weights). The call's
+    chunk decides for its every row: a short tail (n = 20 in float64, chunks of 16; 40 in
+    float32, chunks of 24) goes with its chunk to BLAS. Each row's output, ∂C_k/∂θ and norm
     against the reference, the same bits on 1, 2 and 3 threads; rows that all go to the
     microkernels are the same bits wherever they stand in the batch."""
     _blas._libraries()
@@ -134,7 +135,7 @@ def test_few_rows_where_blas_packs_every_product(n, dtype):
                                        sorted({0, n - 1}), dtype)
         np.testing.assert_allclose(norms[0], np.linalg.norm(rows[0], axis=1),
                                    rtol=10 * REFERENCE_TOLERANCE[dtype])
-        if n <= 16:
+        if n <= (16 if dtype == "float64" else 32):
             order = np.random.default_rng(n).permutation(n)
             np.testing.assert_array_equal(net.predict(X[order]), outputs[0][order])
             np.testing.assert_array_equal(

@@ -69,8 +69,8 @@ Design
    where BLAS copies it first, 1.2–2.5× as fast. Which products BLAS packs depends on the BLAS
    (`_blas_small_path`): OpenBLAS's kernels for AVX-512 cores skip packing small products,
    its kernels for AVX2 pack every one — on which z = a wᵀ and δ w of a chunk of up to 8
-   rows go to the microkernels (1.2–11× as fast on 1–4 rows), and every layer keeps
-   the call's chunk (`_layer_chunk` halves it only where BLAS skips packing).
+   float64 or 16 float32 rows go to the microkernels (1.2–11× as fast on 1–4 rows), and every
+   layer keeps the call's chunk (`_layer_chunk` halves it only where BLAS skips packing).
 11. A step of `fit` on a mini-batch that goes to BLAS, over layers all narrower than
    BY_EXAMPLES_NEURONS neurons per part — or of BY_EXAMPLES_ROWS examples per part and more,
    over any layers — is shared by examples instead (`_step_by_examples`).
@@ -437,7 +437,8 @@ cdef extern from "_dispatch.h":
 # can (`_blas_small_path`), at up to twice the speed: at most SMALL_OUTPUTS outputs and
 # SMALL_MACS multiply-adds (Design 10; measured: [784, 30] at 35 GFLOP/s on 32 rows, 20 on 48 or
 # more; [784, 100] at 43 on 8 rows, 26 on 16). Where BLAS packs every product, a chunk of at
-# most FEW_ROWS rows goes to the microkernels instead, over a w of FEW_WEIGHTS weights or more
+# most FEW_BYTES a column (8 doubles, 16 floats) goes to the microkernels instead, over a w of
+# FEW_WEIGHTS weights or more
 # (below, BLAS's copy of w costs under half a microsecond: `predict` on one example of
 # [3, n_1, n_2], µs saved by the microkernel, float64 / float32: 32 × 8, −0.26 / 0.29;
 # 32 × 32, 0.34 / 0.63; 64 × 32, 0.89 / 1.45; 64 × 64, 1.52 / 2.42; 128 × 128, 6.4 / 11.0).
@@ -447,6 +448,7 @@ cdef enum:
     NARROW_INPUTS = 32
     NARROW_ROWS = 128
     FEW_ROWS = 8
+    FEW_BYTES = 64
     FEW_WEIGHTS = 1024
     SMALL_WEIGHTS = 4096
     CALL_ROWS_MIN = 8
@@ -541,16 +543,18 @@ cdef inline void _z_is_a_wT(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni,
     10]: 4 examples 267 → 113 µs in float32, 474 → 211 in float64; 8 examples 323 → 195; a
     layer [256 → 1,024] on 4, 1.8–1.9×; on chunks of 16 rows, 0.85–1.9×: kept to BLAS). Where
     BLAS packs every product (`_blas_small_path` false), the microkernel takes any chunk of at
-    most FEW_ROWS rows over at least NARROW_INPUTS inputs and FEW_WEIGHTS weights: one thread,
-    AVX2 (Zen 3), w of [784 → 100], [784 → 512], [512 → 512], [256 → 1,024] or [784 → 30]
-    in cache, 1.4–4× as fast as BLAS on 1–4 rows in float64, 0.8–1.1× on 8; 1.8–11× on 1–8
-    rows in float32; [16 → 2,048] 0.73× on 4 rows. In whole calls, where w comes from memory,
-    8 float64 rows too (default threads, best of four processes each, ms: [784, 512, 512, 10]
-    `predict` on 8 and 16 examples 0.543 → 0.467, 0.570 → 0.484; [256, 1,024, 10] 0.235 →
-    0.191, 0.299 → 0.197; their gradient 1.97 → 2.08, 2.01 → 1.90 and 0.518 → 0.452,
-    0.599 → 0.447). The chunk decides, not each chunk's rows: a call's
-    every row goes the same way, wherever it stands (its row does not change when the batch is
-    shuffled). WT: NULL, or Wᵀ itself (ni × nj, row-major), which BLAS takes untransposed
+    most FEW_BYTES a column — 8 float64 rows, 16 float32 — over at least NARROW_INPUTS inputs
+    and FEW_WEIGHTS weights: one thread, AVX2 (Zen 3), w of [784 → 100], [784 → 512],
+    [512 → 512], [256 → 1,024] or [784 → 30] in cache, 1.4–4× as fast as BLAS on 1–4 rows in
+    float64, 0.8–1.1× on 8; 1.8–11× on 1–8 rows in float32, 1.0–1.2× on 16; [16 → 2,048] 0.73×
+    on 4 rows. In whole calls, where w comes from memory, more rows gain (default threads, the
+    rules in turns in one process, five rounds, best times, ms): [784, 512, 512, 10] `predict`
+    on 16 float64 examples (chunks of 8) 0.726 → 0.657, [784, 30, 10] 0.067 → 0.060; on 32
+    float32 (chunks of 16) 0.696 → 0.439, [256, 1,024, 10] 0.313 → 0.271, [784, 100, 10]
+    0.121 → 0.085, their gradient 1.47 → 1.35, 0.511 → 0.438, 0.229 → 0.214; 16 float64 rows
+    lose ([784, 512, 512, 10] on 32: 1.03 → 1.20). The chunk decides, not each chunk's rows: a
+    call's every row goes the same way, wherever it stands (its row does not change when the
+    batch is shuffled). WT: NULL, or Wᵀ itself (ni × nj, row-major), which BLAS takes untransposed
     (`_transpose_narrow`)."""
     cdef Py_ssize_t k, rows
     cdef bint few
@@ -558,7 +562,7 @@ cdef inline void _z_is_a_wT(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni,
         return
     if chunk > 0:
         few = (chunk <= FEW_ROWS and chunk * nj * ni > SMALL_MACS if _blas_small_path else
-               chunk <= FEW_ROWS and ni >= NARROW_INPUTS
+               chunk * sizeof(floating) <= FEW_BYTES and ni >= NARROW_INPUTS
                and nj * ni >= FEW_WEIGHTS)
         k = 0
         while k < m:
@@ -628,7 +632,7 @@ cdef inline void _t_is_d_w(Py_ssize_t m, Py_ssize_t ni, Py_ssize_t nj,
                            floating* T, Py_ssize_t ldt, Py_ssize_t chunk) noexcept nogil:
     """T = D W, i.e. T_ki = Σ_j D_kj W_ji   (row-major; k < m, i < ni, j < nj); by BLAS on
     `chunk` rows at a time, or with chunk = 0 by the microkernel — which also takes a chunk of
-    at most FEW_ROWS rows over FEW_WEIGHTS weights or more where BLAS packs every product
+    at most FEW_BYTES a column over FEW_WEIGHTS weights or more where BLAS packs every product
     (`_blas_small_path` false, as in `_z_is_a_wT`): one thread, AVX2 (Zen 3), w of
     [784 → 100], [784 → 512], [512 → 512], [784 → 30] or [100 → 10] in cache, 1.2–3.9× as fast
     as BLAS on 1–4 rows in float64 (0.7 on one row of [512 → 512]), 0.8–1.5× on 8; 1.1–9.7× on
@@ -639,7 +643,8 @@ cdef inline void _t_is_d_w(Py_ssize_t m, Py_ssize_t ni, Py_ssize_t nj,
     if m == 0 or ni == 0:
         return
     if chunk > 0:
-        few = not _blas_small_path and chunk <= FEW_ROWS and nj * ni >= FEW_WEIGHTS
+        few = (not _blas_small_path and chunk * sizeof(floating) <= FEW_BYTES
+               and nj * ni >= FEW_WEIGHTS)
         k = 0
         while k < m:
             rows = min(chunk, m - k)
