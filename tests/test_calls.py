@@ -105,8 +105,9 @@ def test_a_few_rows_over_a_large_layer_go_to_the_microkernel(dtype, blas_small_p
     assert_rows_are_the_references(net, X, Y, rows[0], (0, 15), dtype)
 
 
+@pytest.mark.parametrize("blas_small_path", [False], indirect=True)
 @pytest.mark.parametrize("n", [1, 3, 4, 5, 8, 12, 13, 16, 20, 29, 32, 40])
-def test_few_rows_where_blas_packs_every_product(n, dtype):
+def test_few_rows_where_blas_packs_every_product(n, dtype, blas_small_path):
     """Where BLAS packs every product (OpenBLAS's kernels for AVX2), a call's chunk of at most
     64 bytes a column — 8 float64 rows, 16 float32 (a call on up to 16 or 32 examples) — over a
     w of 1,024 weights or more and 32 inputs goes to the microkernels, forward (z = a wᵀ) and
@@ -115,33 +116,27 @@ def test_few_rows_where_blas_packs_every_product(n, dtype):
     float32, chunks of 24) goes with its chunk to BLAS. Each row's output, ∂C_k/∂θ and norm
     against the reference, the same bits on 1, 2 and 3 threads; rows that all go to the
     microkernels are the same bits wherever they stand in the batch."""
-    _blas._libraries()
-    found = _kernels.blas_small_path()
-    _kernels.use_blas_small_path(False)
-    try:
-        net, X, Y = make_problem([300, 500, 40, 3], n, dtype, seed=n, activation="tanh")
-        outputs = [net.predict(X, n_threads=t) for t in (1, 2, 3)]
-        rows = [net.per_example_gradients(X, Y, n_threads=t).vector() for t in (1, 2, 3)]
-        norms = [net.per_example_norms(X, Y, n_threads=t) for t in (1, 2, 3)]
-        for t in (1, 2):
-            np.testing.assert_array_equal(outputs[t], outputs[0])
-            np.testing.assert_array_equal(rows[t], rows[0])
-            np.testing.assert_array_equal(norms[t], norms[0])
-        for k in {0, n // 2, n - 1}:
-            _, a = reference.forward(*nested(net), X[k].tolist(), net.activations)
-            assert relative_difference(outputs[0][k], np.array(a[-1])) <= \
-                REFERENCE_TOLERANCE[dtype], k
-        assert_rows_are_the_references(net, X, Y, net.per_example_gradients(X, Y),
-                                       sorted({0, n - 1}), dtype)
-        np.testing.assert_allclose(norms[0], np.linalg.norm(rows[0], axis=1),
-                                   rtol=10 * REFERENCE_TOLERANCE[dtype])
-        if n <= (16 if dtype == "float64" else 32):
-            order = np.random.default_rng(n).permutation(n)
-            np.testing.assert_array_equal(net.predict(X[order]), outputs[0][order])
-            np.testing.assert_array_equal(
-                net.per_example_gradients(X[order], Y[order]).vector(), rows[0][order])
-    finally:
-        _kernels.use_blas_small_path(found)
+    net, X, Y = make_problem([300, 500, 40, 3], n, dtype, seed=n, activation="tanh")
+    outputs = [net.predict(X, n_threads=t) for t in (1, 2, 3)]
+    gradients = [net.per_example_gradients(X, Y, n_threads=t) for t in (1, 2, 3)]
+    rows = [g.vector() for g in gradients]
+    norms = [net.per_example_norms(X, Y, n_threads=t) for t in (1, 2, 3)]
+    for t in (1, 2):
+        np.testing.assert_array_equal(outputs[t], outputs[0])
+        np.testing.assert_array_equal(rows[t], rows[0])
+        np.testing.assert_array_equal(norms[t], norms[0])
+    for k in {0, n // 2, n - 1}:
+        _, a = reference.forward(*nested(net), X[k].tolist(), net.activations)
+        assert relative_difference(outputs[0][k], np.array(a[-1])) <= \
+            REFERENCE_TOLERANCE[dtype], k
+    assert_rows_are_the_references(net, X, Y, gradients[0], sorted({0, n - 1}), dtype)
+    np.testing.assert_allclose(norms[0], np.linalg.norm(rows[0], axis=1),
+                               rtol=10 * REFERENCE_TOLERANCE[dtype])
+    if n <= (16 if dtype == "float64" else 32):
+        order = np.random.default_rng(n).permutation(n)
+        np.testing.assert_array_equal(net.predict(X[order]), outputs[0][order])
+        np.testing.assert_array_equal(
+            net.per_example_gradients(X[order], Y[order]).vector(), rows[0][order])
 
 
 def test_the_kernels_know_which_blas_skips_packing_small_products():

@@ -438,10 +438,10 @@ cdef extern from "_dispatch.h":
 # SMALL_MACS multiply-adds (Design 10; measured: [784, 30] at 35 GFLOP/s on 32 rows, 20 on 48 or
 # more; [784, 100] at 43 on 8 rows, 26 on 16). Where BLAS packs every product, a chunk of at
 # most FEW_BYTES a column (8 doubles, 16 floats) goes to the microkernels instead, over a w of
-# FEW_WEIGHTS weights or more
-# (below, BLAS's copy of w costs under half a microsecond: `predict` on one example of
-# [3, n_1, n_2], µs saved by the microkernel, float64 / float32: 32 × 8, −0.26 / 0.29;
-# 32 × 32, 0.34 / 0.63; 64 × 32, 0.89 / 1.45; 64 × 64, 1.52 / 2.42; 128 × 128, 6.4 / 11.0).
+# FEW_WEIGHTS weights or more (below, BLAS's copy of w costs under half a microsecond:
+# `predict` on one example of [3, n_1, n_2], µs saved by the microkernel, float64 / float32:
+# 32 × 8, −0.26 / 0.29; 32 × 32, 0.34 / 0.63; 64 × 32, 0.89 / 1.45; 64 × 64, 1.52 / 2.42;
+# 128 × 128, 6.4 / 11.0).
 cdef enum:
     SMALL_BATCH = 64
     BLAS_ROWS = 32
