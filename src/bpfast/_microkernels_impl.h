@@ -16,7 +16,10 @@
 
 BPFAST_INLINE V NAME(load)(const T* p) { V v; memcpy(&v, p, sizeof v); return v; }
 BPFAST_INLINE void NAME(store)(T* p, V v) { memcpy(p, &v, sizeof v); }
-BPFAST_INLINE V NAME(splat)(T x) { V v; for (int l = 0; l < LANES; l++) v[l] = x; return v; }
+/* x in every lane: as an expression and not a function of its own, which gcc would lower to
+ * 16-byte halves before inlining it into a function of x86-64-v3 (a load and an insert where
+ * one broadcast does); x − (+0) is x, −0 included. */
+#define BPFAST_SPLAT(x) ((T)(x) - (V){0})
 BPFAST_INLINE T NAME(hsum)(V v) {
     T s = 0; for (int l = 0; l < LANES; l++) s += v[l]; return s;
 }
@@ -25,7 +28,7 @@ BPFAST_INLINE T NAME(hsum)(V v) {
 BPFAST_INLINE void NAME(abt_block)(int R, int C, int first, ptrdiff_t ni,
         const T* A, ptrdiff_t lda, const T* W, ptrdiff_t ldw, T* Z, ptrdiff_t ldz) {
     V acc[3][4];
-    for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) acc[r][c] = NAME(splat)(0);
+    for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) acc[r][c] = BPFAST_SPLAT(0);
     ptrdiff_t i = 0;
     for (; i + LANES <= ni; i += LANES) {
         V a[3], w[4];
@@ -76,19 +79,19 @@ BPFAST_INLINE void NAME(atb_block)(int C, ptrdiff_t m, T alpha, T beta,
         const T* D, ptrdiff_t ldd, const T* A, ptrdiff_t lda, T* W, ptrdiff_t ldw,
         T* Vel, const HYPER* h) {
     V acc[4][2];
-    for (int c = 0; c < C; c++) acc[c][0] = acc[c][1] = NAME(splat)(0);
+    for (int c = 0; c < C; c++) acc[c][0] = acc[c][1] = BPFAST_SPLAT(0);
     for (ptrdiff_t k = 0; k < m; k++) {
         V a0 = NAME(load)(A + k * lda), a1 = NAME(load)(A + k * lda + LANES);
         for (int c = 0; c < C; c++) {
-            V d = NAME(splat)(D[k * ldd + c]);
+            V d = BPFAST_SPLAT(D[k * ldd + c]);
             acc[c][0] += d * a0;
             acc[c][1] += d * a1;
         }
     }
-    V va = NAME(splat)(alpha), vb = NAME(splat)(beta);
+    V va = BPFAST_SPLAT(alpha), vb = BPFAST_SPLAT(beta);
     if (Vel) {
-        V eta = NAME(splat)(h->eta), mu = NAME(splat)(h->mu);
-        V l2 = NAME(splat)(h->l2);
+        V eta = BPFAST_SPLAT(h->eta), mu = BPFAST_SPLAT(h->mu);
+        V l2 = BPFAST_SPLAT(h->l2);
         int nesterov = h->rule == BPFAST_NESTEROV;
         for (int c = 0; c < C; c++) for (int v = 0; v < 2; v++) {
             T* w = W + c * ldw + v * LANES;
@@ -147,11 +150,11 @@ ISA_TARGET static void NAME(atb)(ptrdiff_t m, ptrdiff_t nj, ptrdiff_t ni, T alph
 BPFAST_INLINE void NAME(ab_block)(int R, ptrdiff_t nj,
         const T* D, ptrdiff_t ldd, const T* W, ptrdiff_t ldw, T* Tout, ptrdiff_t ldt) {
     V acc[4][2];
-    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = NAME(splat)(0);
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = BPFAST_SPLAT(0);
     for (ptrdiff_t j = 0; j < nj; j++) {
         V w0 = NAME(load)(W + j * ldw), w1 = NAME(load)(W + j * ldw + LANES);
         for (int r = 0; r < R; r++) {
-            V d = NAME(splat)(D[r * ldd + j]);
+            V d = BPFAST_SPLAT(D[r * ldd + j]);
             acc[r][0] += d * w0;
             acc[r][1] += d * w1;
         }
@@ -194,7 +197,7 @@ ISA_TARGET static void NAME(row_squares)(ptrdiff_t rows, ptrdiff_t width, const 
                                          double* restrict out) {
     for (ptrdiff_t k = 0; k < rows; k++) {
         const T* row = M + k * width;
-        V s0 = NAME(splat)(0), s1 = NAME(splat)(0);   /* two chains: not one FMA's latency */
+        V s0 = BPFAST_SPLAT(0), s1 = BPFAST_SPLAT(0);   /* two chains: not one FMA's latency */
         ptrdiff_t i = 0;
         for (; i + 2 * LANES <= width; i += 2 * LANES) {
             V a = NAME(load)(row + i), b = NAME(load)(row + i + LANES);
@@ -211,3 +214,4 @@ ISA_TARGET static void NAME(row_squares)(ptrdiff_t rows, ptrdiff_t width, const 
         out[k] = (double) total;
     }
 }
+#undef BPFAST_SPLAT
