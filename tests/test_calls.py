@@ -139,6 +139,55 @@ def test_few_rows_where_blas_packs_every_product(n, dtype, blas_small_path):
             net.per_example_gradients(X[order], Y[order]).vector(), rows[0][order])
 
 
+def panels_bytes(net):
+    """The bytes of a call's copies of w in panels where BLAS packs every product: each layer of
+    at most 64 neurons and 1,024 weights or more, its neurons in panels of 64 bytes."""
+    item = np.dtype(net.dtype).itemsize
+    panel = 64 // item
+    return sum(-(-w.shape[0] // panel) * panel * w.shape[1] * item for w in net.weights
+               if w.shape[0] <= 64 and w.size >= 1024)
+
+
+@pytest.mark.parametrize("sizes", [[784, 30, 10], [37, 64, 50, 65, 3], [1100, 1]])
+@pytest.mark.parametrize("n", [128, 133, 400])
+def test_narrow_layers_over_many_rows_from_panels(sizes, n, dtype):
+    """Where BLAS packs every product, a call on 128 examples or more computes z = a wᵀ of each
+    layer of at most 64 neurons and 1,024 weights or more by bpfast's own product, from w
+    copied in panels of 64 bytes of neurons (zeros past n_l): here w^(1) of [784, 30, 10]
+    (panels of 8 or 16 neurons, the last one short), w^(1) and w^(2) of [37, 64, 50, 65, 3]
+    (not [50 → 65], nor [65 → 3]), the one neuron of [1,100, 1]. Six rows at a time, the last
+    few fewer (n = 133). Outputs and ∂C_k/∂θ against the reference, the same bits on 1, 2 and 3
+    threads; z^(1) of a row the same bits wherever it stands (shuffled) and in a call on more
+    rows: each of its numbers is one chain of multiply-adds, whatever the rows beside it (the
+    layers BLAS computes may differ with a row's place in its chunk)."""
+    _blas._libraries()
+    found = _kernels.blas_small_path()
+    _kernels.use_blas_small_path(False)
+    try:
+        net, X, Y = make_problem(sizes, n, dtype, seed=n, activation="tanh")
+        outputs = [net.predict(X, n_threads=t) for t in (1, 2, 3)]
+        rows = [net.per_example_gradients(X, Y, n_threads=t).vector() for t in (1, 2, 3)]
+        kept = net._workspace
+        work = (kept.A.nbytes + kept.S.nbytes + kept.T.nbytes
+                + (kept.Z.nbytes if kept.Z is not None else 0))
+        assert kept.nbytes - work == panels_bytes(net) > 0
+        for t in (1, 2):
+            np.testing.assert_array_equal(outputs[t], outputs[0])
+            np.testing.assert_array_equal(rows[t], rows[0])
+        for k in {0, 5, 6, n - 1}:
+            _, a = reference.forward(*nested(net), X[k].tolist(), net.activations)
+            assert relative_difference(outputs[0][k], np.array(a[-1])) <= \
+                REFERENCE_TOLERANCE[dtype], k
+        assert_rows_are_the_references(net, X, Y, net.per_example_gradients(X, Y),
+                                       [0, n - 1], dtype)
+        z = net.forward(X).z[0]
+        order = np.random.default_rng(n).permutation(n)
+        np.testing.assert_array_equal(net.forward(X[order]).z[0], z[order])
+        np.testing.assert_array_equal(net.forward(np.vstack([X, X[:50]])).z[0][:n], z)
+    finally:
+        _kernels.use_blas_small_path(found)
+
+
 def test_the_kernels_know_which_blas_skips_packing_small_products():
     """OpenBLAS's kernels for AVX-512 cores multiply small products without packing; the
     kernels follow the core that the BLAS they call (scipy's, 32-bit integers) reports."""
@@ -306,11 +355,13 @@ def test_a_calls_two_parts_share_its_rows_evenly():
         assert max(rows) - min(rows) <= 8, (n, rows)
 
 
-def test_the_transposed_weights_kept_for_a_call_are_the_narrow_layers_only(blas_small_path):
-    """A call on 128 examples or more keeps w^(l)ᵀ for the layers of few inputs or few weights
-    (its products take them untransposed) — their numbers, not θ's: [16, 2,048, 2,048, 10] keeps
-    16 × 2,048 of them beside its rows of work, not the 4.2 million of θ; a call on fewer rows,
-    whose products would not repay the copy, keeps none. Either way the output is the network's."""
+def test_the_weights_copied_for_a_call_are_the_narrow_layers_only(blas_small_path):
+    """A call on 128 examples or more copies the weights of its narrow layers — their numbers,
+    not θ's: where BLAS skips packing small products, w^(l)ᵀ of the layers of few inputs or few
+    weights (its products take them untransposed), in [16, 2,048, 2,048, 10] 16 × 2,048 of them;
+    where BLAS packs every product, the layers of few neurons in panels (`panels_bytes`), there
+    [2,048 → 10] as 16 × 2,048 floats; not the 4.2 million of θ. A call on fewer rows, whose
+    products would not repay the copy, copies none. Either way the output is the network's."""
     net = bpfast.Network([16, 2048, 2048, 10], dtype="float32", seed=0)
     X = np.random.default_rng(0).random((128, 16)).astype(np.float32)
     a = X[:3].T.astype(np.float64)
@@ -322,7 +373,8 @@ def test_the_transposed_weights_kept_for_a_call_are_the_narrow_layers_only(blas_
         workspace = net._workspace
         work = (workspace.A.nbytes + workspace.S.nbytes + workspace.T.nbytes
                 + (workspace.Z.nbytes if workspace.Z is not None else 0))
-        assert workspace.nbytes == work + (16 * 2048 * 4 if n == 128 else 0), n
+        copies = 16 * 2048 * 4 if blas_small_path else panels_bytes(net)
+        assert workspace.nbytes == work + (copies if n == 128 else 0), n
 
 
 def assert_one_step_of_fit_is(net, X, Y, gradient, tolerance):

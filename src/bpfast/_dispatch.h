@@ -189,17 +189,22 @@ typedef struct {
     void (*outer)(ptrdiff_t, ptrdiff_t, const double*, const double*, double*, double*);
     void (*normals)(uint64_t, uint64_t, ptrdiff_t, double*);
     void (*row_squares)(ptrdiff_t, ptrdiff_t, const double*, double*);
+    void (*panels)(ptrdiff_t, ptrdiff_t, const double*, ptrdiff_t, double*);
+    void (*abt_panels)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const double*, ptrdiff_t, const double*, double*,
+                       ptrdiff_t);
 } bpfast_loops_d;
 
 static const bpfast_loops_d bpfast_loops_d_baseline = {
     bpfast_abt_d_baseline, bpfast_atb_d_baseline, bpfast_ab_d_baseline,
     bpfast_activate_d_baseline, bpfast_update_d_baseline, bpfast_outer_d_baseline,
-    bpfast_normals_d_baseline, bpfast_row_squares_d_baseline};
+    bpfast_normals_d_baseline, bpfast_row_squares_d_baseline,
+    bpfast_panels_d_baseline, bpfast_abt_panels_d_baseline};
 #if BPFAST_HAVE_AVX2_VARIANT
 static const bpfast_loops_d bpfast_loops_d_avx2 = {
     bpfast_abt_d_avx2, bpfast_atb_d_avx2, bpfast_ab_d_avx2,
     bpfast_activate_d_avx2, bpfast_update_d_avx2, bpfast_outer_d_avx2,
-    bpfast_normals_d_avx2, bpfast_row_squares_d_avx2};
+    bpfast_normals_d_avx2, bpfast_row_squares_d_avx2,
+    bpfast_panels_d_avx2, bpfast_abt_panels_d_avx2};
 /* x86-64-v4: x86-64-v3's loops, the noise's and the activations' in their place
  * (bpfast_choose_isa). */
 static bpfast_loops_d bpfast_loops_d_avx512;
@@ -238,6 +243,13 @@ static void bpfast_normals_d(uint64_t base, uint64_t q0, ptrdiff_t pairs, double
 static void bpfast_row_squares_d(ptrdiff_t rows, ptrdiff_t width, const double* M, double* out) {
     bpfast_d->row_squares(rows, width, M, out);
 }
+static void bpfast_panels_d(ptrdiff_t nj, ptrdiff_t ni, const double* W, ptrdiff_t ldw, double* P) {
+    bpfast_d->panels(nj, ni, W, ldw, P);
+}
+static void bpfast_abt_panels_d(ptrdiff_t m, ptrdiff_t nj, ptrdiff_t ni, const double* A,
+                                 ptrdiff_t lda, const double* P, double* Z, ptrdiff_t ldz) {
+    bpfast_d->abt_panels(m, nj, ni, A, lda, P, Z, ldz);
+}
 
 typedef struct {
     void (*abt)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const float*, ptrdiff_t, const float*, ptrdiff_t, float*,
@@ -251,17 +263,22 @@ typedef struct {
     void (*outer)(ptrdiff_t, ptrdiff_t, const float*, const float*, float*, float*);
     void (*normals)(uint64_t, uint64_t, ptrdiff_t, float*);
     void (*row_squares)(ptrdiff_t, ptrdiff_t, const float*, double*);
+    void (*panels)(ptrdiff_t, ptrdiff_t, const float*, ptrdiff_t, float*);
+    void (*abt_panels)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const float*, ptrdiff_t, const float*, float*,
+                       ptrdiff_t);
 } bpfast_loops_s;
 
 static const bpfast_loops_s bpfast_loops_s_baseline = {
     bpfast_abt_s_baseline, bpfast_atb_s_baseline, bpfast_ab_s_baseline,
     bpfast_activate_s_baseline, bpfast_update_s_baseline, bpfast_outer_s_baseline,
-    bpfast_normals_s_baseline, bpfast_row_squares_s_baseline};
+    bpfast_normals_s_baseline, bpfast_row_squares_s_baseline,
+    bpfast_panels_s_baseline, bpfast_abt_panels_s_baseline};
 #if BPFAST_HAVE_AVX2_VARIANT
 static const bpfast_loops_s bpfast_loops_s_avx2 = {
     bpfast_abt_s_avx2, bpfast_atb_s_avx2, bpfast_ab_s_avx2,
     bpfast_activate_s_avx2, bpfast_update_s_avx2, bpfast_outer_s_avx2,
-    bpfast_normals_s_avx2, bpfast_row_squares_s_avx2};
+    bpfast_normals_s_avx2, bpfast_row_squares_s_avx2,
+    bpfast_panels_s_avx2, bpfast_abt_panels_s_avx2};
 /* x86-64-v4: x86-64-v3's loops, the noise's and the activations' in their place
  * (bpfast_choose_isa). */
 static bpfast_loops_s bpfast_loops_s_avx512;
@@ -299,6 +316,13 @@ static void bpfast_normals_s(uint64_t base, uint64_t q0, ptrdiff_t pairs, float*
 }
 static void bpfast_row_squares_s(ptrdiff_t rows, ptrdiff_t width, const float* M, double* out) {
     bpfast_s->row_squares(rows, width, M, out);
+}
+static void bpfast_panels_s(ptrdiff_t nj, ptrdiff_t ni, const float* W, ptrdiff_t ldw, float* P) {
+    bpfast_s->panels(nj, ni, W, ldw, P);
+}
+static void bpfast_abt_panels_s(ptrdiff_t m, ptrdiff_t nj, ptrdiff_t ni, const float* A,
+                                 ptrdiff_t lda, const float* P, float* Z, ptrdiff_t ldz) {
+    bpfast_s->abt_panels(m, nj, ni, A, lda, P, Z, ldz);
 }
 
 static const char* bpfast_isa_in_use = "baseline";

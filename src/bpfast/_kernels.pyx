@@ -406,6 +406,18 @@ cdef extern from "_dispatch.h":
                               double* out) noexcept nogil
     void bpfast_row_squares_s(Py_ssize_t rows, Py_ssize_t width, const float* M,
                               double* out) noexcept nogil
+    # A narrow layer's w in panels of 64 bytes of neurons, and z = a wᵀ from them
+    # (_microkernels_impl.h).
+    void bpfast_panels_d(Py_ssize_t nj, Py_ssize_t ni, const double* W, Py_ssize_t ldw,
+                         double* P) noexcept nogil
+    void bpfast_panels_s(Py_ssize_t nj, Py_ssize_t ni, const float* W, Py_ssize_t ldw,
+                         float* P) noexcept nogil
+    void bpfast_abt_panels_d(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, const double* A,
+                             Py_ssize_t lda, const double* P, double* Z,
+                             Py_ssize_t ldz) noexcept nogil
+    void bpfast_abt_panels_s(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, const float* A,
+                             Py_ssize_t lda, const float* P, float* Z,
+                             Py_ssize_t ldz) noexcept nogil
 
 
 cdef extern from "_dispatch.h":
@@ -456,6 +468,8 @@ cdef enum:
     CHUNK_COST_ROWS = 32
     SMALL_OUTPUTS = 1200
     SMALL_MACS = 1000000
+    PANEL_BYTES = 64
+    PANEL_OUTPUTS = 64
 
 # A step of `fit` is shared by examples (Design 11) from BY_EXAMPLES_BATCH examples on (where
 # BLAS takes over from the microkernels) when no layer has BY_EXAMPLES_NEURONS neurons per part;
@@ -535,7 +549,7 @@ cdef inline Py_ssize_t _rows_at_once(bint blas, Py_ssize_t m) noexcept nogil:
 cdef inline void _z_is_a_wT(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni,
                             const floating* A, Py_ssize_t lda, const floating* W, Py_ssize_t ldw,
                             floating* Z, Py_ssize_t ldz, Py_ssize_t chunk,
-                            const floating* WT=NULL) noexcept nogil:
+                            const floating* WT=NULL, bint panels=False) noexcept nogil:
     """Z = A Wᵀ, i.e. Z_kj = Σ_i A_ki W_ji   (row-major; k < m, j < nj, i < ni); by BLAS on
     `chunk` rows at a time, or with chunk = 0 by the microkernel — which also takes a chunk of
     at most FEW_ROWS rows that BLAS would pack (more than SMALL_MACS multiply-adds): it reads
@@ -554,13 +568,19 @@ cdef inline void _z_is_a_wT(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni,
     0.121 → 0.085, their gradient 1.47 → 1.35, 0.511 → 0.438, 0.229 → 0.214; 16 float64 rows
     lose ([784, 512, 512, 10] on 32: 1.03 → 1.20). The chunk decides, not each chunk's rows: a
     call's every row goes the same way, wherever it stands (its row does not change when the
-    batch is shuffled). WT: NULL, or Wᵀ itself (ni × nj, row-major), which BLAS takes untransposed
-    (`_transpose_narrow`)."""
+    batch is shuffled). WT: NULL, or a copy of W (`_copy_weights`): with `panels`, its panels,
+    from which bpfast's product takes every row at once (`_panelled`); else Wᵀ itself
+    (ni × nj, row-major), which BLAS takes untransposed."""
     cdef Py_ssize_t k, rows
     cdef bint few
     if m == 0 or nj == 0:
         return
-    if chunk > 0:
+    if WT != NULL and panels:
+        if floating is double:
+            bpfast_abt_panels_d(m, nj, ni, A, lda, WT, Z, ldz)
+        else:
+            bpfast_abt_panels_s(m, nj, ni, A, lda, WT, Z, ldz)
+    elif chunk > 0:
         few = (chunk <= FEW_ROWS and chunk * nj * ni > SMALL_MACS if _blas_small_path else
                chunk * sizeof(floating) <= FEW_BYTES and ni >= NARROW_INPUTS
                and nj * ni >= FEW_WEIGHTS)
@@ -781,15 +801,50 @@ cdef class NetworkLayout:
 
 
 cdef inline bint _narrow_input(const Layout* lay, int l) noexcept nogil:
-    """Whether a call on NARROW_ROWS examples or more (`_transposes`) computes z^(l) = a w^(l)ᵀ
-    from w^(l) transposed (`_transpose_narrow`): for fewer than NARROW_INPUTS inputs, or at most
-    SMALL_WEIGHTS weights, which cost little to copy."""
-    return (lay.sizes[l - 1] < NARROW_INPUTS
-            or lay.sizes[l - 1] * lay.sizes[l] <= SMALL_WEIGHTS)
+    """Whether a call on NARROW_ROWS examples or more (`_copies_weights`) computes z^(l) = a w^(l)ᵀ
+    from w^(l) transposed (`_copy_weights`), where BLAS skips packing small products: for fewer
+    than NARROW_INPUTS inputs, or at most SMALL_WEIGHTS weights, which cost little to copy.
+    Where it packs every product, the copy buys nothing (one thread, 128 and 512 rows, GFLOP/s
+    of A Wᵀ against A (Wᵀ): [16 → 2,048] 10.8 / 11.1, [30 → 10] 14.0 / 13.6, [64 → 30]
+    29.6 / 28.6): no layer is copied transposed there."""
+    return _blas_small_path and (lay.sizes[l - 1] < NARROW_INPUTS
+                                 or lay.sizes[l - 1] * lay.sizes[l] <= SMALL_WEIGHTS)
 
 
-cdef inline bint _transposes(Py_ssize_t n) noexcept nogil:
-    """Whether a call on n examples copies its narrow-input layers' w transposed: from
+cdef inline bint _panelled(const Layout* lay, int l) noexcept nogil:
+    """Whether a call on NARROW_ROWS examples or more (`_copies_weights`) computes
+    z^(l) = a w^(l)ᵀ by bpfast's own product from w^(l) in panels (`_copy_weights`, `abt_panels`
+    in _microkernels_impl.h): where BLAS packs every product, for a layer of at most
+    PANEL_OUTPUTS neurons and FEW_WEIGHTS weights or more. OpenBLAS's Haswell kernels pack all
+    of a for every product, each number then serving n_l multiply-adds; bpfast's reads a in
+    place. One thread, a C harness on scipy's OpenBLAS (AVX2, Zen 3), GFLOP/s, BLAS / panels
+    (the copy included): float64 on 500 rows [784 → 30] 29.2 / 40.6, on 64 [784 → 64]
+    34.2 / 43.2; float32 on 512 [784 → 16] 55.9 / 89.2, on 256 [784 → 64] 71.6 / 87.7. In
+    whole calls (default threads, five rounds in turns in one process, ms): `predict` on 1,000
+    examples of [784, 30, 10] 1.109 → 0.814, on 1,024 of [784, 16, 10] in float32
+    0.349 → 0.236, the digits' [64, 30, 10] on 1,797 0.347 → 0.308; the gradient on 1,000 of
+    [784, 30, 10] 2.700 → 2.433, its per-example norms 1.316 → 1.077. Wider layers gain on one
+    thread too ([784 → 128] 1.06–1.25×, [784 → 512] 1.1–1.2×) but not in whole calls, where the
+    copy (one thread, before the parts start: 28–37 µs for [784 → 100] or [784 → 128] in
+    float64) takes what the product saves: `predict` on 128 examples of [784, 128, 10] 0.532 →
+    0.582, on 10,000 of [784, 100, 10] 29.5 → 28.5."""
+    return (not _blas_small_path and lay.sizes[l] <= PANEL_OUTPUTS
+            and lay.sizes[l] * lay.sizes[l - 1] >= FEW_WEIGHTS)
+
+
+cdef inline Py_ssize_t _copy_size(const Layout* lay, int l, Py_ssize_t itemsize) noexcept nogil:
+    """The numbers of w^(l)'s copy in a call (`_copy_weights`): its panels, each of PANEL_BYTES
+    of neurons (zeros past n_l), or w^(l)ᵀ, or none (0)."""
+    cdef Py_ssize_t panel = PANEL_BYTES // itemsize
+    if _panelled(lay, l):
+        return (lay.sizes[l] + panel - 1) // panel * panel * lay.sizes[l - 1]
+    if _narrow_input(lay, l):
+        return lay.sizes[l] * lay.sizes[l - 1]
+    return 0
+
+
+cdef inline bint _copies_weights(Py_ssize_t n) noexcept nogil:
+    """Whether a call on n examples copies its narrow layers' w (`_copy_weights`): from
     NARROW_ROWS examples on, where the products it speeds up repay the copy (one thread, µs:
     [64, 30, 10] float64 predict on 128 rows 45.7 untransposed → 41.8, on 1,797 431 → 348, but
     on one 16.7 → 18.2 and on 64 30.6 → 30.3; [32, 64, 64, 10] on 512 rows 260 → 235, on one
@@ -797,15 +852,14 @@ cdef inline bint _transposes(Py_ssize_t n) noexcept nogil:
     return n >= NARROW_ROWS
 
 
-cdef inline Py_ssize_t _transposed_at(const Layout* lay, int l) noexcept nogil:
-    """Where w^(l)ᵀ starts in the transposed weights (`_transpose_narrow`): the narrow-input
-    layers' one after another, so that the copy takes their numbers and not θ's (with l = L + 1,
-    how many there are)."""
+cdef inline Py_ssize_t _copy_at(const Layout* lay, int l, Py_ssize_t itemsize) noexcept nogil:
+    """Where w^(l)'s copy starts among a call's copies of weights (`_copy_weights`): the copied
+    layers' one after another, so that they take their numbers and not θ's (with l = L + 1, how
+    many there are)."""
     cdef Py_ssize_t at = 0
     cdef int k
     for k in range(1, l):
-        if _narrow_input(lay, k):
-            at += lay.sizes[k - 1] * lay.sizes[k]
+        at += _copy_size(lay, k, itemsize)
     return at
 
 
@@ -818,14 +872,13 @@ cdef class Workspace:
     cdef readonly object dtype, A, S, Z, T, Xb, Yb
     cdef object G                   # by-examples steps' sums of ∂C/∂θ, made when first needed
     cdef object before              # θ as an epoch began, made when first needed
-    cdef object WT                  # narrow-input layers' w transposed, made when first needed
-    cdef Py_ssize_t P, narrow       # θ's numbers, and those of the narrow-input layers' w
+    cdef object WT                  # a call's copies of weights, made when first needed
+    cdef Py_ssize_t P               # θ's numbers
 
     def __cinit__(self, NetworkLayout layout, Py_ssize_t rows, dtype, bint training):
         from ._buffers import aligned_empty
         self.rows = rows
         self.P = layout.c.P
-        self.narrow = _transposed_at(&layout.c, layout.c.L + 1)
         self.G = self.before = self.WT = None
         self.dtype = np.dtype(dtype)
         self.A = aligned_empty(rows * layout.c.width, self.dtype)
@@ -850,11 +903,12 @@ cdef class Workspace:
             self.before = aligned_empty(self.P, self.dtype)
         return self.before
 
-    def transposed(self):
-        """Room for the narrow-input layers' weights transposed (`_transpose_narrow`)."""
+    def copies(self, Py_ssize_t size):
+        """Room for a call's ``size`` numbers of copied weights (`_copy_weights`): which layers
+        are copied follows the BLAS the kernels call (`use_blas_small_path`)."""
         from ._buffers import aligned_empty
-        if self.WT is None:
-            self.WT = aligned_empty(self.narrow, self.dtype)
+        if self.WT is None or self.WT.shape[0] < size:
+            self.WT = aligned_empty(size, self.dtype)
         return self.WT
 
     def sums(self, int n_parts):
@@ -895,9 +949,10 @@ cdef enum:
     TRANSPOSE_TILE = 16
 
 
-cdef void _transpose_narrow(const Layout* lay, const floating* theta, floating* WT) noexcept nogil:
-    """w^(l)ᵀ (n_(l−1) × n_l, row-major) at WT + `_transposed_at`(l) for every layer
-    `_narrow_input` picks.
+cdef void _copy_weights(const Layout* lay, const floating* theta, floating* WT) noexcept nogil:
+    """The copies of weights a call computes z from, at WT + `_copy_at`(l): w^(l) in panels for
+    every layer `_panelled` picks (`panels` in _microkernels_impl.h), and w^(l)ᵀ (n_(l−1) × n_l,
+    row-major) for every layer `_narrow_input` picks.
     OpenBLAS computes a product of up to 100³ multiply-adds without packing it — but not A Wᵀ
     with W as given when W's rows are shorter than 32 numbers; A (Wᵀ), the same sums, it does:
     [30 → 10] on the digits' 1,797 rows in chunks of 64, 53 µs the one way against 24.5 the
@@ -911,8 +966,13 @@ cdef void _transpose_narrow(const Layout* lay, const floating* theta, floating* 
     cdef const floating* w
     cdef int l
     for l in range(1, lay.L + 1):
-        if _narrow_input(lay, l):
-            n_in, n_out, w = lay.sizes[l - 1], lay.sizes[l], theta + lay.w[l]
+        n_in, n_out, w = lay.sizes[l - 1], lay.sizes[l], theta + lay.w[l]
+        if _panelled(lay, l):
+            if floating is double:
+                bpfast_panels_d(n_out, n_in, w, n_in, WT)
+            else:
+                bpfast_panels_s(n_out, n_in, w, n_in, WT)
+        elif _narrow_input(lay, l):
             i0 = 0
             while i0 < n_in:
                 j0 = 0
@@ -922,7 +982,7 @@ cdef void _transpose_narrow(const Layout* lay, const floating* theta, floating* 
                             WT[i * n_out + j] = w[j * n_in + i]
                     j0 += TRANSPOSE_TILE
                 i0 += TRANSPOSE_TILE
-            WT += n_in * n_out
+        WT += _copy_size(lay, l, sizeof(floating))
 
 
 cdef void _forward_layer(const Layout* lay, const floating* theta, int l, Py_ssize_t n,
@@ -947,10 +1007,11 @@ cdef void _forward_layer(const Layout* lay, const floating* theta, int l, Py_ssi
     cdef floating* z = (Z + block) if Z != NULL else s
     cdef floating* a = A + block
     cdef Py_ssize_t j0 = _first(n_out, part, n_parts), j1 = _first(n_out, part + 1, n_parts)
+    cdef bint copied = (WT != NULL and j1 - j0 == n_out
+                        and _copy_size(lay, l, sizeof(floating)) > 0)
     _z_is_a_wT(n, j1 - j0, n_in, a_prev, n_in, w + j0 * n_in, n_in, z + j0, n_out, chunk,
-               (WT + _transposed_at(lay, l)) if WT != NULL and _narrow_input(lay, l)
-               and j1 - j0 == n_out
-               else NULL)
+               (WT + _copy_at(lay, l, sizeof(floating))) if copied else NULL,
+               _panelled(lay, l))
     if z_finite != NULL:
         # z^(l) = a w + b is finite exactly when a^(l−1) and θ's rows are: a NaN or an infinity
         # among the inputs always reaches every z_j of its example (∞ · 0 is NaN), which an
@@ -983,7 +1044,7 @@ cdef void _forward(const Layout* lay, const floating* theta, Py_ssize_t n, const
                    bint* z_finite, const floating* WT=NULL) noexcept nogil:
     """The forward pass of a batch, every layer, on one thread (`_forward_layer`, then softmax's
     rows at the output); z_finite (or NULL) as `_forward_layer`'s, for z^(1); WT: NULL, or the
-    narrow-input layers' w transposed (`_transpose_narrow`)."""
+    call's copies of weights (`_copy_weights`)."""
     cdef int l
     cdef Py_ssize_t output = _block(lay, lay.L, n)
     _forward_layer(lay, theta, 1, n, X, A, S, Z, 0, 1, _layer_chunk(lay, 1, chunk), z_finite, WT)
@@ -2036,7 +2097,7 @@ cdef struct Call:
     void* Z                     # NULL, or z^(1..L) kept (a trace)
     void* out                   # grad (P), the per-example rows (n × P), or squares (n × L)
     bint check_z                # whether to stop, before writing, at a z^(1) not finite
-    const void* WT              # NULL, or the narrow-input layers' w transposed
+    const void* WT              # NULL, or the call's copies of weights (`_copy_weights`)
     CallPart* parts             # what each part found
     bint stopped                # a z^(1) was not finite: nothing was written
     void* sums                  # NULL, or each part's sums of its rows' ∂C/∂θ (n_parts × P,
@@ -2225,6 +2286,7 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
     cdef double sum_C = 0
     cdef bint bounded = True
     cdef int p
+    cdef Py_ssize_t copies = _copy_at(&layout.c, layout.c.L + 1, sizeof(floating))
     cdef bpfast_task task = _call_task_d if floating is double else _call_task_s
     cdef bpfast_close close = _call_close_d if floating is double else _call_close_s
     dtype = np.float64 if floating is double else np.float32
@@ -2244,9 +2306,9 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
     c.writes = writes
     c.stage = CALL_FORWARD
     c.check_z = check_z
-    if workspace.narrow > 0 and _transposes(n):     # narrow-input layers (`_transposed_at`)
-        WT = workspace.transposed()
-        _transpose_narrow(&layout.c, &theta[0], &WT[0])
+    if copies > 0 and _copies_weights(n):     # narrow layers (`_copy_weights`)
+        WT = workspace.copies(copies)
+        _copy_weights(&layout.c, &theta[0], &WT[0])
         c.WT = &WT[0]
     if Y is not None:
         Yv = Y
