@@ -146,10 +146,15 @@ ISA_TARGET static void NAME(atb)(ptrdiff_t m, ptrdiff_t nj, ptrdiff_t ni, T alph
     }
 }
 
-/* T[r,i] = Σ_j D[r,j] W[j,i] for r < R and the 2·LANES columns i from here. */
-BPFAST_INLINE void NAME(ab_block)(int R, ptrdiff_t nj,
-        const T* D, ptrdiff_t ldd, const T* W, ptrdiff_t ldw, T* Tout, ptrdiff_t ldt) {
-    V acc[4][2];
+/* Rows at a time of bpfast's product from panels (abt_panels, below). */
+#define BPFAST_PANEL_ROWS 6
+
+/* T[r,i] = Σ_j D[r,j] W[j,i] for r < R (at most BPFAST_PANEL_ROWS) and the 2·LANES columns i
+ * from here, of which the first `cols` are written: each one chain of multiply-adds along j,
+ * from j = 0 — the same operations wherever the row stands. */
+BPFAST_INLINE void NAME(ab_block)(int R, ptrdiff_t nj, const T* D, ptrdiff_t ldd,
+        const T* W, ptrdiff_t ldw, T* Tout, ptrdiff_t ldt, int cols) {
+    V acc[BPFAST_PANEL_ROWS][2];
     for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = BPFAST_SPLAT(0);
     for (ptrdiff_t j = 0; j < nj; j++) {
         V w0 = NAME(load)(W + j * ldw), w1 = NAME(load)(W + j * ldw + LANES);
@@ -160,8 +165,15 @@ BPFAST_INLINE void NAME(ab_block)(int R, ptrdiff_t nj,
         }
     }
     for (int r = 0; r < R; r++) {
-        NAME(store)(Tout + r * ldt, acc[r][0]);
-        NAME(store)(Tout + r * ldt + LANES, acc[r][1]);
+        if (cols == 2 * LANES) {
+            NAME(store)(Tout + r * ldt, acc[r][0]);
+            NAME(store)(Tout + r * ldt + LANES, acc[r][1]);
+        } else {
+            T row[2 * LANES];
+            NAME(store)(row, acc[r][0]);
+            NAME(store)(row + LANES, acc[r][1]);
+            for (int c = 0; c < cols; c++) Tout[r * ldt + c] = row[c];
+        }
     }
 }
 
@@ -174,10 +186,10 @@ ISA_TARGET static void NAME(ab)(ptrdiff_t m, ptrdiff_t ni, ptrdiff_t nj,
         for (i = 0; i + 2 * LANES <= ni; i += 2 * LANES) {
             T* t = Tout + k * ldt + i;
             switch (R) {
-            case 1: NAME(ab_block)(1, nj, d, ldd, W + i, ldw, t, ldt); break;
-            case 2: NAME(ab_block)(2, nj, d, ldd, W + i, ldw, t, ldt); break;
-            case 3: NAME(ab_block)(3, nj, d, ldd, W + i, ldw, t, ldt); break;
-            default: NAME(ab_block)(4, nj, d, ldd, W + i, ldw, t, ldt); break;
+            case 1: NAME(ab_block)(1, nj, d, ldd, W + i, ldw, t, ldt, 2 * LANES); break;
+            case 2: NAME(ab_block)(2, nj, d, ldd, W + i, ldw, t, ldt, 2 * LANES); break;
+            case 3: NAME(ab_block)(3, nj, d, ldd, W + i, ldw, t, ldt, 2 * LANES); break;
+            default: NAME(ab_block)(4, nj, d, ldd, W + i, ldw, t, ldt, 2 * LANES); break;
             }
         }
         for (int r = 0; r < R; r++) for (ptrdiff_t ii = i; ii < ni; ii++) {
@@ -196,7 +208,6 @@ ISA_TARGET static void NAME(ab)(ptrdiff_t m, ptrdiff_t ni, ptrdiff_t nj,
  * one thread, a C harness, z = a wᵀ on 1,000 rows: [784 → 16] 20.6 → 35.1 GFLOP/s (the copy
  * included), [784 → 30] 23–27 → 33–39, [784 → 100] 30–35 → 32–40, [784 → 256] even. */
 #define BPFAST_PANEL (2 * LANES)
-#define BPFAST_PANEL_ROWS 6
 
 ISA_TARGET static void NAME(panels)(ptrdiff_t nj, ptrdiff_t ni, const T* restrict W,
                                     ptrdiff_t ldw, T* restrict P) {
@@ -225,35 +236,9 @@ ISA_TARGET static void NAME(panels)(ptrdiff_t nj, ptrdiff_t ni, const T* restric
     }
 }
 
-/* Z[r, c] = Σ_i A[r, i] P[i, c] for r < R and the panel's `cols` columns: each one chain of
- * multiply-adds along i, from i = 0 — the same operations wherever the row stands. */
-BPFAST_INLINE void NAME(panel_block)(int R, ptrdiff_t ni, const T* A, ptrdiff_t lda,
-                                     const T* P, T* Z, ptrdiff_t ldz, int cols) {
-    V acc[BPFAST_PANEL_ROWS][2];
-    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = BPFAST_SPLAT(0);
-    for (ptrdiff_t i = 0; i < ni; i++) {
-        V p0 = NAME(load)(P + i * BPFAST_PANEL), p1 = NAME(load)(P + i * BPFAST_PANEL + LANES);
-        for (int r = 0; r < R; r++) {
-            V a = BPFAST_SPLAT(A[r * lda + i]);
-            acc[r][0] += a * p0;
-            acc[r][1] += a * p1;
-        }
-    }
-    for (int r = 0; r < R; r++) {
-        if (cols == BPFAST_PANEL) {
-            NAME(store)(Z + r * ldz, acc[r][0]);
-            NAME(store)(Z + r * ldz + LANES, acc[r][1]);
-        } else {
-            T row[BPFAST_PANEL];
-            NAME(store)(row, acc[r][0]);
-            NAME(store)(row + LANES, acc[r][1]);
-            for (int c = 0; c < cols; c++) Z[r * ldz + c] = row[c];
-        }
-    }
-}
-
-/* Z = A Wᵀ from W's panels P (NAME(panels)): BPFAST_PANEL_ROWS rows at a time, each against
- * every panel while the rows are in L1 (not the rows in blocks of i: a second pass over the
+/* Z = A Wᵀ from W's panels P (NAME(panels)): each panel is a matrix of ni rows of 2·LANES
+ * numbers, which Z's columns for it are A times (ab_block): BPFAST_PANEL_ROWS rows of A at a
+ * time, each against every panel while the rows are in L1 (not the rows in blocks of i: a second pass over the
  * panels for each block measured slower at 784 inputs). */
 ISA_TARGET static void NAME(abt_panels)(ptrdiff_t m, ptrdiff_t nj, ptrdiff_t ni,
         const T* A, ptrdiff_t lda, const T* P, T* Z, ptrdiff_t ldz) {
@@ -265,12 +250,12 @@ ISA_TARGET static void NAME(abt_panels)(ptrdiff_t m, ptrdiff_t nj, ptrdiff_t ni,
             const T* p = P + (j0 / BPFAST_PANEL) * ni * BPFAST_PANEL;
             T* z = Z + k * ldz + j0;
             switch (R) {
-            case 1: NAME(panel_block)(1, ni, a, lda, p, z, ldz, cols); break;
-            case 2: NAME(panel_block)(2, ni, a, lda, p, z, ldz, cols); break;
-            case 3: NAME(panel_block)(3, ni, a, lda, p, z, ldz, cols); break;
-            case 4: NAME(panel_block)(4, ni, a, lda, p, z, ldz, cols); break;
-            case 5: NAME(panel_block)(5, ni, a, lda, p, z, ldz, cols); break;
-            default: NAME(panel_block)(6, ni, a, lda, p, z, ldz, cols); break;
+            case 1: NAME(ab_block)(1, ni, a, lda, p, BPFAST_PANEL, z, ldz, cols); break;
+            case 2: NAME(ab_block)(2, ni, a, lda, p, BPFAST_PANEL, z, ldz, cols); break;
+            case 3: NAME(ab_block)(3, ni, a, lda, p, BPFAST_PANEL, z, ldz, cols); break;
+            case 4: NAME(ab_block)(4, ni, a, lda, p, BPFAST_PANEL, z, ldz, cols); break;
+            case 5: NAME(ab_block)(5, ni, a, lda, p, BPFAST_PANEL, z, ldz, cols); break;
+            default: NAME(ab_block)(6, ni, a, lda, p, BPFAST_PANEL, z, ldz, cols); break;
             }
         }
     }
