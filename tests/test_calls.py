@@ -188,6 +188,45 @@ def test_narrow_layers_over_many_rows_from_panels(sizes, n, dtype):
         _kernels.use_blas_small_path(found)
 
 
+def by_rows(net, n):
+    """The layers whose ∂C/∂w over n rows bpfast's own product computes where BLAS packs every
+    product: at least 1,024 weights, a row of δ of at most 256 bytes, 128 rows or more."""
+    item = np.dtype(net.dtype).itemsize
+    return [l for l, w in enumerate(net.weights, 1)
+            if n >= 128 and w.shape[0] * item <= 256 and w.size >= 1024]
+
+
+@pytest.mark.parametrize("sizes", [[784, 30, 10], [300, 7, 2], [1100, 1], [37, 64, 50, 65, 3]])
+@pytest.mark.parametrize("n", [128, 133, 400])
+def test_narrow_layers_weights_gradient_over_many_rows(sizes, n, dtype):
+    """Where BLAS packs every product, ∂C/∂w = (1/n) δᵀ a of a layer of few neurons over 128
+    rows or more is bpfast's own product, a over the rows in place, 64 at a time, 6 neurons × 2
+    vectors at a time — here 30, 7 (6 + 1) and 1 neurons, inputs not a multiple of two vectors
+    (300, 1,100, 37: the last columns one by one), rows not a multiple of 64 (133). The batch
+    mean (by examples on two threads: each part's own sums; by neurons on three) and the cost
+    beside it against the reference, and the layers the rule takes those expected."""
+    _blas._libraries()
+    found = _kernels.blas_small_path()
+    _kernels.use_blas_small_path(False)
+    try:
+        net, X, Y = make_problem(sizes, n, dtype, seed=n, activation="tanh")
+        taken = [l for l, w in enumerate(net.weights, 1)
+                 if _kernels.dT_a_by_rows(n, w.shape[0], w.shape[1], dtype)]
+        assert taken == by_rows(net, n)
+        # [37, 64, 50, 65, 3]: in float32 its first two layers; in float64 none (512 and 400
+        # bytes of δ a row), which BLAS computes in both.
+        assert all(not _kernels.dT_a_by_rows(127, *net.weights[l - 1].shape, dtype)
+                   for l in taken)
+        expected = reference_gradient(net, X, Y)
+        for t in (1, 2, 3):
+            cost, g = net.cost_and_gradient(X, Y, n_threads=t)
+            assert relative_difference(g.vector(), expected) <= REFERENCE_TOLERANCE[dtype], t
+            assert cost == pytest.approx(net.cost(X, Y),
+                                         rel=1e-12 if dtype == "float64" else 1e-5)
+    finally:
+        _kernels.use_blas_small_path(found)
+
+
 def test_the_kernels_know_which_blas_skips_packing_small_products():
     """OpenBLAS's kernels for AVX-512 cores multiply small products without packing; the
     kernels follow the core that the BLAS they call (scipy's, 32-bit integers) reports."""

@@ -50,6 +50,32 @@ def test_every_rule_matches_numpy_where_a_small_batch_goes_to_blas(rule):
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("rule", [RULES[0], RULES[2]], ids=["sgd", "momentum"])
+def test_narrow_layers_train_as_numpy_does_on_large_mini_batches(rule, n_threads, dtype):
+    """Mini-batches of 300 over [300, 7, 2], shared by examples, each part summing ∂C/∂w^(1)
+    over its rows 128 at a time. Where BLAS packs every product, bpfast's own product computes
+    those sums (a layer of 7 neurons over 128 rows or more): the first block of rows written,
+    the next added to it."""
+    from bpfast import _blas, _kernels
+    _blas._libraries()
+    found = _kernels.blas_small_path()
+    _kernels.use_blas_small_path(False)
+    try:
+        rule = dict(rule)
+        learning_rate = rule.pop("learning_rate", 0.4)
+        net, X, Y = make_problem([300, 7, 2], 600, dtype, seed=5)
+        assert _kernels.dT_a_by_rows(128, 7, 300, dtype)
+        expected, _ = numpy_fit(net, X, Y, epochs=2, batch_size=300,
+                                learning_rate=learning_rate, seed=2, **rule)
+        net.fit(X, Y, epochs=2, batch_size=300, learning_rate=learning_rate, seed=2,
+                n_threads=n_threads, **rule)
+        assert relative_difference(net.parameters_vector(), expected) <= \
+            (1e-12 if dtype == "float64" else 1e-4)
+    finally:
+        _kernels.use_blas_small_path(found)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("hidden,output,cost", [
     ("tanh", "softmax", "cross_entropy"),
     ("relu", "softmax", "quadratic"),

@@ -192,19 +192,21 @@ typedef struct {
     void (*panels)(ptrdiff_t, ptrdiff_t, const double*, ptrdiff_t, double*);
     void (*abt_panels)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const double*, ptrdiff_t, const double*, double*,
                        ptrdiff_t);
+    void (*atb_rows)(ptrdiff_t, ptrdiff_t, ptrdiff_t, double, int, const double*, ptrdiff_t, const double*,
+                     ptrdiff_t, double*, ptrdiff_t);
 } bpfast_loops_d;
 
 static const bpfast_loops_d bpfast_loops_d_baseline = {
     bpfast_abt_d_baseline, bpfast_atb_d_baseline, bpfast_ab_d_baseline,
     bpfast_activate_d_baseline, bpfast_update_d_baseline, bpfast_outer_d_baseline,
     bpfast_normals_d_baseline, bpfast_row_squares_d_baseline,
-    bpfast_panels_d_baseline, bpfast_abt_panels_d_baseline};
+    bpfast_panels_d_baseline, bpfast_abt_panels_d_baseline, bpfast_atb_rows_d_baseline};
 #if BPFAST_HAVE_AVX2_VARIANT
 static const bpfast_loops_d bpfast_loops_d_avx2 = {
     bpfast_abt_d_avx2, bpfast_atb_d_avx2, bpfast_ab_d_avx2,
     bpfast_activate_d_avx2, bpfast_update_d_avx2, bpfast_outer_d_avx2,
     bpfast_normals_d_avx2, bpfast_row_squares_d_avx2,
-    bpfast_panels_d_avx2, bpfast_abt_panels_d_avx2};
+    bpfast_panels_d_avx2, bpfast_abt_panels_d_avx2, bpfast_atb_rows_d_avx2};
 /* x86-64-v4: x86-64-v3's loops, the noise's and the activations' in their place
  * (bpfast_choose_isa). */
 static bpfast_loops_d bpfast_loops_d_avx512;
@@ -250,6 +252,11 @@ static void bpfast_abt_panels_d(ptrdiff_t m, ptrdiff_t nj, ptrdiff_t ni, const d
                                  ptrdiff_t lda, const double* P, double* Z, ptrdiff_t ldz) {
     bpfast_d->abt_panels(m, nj, ni, A, lda, P, Z, ldz);
 }
+static void bpfast_atb_rows_d(ptrdiff_t m, ptrdiff_t nj, ptrdiff_t ni, double alpha, int add,
+                               const double* D, ptrdiff_t ldd, const double* A, ptrdiff_t lda, double* W,
+                               ptrdiff_t ldw) {
+    bpfast_d->atb_rows(m, nj, ni, alpha, add, D, ldd, A, lda, W, ldw);
+}
 
 typedef struct {
     void (*abt)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const float*, ptrdiff_t, const float*, ptrdiff_t, float*,
@@ -266,19 +273,21 @@ typedef struct {
     void (*panels)(ptrdiff_t, ptrdiff_t, const float*, ptrdiff_t, float*);
     void (*abt_panels)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const float*, ptrdiff_t, const float*, float*,
                        ptrdiff_t);
+    void (*atb_rows)(ptrdiff_t, ptrdiff_t, ptrdiff_t, float, int, const float*, ptrdiff_t, const float*,
+                     ptrdiff_t, float*, ptrdiff_t);
 } bpfast_loops_s;
 
 static const bpfast_loops_s bpfast_loops_s_baseline = {
     bpfast_abt_s_baseline, bpfast_atb_s_baseline, bpfast_ab_s_baseline,
     bpfast_activate_s_baseline, bpfast_update_s_baseline, bpfast_outer_s_baseline,
     bpfast_normals_s_baseline, bpfast_row_squares_s_baseline,
-    bpfast_panels_s_baseline, bpfast_abt_panels_s_baseline};
+    bpfast_panels_s_baseline, bpfast_abt_panels_s_baseline, bpfast_atb_rows_s_baseline};
 #if BPFAST_HAVE_AVX2_VARIANT
 static const bpfast_loops_s bpfast_loops_s_avx2 = {
     bpfast_abt_s_avx2, bpfast_atb_s_avx2, bpfast_ab_s_avx2,
     bpfast_activate_s_avx2, bpfast_update_s_avx2, bpfast_outer_s_avx2,
     bpfast_normals_s_avx2, bpfast_row_squares_s_avx2,
-    bpfast_panels_s_avx2, bpfast_abt_panels_s_avx2};
+    bpfast_panels_s_avx2, bpfast_abt_panels_s_avx2, bpfast_atb_rows_s_avx2};
 /* x86-64-v4: x86-64-v3's loops, the noise's and the activations' in their place
  * (bpfast_choose_isa). */
 static bpfast_loops_s bpfast_loops_s_avx512;
@@ -323,6 +332,11 @@ static void bpfast_panels_s(ptrdiff_t nj, ptrdiff_t ni, const float* W, ptrdiff_
 static void bpfast_abt_panels_s(ptrdiff_t m, ptrdiff_t nj, ptrdiff_t ni, const float* A,
                                  ptrdiff_t lda, const float* P, float* Z, ptrdiff_t ldz) {
     bpfast_s->abt_panels(m, nj, ni, A, lda, P, Z, ldz);
+}
+static void bpfast_atb_rows_s(ptrdiff_t m, ptrdiff_t nj, ptrdiff_t ni, float alpha, int add,
+                               const float* D, ptrdiff_t ldd, const float* A, ptrdiff_t lda, float* W,
+                               ptrdiff_t ldw) {
+    bpfast_s->atb_rows(m, nj, ni, alpha, add, D, ldd, A, lda, W, ldw);
 }
 
 static const char* bpfast_isa_in_use = "baseline";

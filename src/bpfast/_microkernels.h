@@ -9,9 +9,11 @@
  *         applied while g is in registers, so that ∂C/∂w never goes to memory
  *   ab:   T[k,i]  = Σ_j D[k,j] W[j,i]                   δ w              (the sum over j)
  * k runs over examples, j over the neurons of a layer, i over the neurons of the layer below.
- * And for a layer of few neurons over many rows (a call's, where BLAS packs every product):
+ * And for a layer of few neurons over many rows, where BLAS packs every product:
  *   panels:      P, W's numbers laid out in panels of 64 bytes of neurons (zeros past nj)
  *   abt_panels:  Z[k,j] = Σ_i A[k,i] W[j,i] from P      z = a wᵀ, each panel by ab's block
+ *   atb_rows:    W[j,i] = α Σ_k D[k,j] A[k,i]           ∂C/∂w = δᵀ a, A read in place
+ *                (or W[j,i] += Σ_k D[k,j] A[k,i]: a part's sums over its next rows)
  *
  * Written with GCC's vector extensions, once for any element type in _microkernels_impl.h, which
  * _dispatch.h compiles for double and float, each for x86-64-v3 (AVX2 and FMA) and for the
