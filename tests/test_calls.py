@@ -200,9 +200,9 @@ def by_rows(net, n):
 @pytest.mark.parametrize("n", [128, 133, 400])
 def test_narrow_layers_weights_gradient_over_many_rows(sizes, n, dtype):
     """Where BLAS packs every product, ∂C/∂w = (1/n) δᵀ a of a layer of few neurons over 128
-    rows or more is bpfast's own product, a over the rows in place, 64 at a time, 6 neurons × 2
+    rows or more is bpfast's own product, a over the rows in place, 32 at a time, 6 neurons × 2
     vectors at a time — here 30, 7 (6 + 1) and 1 neurons, inputs not a multiple of two vectors
-    (300, 1,100, 37: the last columns one by one), rows not a multiple of 64 (133). The batch
+    (300, 1,100, 37: the last columns one by one), rows not a multiple of 32 (133). The batch
     mean (by examples on two threads: each part's own sums; by neurons on three) and the cost
     beside it against the reference, and the layers the rule takes those expected."""
     _blas._libraries()
