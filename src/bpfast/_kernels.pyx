@@ -868,17 +868,16 @@ cdef inline bint _panelled(const Layout* lay, int l) noexcept nogil:
     of a for every product, each number then serving n_l multiply-adds; bpfast's reads a in
     place. One thread, a C harness on scipy's OpenBLAS (AVX2, Zen 3), GFLOP/s of the product,
     BLAS / panels, and the speed-up with the copy: float64 on 500 rows [784 → 30] 29.2 / 40.6,
-    1.37×, on 64 [784 → 64] 34.2 / 43.2, 1.12×; float32 on 512 [784 → 16] 55.9 / 89.2, 1.56×,
-    on 256 [784 → 64] 71.6 / 87.7, 1.17×. In
-    whole calls (default threads, five rounds in turns in one process, ms): `predict` on 1,000
-    examples of [784, 30, 10] 1.109 → 0.814, on 1,024 of [784, 16, 10] in float32
-    0.349 → 0.236, the digits' [64, 30, 10] on 1,797 0.347 → 0.308; the gradient on 1,000 of
-    [784, 30, 10] 2.700 → 2.433, its per-example norms 1.316 → 1.077. Wider layers gain on one
-    thread too ([784 → 128] 1.06–1.25×, [784 → 512] 1.1–1.2×), but little or nothing in whole
-    calls, where the copy (one thread, before the parts start: 28–37 µs for [784 → 100] or
-    [784 → 128] in float64) takes what the product saves: `predict` on 128 examples of
-    [784, 128, 10] 0.532 → 0.582, on 10,000 of [784, 100, 10] 29.5 → 28.5 (1.02–1.07× a
-    round)."""
+    1.37×, on 64 [784 → 64] 34.2 / 43.2, 1.12×; float32 on 512 [784 → 16] 55.9 / 89.2, 1.56×, on
+    256 [784 → 64] 71.6 / 87.7, 1.17×. In whole calls (default threads, five rounds in turns in
+    one process, ms): `predict` on 1,000 examples of [784, 30, 10] 1.109 → 0.814, on 1,024 of
+    [784, 16, 10] in float32 0.349 → 0.236, the digits' [64, 30, 10] on 1,797 0.347 → 0.308; the
+    gradient on 1,000 of [784, 30, 10] 2.700 → 2.433, its per-example norms 1.316 → 1.077. Wider
+    layers gain on one thread too ([784 → 128] 1.06–1.25×, [784 → 512] 1.1–1.2×), but little or
+    nothing in whole calls, where the copy (one thread, before the parts start: 28–37 µs for
+    [784 → 100] or [784 → 128] in float64) takes what the product saves: `predict` on 128
+    examples of [784, 128, 10] 0.532 → 0.582, on 10,000 of [784, 100, 10] 29.5 → 28.5
+    (1.02–1.07× a round)."""
     return (not _blas_small_path and lay.sizes[l] <= PANEL_OUTPUTS
             and lay.sizes[l] * lay.sizes[l - 1] >= FEW_WEIGHTS)
 
