@@ -55,7 +55,9 @@ def test_narrow_layers_train_as_numpy_does_on_large_mini_batches(rule, n_threads
     """Mini-batches of 300 over [300, 7, 2], shared by examples, each part summing ∂C/∂w^(1)
     over its rows 128 at a time. Where BLAS packs every product, bpfast's own product computes
     those sums (a layer of 7 neurons over 128 rows or more): the first block of rows written,
-    the next added to it."""
+    the next added to it; and z^(1) of the part's rows from w^(1) in a panel of 8 neurons (the
+    last one zeros), which each part copies at the start of every step (a panel left from the
+    step before fails it)."""
     from bpfast import _blas, _kernels
     _blas._libraries()
     found = _kernels.blas_small_path()
