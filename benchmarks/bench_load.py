@@ -45,6 +45,8 @@ WORKLOADS = {
                               cost="cross_entropy", init="he"),
            dict(batch_size=32, learning_rate=1e-3, optimizer="adam"), 10_000, 5),
     "L3": ([784, 256, 10], {}, dict(batch_size=256, learning_rate=0.5), 20_000, 1),
+    # a narrow layer on large mini-batches: steps by examples, z^(1) from panels, δᵀa by rows
+    "L4": ([784, 16, 10], {}, dict(batch_size=1024, learning_rate=0.5), 20_480, 1),
 }
 CALLS = {
     # name: (sizes, call, examples, calls in a loop)

@@ -658,8 +658,9 @@ cdef inline bint _dT_a_by_rows(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni,
     1.03–1.28× in float64; [784 → 64] float32 1.14–1.18×, float64 0.83–0.94× (BLAS reaches its
     speed there); [64 → 30] on 900, 1.34× and 2.1×. Read down the rows a column block at a
     time, a comes from memory slower than BLAS's packing reads it along them: [784 → 30] on
-    5,000 rows (31 MB) 0.69× in float64 — 0.8–0.94× with the prefetches — and the gains fade
-    past 8 MB (float64 on 2,000 rows 0.98–1.03×; float32 on 6,000, 1.09–1.19×)."""
+    5,000 rows (31 MB) in float64, blocks of 64 rows, 0.69× without prefetches and 0.80–0.94×
+    with them; of 32, 1.08–1.23× on one thread, but a whole call on 10,000 rows (two parts of
+    31 MB at once) 0.80–1.00× — whence ROWS_BYTES."""
     return (not _blas_small_path and m >= NARROW_ROWS and nj * size <= ROWS_NEURON_BYTES
             and nj * ni >= FEW_WEIGHTS and m * ni * size <= ROWS_BYTES)
 
