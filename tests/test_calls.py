@@ -110,10 +110,11 @@ def test_a_few_rows_over_a_large_layer_go_to_the_microkernel(dtype, blas_small_p
 def test_few_rows_where_blas_packs_every_product(n, dtype, blas_small_path):
     """Where BLAS packs every product (OpenBLAS's kernels for AVX2), a call's chunk of at most
     64 bytes a column — 8 float64 rows, 16 float32 (a call on up to 16 or 32 examples) — over a
-    w of 1,024 weights or more and 32 inputs goes to the microkernels, forward (z = a wᵀ) and
-    backward (δ w): in [300, 500, 40, 3], w^(1) and w^(2) (not w^(3): 120 weights). The call's
-    chunk decides for its every row: a short tail (n = 20 in float64, chunks of 16; 40 in
-    float32, chunks of 24) goes with its chunk to BLAS. Each row's output, ∂C_k/∂θ and norm
+    w of 1,024 weights or more and 32 inputs goes to the microkernels, forward (z = a wᵀ, which
+    takes chunks of up to 128 bytes: the next test) and backward (δ w): in [300, 500, 40, 3],
+    w^(1) and w^(2) (not w^(3): 120 weights). The call's chunk decides for its every row: a
+    short tail (n = 20 in float64, chunks of 16; 40 in float32, chunks of 24) goes with its
+    chunk to BLAS for δ w. Each row's output, ∂C_k/∂θ and norm
     against the reference, the same bits on 1, 2 and 3 threads; rows that all go to the
     microkernels are the same bits wherever they stand in the batch."""
     net, X, Y = make_problem([300, 500, 40, 3], n, dtype, seed=n, activation="tanh")
@@ -137,6 +138,25 @@ def test_few_rows_where_blas_packs_every_product(n, dtype, blas_small_path):
         np.testing.assert_array_equal(net.predict(X[order]), outputs[0][order])
         np.testing.assert_array_equal(
             net.per_example_gradients(X[order], Y[order]).vector(), rows[0][order])
+
+
+@pytest.mark.parametrize("blas_small_path", [False], indirect=True)
+def test_z_of_up_to_128_bytes_a_column_by_the_microkernel(dtype, blas_small_path):
+    """Where BLAS packs every product, z = a wᵀ on a call's chunk of at most 128 bytes a column
+    — 16 float64 rows, 32 float32: calls on up to 32 or 64 examples — is the microkernel's,
+    which computes each row by itself: `predict` of [300, 500, 40] (both layers of 1,024 weights
+    or more over 32 inputs or more) gives every row the bits it has alone, in chunks of 16 and 1
+    rows (n = 17 in float64), of 16 (32), of 32 and 1 (33 in float32), of 32 (64), on 1 and 2
+    threads; and each row is the reference's."""
+    net, X, _ = make_problem([300, 500, 40], 64, dtype, seed=3, activation="tanh")
+    top = 32 if dtype == "float64" else 64
+    alone = np.concatenate([net.predict(X[k:k + 1]) for k in range(top)])
+    for n in (top // 2 + 1, top):
+        for t in (1, 2):
+            np.testing.assert_array_equal(net.predict(X[:n], n_threads=t), alone[:n])
+    for k in (0, top // 2, top - 1):
+        _, a = reference.forward(*nested(net), X[k].tolist(), net.activations)
+        assert relative_difference(alone[k], np.array(a[-1])) <= REFERENCE_TOLERANCE[dtype]
 
 
 def panels_bytes(net):

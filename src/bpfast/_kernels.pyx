@@ -68,9 +68,10 @@ Design
    on a chunk of a few rows that BLAS would pack (`_z_is_a_wT`): the microkernel reads w once
    where BLAS copies it first, 1.2–2.5× as fast. Which products BLAS packs depends on the BLAS
    (`_blas_small_path`): OpenBLAS's kernels for AVX-512 cores skip packing small products,
-   its kernels for AVX2 pack every one — on which z = a wᵀ and δ w of a chunk of up to 8
-   float64 or 16 float32 rows go to the microkernels (1.2–11× as fast on 1–4 rows), and every
-   layer keeps the call's chunk (`_layer_chunk` halves it only where BLAS skips packing). A
+   its kernels for AVX2 pack every one — on which δ w of a chunk of up to 8 float64 or 16
+   float32 rows goes to the microkernels (1.2–11× as fast on 1–4 rows), z = a wᵀ of up to 16
+   or 32 (1.2–1.7× as fast on 16 or 32; 2.6× on 4 float64 rows), and every layer keeps the
+   call's chunk (`_layer_chunk` halves it only where BLAS skips packing). A
    call on many rows copies some layers' w once before its parts start (`_copy_weights`): where
    BLAS skips packing, w^(l)ᵀ of the layers of few inputs, which it multiplies faster that way
    (`_narrow_input`); where it packs every product, w^(l) in panels for the layers of few
@@ -471,7 +472,8 @@ cdef extern from "_dispatch.h":
 # can (`_blas_small_path`), at up to twice the speed: at most SMALL_OUTPUTS outputs and
 # SMALL_MACS multiply-adds (Design 10; measured: [784, 30] at 35 GFLOP/s on 32 rows, 20 on 48 or
 # more; [784, 100] at 43 on 8 rows, 26 on 16). Where BLAS packs every product, a chunk of at
-# most FEW_BYTES a column (8 doubles, 16 floats) goes to the microkernels instead, over a w of
+# most FEW_BYTES a column (8 doubles, 16 floats) goes to the microkernels instead — for z = a wᵀ,
+# of at most FEW_Z_BYTES (16 doubles, 32 floats) —, over a w of
 # FEW_WEIGHTS weights or more (below, BLAS's copy of w costs under half a microsecond:
 # `predict` on one example of [3, n_1, n_2], µs saved by the microkernel, float64 / float32:
 # 32 × 8, −0.26 / 0.29; 32 × 32, 0.34 / 0.63; 64 × 32, 0.89 / 1.45; 64 × 64, 1.52 / 2.42;
@@ -483,6 +485,7 @@ cdef enum:
     NARROW_ROWS = 128
     FEW_ROWS = 8
     FEW_BYTES = 64
+    FEW_Z_BYTES = 128
     FEW_WEIGHTS = 1024
     SMALL_WEIGHTS = 4096
     CALL_ROWS_MIN = 8
@@ -581,16 +584,17 @@ cdef inline void _z_is_a_wT(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni,
     10]: 4 examples 267 → 113 µs in float32, 474 → 211 in float64; 8 examples 323 → 195; a
     layer [256 → 1,024] on 4, 1.8–1.9×; on chunks of 16 rows, 0.85–1.9×: kept to BLAS). Where
     BLAS packs every product (`_blas_small_path` false), the microkernel takes any chunk of at
-    most FEW_BYTES a column — 8 float64 rows, 16 float32 — over at least NARROW_INPUTS inputs
-    and FEW_WEIGHTS weights: one thread, AVX2 (Zen 3), w of [784 → 100], [784 → 512],
-    [512 → 512], [256 → 1,024] or [784 → 30] in cache, 1.4–4× as fast as BLAS on 1–4 rows in
-    float64, 0.8–1.1× on 8; 1.8–11× on 1–8 rows in float32, 1.0–1.2× on 16; [16 → 2,048] 0.73×
-    on 4 rows. In whole calls, where w comes from memory, more rows gain (default threads, the
-    rules in turns in one process, five rounds, best times, ms): [784, 512, 512, 10] `predict`
-    on 16 float64 examples (chunks of 8) 0.726 → 0.657, [784, 30, 10] 0.067 → 0.060; on 32
-    float32 (chunks of 16) 0.696 → 0.439, [256, 1,024, 10] 0.313 → 0.271, [784, 100, 10]
-    0.121 → 0.085, their gradient 1.47 → 1.35, 0.511 → 0.438, 0.229 → 0.214; 16 float64 rows
-    lose ([784, 512, 512, 10] on 32: 1.03 → 1.20). The chunk decides, not each chunk's rows: a
+    most FEW_Z_BYTES a column — 16 float64 rows, 32 float32 — over at least NARROW_INPUTS inputs
+    and FEW_WEIGHTS weights: one thread, AVX2 (Zen 3), w in cache, over BLAS: [784 → 100] on
+    4, 8, 16 and 32 float64 rows 2.6×, 1.4×, 1.2×, 1.0×; on 16 rows [784 → 512] 1.2×,
+    [512 → 512] 1.3×, [784 → 30] 1.3×, [2,048 → 256] 1.05×; on 32 float32 rows [784 → 512]
+    1.4×, [784 → 100] 1.5×, [784 → 30] 1.7×; on 64, [784 → 100] 1.2× (at 36–37 GFLOP/s in
+    float64, where a large dgemm runs at 42 on one core; 73–78 in float32). Whole calls, the
+    rule of 64 bytes (and the microkernel before its registers were rearranged) against this
+    one, in turns in one process, five rounds, best times: `predict` of [784, 100, 10] on 32
+    float64 examples (chunks of 16) 1.15–1.27×, of [784, 512, 512, 10] 1.32–1.59×, on 64
+    float32 (chunks of 32) 1.36–1.45×; the gradient of [784, 30, 10] on 32 float64, 1.04–1.19×,
+    of [784, 512, 512, 10] on 64 float32, 1.07–1.17×. The chunk decides, not each chunk's rows: a
     call's every row goes the same way, wherever it stands (its row does not change when the
     batch is shuffled). WT: NULL, or a copy of W (`_copy_weights`): with `panels`, its panels,
     from which bpfast's product takes every row at once (`_panelled`); else Wᵀ itself
@@ -606,7 +610,7 @@ cdef inline void _z_is_a_wT(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni,
             bpfast_abt_panels_s(m, nj, ni, A, lda, WT, Z, ldz)
     elif chunk > 0:
         few = (chunk <= FEW_ROWS and chunk * nj * ni > SMALL_MACS if _blas_small_path else
-               chunk * sizeof(floating) <= FEW_BYTES and ni >= NARROW_INPUTS
+               chunk * sizeof(floating) <= FEW_Z_BYTES and ni >= NARROW_INPUTS
                and nj * ni >= FEW_WEIGHTS)
         k = 0
         while k < m:

@@ -30,9 +30,18 @@
 
 /* 32-byte vectors: four doubles, eight floats. Register blocks: abt 3 examples × 4 neurons (12),
  * atb 4 neurons × 2 vectors, ab 4 examples × 2 vectors (8) accumulators, which leaves registers
- * for the operands. */
+ * for the operands (abt: its 3 examples' vectors and one of w, all 16 registers). */
 typedef double bpfast_v4d __attribute__((vector_size(32)));
 typedef float bpfast_v8f __attribute__((vector_size(32)));
+/* Lane masks of their shuffles, and a vector of x's and y's lanes by index (y's from the vector's
+ * length on): GCC's spelling and Clang's. */
+typedef long long bpfast_m4d __attribute__((vector_size(32)));
+typedef int bpfast_m8f __attribute__((vector_size(32)));
+#if defined(__clang__)
+#define BPFAST_SHUFFLE(x, y, M, ...) __builtin_shufflevector(x, y, __VA_ARGS__)
+#else
+#define BPFAST_SHUFFLE(x, y, M, ...) __builtin_shuffle(x, y, (M){__VA_ARGS__})
+#endif
 /* 64-byte vectors: x86-64-v4's per-example rows (_outer_impl.h). */
 typedef double bpfast_v8d __attribute__((vector_size(64)));
 typedef float bpfast_v16f __attribute__((vector_size(64)));
