@@ -32,15 +32,20 @@ def test_every_rule_matches_numpy(rule, batch_size, n_threads, split):
     assert relative_difference(net.parameters_vector(), expected) <= 1e-12
 
 
+@pytest.mark.parametrize("sizes", [[400, 400, 3], [400, 300, 3]])
 @pytest.mark.parametrize("rule", RULES[1:], ids=lambda rule: ",".join(
     f"{key}={value}" for key, value in rule.items()))
-def test_every_rule_matches_numpy_where_a_small_batch_goes_to_blas(rule):
-    """Mini-batches of 40, under the 64 that always go to BLAS, but w^(1)'s products (a part's
-    150 × 400 × 40 multiply-adds) large enough for it, those of w^(2) left to the
-    microkernels: both ways in one step."""
+def test_every_rule_matches_numpy_where_a_small_batch_goes_to_blas(rule, sizes):
+    """Mini-batches of 40, under the 64 that always go to BLAS, but w^(1)'s products large
+    enough for it — a part's 200 × 400 weights, 65,536 or more, times 40 rows — and those of
+    w^(2) left to the microkernels: both ways in one step. With 150 × 400 weights a part, the
+    microkernels take w^(1) too."""
+    from bpfast import _kernels
     rule = dict(rule)
     learning_rate = rule.pop("learning_rate", 0.1)
-    net, X, Y = make_problem([400, 300, 3], 100, seed=8)
+    net, X, Y = make_problem(sizes, 100, seed=8)
+    assert _kernels.fit_blas(net._layout, 1, 40, 2) == (sizes[1] == 400)
+    assert not _kernels.fit_blas(net._layout, 2, 40, 2)
     X /= 20
     expected, _ = numpy_fit(net, X, Y, epochs=2, batch_size=40, learning_rate=learning_rate,
                             seed=2, **rule)

@@ -33,12 +33,19 @@ Design
 6. Mini-batches of fewer than SMALL_BATCH examples use the small products of
    _microkernels_impl.h instead of BLAS, whose packing of the operands costs more than the
    arithmetic at that size; larger ones go to BLAS, and so do the products of a wide layer
-   from BLAS_ROWS examples on (`_fit_blas`: SMALL_MACS multiply-adds per part; [784, 1024, 10]
-   at batch 32, 0.68–0.82× the epoch time, while at batch 10 BLAS lost to the microkernels by
-   up to 1.35×). The C loops (products, activations, rules) are written once for any type and
-   compiled per type and instruction set (x86-64-v3 and the baseline; the noise's generator,
-   the activations and the per-example rows' stores for x86-64-v4 too); _dispatch.h chooses at
-   import (BPFAST_ISA=baseline forces the baseline).
+   from BLAS_ROWS examples on (`_fit_blas`: SMALL_MACS multiply-adds per part, over
+   FIT_BLAS_WEIGHTS weights or more: [784, 1024, 10] at batch 32, 0.68–0.82× the epoch time,
+   while at batch 10 BLAS lost to the microkernels by up to 1.35×. Since z = a wᵀ's microkernel
+   runs near the core's GEMM speed, epoch times at batch 32 on two parts, the microkernels over
+   BLAS, medians of five rounds in one process, run by run: [784, 100, 10] float64 1.15, 1.19,
+   1.31, float32 1.12, 1.08, 1.16; [784, 160, 10] float64 1.10, 1.08, float32 1.13; [784, 128,
+   10] float32 1.08, 0.66 (three rounds in a row at 0.64–0.66, once), 1.12, 1.06 and over
+   twelve rounds 1.08, float64 0.94, 1.03 — 50, 80 and 64 neurons a part, under
+   FIT_BLAS_WEIGHTS —; [784, 256, 10] 0.96 and 0.95, [784, 1,024, 10] 0.82 and 0.85; one part,
+   [784, 64, 10] 1.10 and 1.12). The C loops (products, activations, rules) are written once
+   for any type and compiled per type and instruction set (x86-64-v3 and the baseline; the
+   noise's generator, the activations and the per-example rows' stores for x86-64-v4 too);
+   _dispatch.h chooses at import (BPFAST_ISA=baseline forces the baseline).
 7. Each layer has its activation (`acts[l−1]`; the formulas are in _activations.h) and the
    network one cost. Softmax needs whole rows: for a softmax output, parts share the output
    layer's a^(L) and δ^(L) by examples instead of neurons (`_rows_are_split`), in a stage of
@@ -497,6 +504,7 @@ cdef enum:
     PANEL_OUTPUTS = 64
     ROWS_NEURON_BYTES = 256
     ROWS_BYTES = 1 << 23
+    FIT_BLAS_WEIGHTS = 1 << 16
 
 # A step of `fit` is shared by examples (Design 11) from BY_EXAMPLES_BATCH examples on (where
 # BLAS takes over from the microkernels) when no layer has BY_EXAMPLES_NEURONS neurons per part;
@@ -562,9 +570,19 @@ cdef inline Py_ssize_t _layer_chunk(const Layout* lay, int l, Py_ssize_t chunk) 
 cdef inline bint _fit_blas(const Layout* lay, int l, Py_ssize_t m, int n_parts) noexcept nogil:
     """Whether `fit`'s products with w^(l) on a mini-batch of m examples, split into n_parts by
     neurons, go to BLAS rather than the microkernels: from SMALL_BATCH examples on, or from
-    BLAS_ROWS when a part's product has SMALL_MACS multiply-adds or more (Design 6)."""
-    return m >= SMALL_BATCH or (
-        m >= BLAS_ROWS and lay.sizes[l] * lay.sizes[l - 1] * m >= SMALL_MACS * n_parts)
+    BLAS_ROWS when a part's product has SMALL_MACS multiply-adds or more over FIT_BLAS_WEIGHTS
+    weights or more (Design 6)."""
+    cdef Py_ssize_t weights = lay.sizes[l] * lay.sizes[l - 1]
+    return m >= SMALL_BATCH or (m >= BLAS_ROWS and weights * m >= SMALL_MACS * n_parts
+                                and weights >= FIT_BLAS_WEIGHTS * n_parts)
+
+
+def fit_blas(NetworkLayout layout, int l, Py_ssize_t m, int n_parts):
+    """Whether `fit`'s products with w^(l) on a mini-batch of m examples in n_parts parts by
+    neurons go to BLAS (`_fit_blas`)."""
+    if not 1 <= l <= layout.c.L:
+        raise ValueError(f"l must be a layer, 1 to {layout.c.L}.")
+    return _fit_blas(&layout.c, l, m, n_parts)
 
 
 cdef inline Py_ssize_t _rows_at_once(bint blas, Py_ssize_t m) noexcept nogil:
