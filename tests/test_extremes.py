@@ -121,3 +121,20 @@ def test_targets_so_large_that_the_training_cost_overflows_stop_fit_clearly():
         net.fit(X, Y, epochs=2, batch_size=2, learning_rate=0.1)
     np.testing.assert_array_equal(net.parameters_vector(), before)
     assert len(caught.value.history) == 0
+
+
+def test_an_output_that_overflows_in_one_part_alone_is_a_clear_error():
+    """predict's parts copy their own rows of a^(L) and say whether those are finite: an output
+    that overflows in one row of the last part only (z = x_0 + x_1 = 2·10^308 through an
+    identity output) is refused on two threads as on one, wherever the row falls."""
+    net = bpfast.Network.from_params([np.array([[1.0, 1.0]])], [np.array([0.0])],
+                                     output_activation="identity")
+    X = np.zeros((64, 2))
+    for row in (63, 40, 0):
+        X[:] = 0.0
+        X[row] = [1e308, 1e308]
+        for threads in (1, 2):
+            with pytest.raises(FloatingPointError, match=r"the forward pass \(a\^\(l\)\) is not"):
+                net.predict(X, n_threads=threads)
+        X[row] = [1e307, 1e307]
+        np.testing.assert_array_equal(net.predict(X, n_threads=2)[row], [2e307])

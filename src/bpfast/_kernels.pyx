@@ -2166,7 +2166,8 @@ cdef struct CallPart:
     double share                # Σ_k C_k
     bint z_finite               # whether every z^(1) was finite
     bint bounded                # whether what it wrote is finite: its per-example gradients
-                                # certainly (`_magnitude`), its stretch of the mean exactly
+                                # certainly (`_magnitude`), its stretch of the mean exactly,
+                                # its rows of the output (a^(L)) exactly
 
 
 cdef struct Call:
@@ -2185,6 +2186,7 @@ cdef struct Call:
     void* T
     void* Z                     # NULL, or z^(1..L) kept (a trace)
     void* out                   # grad (P), the per-example rows (n × P), or squares (n × L)
+    void* output                # NULL, or a^(L) of every row (n × n_L), copied by each part
     bint check_z                # whether to stop, before writing, at a z^(1) not finite
     const void* WT              # NULL, or the call's copies of weights (`_copy_weights`)
     CallPart* parts             # what each part found
@@ -2275,6 +2277,7 @@ cdef void _call_task(Call* c, int part, int n_parts, floating* tag) noexcept nog
     cdef floating* A
     cdef floating* S
     cdef floating* Z = NULL
+    cdef floating* output
     cdef int l
     if c.stage == CALL_GRADIENT:
         _call_mean_gradient(c, part, n_parts, tag)
@@ -2298,6 +2301,12 @@ cdef void _call_task(Call* c, int part, int n_parts, floating* tag) noexcept nog
             c.parts[part].share = _output_delta(
                 lay, m, A, Y, S, 0, 1,
                 (<const floating*> c.weights + r0) if c.weights != NULL else NULL)
+        if c.output != NULL:
+            # The part's rows of a^(L) while they are in its cache, and whether they are
+            # finite: the caller neither gathers the regions nor reads the output again.
+            output = <floating*> c.output + r0 * lay.sizes[lay.L]
+            memcpy(output, A + _block(lay, lay.L, m), m * lay.sizes[lay.L] * sizeof(floating))
+            c.parts[part].bounded = _all_finite(output, m * lay.sizes[lay.L])
         return
     # CALL_BACKWARD: every δ of the part's rows, and what they write by rows
     for l in range(lay.L, 0, -1):
@@ -2352,7 +2361,7 @@ cdef int _call_close_s(void* c) noexcept nogil:
 
 def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, ::1] X, Y,
              Workspace workspace, int writes=WRITES_NOTHING, out=None, Team team=None,
-             int n_parts=1, bint keep_z=False, bint check_z=True, weights=None):
+             int n_parts=1, bint keep_z=False, bint check_z=True, weights=None, output=None):
     """One call of the kernels on a batch X (and targets Y, or None), its examples split into
     n_parts parts that the workers of `team` compute (none: the calling thread): the forward
     pass into the workspace (each part in its own region: `regions`), Σ_k C_k with targets, then
@@ -2364,9 +2373,13 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
     stopped after the forward pass; whether the gradients written are finite — per example
     certainly (`_magnitude`), their mean exactly (`_rows_finite`) — True for the other writes).
     ``weights``: one per row of X (θ's dtype), each example's δ_k^(L) and C_k scaled by its
-    weight — the weighted sums (the caller scales them to sum to n for a weighted mean)."""
+    weight — the weighted sums (the caller scales them to sum to n for a weighted mean).
+    ``output``: None, or an (n, n_L) array of θ's dtype into which each part copies its rows of
+    a^(L) (written even where z^(1) was not finite); whether they are finite is then the third
+    value returned, with writes = WRITES_NOTHING."""
     cdef Call c
     cdef const floating[::1] W
+    cdef floating[:, ::1] outputs
     cdef Py_ssize_t n = X.shape[0], P = layout.c.P
     cdef const floating[:, ::1] Yv
     cdef floating[::1] A, S, T, Z, grad, WT
@@ -2411,6 +2424,14 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
         if W.shape[0] != n or Y is None:
             raise ValueError("weights must hold one number per row of X, with targets.")
         c.weights = &W[0]
+    if output is not None:
+        outputs = output
+        if (outputs.shape[0] != n or outputs.shape[1] != layout.c.sizes[layout.c.L]
+                or writes != WRITES_NOTHING):
+            raise ValueError("output must have a row of the layout's output width per example, "
+                             "in a call that writes nothing else.")
+        if n > 0:
+            c.output = &outputs[0, 0]
     A, S, T = workspace.A, workspace.S, workspace.T
     c.A, c.S, c.T = &A[0], &S[0], &T[0]
     if keep_z:

@@ -467,9 +467,10 @@ class Network:
               weights=None, fresh_out=False):
         """The kernels on a validated batch X (and targets Y, or None): Σ_k C_k, and copies of
         the layers' a blocks asked for (``layers``: l = 1..L; with keep_z, z's too), each (n, n_l),
-        and whether the gradients written are finite (`_kernels.run_call`: certainly, or exactly).
-        X's finiteness, left unchecked by the validation, is checked exactly on z^(1) before
-        anything is written."""
+        and whether the gradients written are finite (`_kernels.run_call`: certainly, or exactly)
+        — or, asked for a^(L) alone (``layers=(L,)``, writing nothing else), whether it is: the
+        parts copy their rows of it into a fresh array themselves. X's finiteness, left
+        unchecked by the validation, is checked exactly on z^(1) before anything is written."""
         n = X.shape[0]
         flops = 2 * self.n_params * (1 if writes == 0 else 3)
         parts = self._parts(n, n_threads, flops)
@@ -480,11 +481,14 @@ class Network:
         # BLAS single-threaded: parts call it each on their own rows, where its own threads
         # would only compete, and a row must come out the same whatever the number of parts.
         workers = parts if parts == 1 else min(parts, training.available_cores())
+        output = None
+        if layers == (self.L,) and not keep_z and writes == 0:
+            output = np.empty((n, self.sizes[-1]), self.dtype)
         with self._workspace_for(n) as workspace, _single_threaded_blas(), \
                 _pool.team(workers, kind) as team:
             sum_C, finite, bounded = _kernels.run_call(self._layout, self._theta, X, Y,
                                                        workspace, writes, out, team, parts, keep_z,
-                                                       weights=weights)
+                                                       weights=weights, output=output)
             if not finite:
                 # A NaN or an infinity in X (or θ), named as validation names it — or finite
                 # numbers whose z^(1) overflowed, which σ and tanh take in their stride (σ(∞) = 1):
@@ -492,9 +496,12 @@ class Network:
                 check_finite(X, "X")
                 sum_C, _, bounded = _kernels.run_call(self._layout, self._theta, X, Y, workspace,
                                                       writes, out, team, parts, keep_z,
-                                                      check_z=False, weights=weights)
+                                                      check_z=False, weights=weights,
+                                                      output=output)
             a, z = [], []
-            if layers:
+            if output is not None:
+                a = [output]
+            elif layers:
                 regions = _kernels.regions(self._layout, n, parts)
                 a = [self._gather(workspace.A, regions, l) for l in layers]
                 z = [self._gather(workspace.Z, regions, l) for l in layers] if keep_z else []
@@ -529,8 +536,9 @@ class Network:
         """a^(L), the network's output, for one example or a batch (its examples shared between
         threads where there is enough of them: ``n_threads`` as `fit`'s, None choosing)."""
         X, single = self._as_batch(X, "X")
-        _, (a_L,), _, _ = self._call(X, None, n_threads=n_threads, layers=(self.L,))
-        a_L = self._finite_or_raise(a_L, "the forward pass (a^(l))")
+        _, (a_L,), _, finite = self._call(X, None, n_threads=n_threads, layers=(self.L,))
+        if not finite:
+            self._finite_or_raise(a_L, "the forward pass (a^(l))")
         return a_L[0] if single else a_L
 
     def cost(self, X, Y):
