@@ -47,6 +47,8 @@ WORKLOADS = {
     "L3": ([784, 256, 10], {}, dict(batch_size=256, learning_rate=0.5), 20_000, 1),
     # a narrow layer on large mini-batches: steps by examples, z^(1) from panels, δᵀa by rows
     "L4": ([784, 16, 10], {}, dict(batch_size=1024, learning_rate=0.5), 20_480, 1),
+    # mini-batches of 32 over a layer of 100: the microkernels, z = a wᵀ's near the GEMM's speed
+    "L5": ([784, 100, 10], {}, dict(batch_size=32, learning_rate=0.5), 20_000, 1),
 }
 CALLS = {
     # name: (sizes, call, examples, calls in a loop)
@@ -56,6 +58,7 @@ CALLS = {
     "C4": ([784, 30, 10], "gradient", 32, 2000),
     "C5": ([64, 30, 10], "per_example_norms", 1797, 400),
     "C6": ([64, 30, 10], "per_example_gradients", 1797, 400),   # the writes: 32.5 MB a call
+    "C7": ([784, 100, 10], "predict", 32, 2000),                 # chunks of 16: the microkernel
 }
 COLUMNS = {"default": None, "n_threads=1": 1, "n_threads=2": 2}
 #: The default's time over the better of n_threads=1 and 2: at most this, whatever the load.
