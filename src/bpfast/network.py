@@ -559,11 +559,13 @@ class Network:
     def _cost_and_accuracy(self, X, Y, accuracy=True):
         """`evaluate` of a batch that has been validated already (fit's validation data): the
         kernels' cost, the one `fit` minimises, and a^(L) from the same pass."""
-        sum_C, a, _, _ = self._call(X, Y, layers=(self.L,) if accuracy else ())
+        sum_C, a, _, finite = self._call(X, Y, layers=(self.L,) if accuracy else ())
         cost = float(self._finite_or_raise(np.array(sum_C), "the cost")) / X.shape[0]
         if not accuracy:
             return cost, None
-        return cost, self._accuracy(self._finite_or_raise(a[0], "the forward pass (a^(l))"), Y)
+        if not finite:                  # a^(L), as the parts found it (`_call`)
+            self._finite_or_raise(a[0], "the forward pass (a^(l))")
+        return cost, self._accuracy(a[0], Y)
 
     def _accuracy(self, a_L, Y):
         """The share of examples classified right: the largest output is the class (one-hot
