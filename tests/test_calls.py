@@ -146,7 +146,7 @@ def test_z_of_up_to_128_bytes_a_column_by_the_microkernel(dtype, blas_small_path
     — 16 float64 rows, 32 float32: calls on up to 32 or 64 examples — is the microkernel's,
     which computes each row by itself: `predict` of [300, 500, 40] (both layers of 1,024 weights
     or more over 32 inputs or more) gives every row the bits it has alone, in chunks of 16 and 1
-    rows (n = 17 in float64), of 16 (32), of 32 and 1 (33 in float32), of 32 (64), on 1 and 2
+    rows (n = 17 in float64), of 16 (32), of 24 and 9 (33 in float32), of 32 (64), on 1 and 2
     threads; and each row is the reference's."""
     net, X, _ = make_problem([300, 500, 40], 64, dtype, seed=3, activation="tanh")
     top = 32 if dtype == "float64" else 64
