@@ -247,6 +247,35 @@ def test_narrow_layers_weights_gradient_over_many_rows(sizes, n, dtype):
         _kernels.use_blas_small_path(found)
 
 
+@pytest.mark.parametrize("sizes,n", [([784, 30, 10], 32), ([300, 7, 2], 9), ([37, 64, 50, 3], 63),
+                                     ([40, 8, 3], 40)])
+def test_weights_gradient_over_a_few_rows_by_the_microkernel(sizes, n, dtype):
+    """Where BLAS packs every product, a call's ∂C/∂w over a region of fewer than 64 rows, for a
+    block of w of at most 256 KiB over 32 inputs or more, is the microkernel's (atb): written by
+    the first region, added to by the next — by neurons on two and three threads, by examples
+    (each part's own sums, then added) on [40, 8, 3], whose inputs outweigh its weights. The
+    batch mean and the cost against the reference on 1, 2 and 3 threads, and the layers the
+    rule takes those expected: every layer of 32 inputs or more ([8 → 3] and [7 → 2] are left
+    to BLAS), and none on 64 rows."""
+    _blas._libraries()
+    found = _kernels.blas_small_path()
+    _kernels.use_blas_small_path(False)
+    try:
+        net, X, Y = make_problem(sizes, n, dtype, seed=n, activation="tanh")
+        taken = [l for l, w in enumerate(net.weights, 1)
+                 if _kernels.dT_a_few_rows(n, w.shape[0], w.shape[1], dtype)]
+        assert taken == [l for l in range(1, len(sizes)) if sizes[l - 1] >= 32]
+        assert not any(_kernels.dT_a_few_rows(64, *w.shape, dtype) for w in net.weights)
+        expected = reference_gradient(net, X, Y)
+        for t in (1, 2, 3):
+            cost, g = net.cost_and_gradient(X, Y, n_threads=t)
+            assert relative_difference(g.vector(), expected) <= REFERENCE_TOLERANCE[dtype], t
+            assert cost == pytest.approx(net.cost(X, Y),
+                                         rel=1e-12 if dtype == "float64" else 1e-5)
+    finally:
+        _kernels.use_blas_small_path(found)
+
+
 def test_the_kernels_know_which_blas_skips_packing_small_products():
     """OpenBLAS's kernels for AVX-512 cores multiply small products without packing; the
     kernels follow the core that the BLAS they call (scipy's, 32-bit integers) reports."""
