@@ -141,6 +141,26 @@ def test_few_rows_where_blas_packs_every_product(n, dtype, blas_small_path):
 
 
 @pytest.mark.parametrize("blas_small_path", [False], indirect=True)
+@pytest.mark.parametrize("n", [1, 8, 13])
+def test_delta_w_over_rows_8_kib_apart_by_blas(n, dtype, blas_small_path):
+    """Where BLAS packs every product, δ w on a chunk of a few float64 rows goes to BLAS when
+    w's rows are a multiple of 8 KiB apart (1,024 numbers: the microkernel, down w's columns,
+    would find every row's line in one set of L1), and to the microkernel otherwise (float32:
+    4 KiB). [60, 1,024, 20, 3]: δ^(2) w^(2) over rows of 1,024 numbers. Per-example gradients
+    and norms against the reference, the same bits on 1 and 2 threads."""
+    assert _kernels.aliased_rows(1024, dtype) == (dtype == "float64")
+    assert not _kernels.aliased_rows(784, dtype) and not _kernels.aliased_rows(512, dtype)
+    net, X, Y = make_problem([60, 1024, 20, 3], n, dtype, seed=n, activation="tanh")
+    gradients = [net.per_example_gradients(X, Y, n_threads=t) for t in (1, 2)]
+    norms = [net.per_example_norms(X, Y, n_threads=t) for t in (1, 2)]
+    np.testing.assert_array_equal(gradients[1].vector(), gradients[0].vector())
+    np.testing.assert_array_equal(norms[1], norms[0])
+    assert_rows_are_the_references(net, X, Y, gradients[0], sorted({0, n - 1}), dtype)
+    np.testing.assert_allclose(norms[0], np.linalg.norm(gradients[0].vector(), axis=1),
+                               rtol=10 * REFERENCE_TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("blas_small_path", [False], indirect=True)
 def test_z_of_up_to_128_bytes_a_column_by_the_microkernel(dtype, blas_small_path):
     """Where BLAS packs every product, z = a wᵀ on a call's chunk of at most 128 bytes a column
     — 16 float64 rows, 32 float32: calls on up to 32 or 64 examples — is the microkernel's,

@@ -506,6 +506,7 @@ cdef enum:
     ROWS_BYTES = 1 << 23
     FIT_BLAS_WEIGHTS = 1 << 16
     FEW_ROWS_W_BYTES = 1 << 18
+    ALIASED_BYTES = 8192
 
 # A step of `fit` is shared by examples (Design 11) from BY_EXAMPLES_BATCH examples on (where
 # BLAS takes over from the microkernels) when no layer has BY_EXAMPLES_NEURONS neurons per part;
@@ -750,6 +751,26 @@ cdef inline void _w_is_beta_w_plus_alpha_dT_a(Py_ssize_t m, Py_ssize_t nj, Py_ss
         bpfast_atb_s(m, nj, ni, alpha, beta, D, ldd, A, lda, W, ldw, NULL, NULL)
 
 
+cdef inline bint _aliased_rows(Py_ssize_t ldw, size_t size) noexcept nogil:
+    """Whether the microkernel (ab) is kept from T = D W over float64 rows of W a multiple of
+    ALIASED_BYTES (8 KiB) apart: read down W's columns, every row's line then falls in the same
+    set of L1, and ab lost to BLAS — one thread, AVX2 (Zen 3), ab over BLAS: [1,024 → 1,024] on
+    8 rows 0.26×, [1,024 → 256] 0.69×, [1,024 → 10] 0.77× — where rows 6,272 bytes apart
+    ([784 → 512] on 8) run 1.44× as fast, and float32 rows 4 KiB apart 1.36–1.54×. In whole
+    calls, against ab, five rounds: the gradient of [784, 1,024, 1,024, 10] on 8 float64 rows
+    1.35–1.49×, its per-example norms 1.92–2.21×, its per-example gradients 1.05–1.30×; on 1,
+    4 and 16 rows (chunks not all of 8) 0.88–1.65×. At 4 KiB ([512 → 512] float64: 0.69–0.76×
+    in the harness) whole calls went the other way — the gradient of [784, 512, 512, 10] on 1,
+    4, 8, 16 rows 0.56–1.06× with BLAS —: ab keeps those."""
+    return size == sizeof(double) and (ldw * size) % ALIASED_BYTES == 0
+
+
+def aliased_rows(Py_ssize_t ldw, dtype):
+    """Whether δ w over rows of w `ldw` numbers of `dtype` apart is kept from the microkernel
+    (`_aliased_rows`)."""
+    return _aliased_rows(ldw, np.dtype(dtype).itemsize)
+
+
 cdef inline void _t_is_d_w(Py_ssize_t m, Py_ssize_t ni, Py_ssize_t nj,
                            const floating* D, Py_ssize_t ldd, const floating* W, Py_ssize_t ldw,
                            floating* T, Py_ssize_t ldt, Py_ssize_t chunk) noexcept nogil:
@@ -767,7 +788,7 @@ cdef inline void _t_is_d_w(Py_ssize_t m, Py_ssize_t ni, Py_ssize_t nj,
         return
     if chunk > 0:
         few = (not _blas_small_path and chunk * sizeof(floating) <= FEW_BYTES
-               and nj * ni >= FEW_WEIGHTS)
+               and nj * ni >= FEW_WEIGHTS and not _aliased_rows(ldw, sizeof(floating)))
         k = 0
         while k < m:
             rows = min(chunk, m - k)
