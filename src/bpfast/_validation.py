@@ -202,8 +202,9 @@ def as_real_array(value, name, dtype, finite=True):
     objects)."""
     if isinstance(value, np.ndarray):
         if value.dtype == dtype and value.flags.c_contiguous:
-            # Already what it must be (the common case, and the one small calls hurry in).
-            if finite:
+            # Already what it must be (the common case, and the one small calls hurry in): a
+            # network's dtype, native and C-ordered, which the kernels check themselves.
+            if finite and not _kernels.all_finite(value):
                 check_finite(value, name)
             return value
         array = value
@@ -297,12 +298,13 @@ def as_pair(X, Y, sizes, dtype, ndims=(1, 2), names=("X", "Y"), x_finite=True):
     less.
     """
     X = as_examples(X, names[0], sizes[0], "n0 (sizes[0])", dtype, ndims, x_finite)
-    if X.ndim == 2 and np.ndim(Y) == 1:
+    y_ndim = Y.ndim if isinstance(Y, np.ndarray) else np.ndim(Y)
+    if X.ndim == 2 and y_ndim == 1:
         Y = labels_as_targets(Y, sizes[-1], dtype, names[1])
-    elif X.ndim == 1 and np.ndim(Y) == 0 and 1 in ndims:
+    elif X.ndim == 1 and y_ndim == 0 and 1 in ndims:
         Y = labels_as_targets(np.reshape(Y, 1), sizes[-1], dtype, names[1].lower(),
                               single=True)[0]
-    elif np.ndim(Y) == 2 and np.shape(Y)[1] == 1 and sizes[-1] > 1:
+    elif y_ndim == 2 and np.shape(Y)[1] == 1 and sizes[-1] > 1:
         raise ValueError(
             f"{names[1]} has 1 value per example, but the network expects nL (sizes[-1]) = "
             f"{sizes[-1]}. If it holds class labels, pass them 1-D: {names[1]}.ravel().")

@@ -8,6 +8,7 @@ validates its input here and only then calls `bpfast._kernels`, which trusts wha
 """
 import copy
 import functools
+import math
 import numbers
 import threading
 
@@ -480,7 +481,9 @@ class Network:
         kind = ("call", self.sizes, n, parts, writes, fresh_out)
         # BLAS single-threaded: parts call it each on their own rows, where its own threads
         # would only compete, and a row must come out the same whatever the number of parts.
-        workers = parts if parts == 1 else min(parts, training.available_cores())
+        # None chose no more parts than cores (`training._default_threads`).
+        workers = (parts if parts == 1 or n_threads is None
+                   else min(parts, training.available_cores()))
         output = None
         if layers == (self.L,) and not keep_z and writes == 0:
             output = np.empty((n, self.sizes[-1]), self.dtype)
@@ -591,6 +594,13 @@ class Network:
                 f"the cross-entropy cost; it ranges over [{Y.min():g}, {Y.max():g}].")
         return X, Y
 
+    @staticmethod
+    def _one_as_batch(X, Y):
+        """A validated pair as a batch: one example (1-D) as a batch of one."""
+        if X.ndim == 1:
+            return X.reshape(1, -1), Y.reshape(1, -1)
+        return X, Y
+
     def _as_batch(self, x, name):
         array = as_examples(x, name, self.sizes[0], "n0 (sizes[0])", self.dtype, finite=False)
         if array.ndim == 1:
@@ -630,8 +640,7 @@ class Network:
         with ``sample_weight`` w (n numbers ≥ 0), the weighted mean Σ_k w_k ∂C_k/∂θ / Σ_k w_k.
         Its examples are shared between threads where there is enough of them (``n_threads`` as
         `fit`'s); the same n_threads gives the same bits."""
-        X, Y = self._pair(X, Y, x_finite=False)
-        X, Y = np.atleast_2d(X), np.atleast_2d(Y)
+        X, Y = self._one_as_batch(*self._pair(X, Y, x_finite=False))
         weights = check_sample_weight(sample_weight, X.shape[0])
         return self._mean_gradient(X, Y, n_threads, weights)[1]
 
@@ -640,11 +649,12 @@ class Network:
         on their way to δ^(L)) — what a full-batch optimiser asks for at every step. With
         ``sample_weight`` w: the weighted means Σ_k w_k C_k / Σ_k w_k and its gradient (a weight
         of 2 counts as the example twice)."""
-        X, Y = self._pair(X, Y, x_finite=False)
-        X, Y = np.atleast_2d(X), np.atleast_2d(Y)
+        X, Y = self._one_as_batch(*self._pair(X, Y, x_finite=False))
         weights = check_sample_weight(sample_weight, X.shape[0])
         sum_C, g = self._mean_gradient(X, Y, n_threads, weights)
-        return float(self._finite_or_raise(np.array(sum_C), "the cost")) / X.shape[0], g
+        if not math.isfinite(sum_C):        # a number: no array to check (3.5 µs of a call)
+            self._finite_or_raise(np.array(sum_C), "the cost")
+        return sum_C / X.shape[0], g
 
     def per_example_gradients(self, X, Y, *, out=None, n_threads=None):
         """Each example's ∂C_k/∂θ, as a `Gradient` whose arrays have a leading axis n.
