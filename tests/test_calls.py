@@ -228,6 +228,16 @@ def test_narrow_layers_over_many_rows_from_panels(sizes, n, dtype):
         _kernels.use_blas_small_path(found)
 
 
+def assert_mean_is_the_references(net, X, Y, dtype):
+    """The batch mean ∂C/∂θ and the cost beside it, on 1, 2 and 3 threads, against the
+    reference."""
+    expected = reference_gradient(net, X, Y)
+    for t in (1, 2, 3):
+        cost, g = net.cost_and_gradient(X, Y, n_threads=t)
+        assert relative_difference(g.vector(), expected) <= REFERENCE_TOLERANCE[dtype], t
+        assert cost == pytest.approx(net.cost(X, Y), rel=1e-12 if dtype == "float64" else 1e-5)
+
+
 def by_rows(net, n):
     """The layers whose ∂C/∂w over n rows bpfast's own product computes where BLAS packs every
     product: at least 1,024 weights, a row of δ of at most 256 bytes, 128 rows or more."""
@@ -236,40 +246,30 @@ def by_rows(net, n):
             if n >= 128 and w.shape[0] * item <= 256 and w.size >= 1024]
 
 
+@pytest.mark.parametrize("blas_small_path", [False], indirect=True)
 @pytest.mark.parametrize("sizes", [[784, 30, 10], [300, 7, 2], [1100, 1], [37, 64, 50, 65, 3]])
 @pytest.mark.parametrize("n", [128, 133, 400])
-def test_narrow_layers_weights_gradient_over_many_rows(sizes, n, dtype):
+def test_narrow_layers_weights_gradient_over_many_rows(sizes, n, dtype, blas_small_path):
     """Where BLAS packs every product, ∂C/∂w = (1/n) δᵀ a of a layer of few neurons over 128
     rows or more is bpfast's own product, a over the rows in place, 32 at a time, 6 neurons × 2
     vectors at a time — here 30, 7 (6 + 1) and 1 neurons, inputs not a multiple of two vectors
     (300, 1,100, 37: the last columns one by one), rows not a multiple of 32 (133). The batch
     mean (by examples on two threads: each part's own sums; by neurons on three) and the cost
     beside it against the reference, and the layers the rule takes those expected."""
-    _blas._libraries()
-    found = _kernels.blas_small_path()
-    _kernels.use_blas_small_path(False)
-    try:
-        net, X, Y = make_problem(sizes, n, dtype, seed=n, activation="tanh")
-        taken = [l for l, w in enumerate(net.weights, 1)
-                 if _kernels.dT_a_by_rows(n, w.shape[0], w.shape[1], dtype)]
-        assert taken == by_rows(net, n)
-        # [37, 64, 50, 65, 3]: in float32 its first two layers; in float64 none (512 and 400
-        # bytes of δ a row), which BLAS computes in both.
-        assert all(not _kernels.dT_a_by_rows(127, *net.weights[l - 1].shape, dtype)
-                   for l in taken)
-        expected = reference_gradient(net, X, Y)
-        for t in (1, 2, 3):
-            cost, g = net.cost_and_gradient(X, Y, n_threads=t)
-            assert relative_difference(g.vector(), expected) <= REFERENCE_TOLERANCE[dtype], t
-            assert cost == pytest.approx(net.cost(X, Y),
-                                         rel=1e-12 if dtype == "float64" else 1e-5)
-    finally:
-        _kernels.use_blas_small_path(found)
+    net, X, Y = make_problem(sizes, n, dtype, seed=n, activation="tanh")
+    taken = [l for l, w in enumerate(net.weights, 1)
+             if _kernels.dT_a_by_rows(n, w.shape[0], w.shape[1], dtype)]
+    assert taken == by_rows(net, n)
+    # [37, 64, 50, 65, 3]: in float32 its first two layers; in float64 none (512 and 400 bytes
+    # of δ a row), which BLAS computes in both.
+    assert all(not _kernels.dT_a_by_rows(127, *net.weights[l - 1].shape, dtype) for l in taken)
+    assert_mean_is_the_references(net, X, Y, dtype)
 
 
 @pytest.mark.parametrize("sizes,n", [([784, 30, 10], 32), ([300, 7, 2], 9), ([37, 64, 50, 3], 63),
                                      ([40, 8, 3], 40)])
-def test_weights_gradient_over_a_few_rows_by_the_microkernel(sizes, n, dtype):
+@pytest.mark.parametrize("blas_small_path", [False], indirect=True)
+def test_weights_gradient_over_a_few_rows_by_the_microkernel(sizes, n, dtype, blas_small_path):
     """Where BLAS packs every product, a call's ∂C/∂w over a region of fewer than 64 rows, for a
     block of w of at most 256 KiB over 32 inputs or more, is the microkernel's (atb): written by
     the first region, added to by the next — by neurons on two and three threads, by examples
@@ -277,23 +277,12 @@ def test_weights_gradient_over_a_few_rows_by_the_microkernel(sizes, n, dtype):
     batch mean and the cost against the reference on 1, 2 and 3 threads, and the layers the
     rule takes those expected: every layer of 32 inputs or more ([8 → 3] and [7 → 2] are left
     to BLAS), and none on 64 rows."""
-    _blas._libraries()
-    found = _kernels.blas_small_path()
-    _kernels.use_blas_small_path(False)
-    try:
-        net, X, Y = make_problem(sizes, n, dtype, seed=n, activation="tanh")
-        taken = [l for l, w in enumerate(net.weights, 1)
-                 if _kernels.dT_a_few_rows(n, w.shape[0], w.shape[1], dtype)]
-        assert taken == [l for l in range(1, len(sizes)) if sizes[l - 1] >= 32]
-        assert not any(_kernels.dT_a_few_rows(64, *w.shape, dtype) for w in net.weights)
-        expected = reference_gradient(net, X, Y)
-        for t in (1, 2, 3):
-            cost, g = net.cost_and_gradient(X, Y, n_threads=t)
-            assert relative_difference(g.vector(), expected) <= REFERENCE_TOLERANCE[dtype], t
-            assert cost == pytest.approx(net.cost(X, Y),
-                                         rel=1e-12 if dtype == "float64" else 1e-5)
-    finally:
-        _kernels.use_blas_small_path(found)
+    net, X, Y = make_problem(sizes, n, dtype, seed=n, activation="tanh")
+    taken = [l for l, w in enumerate(net.weights, 1)
+             if _kernels.dT_a_few_rows(n, w.shape[0], w.shape[1], dtype)]
+    assert taken == [l for l in range(1, len(sizes)) if sizes[l - 1] >= 32]
+    assert not any(_kernels.dT_a_few_rows(64, *w.shape, dtype) for w in net.weights)
+    assert_mean_is_the_references(net, X, Y, dtype)
 
 
 def test_the_kernels_know_which_blas_skips_packing_small_products():
