@@ -76,9 +76,11 @@ Design
    where BLAS copies it first, 1.2–2.5× as fast. Which products BLAS packs depends on the BLAS
    (`_blas_small_path`): OpenBLAS's kernels for AVX-512 cores skip packing small products,
    its kernels for AVX2 pack every one — on which δ w of a chunk of up to 8 float64 or 16
-   float32 rows goes to the microkernels (1.2–11× as fast on 1–4 rows), z = a wᵀ of up to 16
-   or 32 (1.2–1.7× as fast on 16 or 32; 2.6× on 4 float64 rows), and every layer keeps the
-   call's chunk (`_layer_chunk` halves it only where BLAS skips packing). A
+   float32 rows goes to the microkernels (1.2–11× as fast on 1–4 rows; not over float64 rows
+   of w 8 KiB apart: `_aliased_rows`), z = a wᵀ of up to 16 or 32 (1.2–1.7× as fast on 16 or
+   32; 2.6× on 4 float64 rows), ∂C/∂w = δᵀ a over a part's region of fewer than 64 rows for a
+   block of w of up to 256 KiB (`_dT_a_few_rows`: 0.97–2.5× on [784 → 15 … 30]), and every
+   layer keeps the call's chunk (`_layer_chunk` halves it only where BLAS skips packing). A
    call on many rows copies some layers' w once before its parts start (`_copy_weights`): where
    BLAS skips packing, w^(l)ᵀ of the layers of few inputs, which it multiplies faster that way
    (`_narrow_input`); where it packs every product, w^(l) in panels for the layers of few
