@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import bpfast
+from bpfast import _kernels
 
 DTYPES = ["float64", "float32"]
 
@@ -34,6 +35,21 @@ def make_problem(sizes, n, dtype="float64", seed=0, **choices):
     if net.output_activation == "softmax":
         Y /= Y.sum(axis=1, keepdims=True)
     return net, X, Y
+
+
+def products_run(product, function, *args, **keywords):
+    """What `function(*args, **keywords)` ran, from the kernels' log: for each product that
+    `product` names ("z = a wᵀ", "∂C/∂w = δᵀ a", "δ w"), its (path, rows, neurons, inputs); with
+    `product` None, every product's (product, path, rows, neurons, inputs). BLAS and bpfast's
+    own products agree to the reference's tolerance, so that no number tells which one a rule
+    chose."""
+    _kernels.log_products(True)
+    try:
+        function(*args, **keywords)
+    finally:
+        _kernels.log_products(False)
+    logged = _kernels.logged_products()
+    return logged if product is None else [entry[1:] for entry in logged if entry[0] == product]
 
 
 def assert_fit_refused(keywords, error, message, **fit):

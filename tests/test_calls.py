@@ -9,7 +9,7 @@ import bpfast
 from bpfast import _blas, _kernels, reference
 from bpfast.crosscheck import reference_gradient, relative_difference
 
-from conftest import REFERENCE_TOLERANCE, make_problem
+from conftest import REFERENCE_TOLERANCE, make_problem, products_run
 
 CHOICES = [dict(), dict(activation="relu", output_activation="softmax", cost="cross_entropy"),
            dict(activation="tanh", output_activation="identity")]
@@ -119,6 +119,10 @@ def test_few_rows_where_blas_packs_every_product(n, dtype, blas_small_path):
     microkernels are the same bits wherever they stand in the batch."""
     net, X, Y = make_problem([300, 500, 40, 3], n, dtype, seed=n, activation="tanh")
     outputs = [net.predict(X, n_threads=t) for t in (1, 2, 3)]
+    for t in (1, 2):
+        ran = products_run("δ w", net.per_example_gradients, X, Y, n_threads=t)
+        assert {(path, nj) for path, m, nj, ni in ran} == {
+            ("BLAS", 3), ("microkernel" if n <= (16 if dtype == "float64" else 32) else "BLAS", 40)}
     gradients = [net.per_example_gradients(X, Y, n_threads=t) for t in (1, 2, 3)]
     rows = [g.vector() for g in gradients]
     norms = [net.per_example_norms(X, Y, n_threads=t) for t in (1, 2, 3)]
@@ -146,11 +150,17 @@ def test_delta_w_over_rows_8_kib_apart_by_blas(n, dtype, blas_small_path):
     """Where BLAS packs every product, δ w on a chunk of a few float64 rows goes to BLAS when
     w's rows are a multiple of 8 KiB apart (1,024 numbers: the microkernel, down w's columns,
     would find every row's line in one set of L1), and to the microkernel otherwise (float32:
-    4 KiB). [60, 1,024, 20, 3]: δ^(2) w^(2) over rows of 1,024 numbers. Per-example gradients
-    and norms against the reference, the same bits on 1 and 2 threads."""
+    4 KiB). [60, 1,024, 20, 3]: δ^(2) w^(2) over rows of 1,024 numbers (δ^(3) w^(3), of 60
+    weights, is BLAS's either way). Per-example gradients and norms against the reference, the
+    same bits on 1 and 2 threads."""
     assert _kernels.aliased_rows(1024, dtype) == (dtype == "float64")
     assert not _kernels.aliased_rows(784, dtype) and not _kernels.aliased_rows(512, dtype)
     net, X, Y = make_problem([60, 1024, 20, 3], n, dtype, seed=n, activation="tanh")
+    for call in (net.per_example_gradients, net.per_example_norms):
+        for t in (1, 2):
+            ran = products_run("δ w", call, X, Y, n_threads=t)
+            assert {(path, nj) for path, m, nj, ni in ran} == {
+                ("BLAS", 3), ("BLAS" if dtype == "float64" else "microkernel", 20)}, (call, t)
     gradients = [net.per_example_gradients(X, Y, n_threads=t) for t in (1, 2)]
     norms = [net.per_example_norms(X, Y, n_threads=t) for t in (1, 2)]
     np.testing.assert_array_equal(gradients[1].vector(), gradients[0].vector())
@@ -211,6 +221,10 @@ def test_narrow_layers_over_many_rows_from_panels(sizes, n, dtype):
         work = (kept.A.nbytes + kept.S.nbytes + kept.T.nbytes
                 + (kept.Z.nbytes if kept.Z is not None else 0))
         assert kept.nbytes - work == panels_bytes(net) > 0
+        for t in (1, 2, 3):
+            ran = products_run("z = a wᵀ", net.predict, X, n_threads=t)
+            assert {(path == "panels", nj, ni) for path, m, nj, ni in ran} == {
+                (w.shape[0] <= 64 and w.size >= 1024, *w.shape) for w in net.weights}, t
         for t in (1, 2):
             np.testing.assert_array_equal(outputs[t], outputs[0])
             np.testing.assert_array_equal(rows[t], rows[0])
@@ -255,11 +269,16 @@ def test_narrow_layers_weights_gradient_over_many_rows(sizes, n, dtype, blas_sma
     vectors at a time — here 30, 7 (6 + 1) and 1 neurons, inputs not a multiple of two vectors
     (300, 1,100, 37: the last columns one by one), rows not a multiple of 32 (133). The batch
     mean (by examples on two threads: each part's own sums; by neurons on three) and the cost
-    beside it against the reference, and the layers the rule takes those expected."""
+    beside it against the reference, and the layers the rule takes those expected — and those
+    the call on one thread (all n rows in one part) gives bpfast's product."""
     net, X, Y = make_problem(sizes, n, dtype, seed=n, activation="tanh")
     taken = [l for l, w in enumerate(net.weights, 1)
              if _kernels.dT_a_by_rows(n, w.shape[0], w.shape[1], dtype)]
     assert taken == by_rows(net, n)
+    layer = {w.shape[1]: l for l, w in enumerate(net.weights, 1)}
+    ran = products_run("∂C/∂w = δᵀ a", net.gradient, X, Y, n_threads=1)
+    assert sorted((layer[ni], path) for path, m, nj, ni in ran) == [
+        (l, "rows" if l in taken else "BLAS") for l in range(1, net.L + 1)]
     # [37, 64, 50, 65, 3]: in float32 its first two layers; in float64 none (512 and 400 bytes
     # of δ a row), which BLAS computes in both.
     assert all(not _kernels.dT_a_by_rows(127, *net.weights[l - 1].shape, dtype) for l in taken)
@@ -282,6 +301,10 @@ def test_weights_gradient_over_a_few_rows_by_the_microkernel(sizes, n, dtype, bl
              if _kernels.dT_a_few_rows(n, w.shape[0], w.shape[1], dtype)]
     assert taken == [l for l in range(1, len(sizes)) if sizes[l - 1] >= 32]
     assert not any(_kernels.dT_a_few_rows(64, *w.shape, dtype) for w in net.weights)
+    for t in (1, 2, 3):
+        ran = products_run("∂C/∂w = δᵀ a", net.cost_and_gradient, X, Y, n_threads=t)
+        assert {(path, ni) for path, m, nj, ni in ran} == {
+            ("microkernel" if n_in >= 32 else "BLAS", n_in) for n_in in sizes[:-1]}, t
     assert_mean_is_the_references(net, X, Y, dtype)
 
 
@@ -594,3 +617,23 @@ def test_theta_and_the_gradients_written_start_on_a_cache_line():
         assert fresh._theta.ctypes.data % 64 == 0
         assert net.gradient(X, Y)._vector.ctypes.data % 64 == 0       # not vector(): a copy
         assert net.per_example_gradients(X, Y)._vector.ctypes.data % 64 == 0
+
+
+def test_the_log_of_products_is_off_unless_asked_and_refuses_to_overflow():
+    """The kernels log the products' paths only between `log_products(True)` and `(False)`,
+    and reading a log that overflowed its slots is an error, not a silent cut."""
+    net, X, Y = make_problem([6, 9, 4], 5, seed=1)
+    _kernels.log_products(True)
+    _kernels.log_products(False)
+    net.gradient(X, Y)
+    assert _kernels.logged_products() == []
+    assert [entry[0] for entry in products_run(None, net.gradient, X, Y, n_threads=1)] == [
+        "z = a wᵀ", "z = a wᵀ", "δ w", "∂C/∂w = δᵀ a", "∂C/∂w = δᵀ a"]
+    _kernels.log_products(True)
+    try:
+        for _ in range(2000):
+            net.gradient(X, Y, n_threads=1)
+    finally:
+        _kernels.log_products(False)
+    with pytest.raises(RuntimeError, match="more than 4096 products logged"):
+        _kernels.logged_products()

@@ -14,6 +14,7 @@ from conftest import (
     float32_telling_problem,
     make_problem,
     numpy_fit,
+    products_run,
 )
 
 
@@ -39,7 +40,7 @@ def test_every_rule_matches_numpy_where_a_small_batch_goes_to_blas(rule, sizes):
     """Mini-batches of 40, under the 64 that always go to BLAS, but w^(1)'s products large
     enough for it — a part's 200 × 400 weights, 65,536 or more, times 40 rows — and those of
     w^(2) left to the microkernels: both ways in one step. With 150 × 400 weights a part, the
-    microkernels take w^(1) too."""
+    microkernels take w^(1) too; so do they the last mini-batch, of 20."""
     from bpfast import _kernels
     rule = dict(rule)
     learning_rate = rule.pop("learning_rate", 0.1)
@@ -49,8 +50,15 @@ def test_every_rule_matches_numpy_where_a_small_batch_goes_to_blas(rule, sizes):
     X /= 20
     expected, _ = numpy_fit(net, X, Y, epochs=2, batch_size=40, learning_rate=learning_rate,
                             seed=2, **rule)
-    net.fit(X, Y, epochs=2, batch_size=40, learning_rate=learning_rate, seed=2, n_threads=2,
-            **rule)
+    ran = products_run(None, net.fit, X, Y, epochs=2, batch_size=40, seed=2, n_threads=2,
+                       learning_rate=learning_rate, **rule)
+    # w^(1)'s products are a part's 200 or 150 neurons (Adam's steps 4 at a time), w^(2)'s 1 or 2
+    # of its 3; the epoch's mini-batches 40, 40, 20.
+    taken = {(product, m, 1 if nj > 3 else 2, path) for product, path, m, nj, ni in ran
+             if product != "δ w"}
+    first = "BLAS" if sizes[1] == 400 else "microkernel"
+    assert taken == {(product, m, l, first if (m, l) == (40, 1) else "microkernel")
+                     for product in ("z = a wᵀ", "∂C/∂w = δᵀ a") for m in (40, 20) for l in (1, 2)}
     assert relative_difference(net.parameters_vector(), expected) <= 1e-12
 
 
@@ -60,9 +68,9 @@ def test_narrow_layers_train_as_numpy_does_on_large_mini_batches(rule, n_threads
     """Mini-batches of 300 over [300, 7, 2], shared by examples, each part summing ∂C/∂w^(1)
     over its rows 128 at a time. Where BLAS packs every product, bpfast's own product computes
     those sums (a layer of 7 neurons over 128 rows or more): the first block of rows written,
-    the next added to it; and z^(1) of the part's rows from w^(1) in a panel of 8 neurons (the
-    last one zeros), which each part copies at the start of every step (a panel left from the
-    step before fails it)."""
+    the next added to it, a part's last rows (44 on one thread, 22 on two) by BLAS; and z^(1) of
+    the part's rows from w^(1) in a panel of 8 neurons (the last one zeros), which each part
+    copies at the start of every step (a panel left from the step before fails it)."""
     from bpfast import _blas, _kernels
     _blas._libraries()
     found = _kernels.blas_small_path()
@@ -74,8 +82,12 @@ def test_narrow_layers_train_as_numpy_does_on_large_mini_batches(rule, n_threads
         assert _kernels.dT_a_by_rows(128, 7, 300, dtype)
         expected, _ = numpy_fit(net, X, Y, epochs=2, batch_size=300,
                                 learning_rate=learning_rate, seed=2, **rule)
-        net.fit(X, Y, epochs=2, batch_size=300, learning_rate=learning_rate, seed=2,
-                n_threads=n_threads, **rule)
+        ran = products_run(None, net.fit, X, Y, epochs=2, batch_size=300, seed=2,
+                           learning_rate=learning_rate, n_threads=n_threads, **rule)
+        last = 300 // n_threads % 128
+        assert {(product, path, m) for product, path, m, nj, ni in ran if ni == 300} == {
+            ("z = a wᵀ", "panels", 128), ("z = a wᵀ", "panels", last),
+            ("∂C/∂w = δᵀ a", "rows", 128), ("∂C/∂w = δᵀ a", "BLAS", last)}
         assert relative_difference(net.parameters_vector(), expected) <= \
             (1e-12 if dtype == "float64" else 1e-4)
     finally:

@@ -595,6 +595,68 @@ cdef inline Py_ssize_t _rows_at_once(bint blas, Py_ssize_t m) noexcept nogil:
     return m if blas else 0
 
 
+# --- which path each product took, for the tests ----------------------------------------------
+
+# The rules above pick a path by speed alone: BLAS and the microkernels give the same numbers to
+# the last bits, so no result tells which one ran. The tests read this log to see the path a
+# rule claims taken. Off, it costs a product one relaxed load of a flag.
+cdef extern from *:
+    """
+    enum { BPFAST_LOG_SIZE = 4096 };
+    typedef struct { int product, path; Py_ssize_t m, nj, ni; } bpfast_logged_product;
+    static int bpfast_logging = 0;
+    static Py_ssize_t bpfast_logged = 0;
+    static bpfast_logged_product bpfast_log[BPFAST_LOG_SIZE];
+    static inline void bpfast_log_product(int product, int path, Py_ssize_t m, Py_ssize_t nj,
+                                          Py_ssize_t ni) {
+        if (__builtin_expect(__atomic_load_n(&bpfast_logging, __ATOMIC_RELAXED), 0)) {
+            Py_ssize_t i = __atomic_fetch_add(&bpfast_logged, 1, __ATOMIC_RELAXED);
+            if (i < BPFAST_LOG_SIZE) {
+                bpfast_logged_product entry = {product, path, m, nj, ni};
+                bpfast_log[i] = entry;
+            }
+        }
+    }
+    """
+    ctypedef struct _logged_product "bpfast_logged_product":
+        int product, path
+        Py_ssize_t m, nj, ni
+    const Py_ssize_t _LOG_SIZE "BPFAST_LOG_SIZE"
+    int _logging "bpfast_logging"
+    Py_ssize_t _logged "bpfast_logged"
+    _logged_product _log "bpfast_log" [1]
+    void _log_product "bpfast_log_product" (int product, int path, Py_ssize_t m, Py_ssize_t nj,
+                                            Py_ssize_t ni) noexcept nogil
+
+cdef enum:       # the products
+    Z_IS_A_WT, DT_A, D_W
+cdef enum:       # their paths
+    BY_BLAS, BY_MICROKERNEL, BY_PANELS, BY_ROWS
+
+#: The products and paths the log names, in the order of their numbers.
+PRODUCTS = ("z = a wᵀ", "∂C/∂w = δᵀ a", "δ w")
+PATHS = ("BLAS", "microkernel", "panels", "rows")
+
+
+def log_products(bint on):
+    """Start a fresh log of the products' paths (on), or stop logging (off). Not for two
+    threads' calls at once: the log is the module's."""
+    global _logging, _logged
+    _logging = 0
+    if on:
+        _logged = 0
+        _logging = 1
+
+
+def logged_products():
+    """The log: a tuple (product, path, rows, neurons, inputs) for each product a part ran since
+    `log_products(True)`, in the order the parts wrote them; an error past its size."""
+    if _logged > _LOG_SIZE:
+        raise RuntimeError(f"more than {_LOG_SIZE} products logged: log fewer calls at once.")
+    return [(PRODUCTS[_log[i].product], PATHS[_log[i].path], _log[i].m, _log[i].nj, _log[i].ni)
+            for i in range(_logged)]
+
+
 cdef inline void _z_is_a_wT(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni,
                             const floating* A, Py_ssize_t lda, const floating* W, Py_ssize_t ldw,
                             floating* Z, Py_ssize_t ldz, Py_ssize_t chunk,
@@ -626,6 +688,7 @@ cdef inline void _z_is_a_wT(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni,
     if m == 0 or nj == 0:
         return
     if WT != NULL and panels:
+        _log_product(Z_IS_A_WT, BY_PANELS, m, nj, ni)
         if floating is double:
             bpfast_abt_panels_d(m, nj, ni, A, lda, WT, Z, ldz)
         else:
@@ -634,6 +697,7 @@ cdef inline void _z_is_a_wT(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni,
         few = (chunk <= FEW_ROWS and chunk * nj * ni > SMALL_MACS if _blas_small_path else
                chunk * sizeof(floating) <= FEW_Z_BYTES and ni >= NARROW_INPUTS
                and nj * ni >= FEW_WEIGHTS)
+        _log_product(Z_IS_A_WT, BY_MICROKERNEL if few else BY_BLAS, m, nj, ni)
         k = 0
         while k < m:
             rows = min(chunk, m - k)
@@ -647,10 +711,12 @@ cdef inline void _z_is_a_wT(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni,
             else:
                 _gemm(c'T', c'N', nj, rows, ni, 1, W, ldw, A + k * lda, lda, 0, Z + k * ldz, ldz)
             k += rows
-    elif floating is double:
-        bpfast_abt_d(m, nj, ni, A, lda, W, ldw, Z, ldz)
     else:
-        bpfast_abt_s(m, nj, ni, A, lda, W, ldw, Z, ldz)
+        _log_product(Z_IS_A_WT, BY_MICROKERNEL, m, nj, ni)
+        if floating is double:
+            bpfast_abt_d(m, nj, ni, A, lda, W, ldw, Z, ldz)
+        else:
+            bpfast_abt_s(m, nj, ni, A, lda, W, ldw, Z, ldz)
 
 
 cdef inline Py_ssize_t _unpacked_rows(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni) noexcept nogil:
@@ -736,21 +802,25 @@ cdef inline void _w_is_beta_w_plus_alpha_dT_a(Py_ssize_t m, Py_ssize_t nj, Py_ss
         return
     if blas and _dT_a_by_rows(m, nj, ni, sizeof(floating)) and (
             beta == 0 or (alpha == 1 and beta == 1)):
+        _log_product(DT_A, BY_ROWS, m, nj, ni)
         if floating is double:
             bpfast_atb_rows_d(m, nj, ni, alpha, beta != 0, D, ldd, A, lda, W, ldw)
         else:
             bpfast_atb_rows_s(m, nj, ni, alpha, beta != 0, D, ldd, A, lda, W, ldw)
     elif blas:
+        _log_product(DT_A, BY_BLAS, m, nj, ni)
         rows = _unpacked_rows(m, nj, ni)
         while 0 < rows < m - k:
             _gemm(c'N', c'T', ni, nj, rows, alpha, A + k * lda, lda, D + k * ldd, ldd, beta, W, ldw)
             beta = 1
             k += rows
         _gemm(c'N', c'T', ni, nj, m - k, alpha, A + k * lda, lda, D + k * ldd, ldd, beta, W, ldw)
-    elif floating is double:
-        bpfast_atb_d(m, nj, ni, alpha, beta, D, ldd, A, lda, W, ldw, NULL, NULL)
     else:
-        bpfast_atb_s(m, nj, ni, alpha, beta, D, ldd, A, lda, W, ldw, NULL, NULL)
+        _log_product(DT_A, BY_MICROKERNEL, m, nj, ni)
+        if floating is double:
+            bpfast_atb_d(m, nj, ni, alpha, beta, D, ldd, A, lda, W, ldw, NULL, NULL)
+        else:
+            bpfast_atb_s(m, nj, ni, alpha, beta, D, ldd, A, lda, W, ldw, NULL, NULL)
 
 
 cdef inline bint _aliased_rows(Py_ssize_t ldw, size_t size) noexcept nogil:
@@ -791,6 +861,7 @@ cdef inline void _t_is_d_w(Py_ssize_t m, Py_ssize_t ni, Py_ssize_t nj,
     if chunk > 0:
         few = (not _blas_small_path and chunk * sizeof(floating) <= FEW_BYTES
                and nj * ni >= FEW_WEIGHTS and not _aliased_rows(ldw, sizeof(floating)))
+        _log_product(D_W, BY_MICROKERNEL if few else BY_BLAS, m, nj, ni)
         k = 0
         while k < m:
             rows = min(chunk, m - k)
@@ -803,10 +874,12 @@ cdef inline void _t_is_d_w(Py_ssize_t m, Py_ssize_t ni, Py_ssize_t nj,
                 _gemm(c'N', c'N', ni, rows, nj, 1, W, ldw, D + k * ldd, ldd, 0, T + k * ldt,
                       ldt)
             k += rows
-    elif floating is double:
-        bpfast_ab_d(m, ni, nj, D, ldd, W, ldw, T, ldt)
     else:
-        bpfast_ab_s(m, ni, nj, D, ldd, W, ldw, T, ldt)
+        _log_product(D_W, BY_MICROKERNEL, m, nj, ni)
+        if floating is double:
+            bpfast_ab_d(m, ni, nj, D, ldd, W, ldw, T, ldt)
+        else:
+            bpfast_ab_s(m, ni, nj, D, ldd, W, ldw, T, ldt)
 
 
 # --- the network's layout ------------------------------------------------------------------------
@@ -1488,6 +1561,7 @@ cdef void _step_rows(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, const floating*
         return
     if step.d.rule == MOMENTUM or step.d.rule == NESTEROV:
         # The small products apply momentum themselves, tile by tile (_microkernels.h).
+        _log_product(DT_A, BY_MICROKERNEL, m, nj, ni)
         if floating is double:
             bpfast_atb_d(m, nj, ni, inv_m, 0, D, ldd, A, lda, theta + start, ni,
                          <double*> step.v + start, &step.d)
