@@ -189,13 +189,21 @@ def test_z_of_up_to_128_bytes_a_column_by_the_microkernel(dtype, blas_small_path
         assert relative_difference(alone[k], np.array(a[-1])) <= REFERENCE_TOLERANCE[dtype]
 
 
-def panels_bytes(net):
-    """The bytes of a call's copies of w in panels where BLAS packs every product: each layer of
-    at most 64 neurons and 1,024 weights or more, its neurons in panels of 64 bytes."""
+def panelled(net, n):
+    """The layers whose z = a wᵀ a call on n rows (128 or more) takes from panels where BLAS
+    packs every product: 1,024 weights or more, and at most 64 neurons — or, on 256 rows or
+    more, at most 4 n inputs."""
+    return [l for l, w in enumerate(net.weights, 1) if w.size >= 1024 and (
+        w.shape[0] <= 64 or (n >= 256 and w.shape[1] <= 4 * n))]
+
+
+def panels_bytes(net, n):
+    """The bytes of a call's copies of w in panels (`panelled`), their neurons in panels of 64
+    bytes."""
     item = np.dtype(net.dtype).itemsize
     panel = 64 // item
-    return sum(-(-w.shape[0] // panel) * panel * w.shape[1] * item for w in net.weights
-               if w.shape[0] <= 64 and w.size >= 1024)
+    return sum(-(-net.weights[l - 1].shape[0] // panel) * panel * net.weights[l - 1].shape[1]
+               * item for l in panelled(net, n))
 
 
 @pytest.mark.parametrize("sizes", [[784, 30, 10], [37, 64, 50, 65, 3], [1100, 1]])
@@ -205,7 +213,8 @@ def test_narrow_layers_over_many_rows_from_panels(sizes, n, dtype):
     layer of at most 64 neurons and 1,024 weights or more by bpfast's own product, from w
     copied in panels of 64 bytes of neurons (zeros past n_l): here w^(1) of [784, 30, 10]
     (panels of 8 or 16 neurons, the last one short), w^(1) and w^(2) of [37, 64, 50, 65, 3]
-    (not [50 → 65], nor [65 → 3]), the one neuron of [1,100, 1]. Six rows at a time, the last
+    (not [65 → 3], nor [50 → 65] but on 256 rows or more), the one neuron of [1,100, 1]. Six
+    rows at a time, the last
     few fewer (n = 133). Outputs and ∂C_k/∂θ against the reference, the same bits on 1, 2 and 3
     threads; z^(1) of a row the same bits wherever it stands (shuffled) and in a call on more
     rows: each of its numbers is one chain of multiply-adds, whatever the rows beside it (the
@@ -220,11 +229,11 @@ def test_narrow_layers_over_many_rows_from_panels(sizes, n, dtype):
         kept = net._workspace
         work = (kept.A.nbytes + kept.S.nbytes + kept.T.nbytes
                 + (kept.Z.nbytes if kept.Z is not None else 0))
-        assert kept.nbytes - work == panels_bytes(net) > 0
+        assert kept.nbytes - work == panels_bytes(net, n) > 0
         for t in (1, 2, 3):
             ran = products_run("z = a wᵀ", net.predict, X, n_threads=t)
             assert {(path == "panels", nj, ni) for path, m, nj, ni in ran} == {
-                (w.shape[0] <= 64 and w.size >= 1024, *w.shape) for w in net.weights}, t
+                (l in panelled(net, n), *w.shape) for l, w in enumerate(net.weights, 1)}, t
         for t in (1, 2):
             np.testing.assert_array_equal(outputs[t], outputs[0])
             np.testing.assert_array_equal(rows[t], rows[0])
@@ -240,6 +249,43 @@ def test_narrow_layers_over_many_rows_from_panels(sizes, n, dtype):
         np.testing.assert_array_equal(net.forward(np.vstack([X, X[:50]])).z[0][:n], z)
     finally:
         _kernels.use_blas_small_path(found)
+
+
+@pytest.mark.parametrize("blas_small_path", [False], indirect=True)
+@pytest.mark.parametrize("n", [255, 256, 300])
+def test_wide_layers_from_panels_on_256_rows_or_more(n, dtype, blas_small_path):
+    """Where BLAS packs every product, a call on 256 examples or more takes z = a wᵀ of a layer
+    of more than 64 neurons from panels too, if it has at most 4 n inputs (the copy then holds
+    at most 4 times z's numbers): in [40, 1,100, 70, 3], w^(1) from 256 rows on, w^(2) (1,100
+    inputs) from 275, w^(3) (210 weights) never; the copy holds those layers' panels and no
+    more. Outputs, ∂C_k/∂θ against the reference, the same bits on 1, 2 and 3 threads and, from
+    panels, z^(1) of a row the same bits wherever it stands."""
+    net, X, Y = make_problem([40, 1100, 70, 3], n, dtype, seed=n, activation="tanh")
+    expected = {256: [1], 300: [1, 2]}.get(n, [])
+    assert panelled(net, n) == expected
+    for t in (1, 2, 3):
+        ran = products_run("z = a wᵀ", net.predict, X, n_threads=t)
+        assert {(path, nj, ni) for path, m, nj, ni in ran} == {
+            ("panels" if l in expected else "BLAS", *w.shape)
+            for l, w in enumerate(net.weights, 1)}, t
+    kept = net._workspace
+    work = (kept.A.nbytes + kept.S.nbytes + kept.T.nbytes
+            + (kept.Z.nbytes if kept.Z is not None else 0))
+    assert kept.nbytes - work == panels_bytes(net, n)
+    outputs = [net.predict(X, n_threads=t) for t in (1, 2, 3)]
+    rows = [net.per_example_gradients(X, Y, n_threads=t) for t in (1, 2, 3)]
+    for t in (1, 2):
+        np.testing.assert_array_equal(outputs[t], outputs[0])
+        np.testing.assert_array_equal(rows[t].vector(), rows[0].vector())
+    for k in (0, n - 1):
+        _, a = reference.forward(*nested(net), X[k].tolist(), net.activations)
+        assert relative_difference(outputs[0][k], np.array(a[-1])) <= \
+            REFERENCE_TOLERANCE[dtype], k
+    assert_rows_are_the_references(net, X, Y, rows[0], [0, n - 1], dtype)
+    if expected:                # BLAS's z^(1) may differ with a row's place in its chunk
+        z = net.forward(X).z[0]
+        order = np.random.default_rng(n).permutation(n)
+        np.testing.assert_array_equal(net.forward(X[order]).z[0], z[order])
 
 
 def assert_mean_is_the_references(net, X, Y, dtype):
@@ -493,7 +539,7 @@ def test_the_weights_copied_for_a_call_are_the_narrow_layers_only(blas_small_pat
         workspace = net._workspace
         work = (workspace.A.nbytes + workspace.S.nbytes + workspace.T.nbytes
                 + (workspace.Z.nbytes if workspace.Z is not None else 0))
-        copies = 16 * 2048 * 4 if blas_small_path else panels_bytes(net)
+        copies = 16 * 2048 * 4 if blas_small_path else panels_bytes(net, n)
         assert workspace.nbytes == work + (copies if n == 128 else 0), n
 
 

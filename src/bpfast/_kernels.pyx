@@ -85,7 +85,9 @@ Design
    BLAS skips packing, w^(l)ᵀ of the layers of few inputs, which it multiplies faster that way
    (`_narrow_input`); where it packs every product, w^(l) in panels for the layers of few
    neurons, whose z = a wᵀ bpfast's own product computes from them, reading a in place
-   (`_panelled`: 1.3–1.6× as fast as BLAS on [784 → 16] and [784 → 30], one thread). There
+   (`_panelled`: 1.3–1.6× as fast as BLAS on [784 → 16] and [784 → 30], one thread), and on
+   256 rows or more for wider layers too (`_wide_panelled`: `predict` of [784, 100, 10] on
+   10,000 float64 rows 1.14–1.18×, of [784, 512, 512, 10] on 256 float32 1.02–1.12×). There
    too, ∂C/∂w = δᵀ a of a layer of few neurons over 128 rows or more — a call's, and a part's
    sums in a step of `fit` shared by examples — is bpfast's own product, which reads a in place
    (`_dT_a_by_rows`).
@@ -504,6 +506,8 @@ cdef enum:
     SMALL_MACS = 1000000
     PANEL_BYTES = 64
     PANEL_OUTPUTS = 64
+    WIDE_PANEL_ROWS = 256
+    WIDE_PANEL_INPUTS = 4
     ROWS_NEURON_BYTES = 256
     ROWS_BYTES = 1 << 23
     FIT_BLAS_WEIGHTS = 1 << 16
@@ -1010,7 +1014,27 @@ cdef inline bint _narrow_input(const Layout* lay, int l) noexcept nogil:
                                  or lay.sizes[l - 1] * lay.sizes[l] <= SMALL_WEIGHTS)
 
 
-cdef inline bint _panelled(const Layout* lay, int l) noexcept nogil:
+cdef inline bint _wide_panelled(const Layout* lay, int l, Py_ssize_t n) noexcept nogil:
+    """Whether a call on n examples takes z^(l) of a layer wider than PANEL_OUTPUTS from panels
+    too (`_panelled`): from WIDE_PANEL_ROWS examples on, where the copy — made before the parts
+    start, while the second core waits — is repaid, for a layer of at most WIDE_PANEL_INPUTS · n
+    inputs (its copy, n_l · n_(l−1) numbers, then at most WIDE_PANEL_INPUTS times z^(l)'s n · n_l:
+    the call's work stays in proportion to its rows). n counts the call's rows, not a part's: the
+    same rows go the same way on any number of threads. One thread, a C harness, z = a wᵀ,
+    OpenBLAS over the panels (the copy apart), float32 / float64: [784 → 512] on 128 rows
+    1.17–1.26× / 1.22–1.31×, on 256 1.16 / 1.28×, [512 → 512] on 128 1.25 / 1.17×, [784 → 1,024]
+    1.25 / 1.25×, [784 → 100] on 1,000 1.08 / 1.19× — the copy 115–140 µs for [784 → 512]
+    float32, 200–220 float64. In whole calls, where the copy counts, `predict` against panels for
+    narrow layers only (five rounds in turns in one process): [784, 512, 512, 10] float32 on 512
+    rows 1.12–1.35×, on 256 1.06–1.12×, [784, 1,024, 1,024, 10] float32 on 512 1.08–1.13×,
+    [784, 256, 10] float32 on 256 1.06–1.10×, [784, 100, 10] float64 on 10,000 1.14–1.20×;
+    float64 [784, 512, 512, 10] on 256 and [784, 1,024, 1,024, 10] on 256 even (0.83–1.11×); on
+    128 rows, two parts of 64, the copy costs more than it saves: [784, 1,024, 1,024, 10] float64
+    0.87–0.95×."""
+    return n >= WIDE_PANEL_ROWS and lay.sizes[l - 1] <= WIDE_PANEL_INPUTS * n
+
+
+cdef inline bint _panelled(const Layout* lay, int l, Py_ssize_t n) noexcept nogil:
     """Whether a call on NARROW_ROWS examples or more (`_copies_weights`) computes
     z^(l) = a w^(l)ᵀ by bpfast's own product from w^(l) in panels (`_copy_weights`, `abt_panels`
     in _microkernels_impl.h): where BLAS packs every product, for a layer of at most
@@ -1023,20 +1047,20 @@ cdef inline bint _panelled(const Layout* lay, int l) noexcept nogil:
     one process, ms): `predict` on 1,000 examples of [784, 30, 10] 1.109 → 0.814, on 1,024 of
     [784, 16, 10] in float32 0.349 → 0.236, the digits' [64, 30, 10] on 1,797 0.347 → 0.308; the
     gradient on 1,000 of [784, 30, 10] 2.700 → 2.433, its per-example norms 1.316 → 1.077. Wider
-    layers gain on one thread too ([784 → 128] 1.06–1.25×, [784 → 512] 1.1–1.2×), but little or
-    nothing in whole calls, where the copy (one thread, before the parts start: 28–37 µs for
-    [784 → 100] or [784 → 128] in float64) takes what the product saves: `predict` on 128
-    examples of [784, 128, 10] 0.532 → 0.582, on 10,000 of [784, 100, 10] 29.5 → 28.5
-    (1.02–1.07× a round)."""
-    return (not _blas_small_path and lay.sizes[l] <= PANEL_OUTPUTS
-            and lay.sizes[l] * lay.sizes[l - 1] >= FEW_WEIGHTS)
+    layers gain on one thread too ([784 → 128] 1.06–1.25×, [784 → 512] 1.1–1.3×), but on few
+    rows the copy (one thread, before the parts start: 28–37 µs for [784 → 100] or [784 → 128]
+    in float64) takes what the product saves — `predict` on 128 examples of [784, 128, 10]
+    0.532 → 0.582 —: they are panelled on many rows only (`_wide_panelled`)."""
+    return (not _blas_small_path and lay.sizes[l] * lay.sizes[l - 1] >= FEW_WEIGHTS
+            and (lay.sizes[l] <= PANEL_OUTPUTS or _wide_panelled(lay, l, n)))
 
 
-cdef inline Py_ssize_t _copy_size(const Layout* lay, int l, Py_ssize_t itemsize) noexcept nogil:
+cdef inline Py_ssize_t _copy_size(const Layout* lay, int l, Py_ssize_t itemsize,
+                                  Py_ssize_t n) noexcept nogil:
     """The numbers of w^(l)'s copy in a call (`_copy_weights`): its panels, each of PANEL_BYTES
     of neurons (zeros past n_l), or w^(l)ᵀ, or none (0)."""
     cdef Py_ssize_t panel = PANEL_BYTES // itemsize
-    if _panelled(lay, l):
+    if _panelled(lay, l, n):
         return (lay.sizes[l] + panel - 1) // panel * panel * lay.sizes[l - 1]
     if _narrow_input(lay, l):
         return lay.sizes[l] * lay.sizes[l - 1]
@@ -1052,14 +1076,15 @@ cdef inline bint _copies_weights(Py_ssize_t n) noexcept nogil:
     return n >= NARROW_ROWS
 
 
-cdef inline Py_ssize_t _copy_at(const Layout* lay, int l, Py_ssize_t itemsize) noexcept nogil:
+cdef inline Py_ssize_t _copy_at(const Layout* lay, int l, Py_ssize_t itemsize,
+                                Py_ssize_t n) noexcept nogil:
     """Where w^(l)'s copy starts among a call's copies of weights (`_copy_weights`): the copied
     layers' one after another, so that they take their numbers and not θ's (with l = L + 1, how
     many there are)."""
     cdef Py_ssize_t at = 0
     cdef int k
     for k in range(1, l):
-        at += _copy_size(lay, k, itemsize)
+        at += _copy_size(lay, k, itemsize, n)
     return at
 
 
@@ -1149,7 +1174,8 @@ cdef enum:
     TRANSPOSE_TILE = 16
 
 
-cdef void _copy_weights(const Layout* lay, const floating* theta, floating* WT) noexcept nogil:
+cdef void _copy_weights(const Layout* lay, const floating* theta, floating* WT,
+                        Py_ssize_t n) noexcept nogil:
     """The copies of weights a call computes z from, at WT + `_copy_at`(l): w^(l) in panels for
     every layer `_panelled` picks (`panels` in _microkernels_impl.h), and w^(l)ᵀ (n_(l−1) × n_l,
     row-major) for every layer `_narrow_input` picks.
@@ -1167,7 +1193,7 @@ cdef void _copy_weights(const Layout* lay, const floating* theta, floating* WT) 
     cdef int l
     for l in range(1, lay.L + 1):
         n_in, n_out, w = lay.sizes[l - 1], lay.sizes[l], theta + lay.w[l]
-        if _panelled(lay, l):
+        if _panelled(lay, l, n):
             if floating is double:
                 bpfast_panels_d(n_out, n_in, w, n_in, WT)
             else:
@@ -1182,13 +1208,14 @@ cdef void _copy_weights(const Layout* lay, const floating* theta, floating* WT) 
                             WT[i * n_out + j] = w[j * n_in + i]
                     j0 += TRANSPOSE_TILE
                 i0 += TRANSPOSE_TILE
-        WT += _copy_size(lay, l, sizeof(floating))
+        WT += _copy_size(lay, l, sizeof(floating), n)
 
 
 cdef void _forward_layer(const Layout* lay, const floating* theta, int l, Py_ssize_t n,
                          const floating* X, floating* A, floating* S, floating* Z,
                          int part, int n_parts, Py_ssize_t chunk,
-                         bint* z_finite=NULL, const floating* WT=NULL) noexcept nogil:
+                         bint* z_finite=NULL, const floating* WT=NULL,
+                         Py_ssize_t copied_for=0) noexcept nogil:
     """z^(l) = a^(l−1) w^(l)ᵀ + b^(l),  a^(l) = f_l(z^(l)),  S ← f_l'(z^(l)) for the part's
     neurons j of layer l (rows = examples; a^(0) = X), f_l being activation acts[l−1].
 
@@ -1197,6 +1224,8 @@ cdef void _forward_layer(const Layout* lay, const floating* theta, int l, Py_ssi
     where the backward pass needs z and not a slope: with the cross-entropy cost (computed from
     z) and with softmax (whose Jacobian is not a slope per neuron); softmax's a^(L) is then left
     to `_softmax_rows`, by examples. `chunk`: how the product takes the rows (`_z_is_a_wT`).
+    WT: NULL, or the copies of weights (`_copy_weights`) of a call on `copied_for` rows (0: a
+    step of `fit`).
     """
     cdef Py_ssize_t n_in = lay.sizes[l - 1], n_out = lay.sizes[l]
     cdef const floating* w = theta + lay.w[l]
@@ -1208,10 +1237,10 @@ cdef void _forward_layer(const Layout* lay, const floating* theta, int l, Py_ssi
     cdef floating* a = A + block
     cdef Py_ssize_t j0 = _first(n_out, part, n_parts), j1 = _first(n_out, part + 1, n_parts)
     cdef bint copied = (WT != NULL and j1 - j0 == n_out
-                        and _copy_size(lay, l, sizeof(floating)) > 0)
+                        and _copy_size(lay, l, sizeof(floating), copied_for) > 0)
     _z_is_a_wT(n, j1 - j0, n_in, a_prev, n_in, w + j0 * n_in, n_in, z + j0, n_out, chunk,
-               (WT + _copy_at(lay, l, sizeof(floating))) if copied else NULL,
-               _panelled(lay, l))
+               (WT + _copy_at(lay, l, sizeof(floating), copied_for)) if copied else NULL,
+               _panelled(lay, l, copied_for))
     if z_finite != NULL:
         # z^(l) = a w + b is finite exactly when a^(l−1) and θ's rows are: a NaN or an infinity
         # among the inputs always reaches every z_j of its example (∞ · 0 is NaN), which an
@@ -1241,15 +1270,17 @@ cdef void _forward_layer(const Layout* lay, const floating* theta, int l, Py_ssi
 
 cdef void _forward(const Layout* lay, const floating* theta, Py_ssize_t n, const floating* X,
                    floating* A, floating* S, floating* Z, Py_ssize_t chunk,
-                   bint* z_finite, const floating* WT=NULL) noexcept nogil:
+                   bint* z_finite, const floating* WT=NULL, Py_ssize_t copied_for=0) noexcept nogil:
     """The forward pass of a batch, every layer, on one thread (`_forward_layer`, then softmax's
-    rows at the output); z_finite (or NULL) as `_forward_layer`'s, for z^(1); WT: NULL, or the
-    call's copies of weights (`_copy_weights`)."""
+    rows at the output); z_finite (or NULL) as `_forward_layer`'s, for z^(1); WT and copied_for
+    as `_forward_layer`'s."""
     cdef int l
     cdef Py_ssize_t output = _block(lay, lay.L, n)
-    _forward_layer(lay, theta, 1, n, X, A, S, Z, 0, 1, _layer_chunk(lay, 1, chunk), z_finite, WT)
+    _forward_layer(lay, theta, 1, n, X, A, S, Z, 0, 1, _layer_chunk(lay, 1, chunk), z_finite, WT,
+                   copied_for)
     for l in range(2, lay.L + 1):
-        _forward_layer(lay, theta, l, n, X, A, S, Z, 0, 1, _layer_chunk(lay, l, chunk), NULL, WT)
+        _forward_layer(lay, theta, l, n, X, A, S, Z, 0, 1, _layer_chunk(lay, l, chunk), NULL, WT,
+                       copied_for)
     if _rows_are_split(lay):
         _softmax_rows(S + output, A + output, lay.sizes[lay.L], 0, n)
 
@@ -1952,7 +1983,7 @@ cdef void _examples_sums(Epoch* e, int part, int n_parts, floating* tag) noexcep
         # The narrow layers' w in panels, copied by each part for its own rows (the step before
         # changed θ): a few µs, against products on 128 rows and more (`_panelled`).
         WT = <floating*> e.WT + part * e.WT_stride
-        _copy_weights(lay, theta, WT)
+        _copy_weights(lay, theta, WT, 0)
     while c0 < r1:
         n = r1 - c0
         if lay.P * sizeof(floating) <= EXAMPLES_SUMS_BYTES:
@@ -2417,7 +2448,7 @@ cdef void _call_task(Call* c, int part, int n_parts, floating* tag) noexcept nog
         Z = <floating*> c.Z + r0 * width
     if c.stage == CALL_FORWARD:
         _forward(lay, theta, m, X, A, S, Z, c.chunk,
-                 &c.parts[part].z_finite if c.check_z else NULL, <const floating*> c.WT)
+                 &c.parts[part].z_finite if c.check_z else NULL, <const floating*> c.WT, c.n)
         if Y != NULL:
             c.parts[part].share = _output_delta(
                 lay, m, A, Y, S, 0, 1,
@@ -2509,7 +2540,7 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
     cdef double sum_C = 0
     cdef bint bounded = True
     cdef int p
-    cdef Py_ssize_t copies = _copy_at(&layout.c, layout.c.L + 1, sizeof(floating))
+    cdef Py_ssize_t copies = _copy_at(&layout.c, layout.c.L + 1, sizeof(floating), n)
     cdef bpfast_task task = _call_task_d if floating is double else _call_task_s
     cdef bpfast_close close = _call_close_d if floating is double else _call_close_s
     dtype = np.float64 if floating is double else np.float32
@@ -2531,7 +2562,7 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
     c.check_z = check_z
     if copies > 0 and _copies_weights(n):     # narrow layers (`_copy_weights`)
         WT = workspace.copies(copies)
-        _copy_weights(&layout.c, &theta[0], &WT[0])
+        _copy_weights(&layout.c, &theta[0], &WT[0], n)
         c.WT = &WT[0]
     if Y is not None:
         Yv = Y
@@ -2715,7 +2746,7 @@ cdef _run_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1
             or _epoch_by_examples(&e, e.N - (e.n_batches - 1) * batch)):
         e.G_stride = _sums_stride(layout.c.P)
         e.G = _address(workspace.sums(n_threads))
-        copies = _copy_at(&layout.c, layout.c.L + 1, sizeof(floating))
+        copies = _copy_at(&layout.c, layout.c.L + 1, sizeof(floating), 0)
         if copies > 0 and not _blas_small_path:     # panels (`_panelled`) only
             e.WT_stride = _sums_stride(copies)
             e.WT = _address(workspace.copies(n_threads * e.WT_stride))
