@@ -81,13 +81,15 @@ Design
    32; 2.6× on 4 float64 rows), ∂C/∂w = δᵀ a over a part's region of fewer than 64 rows for a
    block of w of up to 256 KiB (`_dT_a_few_rows`: 0.97–2.5× on [784 → 15 … 30]), and every
    layer keeps the call's chunk (`_layer_chunk` halves it only where BLAS skips packing). A
-   call on many rows copies some layers' w once before its parts start (`_copy_weights`): where
-   BLAS skips packing, w^(l)ᵀ of the layers of few inputs, which it multiplies faster that way
-   (`_narrow_input`); where it packs every product, w^(l) in panels for the layers of few
-   neurons, whose z = a wᵀ bpfast's own product computes from them, reading a in place
-   (`_panelled`: 1.3–1.6× as fast as BLAS on [784 → 16] and [784 → 30], one thread), and on
-   256 rows or more for wider layers too (`_wide_panelled`: `predict` of [784, 100, 10] on
-   10,000 float64 rows 1.14–1.18×, of [784, 512, 512, 10] on 256 float32 1.02–1.12×). There
+   call on many rows copies some layers' w once, its parts sharing the copy in a first stage
+   (`_copy_weights`; against one thread's copy before they start, `predict` of [784, 512, 512,
+   10] on 256 rows 1.04–1.07× in float32, 1.04–1.05× in float64): where BLAS skips packing,
+   w^(l)ᵀ of the layers of few inputs, which it multiplies faster that way (`_narrow_input`);
+   where it packs every product, w^(l) in panels for the layers of few neurons, whose
+   z = a wᵀ bpfast's own product computes from them, reading a in place (`_panelled`: 1.3–1.6×
+   as fast as BLAS on [784 → 16] and [784 → 30], one thread), and on 256 rows or more for
+   wider layers too (`_wide_panelled`: `predict` of [784, 100, 10] on 10,000 float64 rows
+   1.14–1.18×, of [784, 512, 512, 10] on 256 float32 1.02–1.12×). There
    too, ∂C/∂w = δᵀ a of a layer of few neurons over 128 rows or more — a call's, and a part's
    sums in a step of `fit` shared by examples — is bpfast's own product, which reads a in place
    (`_dT_a_by_rows`).
@@ -1016,8 +1018,8 @@ cdef inline bint _narrow_input(const Layout* lay, int l) noexcept nogil:
 
 cdef inline bint _wide_panelled(const Layout* lay, int l, Py_ssize_t n) noexcept nogil:
     """Whether a call on n examples takes z^(l) of a layer wider than PANEL_OUTPUTS from panels
-    too (`_panelled`): from WIDE_PANEL_ROWS examples on, where the copy — made before the parts
-    start, while the second core waits — is repaid, for a layer of at most WIDE_PANEL_INPUTS · n
+    too (`_panelled`): from WIDE_PANEL_ROWS examples on, where the copy (the call's first stage,
+    each part its share of the panels) is repaid, for a layer of at most WIDE_PANEL_INPUTS · n
     inputs (its copy, n_l · n_(l−1) numbers, then at most WIDE_PANEL_INPUTS times z^(l)'s n · n_l:
     the call's work stays in proportion to its rows). n counts the call's rows, not a part's: the
     same rows go the same way on any number of threads. One thread, a C harness, z = a wᵀ,
@@ -1048,9 +1050,9 @@ cdef inline bint _panelled(const Layout* lay, int l, Py_ssize_t n) noexcept nogi
     [784, 16, 10] in float32 0.349 → 0.236, the digits' [64, 30, 10] on 1,797 0.347 → 0.308; the
     gradient on 1,000 of [784, 30, 10] 2.700 → 2.433, its per-example norms 1.316 → 1.077. Wider
     layers gain on one thread too ([784 → 128] 1.06–1.25×, [784 → 512] 1.1–1.3×), but on few
-    rows the copy (one thread, before the parts start: 28–37 µs for [784 → 100] or [784 → 128]
-    in float64) takes what the product saves — `predict` on 128 examples of [784, 128, 10]
-    0.532 → 0.582 —: they are panelled on many rows only (`_wide_panelled`)."""
+    rows the copy (then one thread's, before the parts started: 28–37 µs for [784 → 100] or
+    [784 → 128] in float64) takes what the product saves — `predict` on 128 examples of
+    [784, 128, 10] 0.532 → 0.582 —: they are panelled on many rows only (`_wide_panelled`)."""
     return (not _blas_small_path and lay.sizes[l] * lay.sizes[l - 1] >= FEW_WEIGHTS
             and (lay.sizes[l] <= PANEL_OUTPUTS or _wide_panelled(lay, l, n)))
 
@@ -1175,7 +1177,7 @@ cdef enum:
 
 
 cdef void _copy_weights(const Layout* lay, const floating* theta, floating* WT,
-                        Py_ssize_t n) noexcept nogil:
+                        Py_ssize_t n, int part=0, int n_parts=1) noexcept nogil:
     """The copies of weights a call computes z from, at WT + `_copy_at`(l): w^(l) in panels for
     every layer `_panelled` picks (`panels` in _microkernels_impl.h), and w^(l)ᵀ (n_(l−1) × n_l,
     row-major) for every layer `_narrow_input` picks.
@@ -1187,18 +1189,24 @@ cdef void _copy_weights(const Layout* lay, const floating* theta, floating* WT,
     The copy costs n_(l−1) n_l numbers once per call, taken in tiles of TRANSPOSE_TILE ×
     TRANSPOSE_TILE: row by row, with writes n_l numbers apart (16 KB for [16 → 2,048]), the
     copy of that layer's 32,768 took 60 µs, in tiles 14 (a C harness; the digits' layers, 1,920
-    and 300 numbers, 0.8 and 0.14 µs either way)."""
-    cdef Py_ssize_t n_in, n_out, i, j, i0, j0
+    and 300 numbers, 0.8 and 0.14 µs either way). Part `part` of n_parts copies its share of
+    every layer's panels (a call's first stage: Design 10), part 0 the transposed layers."""
+    cdef Py_ssize_t n_in, n_out, i, j, i0, j0, j1
+    cdef Py_ssize_t panel = PANEL_BYTES // sizeof(floating), panels
     cdef const floating* w
     cdef int l
     for l in range(1, lay.L + 1):
         n_in, n_out, w = lay.sizes[l - 1], lay.sizes[l], theta + lay.w[l]
         if _panelled(lay, l, n):
-            if floating is double:
-                bpfast_panels_d(n_out, n_in, w, n_in, WT)
-            else:
-                bpfast_panels_s(n_out, n_in, w, n_in, WT)
-        elif _narrow_input(lay, l):
+            panels = (n_out + panel - 1) // panel
+            j0 = _first(panels, part, n_parts) * panel
+            j1 = min(_first(panels, part + 1, n_parts) * panel, n_out)
+            if j0 < j1:
+                if floating is double:
+                    bpfast_panels_d(j1 - j0, n_in, w + j0 * n_in, n_in, WT + j0 * n_in)
+                else:
+                    bpfast_panels_s(j1 - j0, n_in, w + j0 * n_in, n_in, WT + j0 * n_in)
+        elif _narrow_input(lay, l) and part == 0:
             i0 = 0
             while i0 < n_in:
                 j0 = 0
@@ -2311,6 +2319,7 @@ cdef enum CallStage:
     CALL_GRADIENT = 2       # the batch mean, by neurons: each part's rows of every ∂C/∂w^(l)
     CALL_ADD = 3            # the batch mean, by examples: each part's stretch of θ, the parts'
                             # sums added in part order (`_call_sums_by_examples`)
+    CALL_COPY = 4           # the copies of weights, each part its share (`_copy_weights`)
 
 
 cdef struct CallPart:
@@ -2437,6 +2446,9 @@ cdef void _call_task(Call* c, int part, int n_parts, floating* tag) noexcept nog
     if c.stage == CALL_ADD:
         _call_add(c, part, n_parts, tag)
         return
+    if c.stage == CALL_COPY:
+        _copy_weights(lay, theta, <floating*> c.WT, c.n, part, n_parts)
+        return
     _call_rows(c, part, &r0, &m)
     if m == 0:
         return
@@ -2480,6 +2492,9 @@ cdef void _call_task(Call* c, int part, int n_parts, floating* tag) noexcept nog
 cdef int _call_close(Call* c, floating* tag) noexcept nogil:
     """After every part of a stage: the next stage, or the end of the call."""
     cdef int p
+    if c.stage == CALL_COPY:
+        c.stage = CALL_FORWARD
+        return BPFAST_NEXT_PHASE
     if c.stage == CALL_FORWARD:
         for p in range(c.n_parts):
             if not c.parts[p].z_finite:
@@ -2562,8 +2577,8 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
     c.check_z = check_z
     if copies > 0 and _copies_weights(n):     # narrow layers (`_copy_weights`)
         WT = workspace.copies(copies)
-        _copy_weights(&layout.c, &theta[0], &WT[0], n)
         c.WT = &WT[0]
+        c.stage = CALL_COPY
     if Y is not None:
         Yv = Y
         if Yv.shape[0] != n or Yv.shape[1] != layout.c.sizes[layout.c.L]:
