@@ -603,9 +603,9 @@ cdef inline Py_ssize_t _rows_at_once(bint blas, Py_ssize_t m) noexcept nogil:
 
 # --- which path each product took, for the tests ----------------------------------------------
 
-# The rules above pick a path by speed alone: BLAS and the microkernels give the same numbers to
-# the last bits, so no result tells which one ran. The tests read this log to see the path a
-# rule claims taken. Off, it costs a product one relaxed load of a flag.
+# The rules above pick a path by speed alone: BLAS and bpfast's own products give the same
+# numbers but for their last bits, so no result tells which one ran. The tests read this log to
+# see the path a rule claims taken. Off, it costs a product one relaxed load of a flag.
 cdef extern from *:
     """
     enum { BPFAST_LOG_SIZE = 4096 };
