@@ -59,6 +59,8 @@ CALLS = {
     "C5": ([64, 30, 10], "per_example_norms", 1797, 400),
     "C6": ([64, 30, 10], "per_example_gradients", 1797, 400),   # the writes: 32.5 MB a call
     "C7": ([784, 100, 10], "predict", 32, 2000),                 # chunks of 16: the microkernel
+    # wide layers from panels, their copy the parts' first stage (a meeting more a call)
+    "C8": ([784, 512, 512, 10], "gradient", 256, 30),
 }
 COLUMNS = {"default": None, "n_threads=1": 1, "n_threads=2": 2}
 #: The default's time over the better of n_threads=1 and 2: at most this, whatever the load.
