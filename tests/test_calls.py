@@ -197,13 +197,24 @@ def panelled(net, n):
         w.shape[0] <= 64 or (n >= 256 and w.shape[1] <= 4 * n))]
 
 
-def panels_bytes(net, n):
-    """The bytes of a call's copies of w in panels (`panelled`), their neurons in panels of 64
-    bytes."""
+def stripped(net, n):
+    """The layers whose δ w^(l) a call on n rows that goes down the layers takes from w^(l)'s
+    strips of columns where BLAS packs every product: l ≥ 2, 1,024 weights or more, more than 64
+    neurons and at most 4 n, on 256 rows or more."""
+    return [l for l, w in enumerate(net.weights, 1) if l >= 2 and w.size >= 1024
+            and n >= 256 and 64 < w.shape[0] <= 4 * n]
+
+
+def panels_bytes(net, n, backward=False):
+    """The bytes of a call's copies of w: in panels of 64 bytes of neurons (`panelled`), and for
+    a call that goes down the layers (``backward``) in strips of 64 bytes of columns
+    (`stripped`)."""
     item = np.dtype(net.dtype).itemsize
     panel = 64 // item
     return sum(-(-net.weights[l - 1].shape[0] // panel) * panel * net.weights[l - 1].shape[1]
-               * item for l in panelled(net, n))
+               * item for l in panelled(net, n)) + sum(
+        -(-net.weights[l - 1].shape[1] // panel) * panel * net.weights[l - 1].shape[0] * item
+        for l in (stripped(net, n) if backward else ()))
 
 
 @pytest.mark.parametrize("sizes", [[784, 30, 10], [37, 64, 50, 65, 3], [1100, 1]])
@@ -214,11 +225,11 @@ def test_narrow_layers_over_many_rows_from_panels(sizes, n, dtype):
     copied in panels of 64 bytes of neurons (zeros past n_l): here w^(1) of [784, 30, 10]
     (panels of 8 or 16 neurons, the last one short), w^(1) and w^(2) of [37, 64, 50, 65, 3]
     (not [65 → 3], nor [50 → 65] but on 256 rows or more), the one neuron of [1,100, 1]. Six
-    rows at a time, the last
-    few fewer (n = 133). Outputs and ∂C_k/∂θ against the reference, the same bits on 1, 2 and 3
-    threads; z^(1) of a row the same bits wherever it stands (shuffled) and in a call on more
-    rows: each of its numbers is one chain of multiply-adds, whatever the rows beside it (the
-    layers BLAS computes may differ with a row's place in its chunk)."""
+    rows at a time, the last few fewer (n = 133). Outputs and ∂C_k/∂θ against the reference,
+    the same bits on 1, 2 and 3 threads; z^(1) of a row the same bits wherever it stands
+    (shuffled) and in a call on more rows: each of its numbers is one chain of multiply-adds,
+    whatever the rows beside it (the layers BLAS computes may differ with a row's place in its
+    chunk)."""
     _blas._libraries()
     found = _kernels.blas_small_path()
     _kernels.use_blas_small_path(False)
@@ -229,7 +240,7 @@ def test_narrow_layers_over_many_rows_from_panels(sizes, n, dtype):
         kept = net._workspace
         work = (kept.A.nbytes + kept.S.nbytes + kept.T.nbytes
                 + (kept.Z.nbytes if kept.Z is not None else 0))
-        assert kept.nbytes - work == panels_bytes(net, n) > 0
+        assert kept.nbytes - work == panels_bytes(net, n, backward=True) > 0
         for t in (1, 2, 3):
             ran = products_run("z = a wᵀ", net.predict, X, n_threads=t)
             assert {(path == "panels", nj, ni) for path, m, nj, ni in ran} == {
@@ -257,9 +268,10 @@ def test_wide_layers_from_panels_on_256_rows_or_more(n, dtype, blas_small_path):
     """Where BLAS packs every product, a call on 256 examples or more takes z = a wᵀ of a layer
     of more than 64 neurons from panels too, if it has at most 4 n inputs (the copy then holds
     at most 4 times z's numbers): in [40, 1,100, 70, 3], w^(1) from 256 rows on, w^(2) (1,100
-    inputs) from 275, w^(3) (210 weights) never; the copy holds those layers' panels and no
-    more. Outputs, ∂C_k/∂θ against the reference, the same bits on 1, 2 and 3 threads and, from
-    panels, z^(1) of a row the same bits wherever it stands."""
+    inputs) from 275, w^(3) (210 weights) never; and δ^(2) w^(2) (70 neurons) from 256 rows on
+    from w^(2)'s strips of columns, in a call that goes down the layers. The copy holds those
+    panels and strips and no more. Outputs, ∂C_k/∂θ against the reference, the same bits on 1,
+    2 and 3 threads and, from panels, z^(1) of a row the same bits wherever it stands."""
     net, X, Y = make_problem([40, 1100, 70, 3], n, dtype, seed=n, activation="tanh")
     expected = {256: [1], 300: [1, 2]}.get(n, [])
     assert panelled(net, n) == expected
@@ -274,6 +286,12 @@ def test_wide_layers_from_panels_on_256_rows_or_more(n, dtype, blas_small_path):
     assert kept.nbytes - work == panels_bytes(net, n)
     outputs = [net.predict(X, n_threads=t) for t in (1, 2, 3)]
     rows = [net.per_example_gradients(X, Y, n_threads=t) for t in (1, 2, 3)]
+    for t in (1, 2, 3):
+        ran = products_run("δ w", net.per_example_norms, X, Y, n_threads=t)
+        assert {(path, nj, ni) for path, m, nj, ni in ran} == {
+            ("panels" if n >= 256 else "BLAS", 70, 1100), ("BLAS", 3, 70)}, t
+    assert stripped(net, n) == ([2] if n >= 256 else [])
+    assert kept.nbytes - work == panels_bytes(net, n, backward=True)
     for t in (1, 2):
         np.testing.assert_array_equal(outputs[t], outputs[0])
         np.testing.assert_array_equal(rows[t].vector(), rows[0].vector())

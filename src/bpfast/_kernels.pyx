@@ -89,7 +89,9 @@ Design
    z = a wᵀ bpfast's own product computes from them, reading a in place (`_panelled`: 1.3–1.6×
    as fast as BLAS on [784 → 16] and [784 → 30], one thread), and on 256 rows or more for
    wider layers too (`_wide_panelled`: `predict` of [784, 100, 10] on 10,000 float64 rows
-   1.14–1.18×, of [784, 512, 512, 10] on 256 float32 1.02–1.12×). There
+   1.14–1.18×, of [784, 512, 512, 10] on 256 float32 1.02–1.12×) — and, in a call that goes
+   down the layers, δ w^(l) of those from w^(l) in strips of its columns (`_stripped`: the
+   per-example norms of [784, 512, 512, 10] on 256 float32 rows 0.99–1.08×). There
    too, ∂C/∂w = δᵀ a of a layer of few neurons over 128 rows or more — a call's, and a part's
    sums in a step of `fit` shared by examples — is bpfast's own product, which reads a in place
    (`_dT_a_by_rows`).
@@ -851,7 +853,8 @@ def aliased_rows(Py_ssize_t ldw, dtype):
 
 cdef inline void _t_is_d_w(Py_ssize_t m, Py_ssize_t ni, Py_ssize_t nj,
                            const floating* D, Py_ssize_t ldd, const floating* W, Py_ssize_t ldw,
-                           floating* T, Py_ssize_t ldt, Py_ssize_t chunk) noexcept nogil:
+                           floating* T, Py_ssize_t ldt, Py_ssize_t chunk,
+                           const floating* WS=NULL) noexcept nogil:
     """T = D W, i.e. T_ki = Σ_j D_kj W_ji   (row-major; k < m, i < ni, j < nj); by BLAS on
     `chunk` rows at a time, or with chunk = 0 by the microkernel — which also takes a chunk of
     at most FEW_BYTES a column over FEW_WEIGHTS weights or more where BLAS packs every product
@@ -864,7 +867,13 @@ cdef inline void _t_is_d_w(Py_ssize_t m, Py_ssize_t ni, Py_ssize_t nj,
     cdef bint few
     if m == 0 or ni == 0:
         return
-    if chunk > 0:
+    if WS != NULL:
+        _log_product(D_W, BY_PANELS, m, nj, ni)
+        if floating is double:
+            bpfast_abt_panels_d(m, ni, nj, D, ldd, WS, T, ldt)
+        else:
+            bpfast_abt_panels_s(m, ni, nj, D, ldd, WS, T, ldt)
+    elif chunk > 0:
         few = (not _blas_small_path and chunk * sizeof(floating) <= FEW_BYTES
                and nj * ni >= FEW_WEIGHTS and not _aliased_rows(ldw, sizeof(floating)))
         _log_product(D_W, BY_MICROKERNEL if few else BY_BLAS, m, nj, ni)
@@ -1088,6 +1097,64 @@ cdef inline Py_ssize_t _copy_at(const Layout* lay, int l, Py_ssize_t itemsize,
     for k in range(1, l):
         at += _copy_size(lay, k, itemsize, n)
     return at
+
+
+cdef inline bint _stripped(const Layout* lay, int l, Py_ssize_t n) noexcept nogil:
+    """Whether a call on n examples that goes down the layers takes δ w^(l) from w^(l) copied
+    in strips of PANEL_BYTES of its columns (`_copy_strips`) — the panels of w^(l)ᵀ, from which
+    `abt_panels` computes T = δ w as it computes z = a wᵀ —: where BLAS packs every product, for
+    a layer below which δ goes (l ≥ 2) of more than PANEL_OUTPUTS neurons and at most
+    WIDE_PANEL_INPUTS · n of them (the copy then at most WIDE_PANEL_INPUTS times T's n · n_(l−1)
+    numbers), on WIDE_PANEL_ROWS examples or more, as `_wide_panelled`. One thread, a C harness,
+    T = δ w on 128 rows, OpenBLAS over the strips' product, the copy apart / included, float32 /
+    float64: [512 → 512] 1.20 / 1.17× and 1.11 / 1.08×, [784 → 512] 1.22 / 1.11× and 1.12 /
+    1.03×, on 256 rows 1.14 / 1.16× and 1.09 / 1.11×."""
+    return (not _blas_small_path and l >= 2 and n >= WIDE_PANEL_ROWS
+            and PANEL_OUTPUTS < lay.sizes[l] <= WIDE_PANEL_INPUTS * n
+            and lay.sizes[l] * lay.sizes[l - 1] >= FEW_WEIGHTS)
+
+
+cdef inline Py_ssize_t _strips_at(const Layout* lay, int l, Py_ssize_t itemsize,
+                                  Py_ssize_t n) noexcept nogil:
+    """Where w^(l)'s strips start after a call's copies of weights (`_copy_at`(L + 1)): the
+    stripped layers' one after another (with l = L + 1, how many numbers they take)."""
+    cdef Py_ssize_t at = 0, panel = PANEL_BYTES // itemsize
+    cdef int k
+    for k in range(2, l):
+        if _stripped(lay, k, n):
+            at += (lay.sizes[k - 1] + panel - 1) // panel * panel * lay.sizes[k]
+    return at
+
+
+cdef void _copy_strips(const Layout* lay, const floating* theta, floating* WS, Py_ssize_t n,
+                       int part, int n_parts) noexcept nogil:
+    """Part `part` of n_parts's share of the strips of every layer `_stripped` picks, at
+    WS + `_strips_at`(l): WS[p, j, c] = w_j,(p·panel + c) — strip p of w^(l)'s columns, its
+    n_l rows one after another, zeros past n_(l−1). Each row of w read in order, a strip's
+    64 bytes at a time (strip by strip down the rows: 2.6 times as long)."""
+    cdef Py_ssize_t panel = PANEL_BYTES // sizeof(floating), strips, full, p0, p1, p, j, cols
+    cdef Py_ssize_t n_in, n_out
+    cdef const floating* w
+    cdef floating* q
+    cdef int l
+    for l in range(2, lay.L + 1):
+        if not _stripped(lay, l, n):
+            continue
+        n_in, n_out, w = lay.sizes[l - 1], lay.sizes[l], theta + lay.w[l]
+        q = WS + _strips_at(lay, l, sizeof(floating), n)
+        strips = (n_in + panel - 1) // panel
+        full = n_in // panel
+        p0, p1 = _first(strips, part, n_parts), _first(strips, part + 1, n_parts)
+        for j in range(n_out):
+            for p in range(p0, min(p1, full)):
+                memcpy(q + (p * n_out + j) * panel, w + j * n_in + p * panel,
+                       panel * sizeof(floating))
+            if p0 <= full < p1:
+                cols = n_in - full * panel
+                memcpy(q + (full * n_out + j) * panel, w + j * n_in + full * panel,
+                       cols * sizeof(floating))
+                memset(q + (full * n_out + j) * panel + cols, 0,
+                       (panel - cols) * sizeof(floating))
 
 
 cdef class Workspace:
@@ -1374,19 +1441,19 @@ cdef double _output_delta(const Layout* lay, Py_ssize_t n, const floating* A, co
 
 cdef void _delta_below(const Layout* lay, const floating* theta, int l, Py_ssize_t n,
                        floating* S, floating* T, int part, int n_parts,
-                       Py_ssize_t chunk) noexcept nogil:
+                       Py_ssize_t chunk, const floating* WS=NULL) noexcept nogil:
     """δ_i^(l−1) = f'(z_i^(l−1)) · Σ_j w_ji^(l) δ_j^(l) for the part's neurons i of layer l − 1.
 
     The sum over j, ∂C_0/∂a_i^(l−1), goes into T (scratch of n × n_{l−1}), then it is multiplied
     by link 2 of the layer below, which S holds where δ^(l−1) is to be written. `chunk`: how
-    the product takes the rows (`_t_is_d_w`).
+    the product takes the rows (`_t_is_d_w`); WS: NULL, or w^(l)'s strips (`_copy_strips`).
     """
     cdef Py_ssize_t n_out = lay.sizes[l], n_in = lay.sizes[l - 1], k, i
     cdef Py_ssize_t i0 = _first(n_in, part, n_parts), i1 = _first(n_in, part + 1, n_parts)
     cdef const floating* delta = S + _block(lay, l, n)
     cdef floating* delta_below = S + _block(lay, l - 1, n)
     _t_is_d_w(n, i1 - i0, n_out, delta, n_out, theta + lay.w[l] + i0, n_in, T + i0, n_in,
-              chunk)
+              chunk, WS if i1 - i0 == n_in else NULL)
     for k in range(n):
         for i in range(i0, i1):
             delta_below[k * n_in + i] *= T[k * n_in + i]
@@ -2350,6 +2417,7 @@ cdef struct Call:
     void* output                # NULL, or a^(L) of every row (n × n_L), copied by each part
     bint check_z                # whether to stop, before writing, at a z^(1) not finite
     const void* WT              # NULL, or the call's copies of weights (`_copy_weights`)
+    const void* WS              # NULL, or the strips of weights δ w takes (`_copy_strips`)
     CallPart* parts             # what each part found
     bint stopped                # a z^(1) was not finite: nothing was written
     void* sums                  # NULL, or each part's sums of its rows' ∂C/∂θ (n_parts × P,
@@ -2448,6 +2516,8 @@ cdef void _call_task(Call* c, int part, int n_parts, floating* tag) noexcept nog
         return
     if c.stage == CALL_COPY:
         _copy_weights(lay, theta, <floating*> c.WT, c.n, part, n_parts)
+        if c.WS != NULL:
+            _copy_strips(lay, theta, <floating*> c.WS, c.n, part, n_parts)
         return
     _call_rows(c, part, &r0, &m)
     if m == 0:
@@ -2479,7 +2549,9 @@ cdef void _call_task(Call* c, int part, int n_parts, floating* tag) noexcept nog
                                  lay.L)
         if l > 1:
             _delta_below(lay, theta, l, m, S, <floating*> c.T + r0 * lay.widest_hidden, 0, 1,
-                         _layer_chunk(lay, l, c.chunk))
+                         _layer_chunk(lay, l, c.chunk),
+                         (<const floating*> c.WS + _strips_at(lay, l, sizeof(floating), c.n))
+                         if c.WS != NULL and _stripped(lay, l, c.n) else NULL)
     if c.writes == WRITES_EXAMPLES:
         c.parts[part].bounded = _example_gradients(lay, m, X, A, S, <floating*> c.out + r0 * P)
     elif c.writes == WRITES_MEAN and c.sums != NULL:
@@ -2555,7 +2627,7 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
     cdef double sum_C = 0
     cdef bint bounded = True
     cdef int p
-    cdef Py_ssize_t copies = _copy_at(&layout.c, layout.c.L + 1, sizeof(floating), n)
+    cdef Py_ssize_t copies = _copy_at(&layout.c, layout.c.L + 1, sizeof(floating), n), strips
     cdef bpfast_task task = _call_task_d if floating is double else _call_task_s
     cdef bpfast_close close = _call_close_d if floating is double else _call_close_s
     dtype = np.float64 if floating is double else np.float32
@@ -2575,9 +2647,12 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
     c.writes = writes
     c.stage = CALL_FORWARD
     c.check_z = check_z
-    if copies > 0 and _copies_weights(n):     # narrow layers (`_copy_weights`)
-        WT = workspace.copies(copies)
-        c.WT = &WT[0]
+    strips = (_strips_at(&layout.c, layout.c.L + 1, sizeof(floating), n)
+              if writes != WRITES_NOTHING else 0)
+    if (copies > 0 or strips > 0) and _copies_weights(n):     # `_copy_weights`, `_copy_strips`
+        WT = workspace.copies(copies + strips)
+        c.WT = &WT[0] if copies > 0 else NULL
+        c.WS = &WT[copies] if strips > 0 else NULL
         c.stage = CALL_COPY
     if Y is not None:
         Yv = Y
