@@ -665,6 +665,17 @@ def logged_products():
             for i in range(_logged)]
 
 
+cdef inline void _abt_panels(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, const floating* A,
+                             Py_ssize_t lda, const floating* P, floating* Z,
+                             Py_ssize_t ldz) noexcept nogil:
+    """Z = A Bᵀ (m × nj) from B's panels P (`abt_panels` in _microkernels_impl.h): w^(l)'s for
+    z = a wᵀ, w^(l)ᵀ's — w^(l)'s strips of columns — for δ w."""
+    if floating is double:
+        bpfast_abt_panels_d(m, nj, ni, A, lda, P, Z, ldz)
+    else:
+        bpfast_abt_panels_s(m, nj, ni, A, lda, P, Z, ldz)
+
+
 cdef inline void _z_is_a_wT(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni,
                             const floating* A, Py_ssize_t lda, const floating* W, Py_ssize_t ldw,
                             floating* Z, Py_ssize_t ldz, Py_ssize_t chunk,
@@ -697,10 +708,7 @@ cdef inline void _z_is_a_wT(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni,
         return
     if WT != NULL and panels:
         _log_product(Z_IS_A_WT, BY_PANELS, m, nj, ni)
-        if floating is double:
-            bpfast_abt_panels_d(m, nj, ni, A, lda, WT, Z, ldz)
-        else:
-            bpfast_abt_panels_s(m, nj, ni, A, lda, WT, Z, ldz)
+        _abt_panels(m, nj, ni, A, lda, WT, Z, ldz)
     elif chunk > 0:
         few = (chunk <= FEW_ROWS and chunk * nj * ni > SMALL_MACS if _blas_small_path else
                chunk * sizeof(floating) <= FEW_Z_BYTES and ni >= NARROW_INPUTS
@@ -869,10 +877,7 @@ cdef inline void _t_is_d_w(Py_ssize_t m, Py_ssize_t ni, Py_ssize_t nj,
         return
     if WS != NULL:
         _log_product(D_W, BY_PANELS, m, nj, ni)
-        if floating is double:
-            bpfast_abt_panels_d(m, ni, nj, D, ldd, WS, T, ldt)
-        else:
-            bpfast_abt_panels_s(m, ni, nj, D, ldd, WS, T, ldt)
+        _abt_panels(m, ni, nj, D, ldd, WS, T, ldt)
     elif chunk > 0:
         few = (not _blas_small_path and chunk * sizeof(floating) <= FEW_BYTES
                and nj * ni >= FEW_WEIGHTS and not _aliased_rows(ldw, sizeof(floating)))
