@@ -292,6 +292,19 @@ def test_wide_layers_from_panels_on_256_rows_or_more(n, dtype, blas_small_path):
             ("panels" if n >= 256 else "BLAS", 70, 1100), ("BLAS", 3, 70)}, t
     assert stripped(net, n) == ([2] if n >= 256 else [])
     assert kept.nbytes - work == panels_bytes(net, n, backward=True)
+    # Each call copies its panels and strips afresh, every part its share: with θ changed
+    # between calls, a share left from the call before (the kept buffer) gives other bits.
+    thetas = [net.parameters_vector(), net.parameters_vector() * 0.5]
+    alone = []
+    for theta in thetas:
+        net.set_parameters_vector(theta)
+        alone.append(net.per_example_gradients(X, Y, n_threads=1).vector())
+    for t in (2, 3):
+        for theta, rows_alone in zip(thetas, alone):
+            net.set_parameters_vector(theta)
+            np.testing.assert_array_equal(
+                net.per_example_gradients(X, Y, n_threads=t).vector(), rows_alone)
+    net.set_parameters_vector(thetas[0])
     for t in (1, 2):
         np.testing.assert_array_equal(outputs[t], outputs[0])
         np.testing.assert_array_equal(rows[t].vector(), rows[0].vector())
