@@ -355,11 +355,59 @@ def test_narrow_layers_weights_gradient_over_many_rows(sizes, n, dtype, blas_sma
     layer = {w.shape[1]: l for l, w in enumerate(net.weights, 1)}
     ran = products_run("∂C/∂w = δᵀ a", net.gradient, X, Y, n_threads=1)
     assert sorted((layer[ni], path) for path, m, nj, ni in ran) == [
-        (l, "rows" if l in taken else "BLAS") for l in range(1, net.L + 1)]
+        (l, "rows" if l in taken else "packed" if l in packed(net, n, 1) else "BLAS")
+        for l in range(1, net.L + 1)]
     # [37, 64, 50, 65, 3]: in float32 its first two layers; in float64 none (512 and 400 bytes
-    # of δ a row), which BLAS computes in both.
+    # of δ a row), which the product from packed operands computes in both.
     assert all(not _kernels.dT_a_by_rows(127, *net.weights[l - 1].shape, dtype) for l in taken)
     assert_mean_is_the_references(net, X, Y, dtype)
+
+
+def packed(net, n, parts):
+    """The layers whose ∂C/∂w over a call's n rows, its mean by neurons in `parts` parts, bpfast's
+    product from packed operands computes where BLAS packs every product: in float32, at least
+    1,024 weights, 64 rows or more, a part's row of δ (its share of the neurons, the largest)
+    wider than 256 bytes — wider than the by-rows product takes."""
+    item = np.dtype(net.dtype).itemsize
+    return [l for l, w in enumerate(net.weights, 1) if item == 4
+            and n >= 64 and -(-w.shape[0] // parts) * item > 256 and w.size >= 1024]
+
+
+@pytest.mark.parametrize("blas_small_path", [False], indirect=True)
+@pytest.mark.parametrize("sizes,n", [([37, 130, 65, 3], 100), ([37, 130, 65, 3], 300),
+                                     ([64, 70, 3], 64)])
+def test_wide_layers_weights_gradient_from_packed_operands(sizes, n, dtype, blas_small_path):
+    """Where BLAS packs every product, a call's batch mean by neurons takes ∂C/∂w of a layer
+    wider than the by-rows product takes from packed operands, over all its rows at once: the
+    parts pack their rows of a^(l−1) in panels going down, then each its neurons' columns of δ
+    over every region — in float32. Here neurons per part not a multiple of the product's 6
+    (130, 65, 70), inputs not a multiple of a panel (37, 130, 65), more rows than a block of
+    the product's (300 > 256) and more neurons than a block of δ's panels (130 > 126).
+    On 1, 2, 3 threads: the layers the rule names from panels where the mean goes by neurons
+    (on 300 rows, by examples past one part: none), a product per part over every row and its
+    share of the neurons; the batch mean against the reference — X changed between calls, so
+    that stale panels from the call before would show."""
+    net, X, Y = make_problem(sizes, n, dtype, seed=n, activation="tanh")
+    layer = {w.shape[1]: l for l, w in enumerate(net.weights, 1)}
+    seen = set()
+    expected = {scale: reference_gradient(net, X * scale, Y) for scale in (1, 0.5)}
+    for t in (1, 2, 3):
+        parts = _kernels.call_parts(n, t)
+        seen.add(parts)
+        for scale in (1, 0.5):
+            Xs = X * scale
+            by_neurons = parts == 1 or n * sum(sizes[:-1]) <= 2 * net.n_params
+            ran = products_run("∂C/∂w = δᵀ a", net.gradient, Xs, Y, n_threads=t)
+            assert sorted((layer[ni], nj) for path, m, nj, ni in ran if path == "packed") == \
+                sorted((l, len(share)) for l in packed(net, n, parts) if by_neurons
+                       for share in np.array_split(np.arange(sizes[l]), parts)), (t, parts)
+            assert all(m == n for path, m, nj, ni in ran if path == "packed")
+            got = net.gradient(Xs, Y, n_threads=t).vector()
+            assert relative_difference(got, expected[scale]) <= REFERENCE_TOLERANCE[dtype], \
+                (t, scale)
+    assert seen == ({1, 2, 3} if n > 256 else {1, 2})      # three parts from 3 chunks of rows
+    # In float64 BLAS keeps every layer: the product from packed operands measured no faster.
+    assert packed(net, n, 1) == (list(range(1, len(sizes) - 1)) if dtype == "float32" else [])
 
 
 @pytest.mark.parametrize("sizes,n", [([784, 30, 10], 32), ([300, 7, 2], 9), ([37, 64, 50, 3], 63),

@@ -194,19 +194,23 @@ typedef struct {
                        ptrdiff_t);
     void (*atb_rows)(ptrdiff_t, ptrdiff_t, ptrdiff_t, double, int, const double*, ptrdiff_t, const double*,
                      ptrdiff_t, double*, ptrdiff_t);
+    void (*atb_packed)(ptrdiff_t, ptrdiff_t, ptrdiff_t, double, const double*, const double*, double*,
+                       ptrdiff_t);
 } bpfast_loops_d;
 
 static const bpfast_loops_d bpfast_loops_d_baseline = {
     bpfast_abt_d_baseline, bpfast_atb_d_baseline, bpfast_ab_d_baseline,
     bpfast_activate_d_baseline, bpfast_update_d_baseline, bpfast_outer_d_baseline,
     bpfast_normals_d_baseline, bpfast_row_squares_d_baseline,
-    bpfast_panels_d_baseline, bpfast_abt_panels_d_baseline, bpfast_atb_rows_d_baseline};
+    bpfast_panels_d_baseline, bpfast_abt_panels_d_baseline, bpfast_atb_rows_d_baseline,
+    bpfast_atb_packed_d_baseline};
 #if BPFAST_HAVE_AVX2_VARIANT
 static const bpfast_loops_d bpfast_loops_d_avx2 = {
     bpfast_abt_d_avx2, bpfast_atb_d_avx2, bpfast_ab_d_avx2,
     bpfast_activate_d_avx2, bpfast_update_d_avx2, bpfast_outer_d_avx2,
     bpfast_normals_d_avx2, bpfast_row_squares_d_avx2,
-    bpfast_panels_d_avx2, bpfast_abt_panels_d_avx2, bpfast_atb_rows_d_avx2};
+    bpfast_panels_d_avx2, bpfast_abt_panels_d_avx2, bpfast_atb_rows_d_avx2,
+    bpfast_atb_packed_d_avx2};
 /* x86-64-v4: x86-64-v3's loops, the noise's and the activations' in their place
  * (bpfast_choose_isa). */
 static bpfast_loops_d bpfast_loops_d_avx512;
@@ -257,6 +261,10 @@ static void bpfast_atb_rows_d(ptrdiff_t m, ptrdiff_t nj, ptrdiff_t ni, double al
                                ptrdiff_t ldw) {
     bpfast_d->atb_rows(m, nj, ni, alpha, add, D, ldd, A, lda, W, ldw);
 }
+static void bpfast_atb_packed_d(ptrdiff_t m, ptrdiff_t nj, ptrdiff_t ni, double alpha,
+                                 const double* Q, const double* P, double* W, ptrdiff_t ldw) {
+    bpfast_d->atb_packed(m, nj, ni, alpha, Q, P, W, ldw);
+}
 
 typedef struct {
     void (*abt)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const float*, ptrdiff_t, const float*, ptrdiff_t, float*,
@@ -275,19 +283,23 @@ typedef struct {
                        ptrdiff_t);
     void (*atb_rows)(ptrdiff_t, ptrdiff_t, ptrdiff_t, float, int, const float*, ptrdiff_t, const float*,
                      ptrdiff_t, float*, ptrdiff_t);
+    void (*atb_packed)(ptrdiff_t, ptrdiff_t, ptrdiff_t, float, const float*, const float*, float*,
+                       ptrdiff_t);
 } bpfast_loops_s;
 
 static const bpfast_loops_s bpfast_loops_s_baseline = {
     bpfast_abt_s_baseline, bpfast_atb_s_baseline, bpfast_ab_s_baseline,
     bpfast_activate_s_baseline, bpfast_update_s_baseline, bpfast_outer_s_baseline,
     bpfast_normals_s_baseline, bpfast_row_squares_s_baseline,
-    bpfast_panels_s_baseline, bpfast_abt_panels_s_baseline, bpfast_atb_rows_s_baseline};
+    bpfast_panels_s_baseline, bpfast_abt_panels_s_baseline, bpfast_atb_rows_s_baseline,
+    bpfast_atb_packed_s_baseline};
 #if BPFAST_HAVE_AVX2_VARIANT
 static const bpfast_loops_s bpfast_loops_s_avx2 = {
     bpfast_abt_s_avx2, bpfast_atb_s_avx2, bpfast_ab_s_avx2,
     bpfast_activate_s_avx2, bpfast_update_s_avx2, bpfast_outer_s_avx2,
     bpfast_normals_s_avx2, bpfast_row_squares_s_avx2,
-    bpfast_panels_s_avx2, bpfast_abt_panels_s_avx2, bpfast_atb_rows_s_avx2};
+    bpfast_panels_s_avx2, bpfast_abt_panels_s_avx2, bpfast_atb_rows_s_avx2,
+    bpfast_atb_packed_s_avx2};
 /* x86-64-v4: x86-64-v3's loops, the noise's and the activations' in their place
  * (bpfast_choose_isa). */
 static bpfast_loops_s bpfast_loops_s_avx512;
@@ -337,6 +349,10 @@ static void bpfast_atb_rows_s(ptrdiff_t m, ptrdiff_t nj, ptrdiff_t ni, float alp
                                const float* D, ptrdiff_t ldd, const float* A, ptrdiff_t lda, float* W,
                                ptrdiff_t ldw) {
     bpfast_s->atb_rows(m, nj, ni, alpha, add, D, ldd, A, lda, W, ldw);
+}
+static void bpfast_atb_packed_s(ptrdiff_t m, ptrdiff_t nj, ptrdiff_t ni, float alpha,
+                                 const float* Q, const float* P, float* W, ptrdiff_t ldw) {
+    bpfast_s->atb_packed(m, nj, ni, alpha, Q, P, W, ldw);
 }
 
 static const char* bpfast_isa_in_use = "baseline";

@@ -94,7 +94,12 @@ Design
    per-example norms of [784, 512, 512, 10] on 256 float32 rows 0.99–1.08×). There
    too, ∂C/∂w = δᵀ a of a layer of few neurons over 128 rows or more — a call's, and a part's
    sums in a step of `fit` shared by examples — is bpfast's own product, which reads a in place
-   (`_dT_a_by_rows`).
+   (`_dT_a_by_rows`); in float32, of a wider layer in a batch mean by neurons, it is bpfast's
+   product from both operands packed, over every row at once (`_packed`): the parts pack their
+   rows of a^(l−1) in panels as they go down — one packing shared, where each part's BLAS
+   packed all of a — and each packs its neurons' columns of δ (the gradient of [784, 512, 512,
+   10] on 256 float32 rows 1.01–1.09×, of [784, 256, 10] 1.05–1.15×; in float64 even, and left
+   to BLAS).
 11. A step of `fit` on a mini-batch that goes to BLAS, over layers all narrower than
    BY_EXAMPLES_NEURONS neurons per part — or of BY_EXAMPLES_ROWS examples per part and more,
    over any layers — is shared by examples instead (`_step_by_examples`).
@@ -456,6 +461,14 @@ cdef extern from "_dispatch.h":
     void bpfast_atb_rows_s(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, float alpha, int add,
                            const float* D, Py_ssize_t ldd, const float* A, Py_ssize_t lda,
                            float* W, Py_ssize_t ldw) noexcept nogil
+    # ∂C/∂w = α δᵀ a from δ's columns and a's packed in panels.
+    enum: NEURON_PANEL "BPFAST_NEURON_PANEL"
+    void bpfast_atb_packed_d(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, double alpha,
+                             const double* Q, const double* P, double* W,
+                             Py_ssize_t ldw) noexcept nogil
+    void bpfast_atb_packed_s(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, float alpha,
+                             const float* Q, const float* P, float* W,
+                             Py_ssize_t ldw) noexcept nogil
 
 
 cdef extern from "_dispatch.h":
@@ -513,6 +526,7 @@ cdef enum:
     WIDE_PANEL_ROWS = 256
     WIDE_PANEL_INPUTS = 4
     ROWS_NEURON_BYTES = 256
+    PACKED_ROWS = 64
     ROWS_BYTES = 1 << 23
     FIT_BLAS_WEIGHTS = 1 << 16
     FEW_ROWS_W_BYTES = 1 << 18
@@ -639,11 +653,11 @@ cdef extern from *:
 cdef enum:       # the products
     Z_IS_A_WT, DT_A, D_W
 cdef enum:       # their paths
-    BY_BLAS, BY_MICROKERNEL, BY_PANELS, BY_ROWS
+    BY_BLAS, BY_MICROKERNEL, BY_PANELS, BY_ROWS, BY_PACKED
 
 #: The products and paths the log names, in the order of their numbers.
 PRODUCTS = ("z = a wᵀ", "∂C/∂w = δᵀ a", "δ w")
-PATHS = ("BLAS", "microkernel", "panels", "rows")
+PATHS = ("BLAS", "microkernel", "panels", "rows", "packed")
 
 
 def log_products(bint on):
@@ -777,6 +791,24 @@ def dT_a_by_rows(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, dtype):
     """Whether ∂C/∂w of a layer [ni → nj] over m rows of `dtype` goes to bpfast's own product
     (`_dT_a_by_rows`)."""
     return _dT_a_by_rows(m, nj, ni, np.dtype(dtype).itemsize)
+
+
+cdef inline bint _dT_a_packed(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni,
+                              size_t size) noexcept nogil:
+    """Whether ∂C/∂w = α δᵀ a over m rows, for nj neurons of a layer of ni inputs, goes to
+    bpfast's own product from both operands packed (atb_packed, _microkernels_impl.h) rather
+    than BLAS: where BLAS packs every product, on PACKED_ROWS rows or more, for FEW_WEIGHTS
+    weights or more, on more neurons than `_dT_a_by_rows` takes (a row of δ wider than
+    ROWS_NEURON_BYTES). The product is OpenBLAS's in kind — both operands packed, 6 neurons ×
+    2 vectors of sums in registers — but δ's panels are a part's own and a's are shared by the
+    parts (`_packed`), where each part's BLAS packs all of a; and no pass zeroes W first. One
+    thread, a C harness on scipy's OpenBLAS (AVX2, Zen 3), over BLAS, δ's packing and half of
+    a's counted: float32 [784 → 256] on 128 rows 1.11×, [512 → 256] 1.12×, [784 → 512] on 256
+    1.04–1.07×, [1,024 → 512] on 128 1.03–1.05×, [784 → 128] 1.13×, [784 → 64] 1.33×; float64
+    [784 → 512] 0.98–1.05×, [1,024 → 512] 0.97–1.07×, where BLAS's kernel is as fast and the
+    copies twice as long: float32 only."""
+    return (not _blas_small_path and size == sizeof(float) and m >= PACKED_ROWS
+            and nj * size > ROWS_NEURON_BYTES and nj * ni >= FEW_WEIGHTS)
 
 
 cdef inline bint _dT_a_few_rows(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni,
@@ -1071,13 +1103,18 @@ cdef inline bint _panelled(const Layout* lay, int l, Py_ssize_t n) noexcept nogi
             and (lay.sizes[l] <= PANEL_OUTPUTS or _wide_panelled(lay, l, n)))
 
 
+cdef inline Py_ssize_t _round_up(Py_ssize_t x, Py_ssize_t multiple) noexcept nogil:
+    """x rounded up to a multiple: a count of numbers in whole panels."""
+    return (x + multiple - 1) // multiple * multiple
+
+
 cdef inline Py_ssize_t _copy_size(const Layout* lay, int l, Py_ssize_t itemsize,
                                   Py_ssize_t n) noexcept nogil:
     """The numbers of w^(l)'s copy in a call (`_copy_weights`): its panels, each of PANEL_BYTES
     of neurons (zeros past n_l), or w^(l)ᵀ, or none (0)."""
     cdef Py_ssize_t panel = PANEL_BYTES // itemsize
     if _panelled(lay, l, n):
-        return (lay.sizes[l] + panel - 1) // panel * panel * lay.sizes[l - 1]
+        return _round_up(lay.sizes[l], panel) * lay.sizes[l - 1]
     if _narrow_input(lay, l):
         return lay.sizes[l] * lay.sizes[l - 1]
     return 0
@@ -1127,39 +1164,84 @@ cdef inline Py_ssize_t _strips_at(const Layout* lay, int l, Py_ssize_t itemsize,
     cdef int k
     for k in range(2, l):
         if _stripped(lay, k, n):
-            at += (lay.sizes[k - 1] + panel - 1) // panel * panel * lay.sizes[k]
+            at += _round_up(lay.sizes[k - 1], panel) * lay.sizes[k]
     return at
+
+
+def dT_a_packed(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, dtype):
+    """Whether ∂C/∂w over m rows for nj neurons of ni inputs of `dtype` goes to bpfast's product
+    from packed operands (`_dT_a_packed`)."""
+    return _dT_a_packed(m, nj, ni, np.dtype(dtype).itemsize)
+
+
+cdef inline bint _packed(const Layout* lay, int l, Py_ssize_t n, int n_parts,
+                         size_t size) noexcept nogil:
+    """Whether a call on n examples in n_parts parts, its batch mean by neurons (CALL_GRADIENT),
+    takes ∂C/∂w^(l) from packed operands (`_dT_a_packed` for a part's share of the neurons,
+    the largest), over all n rows at once: each part packs its rows of a^(l−1) as it goes down
+    the layers (`_pack_inputs`), then its neurons' columns of δ^(l) over every row."""
+    return _dT_a_packed(n, (lay.sizes[l] + n_parts - 1) // n_parts, lay.sizes[l - 1], size)
+
+
+cdef inline Py_ssize_t _packed_at(const Layout* lay, int l, Py_ssize_t itemsize, Py_ssize_t n,
+                                  int n_parts) noexcept nogil:
+    """Where a^(l−1)'s panels start among a call's packed inputs (`_pack_inputs`): the packed
+    layers' one after another, n rows each (with l = L + 1, how many numbers they take)."""
+    cdef Py_ssize_t at = 0
+    cdef int k
+    for k in range(1, l):
+        if _packed(lay, k, n, n_parts, itemsize):
+            at += n * _round_up(lay.sizes[k - 1], PANEL_BYTES // itemsize)
+    return at
+
+
+cdef inline Py_ssize_t _neuron_panels_stride(const Layout* lay, Py_ssize_t itemsize,
+                                             Py_ssize_t n, int n_parts) noexcept nogil:
+    """How far apart the parts' panels of δ start: room for the widest packed layer's share of
+    neurons, in whole panels over n rows, rounded up to a cache line."""
+    cdef Py_ssize_t most = 0
+    cdef int l
+    for l in range(1, lay.L + 1):
+        if _packed(lay, l, n, n_parts, itemsize):
+            most = max(most, n * _round_up((lay.sizes[l] + n_parts - 1) // n_parts,
+                                           NEURON_PANEL))
+    return _round_up(most, PANEL_BYTES // itemsize)
+
+
+cdef void _column_panels(const floating* M, Py_ssize_t ld, Py_ssize_t rows, Py_ssize_t c0,
+                         Py_ssize_t c1, Py_ssize_t width, floating* out,
+                         Py_ssize_t length) noexcept nogil:
+    """out[p, k, c] = M[k, c0 + p·width + c] for k < rows: M's columns c0 ≤ … < c1 in panels of
+    `width` (zeros past c1), each panel `length` rows long. M read row by row, in order (a panel
+    at a time down the rows: 2.6 times as long)."""
+    cdef Py_ssize_t k, p, full = (c1 - c0) // width, cols = (c1 - c0) % width
+    for k in range(rows):
+        for p in range(full):
+            memcpy(out + (p * length + k) * width, M + k * ld + c0 + p * width,
+                   width * sizeof(floating))
+        if cols > 0:
+            memcpy(out + (full * length + k) * width, M + k * ld + c0 + full * width,
+                   cols * sizeof(floating))
+            memset(out + (full * length + k) * width + cols, 0, (width - cols) * sizeof(floating))
 
 
 cdef void _copy_strips(const Layout* lay, const floating* theta, floating* WS, Py_ssize_t n,
                        int part, int n_parts) noexcept nogil:
     """Part `part` of n_parts's share of the strips of every layer `_stripped` picks, at
     WS + `_strips_at`(l): WS[p, j, c] = w_j,(p·panel + c) — strip p of w^(l)'s columns, its
-    n_l rows one after another, zeros past n_(l−1). Each row of w read in order, a strip's
-    64 bytes at a time (strip by strip down the rows: 2.6 times as long)."""
-    cdef Py_ssize_t panel = PANEL_BYTES // sizeof(floating), strips, full, p0, p1, p, j, cols
-    cdef Py_ssize_t n_in, n_out
-    cdef const floating* w
-    cdef floating* q
+    n_l rows one after another, zeros past n_(l−1) (`_column_panels`)."""
+    cdef Py_ssize_t panel = PANEL_BYTES // sizeof(floating), strips, n_in, n_out, p0, p1
     cdef int l
     for l in range(2, lay.L + 1):
         if not _stripped(lay, l, n):
             continue
-        n_in, n_out, w = lay.sizes[l - 1], lay.sizes[l], theta + lay.w[l]
-        q = WS + _strips_at(lay, l, sizeof(floating), n)
+        n_in, n_out = lay.sizes[l - 1], lay.sizes[l]
         strips = (n_in + panel - 1) // panel
-        full = n_in // panel
         p0, p1 = _first(strips, part, n_parts), _first(strips, part + 1, n_parts)
-        for j in range(n_out):
-            for p in range(p0, min(p1, full)):
-                memcpy(q + (p * n_out + j) * panel, w + j * n_in + p * panel,
-                       panel * sizeof(floating))
-            if p0 <= full < p1:
-                cols = n_in - full * panel
-                memcpy(q + (full * n_out + j) * panel, w + j * n_in + full * panel,
-                       cols * sizeof(floating))
-                memset(q + (full * n_out + j) * panel + cols, 0,
-                       (panel - cols) * sizeof(floating))
+        if p0 < p1:
+            _column_panels(theta + lay.w[l], n_in, n_out, p0 * panel, min(p1 * panel, n_in),
+                           panel, WS + _strips_at(lay, l, sizeof(floating), n)
+                           + p0 * n_out * panel, n_out)
 
 
 cdef class Workspace:
@@ -1172,13 +1254,14 @@ cdef class Workspace:
     cdef object G                   # by-examples steps' sums of ∂C/∂θ, made when first needed
     cdef object before              # θ as an epoch began, made when first needed
     cdef object WT                  # a call's copies of weights, made when first needed
+    cdef object AP                  # a call's packed operands of ∂C/∂w, made when first needed
     cdef Py_ssize_t P               # θ's numbers
 
     def __cinit__(self, NetworkLayout layout, Py_ssize_t rows, dtype, bint training):
         from ._buffers import aligned_empty
         self.rows = rows
         self.P = layout.c.P
-        self.G = self.before = self.WT = None
+        self.G = self.before = self.WT = self.AP = None
         self.dtype = np.dtype(dtype)
         self.A = aligned_empty(rows * layout.c.width, self.dtype)
         self.S = aligned_empty(rows * layout.c.width, self.dtype)
@@ -1193,7 +1276,7 @@ cdef class Workspace:
     def nbytes(self):
         """The bytes its buffers take."""
         return sum(b.nbytes for b in (self.A, self.S, self.Z, self.T, self.Xb, self.Yb, self.G,
-                                      self.before, self.WT) if b is not None)
+                                      self.before, self.WT, self.AP) if b is not None)
 
     def theta_before(self):
         """Room for a copy of θ: where `fit` keeps θ as each epoch began, to undo it."""
@@ -1209,6 +1292,13 @@ cdef class Workspace:
         if self.WT is None or self.WT.shape[0] < size:
             self.WT = aligned_empty(size, self.dtype)
         return self.WT
+
+    def packs(self, Py_ssize_t size):
+        """Room for a call's ``size`` numbers of packed operands of ∂C/∂w (`_packed`)."""
+        from ._buffers import aligned_empty
+        if self.AP is None or self.AP.shape[0] < size:
+            self.AP = aligned_empty(size, self.dtype)
+        return self.AP
 
     def sums(self, int n_parts):
         """Room for n_parts sums of ∂C/∂θ, each starting on a cache line (`sums_stride`
@@ -1508,16 +1598,24 @@ cdef void _mean_gradient_layer(const Layout* lay, int l, Py_ssize_t n, const flo
     examples' share of the mean over a batch of N, written (first) or added to what grad holds
     (a call's batch, region by region: Design 10). Link 1: ∂z_j/∂w_ji = a_i^(l−1),
     ∂z_j/∂b_j = 1."""
-    cdef Py_ssize_t n_out = lay.sizes[l], n_in = lay.sizes[l - 1], j
+    cdef Py_ssize_t n_out = lay.sizes[l], n_in = lay.sizes[l - 1]
     cdef Py_ssize_t j0 = _first(n_out, part, n_parts), j1 = _first(n_out, part + 1, n_parts)
     cdef const floating* delta = S + _block(lay, l, n)
     _w_is_beta_w_plus_alpha_dT_a(n, j1 - j0, n_in, inv_n, 0 if first else 1, delta + j0, n_out,
                                  _a_below(lay, l, n, X, A), n_in, grad + lay.w[l] + j0 * n_in,
                                  n_in, not _dT_a_few_rows(n, j1 - j0, n_in, sizeof(floating)))
+    _mean_bias_gradient(lay, l, n, S, grad, inv_n, first, j0, j1)
+
+
+cdef inline void _mean_bias_gradient(const Layout* lay, int l, Py_ssize_t n, const floating* S,
+                                     floating* grad, floating inv_n, bint first, Py_ssize_t j0,
+                                     Py_ssize_t j1) noexcept nogil:
+    """∂C/∂b_j^(l) = inv_n Σ_k δ_kj^(l) for j0 ≤ j < j1 into grad, written (first) or added."""
+    cdef Py_ssize_t j
     if first:
         for j in range(j0, j1):
             grad[lay.b[l] + j] = 0
-    _add_column_sums(grad + lay.b[l], delta, n, n_out, j0, j1, inv_n)
+    _add_column_sums(grad + lay.b[l], S + _block(lay, l, n), n, lay.sizes[l], j0, j1, inv_n)
 
 
 cdef inline double _sum_of_magnitudes(const floating* v, Py_ssize_t n) noexcept nogil:
@@ -2427,6 +2525,9 @@ cdef struct Call:
     bint stopped                # a z^(1) was not finite: nothing was written
     void* sums                  # NULL, or each part's sums of its rows' ∂C/∂θ (n_parts × P,
                                 # rows `_sums_stride` apart): the batch mean by examples
+    void* AP                    # NULL, or the packed layers' a^(l−1) in panels (`_packed`)
+    void* DQ                    # then each part's panels of δ, DQ_stride numbers apart
+    Py_ssize_t DQ_stride
 
 
 cdef inline Py_ssize_t _call_first(Py_ssize_t n, Py_ssize_t chunk, int part,
@@ -2463,14 +2564,60 @@ cdef void _call_mean_gradient(const Call* c, int part, int n_parts, floating* ta
     cdef floating inv_n = (<floating> 1) / c.n
     cdef int l, q
     for l in range(1, lay.L + 1):
-        for q in range(c.n_parts):
-            _call_rows(c, q, &r0, &m)
-            if m > 0:
-                _mean_gradient_layer(lay, l, m, <const floating*> c.X + r0 * lay.sizes[0],
-                                     <floating*> c.A + r0 * lay.width,
-                                     <floating*> c.S + r0 * lay.width, <floating*> c.out,
-                                     inv_n, q == 0, part, n_parts)
+        if c.AP != NULL and _packed(lay, l, c.n, c.n_parts, sizeof(floating)):
+            _packed_mean_gradient_layer(c, l, part, n_parts, tag)
+        else:
+            for q in range(c.n_parts):
+                _call_rows(c, q, &r0, &m)
+                if m > 0:
+                    _mean_gradient_layer(lay, l, m, <const floating*> c.X + r0 * lay.sizes[0],
+                                         <floating*> c.A + r0 * lay.width,
+                                         <floating*> c.S + r0 * lay.width, <floating*> c.out,
+                                         inv_n, q == 0, part, n_parts)
         c.parts[part].bounded &= _rows_finite(lay, l, <const floating*> c.out, part, n_parts)
+
+
+cdef void _packed_mean_gradient_layer(const Call* c, int l, int part, int n_parts,
+                                      floating* tag) noexcept nogil:
+    """The part's rows of ∂C/∂w^(l) over every row of the call at once (`_packed`): from
+    a^(l−1)'s panels, which the parts packed going down, and its neurons' columns of δ^(l),
+    packed here region by region; ∂C/∂b^(l) region by region as `_mean_gradient_layer`."""
+    cdef const Layout* lay = c.lay
+    cdef Py_ssize_t n_out = lay.sizes[l], n_in = lay.sizes[l - 1], r0, m
+    cdef Py_ssize_t j0 = _first(n_out, part, n_parts), j1 = _first(n_out, part + 1, n_parts)
+    cdef floating* Q = <floating*> c.DQ + part * c.DQ_stride
+    cdef const floating* P = (<const floating*> c.AP
+                              + _packed_at(lay, l, sizeof(floating), c.n, c.n_parts))
+    cdef floating* grad = <floating*> c.out
+    cdef floating inv_n = (<floating> 1) / c.n
+    cdef int q
+    for q in range(c.n_parts):
+        _call_rows(c, q, &r0, &m)
+        if m > 0:
+            _column_panels(<const floating*> c.S + r0 * lay.width + _block(lay, l, m), n_out, m,
+                           j0, j1, NEURON_PANEL, Q + r0 * NEURON_PANEL, c.n)
+            _mean_bias_gradient(lay, l, m, <const floating*> c.S + r0 * lay.width, grad, inv_n,
+                                q == 0, j0, j1)
+    _log_product(DT_A, BY_PACKED, c.n, j1 - j0, n_in)
+    if floating is double:
+        bpfast_atb_packed_d(c.n, j1 - j0, n_in, inv_n, Q, P, grad + lay.w[l] + j0 * n_in, n_in)
+    else:
+        bpfast_atb_packed_s(c.n, j1 - j0, n_in, inv_n, Q, P, grad + lay.w[l] + j0 * n_in, n_in)
+
+
+cdef void _pack_inputs(const Call* c, Py_ssize_t r0, Py_ssize_t m, const floating* X,
+                       const floating* A) noexcept nogil:
+    """A part's rows r0 … r0 + m of a^(l−1), for every layer whose ∂C/∂w the call takes packed
+    (`_packed`), into their panels of all the call's rows (X, A: the part's)."""
+    cdef const Layout* lay = c.lay
+    cdef Py_ssize_t panel = PANEL_BYTES // sizeof(floating)
+    cdef int l
+    for l in range(1, lay.L + 1):
+        if _packed(lay, l, c.n, c.n_parts, sizeof(floating)):
+            _column_panels(_a_below(lay, l, m, X, A), lay.sizes[l - 1], m, 0, lay.sizes[l - 1],
+                           panel, <floating*> c.AP
+                           + _packed_at(lay, l, sizeof(floating), c.n, c.n_parts) + r0 * panel,
+                           c.n)
 
 
 cdef bint _call_sums_by_examples(const Layout* lay, Py_ssize_t n, int n_parts) noexcept nogil:
@@ -2478,7 +2625,8 @@ cdef bint _call_sums_by_examples(const Layout* lay, Py_ssize_t n, int n_parts) n
     rows, then the parts' sums added (CALL_ADD) — rather than by neurons (CALL_GRADIENT), where
     each part packs every part's a^(l−1) for its rows of ∂C/∂w^(l). By examples when those inputs
     outweigh the sums: n Σ_l n_(l−1) > 2 P ([784, 30, 10] on 1,000 examples: each part packed
-    all of X's 6.3 MB for 15 rows of w^(1); [784, 512, 512, 10] on 256 keeps by neurons)."""
+    all of X's 6.3 MB for 15 rows of w^(1); [784, 512, 512, 10] on 256 keeps by neurons, where
+    in float32 the parts share one packing of a^(l−1): `_packed`)."""
     cdef Py_ssize_t inputs = 0
     cdef int l
     if n_parts < 2:
@@ -2564,6 +2712,8 @@ cdef void _call_task(Call* c, int part, int n_parts, floating* tag) noexcept nog
             _mean_gradient_layer(lay, l, m, X, A, S,
                                  <floating*> c.sums + part * _sums_stride(lay.P),
                                  (<floating> 1) / c.n, True, 0, 1)
+    elif c.writes == WRITES_MEAN and c.AP != NULL:
+        _pack_inputs(c, r0, m, X, A)
 
 
 cdef int _call_close(Call* c, floating* tag) noexcept nogil:
@@ -2633,6 +2783,7 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
     cdef bint bounded = True
     cdef int p
     cdef Py_ssize_t copies = _copy_at(&layout.c, layout.c.L + 1, sizeof(floating), n), strips
+    cdef Py_ssize_t packed
     cdef bpfast_task task = _call_task_d if floating is double else _call_task_s
     cdef bpfast_close close = _call_close_d if floating is double else _call_close_s
     dtype = np.float64 if floating is double else np.float32
@@ -2705,6 +2856,12 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
         raise MemoryError()
     if writes == WRITES_MEAN and _call_sums_by_examples(&layout.c, n, n_parts):
         c.sums = _address(workspace.sums(n_parts))
+    elif writes == WRITES_MEAN:
+        packed = _packed_at(&layout.c, layout.c.L + 1, sizeof(floating), n, n_parts)
+        if packed > 0:
+            c.DQ_stride = _neuron_panels_stride(&layout.c, sizeof(floating), n, n_parts)
+            c.AP = _address(workspace.packs(packed + n_parts * c.DQ_stride))
+            c.DQ = <floating*> c.AP + packed
     try:
         for p in range(n_parts):
             c.parts[p].z_finite = c.parts[p].bounded = True

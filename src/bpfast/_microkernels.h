@@ -14,6 +14,8 @@
  *   abt_panels:  Z[k,j] = Σ_i A[k,i] W[j,i] from P      z = a wᵀ, each panel by ab's block
  *   atb_rows:    W[j,i] = α Σ_k D[k,j] A[k,i]           ∂C/∂w = δᵀ a, A read in place
  *                (or W[j,i] += Σ_k D[k,j] A[k,i]: a part's sums over its next rows)
+ *   atb_packed:  W[j,i] = α Σ_k D[k,j] A[k,i]           ∂C/∂w = δᵀ a, both operands packed:
+ *                D's columns in panels of BPFAST_NEURON_PANEL neurons, A's of 64 bytes of inputs
  *
  * Written with GCC's vector extensions, once for any element type in _microkernels_impl.h, which
  * _dispatch.h compiles for double and float, each for x86-64-v3 (AVX2 and FMA) and for the
@@ -31,6 +33,10 @@
 /* 32-byte vectors: four doubles, eight floats. Register blocks: abt 3 examples × 4 neurons (12),
  * atb 4 neurons × 2 vectors, ab 4 examples × 2 vectors (8) accumulators, which leaves registers
  * for the operands (abt: its 3 examples' vectors and one of w, all 16 registers). */
+/* atb_packed's neurons at a time: 6 × 2 vectors of sums, the other registers for a's two
+ * vectors and δ's broadcast number. */
+#define BPFAST_NEURON_PANEL 6
+
 typedef double bpfast_v4d __attribute__((vector_size(32)));
 typedef float bpfast_v8f __attribute__((vector_size(32)));
 /* Lane masks of their shuffles, and a vector of x's and y's lanes by index (y's from the vector's

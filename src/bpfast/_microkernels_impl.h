@@ -376,6 +376,83 @@ ISA_TARGET static void NAME(abt_panels)(ptrdiff_t m, ptrdiff_t nj, ptrdiff_t ni,
     }
 }
 
+/* ∂C/∂w = α δᵀ a from both operands packed (atb_packed): δ's columns in panels of
+ * BPFAST_NEURON_PANEL neurons (_microkernels.h), a's in panels of BPFAST_PANEL inputs, each panel its rows k one
+ * after another — rows of both at a time (a block of each in L1), and neurons at a time (a
+ * block of δ's panels in L2) for every panel of a. */
+#define BPFAST_PACKED_ROWS ((ptrdiff_t)(16384 / (BPFAST_PANEL * sizeof(T))))
+#define BPFAST_PACKED_BLOCK_BYTES ((ptrdiff_t)131072)
+
+/* W[c, i] for c < C and the `cols` columns i from here: the sums over m rows of neuron panel q
+ * and input panel p, started from zero (first) or from what W holds, written back as they are
+ * or, after the last block of rows, times α. */
+BPFAST_INLINE void NAME(atb_packed_block)(int C, int first, int last, ptrdiff_t m, T alpha,
+        const T* q, const T* p, T* W, ptrdiff_t ldw, int cols) {
+    V acc[BPFAST_NEURON_PANEL][2];
+    for (int c = 0; c < C; c++) {
+        if (first) {
+            acc[c][0] = acc[c][1] = BPFAST_SPLAT(0);
+        } else {
+            T row[BPFAST_PANEL] = {0};
+            memcpy(row, W + c * ldw, cols * sizeof(T));
+            acc[c][0] = NAME(load)(row);
+            acc[c][1] = NAME(load)(row + LANES);
+        }
+    }
+    NAME(atb_sums)(C, m, q, BPFAST_NEURON_PANEL, p, BPFAST_PANEL, acc);
+    V va = BPFAST_SPLAT(last ? alpha : 1);
+    for (int c = 0; c < C; c++) {
+        T* w = W + c * ldw;
+        if (cols == BPFAST_PANEL) {
+            NAME(store)(w, va * acc[c][0]);
+            NAME(store)(w + LANES, va * acc[c][1]);
+        } else {
+            T row[BPFAST_PANEL];
+            NAME(store)(row, va * acc[c][0]);
+            NAME(store)(row + LANES, va * acc[c][1]);
+            memcpy(w, row, cols * sizeof(T));
+        }
+    }
+}
+
+/* W = α Dᵀ A (nj × ni) over m rows, from Q, D's columns in panels of BPFAST_NEURON_PANEL
+ * (Q[p, k, c] = D[k, p·6 + c], zeros past nj), and P, A's in panels of BPFAST_PANEL
+ * (P[p, k, c] = A[k, p·PANEL + c], zeros past ni). Each W[j,i] one chain of multiply-adds along
+ * k, then times α: the same bits wherever the rows and neurons stand. */
+ISA_TARGET static void NAME(atb_packed)(ptrdiff_t m, ptrdiff_t nj, ptrdiff_t ni, T alpha,
+        const T* Q, const T* P, T* W, ptrdiff_t ldw) {
+    ptrdiff_t rows = m < BPFAST_PACKED_ROWS ? m : BPFAST_PACKED_ROWS;
+    ptrdiff_t block = BPFAST_PACKED_BLOCK_BYTES / (rows * BPFAST_NEURON_PANEL * (ptrdiff_t)sizeof(T));
+    block = (block > 1 ? block : 1) * BPFAST_NEURON_PANEL;
+    for (ptrdiff_t k0 = 0; k0 < m; k0 += BPFAST_PACKED_ROWS) {
+        ptrdiff_t mk = m - k0 < BPFAST_PACKED_ROWS ? m - k0 : BPFAST_PACKED_ROWS;
+        int first = k0 == 0, last = k0 + mk == m;
+        for (ptrdiff_t j0 = 0; j0 < nj; j0 += block) {
+            ptrdiff_t j1 = nj - j0 < block ? nj : j0 + block;
+            for (ptrdiff_t i0 = 0; i0 < ni; i0 += BPFAST_PANEL) {
+                int cols = ni - i0 < BPFAST_PANEL ? (int)(ni - i0) : BPFAST_PANEL;
+                const T* p = P + (i0 / BPFAST_PANEL * m + k0) * BPFAST_PANEL;
+                for (ptrdiff_t j = j0; j < j1; j += BPFAST_NEURON_PANEL) {
+                    int C = j1 - j < BPFAST_NEURON_PANEL ? (int)(j1 - j) : BPFAST_NEURON_PANEL;
+                    const T* q = Q + (j / BPFAST_NEURON_PANEL * m + k0) * BPFAST_NEURON_PANEL;
+                    T* w = W + j * ldw + i0;
+                    switch (C) {
+                    case 1: NAME(atb_packed_block)(1, first, last, mk, alpha, q, p, w, ldw, cols); break;
+                    case 2: NAME(atb_packed_block)(2, first, last, mk, alpha, q, p, w, ldw, cols); break;
+                    case 3: NAME(atb_packed_block)(3, first, last, mk, alpha, q, p, w, ldw, cols); break;
+                    case 4: NAME(atb_packed_block)(4, first, last, mk, alpha, q, p, w, ldw, cols); break;
+                    case 5: NAME(atb_packed_block)(5, first, last, mk, alpha, q, p, w, ldw, cols); break;
+                    default: NAME(atb_packed_block)(6, first, last, mk, alpha, q, p, w, ldw, cols); break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#undef BPFAST_PACKED_ROWS
+#undef BPFAST_PACKED_BLOCK_BYTES
+
 #undef BPFAST_PANEL
 #undef BPFAST_PANEL_ROWS
 #undef BPFAST_CHUNK
