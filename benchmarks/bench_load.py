@@ -51,7 +51,7 @@ WORKLOADS = {
     "L5": ([784, 100, 10], {}, dict(batch_size=32, learning_rate=0.5), 20_000, 1),
 }
 CALLS = {
-    # name: (sizes, call, examples, calls in a loop)
+    # name: (sizes, call, examples, calls in a loop[, dtype: float64 if not given])
     "C1": ([784, 30, 10], "per_example_gradients", 1000, 20),
     "C2": ([784, 30, 10], "gradient", 1000, 200),
     "C3": ([784, 100, 10], "predict", 10_000, 10),
@@ -61,6 +61,8 @@ CALLS = {
     "C7": ([784, 100, 10], "predict", 32, 2000),                 # chunks of 16: the microkernel
     # wide layers from panels, their copy the parts' first stage (a meeting more a call)
     "C8": ([784, 512, 512, 10], "gradient", 256, 30),
+    # float32: ∂C/∂w of the wide layers from packed operands, a^(l−1)'s packing shared
+    "C9": ([784, 512, 512, 10], "gradient", 256, 60, "float32"),
 }
 COLUMNS = {"default": None, "n_threads=1": 1, "n_threads=2": 2}
 #: The default's time over the better of n_threads=1 and 2: at most this, whatever the load.
@@ -108,8 +110,10 @@ def load(kind):
 
 
 def one_call_run(kind, sizes, call, X, Y, loops, n_threads):
-    """Seconds for `loops` calls (with `twofits`: two loops at once, on two networks)."""
-    nets = [bpfast.Network(sizes, seed=s) for s in ((0, 1) if kind == "twofits" else (0,))]
+    """Seconds for `loops` calls (with `twofits`: two loops at once, on two networks), in X's
+    dtype."""
+    nets = [bpfast.Network(sizes, seed=s, dtype=X.dtype)
+            for s in ((0, 1) if kind == "twofits" else (0,))]
     arguments = (X,) if call == "predict" else (X, Y)
 
     def loop(net):
@@ -152,8 +156,8 @@ def one_run(kind, sizes, choices, keywords, X, Y, epochs, n_threads):
 
 def measure(kind, name, repeat):
     if name in CALLS:
-        sizes, call, N, loops = CALLS[name]
-        X, Y = data(sizes, N)
+        sizes, call, N, loops, *dtype = CALLS[name]
+        X, Y = (array.astype(dtype[0] if dtype else "float64") for array in data(sizes, N))
         run = lambda n_threads: one_call_run(kind, sizes, call, X, Y, loops, n_threads)  # noqa: E731
     else:
         sizes, choices, keywords, N, epochs = WORKLOADS[name]
@@ -183,8 +187,9 @@ def main():
     misses, counted = [], 0
     for name in args.workloads:
         if name in CALLS:
-            sizes, call, N, loops = CALLS[name]
-            print(f"\n{name}: {sizes} {call}, {N} examples, {loops} calls")
+            sizes, call, N, loops, *dtype = CALLS[name]
+            print(f"\n{name}: {sizes} {call}, {N} {dtype[0] if dtype else 'float64'} examples, "
+                  f"{loops} calls")
         else:
             sizes, choices, keywords, N, epochs = WORKLOADS[name]
             print(f"\n{name}: {sizes} {choices or ''} {keywords}, {N} examples, {epochs} epoch(s)")
