@@ -357,8 +357,8 @@ def test_narrow_layers_weights_gradient_over_many_rows(sizes, n, dtype, blas_sma
     assert sorted((layer[ni], path) for path, m, nj, ni in ran) == [
         (l, "rows" if l in taken else "packed" if l in packed(net, n, 1) else "BLAS")
         for l in range(1, net.L + 1)]
-    # [37, 64, 50, 65, 3]: in float32 its first two layers; in float64 none (512 and 400 bytes
-    # of δ a row), which the product from packed operands computes in both.
+    # [37, 64, 50, 65, 3]: in float32 its first two layers (its third, 260 bytes of δ a row,
+    # from packed operands); in float64 none (512 and 400 bytes a row: BLAS).
     assert all(not _kernels.dT_a_by_rows(127, *net.weights[l - 1].shape, dtype) for l in taken)
     assert_mean_is_the_references(net, X, Y, dtype)
 
