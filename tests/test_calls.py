@@ -366,11 +366,11 @@ def test_narrow_layers_weights_gradient_over_many_rows(sizes, n, dtype, blas_sma
 def packed(net, n, parts):
     """The layers whose ∂C/∂w over a call's n rows, its mean by neurons in `parts` parts, bpfast's
     product from packed operands computes where BLAS packs every product: in float32, at least
-    1,024 weights, 64 rows or more, a part's row of δ (its share of the neurons, the largest)
+    1,024 weights, 64 to 1,024 rows, a part's row of δ (its share of the neurons, the largest)
     wider than 256 bytes — wider than the by-rows product takes."""
     item = np.dtype(net.dtype).itemsize
     return [l for l, w in enumerate(net.weights, 1) if item == 4
-            and n >= 64 and -(-w.shape[0] // parts) * item > 256 and w.size >= 1024]
+            and 64 <= n <= 1024 and -(-w.shape[0] // parts) * item > 256 and w.size >= 1024]
 
 
 @pytest.mark.parametrize("blas_small_path", [False], indirect=True)
@@ -408,6 +408,25 @@ def test_wide_layers_weights_gradient_from_packed_operands(sizes, n, dtype, blas
     assert seen == ({1, 2, 3} if n > 256 else {1, 2})      # three parts from 3 chunks of rows
     # In float64 BLAS keeps every layer: the product from packed operands measured no faster.
     assert packed(net, n, 1) == (list(range(1, len(sizes) - 1)) if dtype == "float32" else [])
+
+
+@pytest.mark.parametrize("blas_small_path", [False], indirect=True)
+def test_past_1024_rows_the_weights_gradient_goes_back_to_blas(blas_small_path):
+    """On more than 1,024 rows the product from packed operands reads each block's stretch of
+    a's panels from memory, panels far apart, and loses to BLAS: a call on one thread (its mean
+    by neurons) takes BLAS there — its mean the float64 network's to float32's precision."""
+    net, X, Y = make_problem([37, 130, 65, 3], 1025, "float32", seed=2, activation="tanh")
+    assert packed(net, 1024, 1) == [1, 2] and packed(net, 1025, 1) == []
+    for n, path in ((1024, "packed"), (1025, "BLAS")):
+        ran = products_run("∂C/∂w = δᵀ a", net.gradient, X[:n], Y[:n], n_threads=1)
+        assert [entry[0] for entry in ran] == [path, path, "BLAS"], n
+    wide = bpfast.Network.from_params([w.astype(np.float64) for w in net.weights],
+                                      [b.astype(np.float64) for b in net.biases],
+                                      activation="tanh")
+    for n in (1024, 1025):
+        expected = wide.gradient(X[:n].astype(np.float64), Y[:n].astype(np.float64)).vector()
+        got = net.gradient(X[:n], Y[:n], n_threads=1).vector()
+        assert relative_difference(got, expected) <= REFERENCE_TOLERANCE["float32"], n
 
 
 @pytest.mark.parametrize("sizes,n", [([784, 30, 10], 32), ([300, 7, 2], 9), ([37, 64, 50, 3], 63),

@@ -527,6 +527,7 @@ cdef enum:
     WIDE_PANEL_INPUTS = 4
     ROWS_NEURON_BYTES = 256
     PACKED_ROWS = 64
+    PACKED_MAX_ROWS = 1024
     ROWS_BYTES = 1 << 23
     FIT_BLAS_WEIGHTS = 1 << 16
     FEW_ROWS_W_BYTES = 1 << 18
@@ -797,17 +798,20 @@ cdef inline bint _dT_a_packed(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni,
                               size_t size) noexcept nogil:
     """Whether ∂C/∂w = α δᵀ a over m rows, for nj neurons of a layer of ni inputs, goes to
     bpfast's own product from both operands packed (atb_packed, _microkernels_impl.h) rather
-    than BLAS: where BLAS packs every product, on PACKED_ROWS rows or more, for FEW_WEIGHTS
-    weights or more, on more neurons than `_dT_a_by_rows` takes (a row of δ wider than
-    ROWS_NEURON_BYTES). The product is OpenBLAS's in kind — both operands packed, 6 neurons ×
+    than BLAS: where BLAS packs every product, on PACKED_ROWS to PACKED_MAX_ROWS rows, for
+    FEW_WEIGHTS weights or more, on more neurons than `_dT_a_by_rows` takes (a row of δ wider
+    than ROWS_NEURON_BYTES). The product is OpenBLAS's in kind — both operands packed, 6 neurons ×
     2 vectors of sums in registers — but δ's panels are a part's own and a's are shared by the
     parts (`_packed`), where each part's BLAS packs all of a; and no pass zeroes W first. One
     thread, a C harness on scipy's OpenBLAS (AVX2, Zen 3), over BLAS, δ's packing and half of
     a's counted: float32 [784 → 256] on 128 rows 1.11×, [512 → 256] 1.12×, [784 → 512] on 256
     1.04–1.07×, [1,024 → 512] on 128 1.03–1.05×, [784 → 128] 1.13×, [784 → 64] 1.33×; float64
     [784 → 512] 0.98–1.05×, [1,024 → 512] 0.97–1.07×, where BLAS's kernel is as fast and the
-    copies twice as long: float32 only."""
-    return (not _blas_small_path and size == sizeof(float) and m >= PACKED_ROWS
+    copies twice as long: float32 only. On more rows, each block of 256 rows reads its stretch of
+    every panel of a, panels m · 64 bytes apart, from memory: the product alone, over BLAS,
+    [784 → 100] on 1,000 rows 1.33×, on 2,000 1.27×, on 3,000 0.99×, on 5,000 0.44× (and
+    [784 → 256] 0.35×); [784 → 512] on 1,024 1.12× — whence PACKED_MAX_ROWS."""
+    return (not _blas_small_path and size == sizeof(float) and PACKED_ROWS <= m <= PACKED_MAX_ROWS
             and nj * size > ROWS_NEURON_BYTES and nj * ni >= FEW_WEIGHTS)
 
 
