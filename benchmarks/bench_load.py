@@ -51,16 +51,18 @@ WORKLOADS = {
     "L5": ([784, 100, 10], {}, dict(batch_size=32, learning_rate=0.5), 20_000, 1),
 }
 CALLS = {
-    # name: (sizes, call, examples, calls in a loop[, dtype: float64 if not given])
-    "C1": ([784, 30, 10], "per_example_gradients", 1000, 20),
-    "C2": ([784, 30, 10], "gradient", 1000, 200),
-    "C3": ([784, 100, 10], "predict", 10_000, 10),
-    "C4": ([784, 30, 10], "gradient", 32, 2000),
-    "C5": ([64, 30, 10], "per_example_norms", 1797, 400),
-    "C6": ([64, 30, 10], "per_example_gradients", 1797, 400),   # the writes: 32.5 MB a call
-    "C7": ([784, 100, 10], "predict", 32, 2000),                 # chunks of 16: the microkernel
+    # name: (sizes, call, examples, calls in a loop, dtype)
+    "C1": ([784, 30, 10], "per_example_gradients", 1000, 20, "float64"),
+    "C2": ([784, 30, 10], "gradient", 1000, 200, "float64"),
+    "C3": ([784, 100, 10], "predict", 10_000, 10, "float64"),
+    "C4": ([784, 30, 10], "gradient", 32, 2000, "float64"),
+    "C5": ([64, 30, 10], "per_example_norms", 1797, 400, "float64"),
+    # the writes: 32.5 MB a call
+    "C6": ([64, 30, 10], "per_example_gradients", 1797, 400, "float64"),
+    # chunks of 16: the microkernel
+    "C7": ([784, 100, 10], "predict", 32, 2000, "float64"),
     # wide layers from panels, their copy the parts' first stage (a meeting more a call)
-    "C8": ([784, 512, 512, 10], "gradient", 256, 30),
+    "C8": ([784, 512, 512, 10], "gradient", 256, 30, "float64"),
     # float32: ∂C/∂w of the wide layers from packed operands, a^(l−1)'s packing shared
     "C9": ([784, 512, 512, 10], "gradient", 256, 60, "float32"),
 }
@@ -156,8 +158,8 @@ def one_run(kind, sizes, choices, keywords, X, Y, epochs, n_threads):
 
 def measure(kind, name, repeat):
     if name in CALLS:
-        sizes, call, N, loops, *dtype = CALLS[name]
-        X, Y = (array.astype(dtype[0] if dtype else "float64") for array in data(sizes, N))
+        sizes, call, N, loops, dtype = CALLS[name]
+        X, Y = (array.astype(dtype) for array in data(sizes, N))
         run = lambda n_threads: one_call_run(kind, sizes, call, X, Y, loops, n_threads)  # noqa: E731
     else:
         sizes, choices, keywords, N, epochs = WORKLOADS[name]
@@ -187,9 +189,8 @@ def main():
     misses, counted = [], 0
     for name in args.workloads:
         if name in CALLS:
-            sizes, call, N, loops, *dtype = CALLS[name]
-            print(f"\n{name}: {sizes} {call}, {N} {dtype[0] if dtype else 'float64'} examples, "
-                  f"{loops} calls")
+            sizes, call, N, loops, dtype = CALLS[name]
+            print(f"\n{name}: {sizes} {call}, {N} {dtype} examples, {loops} calls")
         else:
             sizes, choices, keywords, N, epochs = WORKLOADS[name]
             print(f"\n{name}: {sizes} {choices or ''} {keywords}, {N} examples, {epochs} epoch(s)")

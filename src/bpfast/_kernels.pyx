@@ -546,11 +546,22 @@ cdef enum:
     EXAMPLES_SUMS_BYTES = 1 << 19
 
 
+cdef inline Py_ssize_t _ceil_div(Py_ssize_t x, Py_ssize_t d) noexcept nogil:
+    """⌈x / d⌉: how many chunks or panels x rows or numbers fill; the largest of d parts' shares
+    of x (`_first`)."""
+    return (x + d - 1) // d
+
+
+cdef inline Py_ssize_t _round_up(Py_ssize_t x, Py_ssize_t multiple) noexcept nogil:
+    """x rounded up to a multiple: a count in whole panels, chunks or cache lines."""
+    return _ceil_div(x, multiple) * multiple
+
+
 cdef inline Py_ssize_t _two_parts_time(Py_ssize_t n, Py_ssize_t chunk) noexcept nogil:
     """What a call on n rows in chunks of `chunk` costs its slower part of two, in rows: its
     rows, and CHUNK_COST_ROWS for each of its chunks (a product BLAS starts again, packing
     w^(l) again — on [784, 512, 512, 10] a chunk of 8 rows took as long as 47)."""
-    cdef Py_ssize_t chunks = (n + chunk - 1) // chunk, first = min(n, (chunks // 2) * chunk)
+    cdef Py_ssize_t chunks = _ceil_div(n, chunk), first = min(n, (chunks // 2) * chunk)
     return max(first + (chunks // 2) * CHUNK_COST_ROWS,
                n - first + (chunks - chunks // 2) * CHUNK_COST_ROWS)
 
@@ -565,8 +576,7 @@ cdef inline Py_ssize_t _call_chunk(Py_ssize_t n) noexcept nogil:
     128 rows in one part and 256 in the other at n = 384, 128 and 8 at n = 136. Below
     CALL_ROWS_MIN rows, n itself: the call's one chunk, whose size decides how the products
     take it (`_z_is_a_wT`, `_t_is_d_w`)."""
-    cdef Py_ssize_t top = min(<Py_ssize_t> CALL_ROWS,
-                              ((n + 1) // 2 + CALL_ROWS_MIN - 1) // CALL_ROWS_MIN * CALL_ROWS_MIN)
+    cdef Py_ssize_t top = min(<Py_ssize_t> CALL_ROWS, _round_up((n + 1) // 2, CALL_ROWS_MIN))
     cdef Py_ssize_t c = max(top, <Py_ssize_t> CALL_ROWS_MIN), best = c, cost
     cdef Py_ssize_t best_time = _two_parts_time(n, c)
     while c > CALL_ROWS_MIN:
@@ -764,8 +774,8 @@ cdef inline Py_ssize_t _unpacked_rows(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni
         return 0
     if m <= most or most < BLAS_ROWS:
         return 0
-    blocks = (m + most - 1) // most
-    rows = (m + blocks - 1) // blocks
+    blocks = _ceil_div(m, most)
+    rows = _ceil_div(m, blocks)
     return rows if rows >= BLAS_ROWS else 0
 
 
@@ -1107,11 +1117,6 @@ cdef inline bint _panelled(const Layout* lay, int l, Py_ssize_t n) noexcept nogi
             and (lay.sizes[l] <= PANEL_OUTPUTS or _wide_panelled(lay, l, n)))
 
 
-cdef inline Py_ssize_t _round_up(Py_ssize_t x, Py_ssize_t multiple) noexcept nogil:
-    """x rounded up to a multiple: a count of numbers in whole panels."""
-    return (x + multiple - 1) // multiple * multiple
-
-
 cdef inline Py_ssize_t _copy_size(const Layout* lay, int l, Py_ssize_t itemsize,
                                   Py_ssize_t n) noexcept nogil:
     """The numbers of w^(l)'s copy in a call (`_copy_weights`): its panels, each of PANEL_BYTES
@@ -1184,7 +1189,7 @@ cdef inline bint _packed(const Layout* lay, int l, Py_ssize_t n, int n_parts,
     takes ∂C/∂w^(l) from packed operands (`_dT_a_packed` for a part's share of the neurons,
     the largest), over all n rows at once: each part packs its rows of a^(l−1) as it goes down
     the layers (`_pack_inputs`), then its neurons' columns of δ^(l) over every row."""
-    return _dT_a_packed(n, (lay.sizes[l] + n_parts - 1) // n_parts, lay.sizes[l - 1], size)
+    return _dT_a_packed(n, _ceil_div(lay.sizes[l], n_parts), lay.sizes[l - 1], size)
 
 
 cdef inline Py_ssize_t _packed_at(const Layout* lay, int l, Py_ssize_t itemsize, Py_ssize_t n,
@@ -1207,8 +1212,7 @@ cdef inline Py_ssize_t _neuron_panels_stride(const Layout* lay, Py_ssize_t items
     cdef int l
     for l in range(1, lay.L + 1):
         if _packed(lay, l, n, n_parts, itemsize):
-            most = max(most, n * _round_up((lay.sizes[l] + n_parts - 1) // n_parts,
-                                           NEURON_PANEL))
+            most = max(most, n * _round_up(_ceil_div(lay.sizes[l], n_parts), NEURON_PANEL))
     return _round_up(most, PANEL_BYTES // itemsize)
 
 
@@ -1240,7 +1244,7 @@ cdef void _copy_strips(const Layout* lay, const floating* theta, floating* WS, P
         if not _stripped(lay, l, n):
             continue
         n_in, n_out = lay.sizes[l - 1], lay.sizes[l]
-        strips = (n_in + panel - 1) // panel
+        strips = _ceil_div(n_in, panel)
         p0, p1 = _first(strips, part, n_parts), _first(strips, part + 1, n_parts)
         if p0 < p1:
             _column_panels(theta + lay.w[l], n_in, n_out, p0 * panel, min(p1 * panel, n_in),
@@ -1364,7 +1368,7 @@ cdef void _copy_weights(const Layout* lay, const floating* theta, floating* WT,
     for l in range(1, lay.L + 1):
         n_in, n_out, w = lay.sizes[l - 1], lay.sizes[l], theta + lay.w[l]
         if _panelled(lay, l, n):
-            panels = (n_out + panel - 1) // panel
+            panels = _ceil_div(n_out, panel)
             j0 = _first(panels, part, n_parts) * panel
             j1 = min(_first(panels, part + 1, n_parts) * panel, n_out)
             if j0 < j1:
@@ -2055,14 +2059,14 @@ def force_split(int how):
 cdef inline Py_ssize_t _sums_stride(Py_ssize_t P) noexcept nogil:
     """Where part p's sums of ∂C/∂θ start in a by-examples step: p times P rounded up to a
     cache line of numbers."""
-    return (P + SUMS_LINE - 1) // SUMS_LINE * SUMS_LINE
+    return _round_up(P, SUMS_LINE)
 
 
 cdef inline void _sums_stretch(Py_ssize_t P, int part, int n_parts, Py_ssize_t* i0,
                                Py_ssize_t* i1) noexcept nogil:
     """The stretch i0 ≤ i < i1 of θ where `part` adds the parts' sums: whole cache lines, so
     that no two parts write one."""
-    cdef Py_ssize_t lines = (P + SUMS_LINE - 1) // SUMS_LINE
+    cdef Py_ssize_t lines = _ceil_div(P, SUMS_LINE)
     i0[0] = min(P, SUMS_LINE * _first(lines, part, n_parts))
     i1[0] = min(P, SUMS_LINE * _first(lines, part + 1, n_parts))
 
@@ -2539,7 +2543,7 @@ cdef inline Py_ssize_t _call_first(Py_ssize_t n, Py_ssize_t chunk, int part,
     """The first row of a call's part: parts start on a multiple of the chunk (`_call_chunk`(n),
     which the call keeps), so that every chunk, and every row in it, is the same whatever the
     number of parts."""
-    return min(n, _first((n + chunk - 1) // chunk, part, n_parts) * chunk)
+    return min(n, _first(_ceil_div(n, chunk), part, n_parts) * chunk)
 
 
 cdef inline void _call_rows(const Call* c, int part, Py_ssize_t* r0, Py_ssize_t* m) noexcept nogil:
@@ -2895,7 +2899,7 @@ def call_parts(Py_ssize_t n, int wanted):
     """How many parts a call on n examples is split into, for `wanted` threads: no more than
     there are chunks of rows (`_call_first`); at least one."""
     cdef Py_ssize_t chunk = _call_chunk(n)
-    return <int> max(1, min(<Py_ssize_t> wanted, (n + chunk - 1) // chunk))
+    return <int> max(1, min(<Py_ssize_t> wanted, _ceil_div(n, chunk)))
 
 
 # --- Python-visible twins ------------------------------------------------------------------------
@@ -2964,7 +2968,7 @@ cdef _run_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1
     e.order = &order[0]
     e.N = order.shape[0]
     e.batch = batch
-    e.n_batches = (e.N + batch - 1) // batch
+    e.n_batches = _ceil_div(e.N, batch)
     cdef const Py_ssize_t[::1] starts
     if offsets is not None:
         starts = offsets
