@@ -162,8 +162,11 @@ def test_check_takes_a_seed_and_refuses_a_bad_model(tmp_path, capsys):
 
 
 def test_ctrl_c_ends_training_with_status_130():
+    # SIGINT as a terminal gives it, whatever this test run inherited (a job started in the
+    # background of a script has it ignored, and so would the command).
     process = subprocess.Popen([sys.executable, "-m", "bpfast", "train", "--epochs", "100000"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         while "epochs, batch size" not in process.stdout.readline():   # about to train
             pass

@@ -15,6 +15,10 @@ SCRIPT = textwrap.dedent("""
     import numpy as np
     import bpfast
 
+    # Ctrl-C as a terminal gives it, whatever this test run inherited (a job started in the
+    # background of a script has SIGINT ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
     rng = np.random.default_rng(0)
     X = rng.random((60000, 784))
     Y = np.eye(10)[rng.integers(0, 10, 60000)]
@@ -75,3 +79,33 @@ def test_sigint_stops_fit_within_a_mini_batch_and_keeps_a_consistent_network(tmp
     expected, _ = numpy_fit(bpfast.Network([784, 1024, 10], seed=0), X, Y, epochs=1,
                             batch_size=16, learning_rate=0.1, seed=0, steps=mini_batch)
     assert relative_difference(np.load(tmp_path / "theta.npy"), expected) <= 1e-12
+
+
+OTHERS = textwrap.dedent("""
+    import os, signal, sys, threading
+    import numpy as np
+    import bpfast
+
+    rng = np.random.default_rng(0)
+    X = rng.random((8000, 784))
+    Y = np.eye(10)[rng.integers(0, 10, 8000)]
+    calls = []
+    if sys.argv[1] == "ignored":
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    else:
+        signal.signal(signal.SIGINT, lambda signum, frame: calls.append(signum))
+    net = bpfast.Network([784, 256, 10], seed=0)
+    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+    history = net.fit(X, Y, epochs=2, batch_size=16, learning_rate=0.1, seed=0)
+    print(len(history), len(calls), bool(np.isfinite(net.parameters_vector()).all()))
+""")
+
+
+def test_an_ignored_sigint_or_a_handler_of_ones_own_leaves_fit_running():
+    # fit takes Ctrl-C over only where it would raise KeyboardInterrupt: ignored, the signal
+    # stays ignored; the caller's handler runs (once the epoch ends) and fit goes on.
+    for handler, calls in (("ignored", 0), ("own", 1)):
+        result = subprocess.run([sys.executable, "-c", OTHERS, handler],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == ["2", str(calls), "True"], (handler, result.stdout)

@@ -993,7 +993,9 @@ class Network:
         huge), and the exception carries ``parameters_before_epoch``, θ as it was when that epoch
         began. Ctrl-C stops at the next mini-batch boundary with a KeyboardInterrupt whose
         ``epoch`` and ``mini_batch`` (from 1; 0: none of that epoch's) name the last completed
-        step, whose parameters the network holds.
+        step, whose parameters the network holds — where Ctrl-C raises KeyboardInterrupt at all
+        (Python's own handler, the main thread). An ignored SIGINT stays ignored, and a SIGINT
+        handler of your own runs when the epoch in progress ends.
         """
         if not self._training.acquire(blocking=False):
             raise RuntimeError("fit is already running on this network in another thread; "

@@ -20,6 +20,7 @@ t counts the steps of this `fit` from 1; v, m and r start at 0 in each call of `
 """
 import contextlib
 import os
+import signal
 import threading
 import time
 
@@ -437,7 +438,12 @@ def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_t
     best_cost, best_theta, waited = np.inf, None, 0
     # θ and the rule's state as each epoch began, in buffers made once for all the epochs.
     before, state_before = workspace.theta_before(), rule.state()
-    main_thread = threading.current_thread() is threading.main_thread()
+    # Ctrl-C stops an epoch only where it would raise KeyboardInterrupt anyway: Python's own
+    # handler, in the main thread. An ignored SIGINT stays ignored (a job started in the
+    # background); a handler of the caller's runs when the epoch returns, as after any
+    # long call into compiled code.
+    catch_sigint = (threading.current_thread() is threading.main_thread()
+                    and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
     with _single_threaded_blas(), _recording_threads(history, team, n_threads):
         for epoch in range(settings.epochs):
             visited = N
@@ -458,7 +464,7 @@ def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_t
             steps = first_step + epoch * n_batches
             start = time.perf_counter()
             try:
-                sum_C = _kernels.train_epoch(order=order, catch_sigint=main_thread, steps=steps,
+                sum_C = _kernels.train_epoch(order=order, catch_sigint=catch_sigint, steps=steps,
                                              **epoch_arguments)
             except KeyboardInterrupt as caught:
                 # θ holds the parameters after the last completed step; the history is that of
