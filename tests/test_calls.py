@@ -493,6 +493,47 @@ def test_per_example_gradients_into_the_callers_buffer(dtype):
     np.testing.assert_array_equal(result.vector(), expected)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_per_example_rows_into_a_kept_buffer_beyond_the_caches_go_out_in_non_temporal_stores(
+        dtype):
+    """Into a kept buffer of more than `_kernels.streamed_bytes`, each part's rows go through a
+    stage in L1 and out a whole line at a time: the same numbers as the stores, the lines a part
+    shares with its neighbour or with what lies around the buffer left as they were. Rows of 37,
+    130 and 65 numbers, so that few rows start on a line."""
+    sizes = [37, 130, 65, 3]
+    P = 37 * 130 + 130 + 130 * 65 + 65 + 65 * 3 + 3
+    itemsize = np.dtype(dtype).itemsize
+    n = _kernels.streamed_bytes // (P * itemsize) + 7
+    net, X, Y = make_problem(sizes, n, dtype, seed=3)
+    expected = net.per_example_gradients(X, Y, n_threads=1).vector()
+    assert products_run("δ_k a_kᵀ", net.per_example_gradients, X, Y, n_threads=1) == [
+        ("stores", n, 130, 37), ("stores", n, 65, 130), ("stores", n, 3, 65)]    # a fresh array
+    for start in (0, 1, 5):                 # on a line, and numbers past one
+        memory = np.full(n * P + 16, -7.0, dtype)
+        out = memory[start:start + n * P].reshape(n, P)
+        for n_threads in (1, 2):
+            out[...] = 3.0
+            ran = products_run("δ_k a_kᵀ", net.per_example_gradients, X, Y, out=out,
+                               n_threads=n_threads)
+            parts = len(ran) // 3
+            assert {path for path, *_ in ran} == {"streamed"} and sum(
+                rows for _, rows, *_ in ran) == n * 3, ran
+            assert parts == n_threads
+            np.testing.assert_array_equal(out, expected)
+            assert (memory[:start] == -7).all() and (memory[start + n * P:] == -7).all()
+    # Below the bound, or into numbers not aligned as the dtype: stores.
+    small = net.per_example_gradients(X[:n // 2], Y[:n // 2], n_threads=1).vector()
+    out = np.empty((n // 2, P), dtype)
+    ran = products_run("δ_k a_kᵀ", net.per_example_gradients, X[:n // 2], Y[:n // 2], out=out)
+    assert {path for path, *_ in ran} == {"stores"}
+    np.testing.assert_array_equal(out, small)
+    unaligned = np.empty(n * P * itemsize + 1, np.uint8)[1:].view(dtype).reshape(n, P)
+    assert not unaligned.flags.aligned
+    ran = products_run("δ_k a_kᵀ", net.per_example_gradients, X, Y, out=unaligned)
+    assert {path for path, *_ in ran} == {"stores"}
+    np.testing.assert_array_equal(unaligned, expected)
+
+
 @pytest.mark.parametrize("make_out,error,message", [
     (lambda n, P, X, Y: np.empty((n, P + 1)), ValueError, r"out must have shape \(12, 103\) for "
                                                            r"12 examples"),

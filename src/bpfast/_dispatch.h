@@ -54,6 +54,7 @@
 #define V bpfast_v4d
 #define LANES 4
 #define HYPER bpfast_hyper_d
+#define ROWS bpfast_rows_d
 #define SQRT sqrt
 #define FABS fabs
 #define COPYSIGN copysign
@@ -103,6 +104,7 @@
 #undef V
 #undef LANES
 #undef HYPER
+#undef ROWS
 #undef SQRT
 #undef FABS
 #undef COPYSIGN
@@ -117,6 +119,7 @@
 #define V bpfast_v8f
 #define LANES 8
 #define HYPER bpfast_hyper_s
+#define ROWS bpfast_rows_s
 #define SQRT sqrtf
 #define FABS fabsf
 #define COPYSIGN copysignf
@@ -166,6 +169,7 @@
 #undef V
 #undef LANES
 #undef HYPER
+#undef ROWS
 #undef SQRT
 #undef FABS
 #undef COPYSIGN
@@ -187,6 +191,9 @@ typedef struct {
     void (*activate)(double*, const double*, double*, double*, ptrdiff_t, int, int);
     void (*update)(const bpfast_hyper_d*, double, ptrdiff_t, const double*, double*, double*, double*);
     void (*outer)(ptrdiff_t, ptrdiff_t, const double*, const double*, double*, double*);
+    void (*rows_open)(bpfast_rows_d*, double*);
+    void (*rows_outer)(bpfast_rows_d*, ptrdiff_t, ptrdiff_t, const double*, const double*);
+    void (*rows_close)(bpfast_rows_d*);
     void (*normals)(uint64_t, uint64_t, ptrdiff_t, double*);
     void (*row_squares)(ptrdiff_t, ptrdiff_t, const double*, double*);
     void (*panels)(ptrdiff_t, ptrdiff_t, const double*, ptrdiff_t, double*);
@@ -201,6 +208,7 @@ typedef struct {
 static const bpfast_loops_d bpfast_loops_d_baseline = {
     bpfast_abt_d_baseline, bpfast_atb_d_baseline, bpfast_ab_d_baseline,
     bpfast_activate_d_baseline, bpfast_update_d_baseline, bpfast_outer_d_baseline,
+    bpfast_rows_open_d_baseline, bpfast_rows_outer_d_baseline, bpfast_rows_close_d_baseline,
     bpfast_normals_d_baseline, bpfast_row_squares_d_baseline,
     bpfast_panels_d_baseline, bpfast_abt_panels_d_baseline, bpfast_atb_rows_d_baseline,
     bpfast_atb_packed_d_baseline};
@@ -208,6 +216,7 @@ static const bpfast_loops_d bpfast_loops_d_baseline = {
 static const bpfast_loops_d bpfast_loops_d_avx2 = {
     bpfast_abt_d_avx2, bpfast_atb_d_avx2, bpfast_ab_d_avx2,
     bpfast_activate_d_avx2, bpfast_update_d_avx2, bpfast_outer_d_avx2,
+    bpfast_rows_open_d_avx2, bpfast_rows_outer_d_avx2, bpfast_rows_close_d_avx2,
     bpfast_normals_d_avx2, bpfast_row_squares_d_avx2,
     bpfast_panels_d_avx2, bpfast_abt_panels_d_avx2, bpfast_atb_rows_d_avx2,
     bpfast_atb_packed_d_avx2};
@@ -243,6 +252,16 @@ static void bpfast_outer_d(ptrdiff_t nj, ptrdiff_t ni, const double* d, const do
                           double* B) {
     bpfast_d->outer(nj, ni, d, a, G, B);
 }
+static void bpfast_rows_open_d(bpfast_rows_d* w, double* first) {
+    bpfast_d->rows_open(w, first);
+}
+static void bpfast_rows_outer_d(bpfast_rows_d* w, ptrdiff_t nj, ptrdiff_t ni, const double* d,
+                                 const double* a) {
+    bpfast_d->rows_outer(w, nj, ni, d, a);
+}
+static void bpfast_rows_close_d(bpfast_rows_d* w) {
+    bpfast_d->rows_close(w);
+}
 static void bpfast_normals_d(uint64_t base, uint64_t q0, ptrdiff_t pairs, double* out) {
     bpfast_d->normals(base, q0, pairs, out);
 }
@@ -276,6 +295,9 @@ typedef struct {
     void (*activate)(float*, const float*, float*, float*, ptrdiff_t, int, int);
     void (*update)(const bpfast_hyper_s*, float, ptrdiff_t, const float*, float*, float*, float*);
     void (*outer)(ptrdiff_t, ptrdiff_t, const float*, const float*, float*, float*);
+    void (*rows_open)(bpfast_rows_s*, float*);
+    void (*rows_outer)(bpfast_rows_s*, ptrdiff_t, ptrdiff_t, const float*, const float*);
+    void (*rows_close)(bpfast_rows_s*);
     void (*normals)(uint64_t, uint64_t, ptrdiff_t, float*);
     void (*row_squares)(ptrdiff_t, ptrdiff_t, const float*, double*);
     void (*panels)(ptrdiff_t, ptrdiff_t, const float*, ptrdiff_t, float*);
@@ -290,6 +312,7 @@ typedef struct {
 static const bpfast_loops_s bpfast_loops_s_baseline = {
     bpfast_abt_s_baseline, bpfast_atb_s_baseline, bpfast_ab_s_baseline,
     bpfast_activate_s_baseline, bpfast_update_s_baseline, bpfast_outer_s_baseline,
+    bpfast_rows_open_s_baseline, bpfast_rows_outer_s_baseline, bpfast_rows_close_s_baseline,
     bpfast_normals_s_baseline, bpfast_row_squares_s_baseline,
     bpfast_panels_s_baseline, bpfast_abt_panels_s_baseline, bpfast_atb_rows_s_baseline,
     bpfast_atb_packed_s_baseline};
@@ -297,6 +320,7 @@ static const bpfast_loops_s bpfast_loops_s_baseline = {
 static const bpfast_loops_s bpfast_loops_s_avx2 = {
     bpfast_abt_s_avx2, bpfast_atb_s_avx2, bpfast_ab_s_avx2,
     bpfast_activate_s_avx2, bpfast_update_s_avx2, bpfast_outer_s_avx2,
+    bpfast_rows_open_s_avx2, bpfast_rows_outer_s_avx2, bpfast_rows_close_s_avx2,
     bpfast_normals_s_avx2, bpfast_row_squares_s_avx2,
     bpfast_panels_s_avx2, bpfast_abt_panels_s_avx2, bpfast_atb_rows_s_avx2,
     bpfast_atb_packed_s_avx2};
@@ -331,6 +355,16 @@ static void bpfast_update_s(const bpfast_hyper_s* h, float l2, ptrdiff_t n, cons
 static void bpfast_outer_s(ptrdiff_t nj, ptrdiff_t ni, const float* d, const float* a, float* G,
                           float* B) {
     bpfast_s->outer(nj, ni, d, a, G, B);
+}
+static void bpfast_rows_open_s(bpfast_rows_s* w, float* first) {
+    bpfast_s->rows_open(w, first);
+}
+static void bpfast_rows_outer_s(bpfast_rows_s* w, ptrdiff_t nj, ptrdiff_t ni, const float* d,
+                                 const float* a) {
+    bpfast_s->rows_outer(w, nj, ni, d, a);
+}
+static void bpfast_rows_close_s(bpfast_rows_s* w) {
+    bpfast_s->rows_close(w);
 }
 static void bpfast_normals_s(uint64_t base, uint64_t q0, ptrdiff_t pairs, float* out) {
     bpfast_s->normals(base, q0, pairs, out);
@@ -385,10 +419,16 @@ static int bpfast_choose_isa(const char* request) {
         bpfast_loops_d_avx512.normals = bpfast_normals_d_avx512;
         bpfast_loops_d_avx512.activate = bpfast_activate_d_avx512;
         bpfast_loops_d_avx512.outer = bpfast_outer_d_avx512;
+        bpfast_loops_d_avx512.rows_open = bpfast_rows_open_d_avx512;
+        bpfast_loops_d_avx512.rows_outer = bpfast_rows_outer_d_avx512;
+        bpfast_loops_d_avx512.rows_close = bpfast_rows_close_d_avx512;
         bpfast_loops_s_avx512 = bpfast_loops_s_avx2;
         bpfast_loops_s_avx512.normals = bpfast_normals_s_avx512;
         bpfast_loops_s_avx512.activate = bpfast_activate_s_avx512;
         bpfast_loops_s_avx512.outer = bpfast_outer_s_avx512;
+        bpfast_loops_s_avx512.rows_open = bpfast_rows_open_s_avx512;
+        bpfast_loops_s_avx512.rows_outer = bpfast_rows_outer_s_avx512;
+        bpfast_loops_s_avx512.rows_close = bpfast_rows_close_s_avx512;
         bpfast_d = level == 2 ? &bpfast_loops_d_avx512 : &bpfast_loops_d_avx2;
         bpfast_s = level == 2 ? &bpfast_loops_s_avx512 : &bpfast_loops_s_avx2;
         bpfast_isa_in_use = names[level];

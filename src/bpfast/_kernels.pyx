@@ -488,6 +488,18 @@ cdef extern from "_dispatch.h":
                         double* G, double* B) noexcept nogil
     void bpfast_outer_s(Py_ssize_t nj, Py_ssize_t ni, const float* d, const float* a, float* G,
                         float* B) noexcept nogil
+    ctypedef struct bpfast_rows_d:
+        pass
+    ctypedef struct bpfast_rows_s:
+        pass
+    void bpfast_rows_open_d(bpfast_rows_d* w, double* first) noexcept nogil
+    void bpfast_rows_open_s(bpfast_rows_s* w, float* first) noexcept nogil
+    void bpfast_rows_outer_d(bpfast_rows_d* w, Py_ssize_t nj, Py_ssize_t ni, const double* d,
+                             const double* a) noexcept nogil
+    void bpfast_rows_outer_s(bpfast_rows_s* w, Py_ssize_t nj, Py_ssize_t ni, const float* d,
+                             const float* a) noexcept nogil
+    void bpfast_rows_close_d(bpfast_rows_d* w) noexcept nogil
+    void bpfast_rows_close_s(bpfast_rows_s* w) noexcept nogil
     void bpfast_ab_d(Py_ssize_t m, Py_ssize_t ni, Py_ssize_t nj, const double* D, Py_ssize_t ldd,
                      const double* W, Py_ssize_t ldw, double* T, Py_ssize_t ldt) noexcept nogil
     void bpfast_ab_s(Py_ssize_t m, Py_ssize_t ni, Py_ssize_t nj, const float* D, Py_ssize_t ldd,
@@ -662,13 +674,14 @@ cdef extern from *:
                                             Py_ssize_t ni) noexcept nogil
 
 cdef enum:       # the products
-    Z_IS_A_WT, DT_A, D_W
+    Z_IS_A_WT, DT_A, D_W, D_AT
 cdef enum:       # their paths
-    BY_BLAS, BY_MICROKERNEL, BY_PANELS, BY_ROWS, BY_PACKED
+    BY_BLAS, BY_MICROKERNEL, BY_PANELS, BY_ROWS, BY_PACKED, BY_STORES, BY_STREAMS
 
-#: The products and paths the log names, in the order of their numbers.
-PRODUCTS = ("z = a wᵀ", "∂C/∂w = δᵀ a", "δ w")
-PATHS = ("BLAS", "microkernel", "panels", "rows", "packed")
+#: The products and paths the log names, in the order of their numbers: the per-example
+#: gradients' outer products δ_k a_kᵀ are written by stores or in non-temporal stores.
+PRODUCTS = ("z = a wᵀ", "∂C/∂w = δᵀ a", "δ w", "δ_k a_kᵀ")
+PATHS = ("BLAS", "microkernel", "panels", "rows", "packed", "stores", "streamed")
 
 
 def log_products(bint on):
@@ -1655,13 +1668,41 @@ cdef inline double _largest_finite(floating* tag) noexcept nogil:
     return 0.5 * (DBL_MAX if floating is double else FLT_MAX)
 
 
+cdef enum:
+    # Per-example rows into a kept buffer of more bytes than this go out in non-temporal stores.
+    STREAMED_BYTES = 32 << 20
+
+#: Per-example gradients into a kept buffer (out=) of more bytes than this are written in
+#: non-temporal stores (`_streamed`).
+streamed_bytes = STREAMED_BYTES
+
+
+cdef inline bint _streamed(const void* out, Py_ssize_t nbytes, Py_ssize_t itemsize,
+                           bint kept) noexcept nogil:
+    """Whether a call writes its per-example rows (nbytes in all) in non-temporal stores: into a
+    kept buffer larger than the last-level cache (32 MiB here), whose lines a store would
+    otherwise fetch from memory first. Against the stores, kept, two threads, five rounds:
+    [784, 30, 10] on 1,000 (191 MB) 1.46–1.69×, [784, 512, 512, 10] float32 on 256 (686 MB)
+    1.16–1.51×, [100, 100, 10] on 1,000 (89 MB) 1.11–1.36×, beside two busy processes 1.32–1.75×
+    and 1.23–1.40×. A fresh array's pages come from the kernel just zeroed, their lines in the
+    cache: there the stores win (C harness, [784, 30, 10]: non-temporal 0.89–1.0×). Smaller
+    kept buffers may be in the cache from the caller's last read, and keep the stores. (A buffer
+    whose numbers are not aligned — numpy allows it — is written by stores.)"""
+    return kept and nbytes > STREAMED_BYTES and <size_t> out % itemsize == 0
+
+
 cdef bint _example_gradients(const Layout* lay, Py_ssize_t n, const floating* X,
-                             const floating* A, const floating* S, floating* out) noexcept nogil:
+                             const floating* A, const floating* S, floating* out,
+                             bint streamed) noexcept nogil:
     """∂C_k/∂w_ji^(l) = δ_kj^(l) a_ki^(l−1),  ∂C_k/∂b_j^(l) = δ_kj^(l) into row k of out (n rows
     of P, each laid out as θ), once S holds every layer's δ: one outer product per example and
     layer, written by the vector loop of _microkernels_impl.h. Each row is written whole before
     the next — a row written layer by layer, in passes over the batch, is fetched from memory
     again by every pass.
+
+    streamed: the rows in non-temporal stores, as one stream through a stage in L1
+    (`_streamed`; bpfast_rows_d/_s in _microkernels.h) — θ's layout puts each layer's b^(l) right
+    after its w^(l), and each example's row after the one before.
 
     Returns whether every value written is certainly finite (`_magnitude`: the caller looks at
     the n × P values only when it is not)."""
@@ -1672,6 +1713,16 @@ cdef bint _example_gradients(const Layout* lay, Py_ssize_t n, const floating* X,
     cdef double limit = _largest_finite(<floating*> NULL)
     cdef bint bounded = True
     cdef int l
+    cdef bpfast_rows_d rows_d
+    cdef bpfast_rows_s rows_s
+    for l in range(1, lay.L + 1):
+        _log_product(D_AT, BY_STREAMS if streamed else BY_STORES, n, lay.sizes[l],
+                     lay.sizes[l - 1])
+    if streamed:
+        if floating is double:
+            bpfast_rows_open_d(&rows_d, out)
+        else:
+            bpfast_rows_open_s(&rows_s, out)
     for k in range(n):
         g = out + k * P
         for l in range(1, lay.L + 1):
@@ -1679,11 +1730,21 @@ cdef bint _example_gradients(const Layout* lay, Py_ssize_t n, const floating* X,
             delta = S + _block(lay, l, n) + k * n_out
             a_prev = _a_below(lay, l, n, X, A) + k * n_in
             if floating is double:
-                bpfast_outer_d(n_out, n_in, delta, a_prev, g + lay.w[l], g + lay.b[l])
+                if streamed:
+                    bpfast_rows_outer_d(&rows_d, n_out, n_in, delta, a_prev)
+                else:
+                    bpfast_outer_d(n_out, n_in, delta, a_prev, g + lay.w[l], g + lay.b[l])
+            elif streamed:
+                bpfast_rows_outer_s(&rows_s, n_out, n_in, delta, a_prev)
             else:
                 bpfast_outer_s(n_out, n_in, delta, a_prev, g + lay.w[l], g + lay.b[l])
             if not (_magnitude(delta, n_out, a_prev, n_in) <= limit):    # NaN fails too
                 bounded = False
+    if streamed:
+        if floating is double:
+            bpfast_rows_close_d(&rows_d)
+        else:
+            bpfast_rows_close_s(&rows_s)
     return bounded
 
 
@@ -2525,6 +2586,7 @@ cdef struct Call:
     void* T
     void* Z                     # NULL, or z^(1..L) kept (a trace)
     void* out                   # grad (P), the per-example rows (n × P), or squares (n × L)
+    bint streamed               # the per-example rows in non-temporal stores (`_streamed`)
     void* output                # NULL, or a^(L) of every row (n × n_L), copied by each part
     bint check_z                # whether to stop, before writing, at a z^(1) not finite
     const void* WT              # NULL, or the call's copies of weights (`_copy_weights`)
@@ -2714,7 +2776,8 @@ cdef void _call_task(Call* c, int part, int n_parts, floating* tag) noexcept nog
                          (<const floating*> c.WS + _strips_at(lay, l, sizeof(floating), c.n))
                          if c.WS != NULL and _stripped(lay, l, c.n) else NULL)
     if c.writes == WRITES_EXAMPLES:
-        c.parts[part].bounded = _example_gradients(lay, m, X, A, S, <floating*> c.out + r0 * P)
+        c.parts[part].bounded = _example_gradients(lay, m, X, A, S, <floating*> c.out + r0 * P,
+                                                   c.streamed)
     elif c.writes == WRITES_MEAN and c.sums != NULL:
         for l in range(1, lay.L + 1):
             _mean_gradient_layer(lay, l, m, X, A, S,
@@ -2763,7 +2826,8 @@ cdef int _call_close_s(void* c) noexcept nogil:
 
 def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, ::1] X, Y,
              Workspace workspace, int writes=WRITES_NOTHING, out=None, Team team=None,
-             int n_parts=1, bint keep_z=False, bint check_z=True, weights=None, output=None):
+             int n_parts=1, bint keep_z=False, bint check_z=True, weights=None, output=None,
+             bint kept_out=False):
     """One call of the kernels on a batch X (and targets Y, or None), its examples split into
     n_parts parts that the workers of `team` compute (none: the calling thread): the forward
     pass into the workspace (each part in its own region: `regions`), Σ_k C_k with targets, then
@@ -2778,7 +2842,8 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
     weight — the weighted sums (the caller scales them to sum to n for a weighted mean).
     ``output``: None, or an (n, n_L) array of θ's dtype into which each part copies its rows of
     a^(L) (written even where z^(1) was not finite); whether they are finite is then the third
-    value returned, with writes = WRITES_NOTHING."""
+    value returned, with writes = WRITES_NOTHING. ``kept_out``: ``out`` is the caller's kept
+    buffer, not an array just made (`_streamed`)."""
     cdef Call c
     cdef const floating[::1] W
     cdef floating[:, ::1] outputs
@@ -2854,6 +2919,7 @@ def run_call(NetworkLayout layout, const floating[::1] theta, const floating[:, 
         if rows.shape[0] != n or rows.shape[1] != P:
             raise ValueError(f"out must have shape ({n}, {P}).")
         c.out = &rows[0, 0]
+        c.streamed = _streamed(c.out, n * P * sizeof(floating), sizeof(floating), kept_out)
     elif writes == WRITES_NORMS:
         squares = out
         if squares.shape[0] != n or squares.shape[1] != layout.c.L:

@@ -26,6 +26,7 @@
 #define BPFAST_MICROKERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "_rules.h"             /* bpfast_hyper: the momentum step of the epilogue */
@@ -48,6 +49,41 @@ typedef int bpfast_m8f __attribute__((vector_size(32)));
 #else
 #define BPFAST_SHUFFLE(x, y, M, ...) __builtin_shuffle(x, y, (M){__VA_ARGS__})
 #endif
+/* The per-example rows of a part in non-temporal stores (_outer_impl.h's rows_*): the numbers
+ * go through `stage`, a few KiB that stay in L1, and leave it a whole stage at a time, every
+ * line of the output filled by one run of stores — a line that normal stores also touch (rows
+ * not on a line's boundary) costs a partial write to memory. `line` is where stage[0] goes (on
+ * a line's boundary), `first` the part's first number, `fill` the numbers staged. */
+#define BPFAST_STAGE_BYTES 4096
+typedef struct {
+    double stage[BPFAST_STAGE_BYTES / sizeof(double)] __attribute__((aligned(64)));
+    double* line;
+    double* first;
+    ptrdiff_t fill;
+} bpfast_rows_d;
+typedef struct {
+    float stage[BPFAST_STAGE_BYTES / sizeof(float)] __attribute__((aligned(64)));
+    float* line;
+    float* first;
+    ptrdiff_t fill;
+} bpfast_rows_s;
+
+/* A line of 64 bytes, from and to addresses on a line's boundary, in non-temporal stores (SSE2's,
+ * in every variant: the stores wait on memory, not on their width), and their fence: they are not
+ * ordered with the others, so a part fences its own before its team meets and another thread
+ * reads them. Elsewhere than x86-64, a copy and no fence. */
+#if defined(__x86_64__)
+#include <emmintrin.h>
+static inline void bpfast_stream_line(void* to, const void* from) {
+    for (int q = 0; q < 4; q++)
+        _mm_stream_si128((__m128i*) to + q, _mm_load_si128((const __m128i*) from + q));
+}
+static inline void bpfast_store_fence(void) { _mm_sfence(); }
+#else
+static inline void bpfast_stream_line(void* to, const void* from) { memcpy(to, from, 64); }
+static inline void bpfast_store_fence(void) {}
+#endif
+
 /* 64-byte vectors: x86-64-v4's per-example rows (_outer_impl.h). */
 typedef double bpfast_v8d __attribute__((vector_size(64)));
 typedef float bpfast_v16f __attribute__((vector_size(64)));

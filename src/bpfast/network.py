@@ -491,7 +491,8 @@ class Network:
                 _pool.team(workers, kind) as team:
             sum_C, finite, bounded = _kernels.run_call(self._layout, self._theta, X, Y,
                                                        workspace, writes, out, team, parts, keep_z,
-                                                       weights=weights, output=output)
+                                                       weights=weights, output=output,
+                                                       kept_out=not fresh_out)
             if not finite:
                 # A NaN or an infinity in X (or θ), named as validation names it — or finite
                 # numbers whose z^(1) overflowed, which σ and tanh take in their stride (σ(∞) = 1):
@@ -500,7 +501,7 @@ class Network:
                 sum_C, _, bounded = _kernels.run_call(self._layout, self._theta, X, Y, workspace,
                                                       writes, out, team, parts, keep_z,
                                                       check_z=False, weights=weights,
-                                                      output=output)
+                                                      output=output, kept_out=not fresh_out)
             a, z = [], []
             if output is not None:
                 a = [output]
