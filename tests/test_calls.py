@@ -194,30 +194,41 @@ def test_z_of_up_to_128_bytes_a_column_by_the_microkernel(dtype, blas_small_path
         assert relative_difference(alone[k], np.array(a[-1])) <= REFERENCE_TOLERANCE[dtype]
 
 
-def panelled(net, n):
-    """The layers whose z = a wᵀ a call on n rows (128 or more) takes from panels where BLAS
-    packs every product: 1,024 weights or more, and at most 64 neurons — or, on 256 rows or
-    more, at most 4 n inputs."""
+def panelled(net, n, small=False):
+    """The layers whose z = a wᵀ a call on n rows (128 or more) takes from panels: 1,024 weights
+    or more, and at most 64 neurons where BLAS packs every product (not `small`) — or, on 256
+    rows or more, at most 4 n inputs, on any BLAS (it packs products that large whatever its
+    kind), but for a layer that BLAS multiplies from w transposed (`transposed`)."""
     return [l for l, w in enumerate(net.weights, 1) if w.size >= 1024 and (
-        w.shape[0] <= 64 or (n >= 256 and w.shape[1] <= 4 * n))]
+        (w.shape[0] <= 64 and not small)
+        or (n >= 256 and w.shape[1] <= 4 * n and l not in transposed(net, small)))]
+
+
+def transposed(net, small):
+    """The layers whose w a call on 128 rows or more copies transposed for BLAS where it skips
+    packing small products (`small`): fewer than 32 inputs, or at most 4,096 weights."""
+    return [l for l, w in enumerate(net.weights, 1)
+            if small and (w.shape[1] < 32 or w.size <= 4096)]
 
 
 def stripped(net, n):
     """The layers whose δ w^(l) a call on n rows that goes down the layers takes from w^(l)'s
-    strips of columns where BLAS packs every product: l ≥ 2, 1,024 weights or more, more than 64
-    neurons and at most 4 n, on 256 rows or more."""
+    strips of columns, on any BLAS: l ≥ 2, 1,024 weights or more, more than 64 neurons and at
+    most 4 n, on 256 rows or more."""
     return [l for l, w in enumerate(net.weights, 1) if l >= 2 and w.size >= 1024
             and n >= 256 and 64 < w.shape[0] <= 4 * n]
 
 
-def panels_bytes(net, n, backward=False):
-    """The bytes of a call's copies of w: in panels of 64 bytes of neurons (`panelled`), and for
-    a call that goes down the layers (``backward``) in strips of 64 bytes of columns
-    (`stripped`)."""
+def panels_bytes(net, n, backward=False, small=False):
+    """The bytes of a call's copies of w: in panels of 64 bytes of neurons (`panelled`), or
+    transposed (`transposed`), and for a call that goes down the layers (``backward``) in
+    strips of 64 bytes of columns (`stripped`)."""
     item = np.dtype(net.dtype).itemsize
     panel = 64 // item
     return sum(-(-net.weights[l - 1].shape[0] // panel) * panel * net.weights[l - 1].shape[1]
-               * item for l in panelled(net, n)) + sum(
+               * item for l in panelled(net, n, small)) + sum(
+        net.weights[l - 1].size * item for l in transposed(net, small)
+        if l not in panelled(net, n, small)) + sum(
         -(-net.weights[l - 1].shape[1] // panel) * panel * net.weights[l - 1].shape[0] * item
         for l in (stripped(net, n) if backward else ()))
 
@@ -267,19 +278,21 @@ def test_narrow_layers_over_many_rows_from_panels(sizes, n, dtype):
         _kernels.use_blas_small_path(found)
 
 
-@pytest.mark.parametrize("blas_small_path", [False], indirect=True)
 @pytest.mark.parametrize("n", [255, 256, 300])
 def test_wide_layers_from_panels_on_256_rows_or_more(n, dtype, blas_small_path):
-    """Where BLAS packs every product, a call on 256 examples or more takes z = a wᵀ of a layer
-    of more than 64 neurons from panels too, if it has at most 4 n inputs (the copy then holds
-    at most 4 times z's numbers): in [40, 1,100, 70, 3], w^(1) from 256 rows on, w^(2) (1,100
-    inputs) from 275, w^(3) (210 weights) never; and δ^(2) w^(2) (70 neurons) from 256 rows on
+    """On any BLAS — it packs products this large whatever its kind —, a call on 256 examples or
+    more takes z = a wᵀ of a layer of more than 64 neurons from panels, if it has at most 4 n
+    inputs (the copy then holds at most 4 times z's numbers): in [40, 1,100, 70, 3], w^(1) from
+    256 rows on, w^(2) (1,100 inputs) from 275, w^(3) (210 weights) never (where BLAS skips
+    packing small products, copied transposed); and δ^(2) w^(2) (70 neurons) from 256 rows on
     from w^(2)'s strips of columns, in a call that goes down the layers. The copy holds those
-    panels and strips and no more. Outputs, ∂C_k/∂θ against the reference, the same bits on 1,
-    2 and 3 threads and, from panels, z^(1) of a row the same bits wherever it stands."""
+    panels, strips and transposed w and no more. Outputs, ∂C_k/∂θ against the reference, the
+    same bits on 1, 2 and 3 threads and, from panels, z^(1) of a row the same bits wherever it
+    stands."""
     net, X, Y = make_problem([40, 1100, 70, 3], n, dtype, seed=n, activation="tanh")
     expected = {256: [1], 300: [1, 2]}.get(n, [])
-    assert panelled(net, n) == expected
+    assert panelled(net, n, blas_small_path) == expected
+    assert transposed(net, blas_small_path) == ([3] if blas_small_path else [])
     for t in (1, 2, 3):
         ran = products_run("z = a wᵀ", net.predict, X, n_threads=t)
         assert {(path, nj, ni) for path, m, nj, ni in ran} == {
@@ -288,7 +301,7 @@ def test_wide_layers_from_panels_on_256_rows_or_more(n, dtype, blas_small_path):
     kept = net._workspace
     work = (kept.A.nbytes + kept.S.nbytes + kept.T.nbytes
             + (kept.Z.nbytes if kept.Z is not None else 0))
-    assert kept.nbytes - work == panels_bytes(net, n)
+    assert kept.nbytes - work == panels_bytes(net, n, small=blas_small_path)
     outputs = [net.predict(X, n_threads=t) for t in (1, 2, 3)]
     rows = [net.per_example_gradients(X, Y, n_threads=t) for t in (1, 2, 3)]
     for t in (1, 2, 3):
@@ -296,7 +309,7 @@ def test_wide_layers_from_panels_on_256_rows_or_more(n, dtype, blas_small_path):
         assert {(path, nj, ni) for path, m, nj, ni in ran} == {
             ("panels" if n >= 256 else "BLAS", 70, 1100), ("BLAS", 3, 70)}, t
     assert stripped(net, n) == ([2] if n >= 256 else [])
-    assert kept.nbytes - work == panels_bytes(net, n, backward=True)
+    assert kept.nbytes - work == panels_bytes(net, n, backward=True, small=blas_small_path)
     # Each call copies its panels and strips afresh, every part its share: with θ changed
     # between calls, a share left from the call before (the kept buffer) gives other bits.
     thetas = [net.parameters_vector(), net.parameters_vector() * 0.5]
@@ -370,7 +383,8 @@ def test_narrow_layers_weights_gradient_over_many_rows(sizes, n, dtype, blas_sma
 
 def packed(net, n, parts):
     """The layers whose ∂C/∂w over a call's n rows, its mean by neurons in `parts` parts, bpfast's
-    product from packed operands computes where BLAS packs every product: in float32, at least
+    product from packed operands computes, on any BLAS (it packs these products whatever its
+    kind): in float32, at least
     1,024 weights, 64 to 1,024 rows, a part's row of δ (its share of the neurons, the largest)
     wider than 256 bytes — wider than the by-rows product takes."""
     item = np.dtype(net.dtype).itemsize
@@ -378,11 +392,10 @@ def packed(net, n, parts):
             and 64 <= n <= 1024 and -(-w.shape[0] // parts) * item > 256 and w.size >= 1024]
 
 
-@pytest.mark.parametrize("blas_small_path", [False], indirect=True)
 @pytest.mark.parametrize("sizes,n", [([37, 130, 65, 3], 100), ([37, 130, 65, 3], 300),
                                      ([64, 70, 3], 64)])
 def test_wide_layers_weights_gradient_from_packed_operands(sizes, n, dtype, blas_small_path):
-    """Where BLAS packs every product, a call's batch mean by neurons takes ∂C/∂w of a layer
+    """On any BLAS, a call's batch mean by neurons takes ∂C/∂w of a layer
     wider than the by-rows product takes from packed operands, over all its rows at once: the
     parts pack their rows of a^(l−1) in panels going down, then each its neurons' columns of δ
     over every region — in float32. Here neurons per part not a multiple of the product's 6
@@ -415,7 +428,6 @@ def test_wide_layers_weights_gradient_from_packed_operands(sizes, n, dtype, blas
     assert packed(net, n, 1) == (list(range(1, len(sizes) - 1)) if dtype == "float32" else [])
 
 
-@pytest.mark.parametrize("blas_small_path", [False], indirect=True)
 def test_past_1024_rows_the_weights_gradient_goes_back_to_blas(blas_small_path):
     """On more than 1,024 rows the product from packed operands reads each block's stretch of
     a's panels from memory, panels far apart, and loses to BLAS: a call on one thread (its mean

@@ -87,19 +87,25 @@ Design
    w^(l)ᵀ of the layers of few inputs, which it multiplies faster that way (`_narrow_input`);
    where it packs every product, w^(l) in panels for the layers of few neurons, whose
    z = a wᵀ bpfast's own product computes from them, reading a in place (`_panelled`: 1.3–1.6×
-   as fast as BLAS on [784 → 16] and [784 → 30], one thread), and on 256 rows or more for
-   wider layers too (`_wide_panelled`: `predict` of [784, 100, 10] on 10,000 float64 rows
-   1.14–1.18×, of [784, 512, 512, 10] on 256 float32 1.02–1.12×) — and, in a call that goes
-   down the layers, δ w^(l) of those from w^(l) in strips of its columns (`_stripped`: the
-   per-example norms of [784, 512, 512, 10] on 256 float32 rows 0.99–1.08×). There
-   too, ∂C/∂w = δᵀ a of a layer of few neurons over 128 rows or more — a call's, and a part's
-   sums in a step of `fit` shared by examples — is bpfast's own product, which reads a in place
-   (`_dT_a_by_rows`); in float32, of a wider layer in a batch mean by neurons, it is bpfast's
-   product from both operands packed, over every row at once (`_packed`): the parts pack their
-   rows of a^(l−1) in panels as they go down — one packing shared, where each part's BLAS
-   packed all of a — and each packs its neurons' columns of δ (the gradient of [784, 512, 512,
-   10] on 256 float32 rows 1.01–1.09×, of [784, 256, 10] 1.05–1.15×; in float64 even, and left
-   to BLAS).
+   as fast as BLAS on [784 → 16] and [784 → 30], one thread). There too, ∂C/∂w = δᵀ a of a
+   layer of few neurons over 128 rows or more — a call's, and a part's sums in a step of `fit`
+   shared by examples — is bpfast's own product, which reads a in place (`_dT_a_by_rows`).
+   The products of wide layers on many rows BLAS packs whatever its kind (the AVX-512 kernels
+   skip packing only below SMALL_MACS multiply-adds), so on any BLAS: on 256 rows or more, w^(l)
+   in panels for wider layers too (`_wide_panelled`: `predict` of [784, 100, 10] on 10,000
+   float64 rows 1.14–1.18× on AVX2, 1.03–1.04× on AVX-512; of [784, 512, 512, 10] on 256
+   float32 1.02–1.12×, and 1.05–1.06×) — and, in a call that goes down the layers, δ w^(l) of
+   those from w^(l) in strips of its columns (`_stripped`: the per-example norms of
+   [784, 512, 512, 10] on 256 float32 rows 0.99–1.08×, 1.05× on AVX-512); in float32, ∂C/∂w of
+   a wider layer in a batch mean by neurons is bpfast's product from both operands packed,
+   over every row at once (`_packed`): the parts pack their rows of a^(l−1) in panels as they
+   go down — one packing shared, where each part's BLAS packed all of a — and each packs its
+   neurons' columns of δ (the gradient of [784, 512, 512, 10] on 256 float32 rows 1.01–1.09×,
+   of [784, 256, 10] 1.05–1.15×; in float64 even, and left to BLAS). On AVX-512 (OpenBLAS's
+   SkylakeX kernels, Zen 4), the three against BLAS's products, five rounds in turns: float32
+   [784, 512, 512, 10] on 256 rows, norms, gradient, `predict` 1.05×, 1.05×, 1.06×, on 512
+   1.08×, 1.06×, 1.10×, [784, 256, 10] on 256 1.07× each; float64 [784, 512, 512, 10] on 256
+   0.95–1.02×, as on AVX2.
 11. A step of `fit` on a mini-batch that goes to BLAS, over layers all narrower than
    BY_EXAMPLES_NEURONS neurons per part — or of BY_EXAMPLES_ROWS examples per part and more,
    over any layers — is shared by examples instead (`_step_by_examples`).
@@ -821,7 +827,8 @@ cdef inline bint _dT_a_packed(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni,
                               size_t size) noexcept nogil:
     """Whether ∂C/∂w = α δᵀ a over m rows, for nj neurons of a layer of ni inputs, goes to
     bpfast's own product from both operands packed (atb_packed, _microkernels_impl.h) rather
-    than BLAS: where BLAS packs every product, on PACKED_ROWS to PACKED_MAX_ROWS rows, for
+    than BLAS, which packs products this large whatever its kind (Design 10): on PACKED_ROWS to
+    PACKED_MAX_ROWS rows, for
     FEW_WEIGHTS weights or more, on more neurons than `_dT_a_by_rows` takes (a row of δ wider
     than ROWS_NEURON_BYTES). The product is OpenBLAS's in kind — both operands packed, 6 neurons ×
     2 vectors of sums in registers — but δ's panels are a part's own and a's are shared by the
@@ -834,7 +841,7 @@ cdef inline bint _dT_a_packed(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni,
     every panel of a, panels m · 64 bytes apart, from memory: the product alone, over BLAS,
     [784 → 100] on 1,000 rows 1.33×, on 2,000 1.27×, on 3,000 0.99×, on 5,000 0.44× (and
     [784 → 256] 0.35×); [784 → 512] on 1,024 1.12× — whence PACKED_MAX_ROWS."""
-    return (not _blas_small_path and size == sizeof(float) and PACKED_ROWS <= m <= PACKED_MAX_ROWS
+    return (size == sizeof(float) and PACKED_ROWS <= m <= PACKED_MAX_ROWS
             and nj * size > ROWS_NEURON_BYTES and nj * ni >= FEW_WEIGHTS)
 
 
@@ -1091,7 +1098,8 @@ cdef inline bint _narrow_input(const Layout* lay, int l) noexcept nogil:
 
 cdef inline bint _wide_panelled(const Layout* lay, int l, Py_ssize_t n) noexcept nogil:
     """Whether a call on n examples takes z^(l) of a layer wider than PANEL_OUTPUTS from panels
-    too (`_panelled`): from WIDE_PANEL_ROWS examples on, where the copy (the call's first stage,
+    too (`_panelled`), on any BLAS (Design 10): from WIDE_PANEL_ROWS examples on, where the copy
+    (the call's first stage,
     each part its share of the panels) is repaid, for a layer of at most WIDE_PANEL_INPUTS · n
     inputs (its copy, n_l · n_(l−1) numbers, then at most WIDE_PANEL_INPUTS times z^(l)'s n · n_l:
     the call's work stays in proportion to its rows). n counts the call's rows, not a part's: the
@@ -1112,8 +1120,10 @@ cdef inline bint _wide_panelled(const Layout* lay, int l, Py_ssize_t n) noexcept
 cdef inline bint _panelled(const Layout* lay, int l, Py_ssize_t n) noexcept nogil:
     """Whether a call on NARROW_ROWS examples or more (`_copies_weights`) computes
     z^(l) = a w^(l)ᵀ by bpfast's own product from w^(l) in panels (`_copy_weights`, `abt_panels`
-    in _microkernels_impl.h): where BLAS packs every product, for a layer of at most
-    PANEL_OUTPUTS neurons and FEW_WEIGHTS weights or more. OpenBLAS's Haswell kernels pack all
+    in _microkernels_impl.h), for a layer of FEW_WEIGHTS weights or more: where BLAS packs every
+    product, of at most PANEL_OUTPUTS neurons; on any BLAS, a wider one on many rows
+    (`_wide_panelled`) but for the layers BLAS takes transposed (`_narrow_input`). OpenBLAS's
+    Haswell kernels pack all
     of a for every product, each number then serving n_l multiply-adds; bpfast's reads a in
     place. One thread, a C harness on scipy's OpenBLAS (AVX2, Zen 3), GFLOP/s of the product,
     BLAS / panels, and the speed-up with the copy: float64 on 500 rows [784 → 30] 29.2 / 40.6,
@@ -1126,8 +1136,9 @@ cdef inline bint _panelled(const Layout* lay, int l, Py_ssize_t n) noexcept nogi
     rows the copy (then one thread's, before the parts started: 28–37 µs for [784 → 100] or
     [784 → 128] in float64) takes what the product saves — `predict` on 128 examples of
     [784, 128, 10] 0.532 → 0.582 —: they are panelled on many rows only (`_wide_panelled`)."""
-    return (not _blas_small_path and lay.sizes[l] * lay.sizes[l - 1] >= FEW_WEIGHTS
-            and (lay.sizes[l] <= PANEL_OUTPUTS or _wide_panelled(lay, l, n)))
+    return (lay.sizes[l] * lay.sizes[l - 1] >= FEW_WEIGHTS
+            and ((not _blas_small_path and lay.sizes[l] <= PANEL_OUTPUTS)
+                 or (_wide_panelled(lay, l, n) and not _narrow_input(lay, l))))
 
 
 cdef inline Py_ssize_t _copy_size(const Layout* lay, int l, Py_ssize_t itemsize,
@@ -1166,14 +1177,14 @@ cdef inline Py_ssize_t _copy_at(const Layout* lay, int l, Py_ssize_t itemsize,
 cdef inline bint _stripped(const Layout* lay, int l, Py_ssize_t n) noexcept nogil:
     """Whether a call on n examples that goes down the layers takes δ w^(l) from w^(l) copied
     in strips of PANEL_BYTES of its columns (`_copy_strips`) — the panels of w^(l)ᵀ, from which
-    `abt_panels` computes T = δ w as it computes z = a wᵀ —: where BLAS packs every product, for
+    `abt_panels` computes T = δ w as it computes z = a wᵀ —: on any BLAS (Design 10), for
     a layer below which δ goes (l ≥ 2) of more than PANEL_OUTPUTS neurons and at most
     WIDE_PANEL_INPUTS · n of them (the copy then at most WIDE_PANEL_INPUTS times T's n · n_(l−1)
     numbers), on WIDE_PANEL_ROWS examples or more, as `_wide_panelled`. One thread, a C harness,
     T = δ w on 128 rows, OpenBLAS over the strips' product, the copy apart / included, float32 /
     float64: [512 → 512] 1.20 / 1.17× and 1.11 / 1.08×, [784 → 512] 1.22 / 1.11× and 1.12 /
     1.03×, on 256 rows 1.14 / 1.16× and 1.09 / 1.11×."""
-    return (not _blas_small_path and l >= 2 and n >= WIDE_PANEL_ROWS
+    return (l >= 2 and n >= WIDE_PANEL_ROWS
             and PANEL_OUTPUTS < lay.sizes[l] <= WIDE_PANEL_INPUTS * n
             and lay.sizes[l] * lay.sizes[l - 1] >= FEW_WEIGHTS)
 
