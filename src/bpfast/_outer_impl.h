@@ -112,30 +112,33 @@ ISA_TARGET static void NAME(rows_open)(ROWS* restrict w, T* first) {
     w->fill = first - w->line;
 }
 
+/* `count` numbers into the stage — scale · from[i], or with `copy` from[i] itself —, each stage
+ * that fills flushed to the output. */
+ISA_TARGET static void NAME(rows_stage)(ROWS* restrict w, ptrdiff_t count, const T* restrict from,
+                                        T scale, int copy) {
+    while (count > 0) {
+        ptrdiff_t k = STAGED - w->fill < count ? STAGED - w->fill : count;
+        T* restrict s = w->stage + w->fill;
+        if (copy)
+            memcpy(s, from, k * sizeof(T));
+        else
+            for (ptrdiff_t i = 0; i < k; i++) s[i] = scale * from[i];
+        w->fill += k;
+        from += k;
+        count -= k;
+        if (w->fill == STAGED) {
+            NAME(rows_flush)(w, STAGED);
+            w->fill = 0;
+        }
+    }
+}
+
 /* The next rows: G[j,i] = d[j] a[i] for j < nj, i < ni, then B[j] = d[j] — each product the one
  * multiplication of the stores above, the same bits. */
 ISA_TARGET static void NAME(rows_outer)(ROWS* restrict w, ptrdiff_t nj, ptrdiff_t ni,
                                         const T* restrict d, const T* restrict a) {
-    for (ptrdiff_t j = 0; j <= nj; j++) {
-        const T dj = j < nj ? d[j] : 0;
-        const T* restrict from = j < nj ? a : d;      /* the row after them: B = d */
-        ptrdiff_t left = j < nj ? ni : nj, at = 0;
-        while (left > 0) {
-            ptrdiff_t k = STAGED - w->fill < left ? STAGED - w->fill : left;
-            T* restrict s = w->stage + w->fill;
-            if (j < nj)
-                for (ptrdiff_t i = 0; i < k; i++) s[i] = dj * from[at + i];
-            else
-                memcpy(s, from + at, k * sizeof(T));
-            w->fill += k;
-            at += k;
-            left -= k;
-            if (w->fill == STAGED) {
-                NAME(rows_flush)(w, STAGED);
-                w->fill = 0;
-            }
-        }
-    }
+    for (ptrdiff_t j = 0; j < nj; j++) NAME(rows_stage)(w, ni, a, d[j], 0);
+    NAME(rows_stage)(w, nj, d, 0, 1);
 }
 
 /* The part's last numbers out, and its non-temporal stores fenced: another thread may read them
