@@ -93,7 +93,7 @@ Design
    The products of wide layers on many rows BLAS packs whatever its kind (the AVX-512 kernels
    skip packing only below SMALL_MACS multiply-adds), so on any BLAS: on 256 rows or more, w^(l)
    in panels for wider layers too (`_wide_panelled`: `predict` of [784, 100, 10] on 10,000
-   float64 rows 1.14–1.18× on AVX2, 1.03–1.04× on AVX-512; of [784, 512, 512, 10] on 256
+   float64 rows 1.14–1.18× on AVX2, 1.04× on AVX-512; of [784, 512, 512, 10] on 256
    float32 1.02–1.12×, and 1.05–1.06×) — and, in a call that goes down the layers, δ w^(l) of
    those from w^(l) in strips of its columns (`_stripped`: the per-example norms of
    [784, 512, 512, 10] on 256 float32 rows 0.99–1.08×, 1.05× on AVX-512); in float32, ∂C/∂w of
@@ -102,10 +102,10 @@ Design
    go down — one packing shared, where each part's BLAS packed all of a — and each packs its
    neurons' columns of δ (the gradient of [784, 512, 512, 10] on 256 float32 rows 1.01–1.09×,
    of [784, 256, 10] 1.05–1.15×; in float64 even, and left to BLAS). On AVX-512 (OpenBLAS's
-   SkylakeX kernels, Zen 4), the three against BLAS's products, five rounds in turns: float32
-   [784, 512, 512, 10] on 256 rows, norms, gradient, `predict` 1.05×, 1.05×, 1.06×, on 512
-   1.08×, 1.06×, 1.10×, [784, 256, 10] on 256 1.07× each; float64 [784, 512, 512, 10] on 256
-   0.95–1.02×, as on AVX2.
+   SkylakeX kernels, Zen 4), the three against BLAS's products, in turns, best of seven rounds:
+   float32 [784, 512, 512, 10] on 256 rows, norms, gradient, `predict` 1.05×, 1.05×, 1.07×, on
+   512 1.11×, 1.07×, 1.10×, [784, 256, 10] on 256 1.07× each; float64 [784, 512, 512, 10] on
+   256 0.97–1.04×, even as on AVX2.
 11. A step of `fit` on a mini-batch that goes to BLAS, over layers all narrower than
    BY_EXAMPLES_NEURONS neurons per part — or of BY_EXAMPLES_ROWS examples per part and more,
    over any layers — is shared by examples instead (`_step_by_examples`).
@@ -825,21 +825,20 @@ def dT_a_by_rows(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni, dtype):
 
 cdef inline bint _dT_a_packed(Py_ssize_t m, Py_ssize_t nj, Py_ssize_t ni,
                               size_t size) noexcept nogil:
-    """Whether ∂C/∂w = α δᵀ a over m rows, for nj neurons of a layer of ni inputs, goes to
-    bpfast's own product from both operands packed (atb_packed, _microkernels_impl.h) rather
-    than BLAS, which packs products this large whatever its kind (Design 10): on PACKED_ROWS to
-    PACKED_MAX_ROWS rows, for
-    FEW_WEIGHTS weights or more, on more neurons than `_dT_a_by_rows` takes (a row of δ wider
-    than ROWS_NEURON_BYTES). The product is OpenBLAS's in kind — both operands packed, 6 neurons ×
-    2 vectors of sums in registers — but δ's panels are a part's own and a's are shared by the
-    parts (`_packed`), where each part's BLAS packs all of a; and no pass zeroes W first. One
-    thread, a C harness on scipy's OpenBLAS (AVX2, Zen 3), over BLAS, δ's packing and half of
-    a's counted: float32 [784 → 256] on 128 rows 1.11×, [512 → 256] 1.12×, [784 → 512] on 256
-    1.04–1.07×, [1,024 → 512] on 128 1.03–1.05×, [784 → 128] 1.13×, [784 → 64] 1.33×; float64
-    [784 → 512] 0.98–1.05×, [1,024 → 512] 0.97–1.07×, where BLAS's kernel is as fast and the
-    copies twice as long: float32 only. On more rows, each block of 256 rows reads its stretch of
-    every panel of a, panels m · 64 bytes apart, from memory: the product alone, over BLAS,
-    [784 → 100] on 1,000 rows 1.33×, on 2,000 1.27×, on 3,000 0.99×, on 5,000 0.44× (and
+    """Whether ∂C/∂w = α δᵀ a over m rows, for nj neurons of a layer of ni inputs, goes to bpfast's
+    own product from both operands packed (atb_packed, _microkernels_impl.h) rather than BLAS,
+    which packs products this large whatever its kind (Design 10): on PACKED_ROWS to
+    PACKED_MAX_ROWS rows, for FEW_WEIGHTS weights or more, on more neurons than `_dT_a_by_rows`
+    takes (a row of δ wider than ROWS_NEURON_BYTES). The product is OpenBLAS's in kind — both
+    operands packed, 6 neurons × 2 vectors of sums in registers — but δ's panels are a part's own
+    and a's are shared by the parts (`_packed`), where each part's BLAS packs all of a; and no pass
+    zeroes W first. One thread, a C harness on scipy's OpenBLAS (AVX2, Zen 3), over BLAS, δ's
+    packing and half of a's counted: float32 [784 → 256] on 128 rows 1.11×, [512 → 256] 1.12×,
+    [784 → 512] on 256 1.04–1.07×, [1,024 → 512] on 128 1.03–1.05×, [784 → 128] 1.13×, [784 → 64]
+    1.33×; float64 [784 → 512] 0.98–1.05×, [1,024 → 512] 0.97–1.07×, where BLAS's kernel is as fast
+    and the copies twice as long: float32 only. On more rows, each block of 256 rows reads its
+    stretch of every panel of a, panels m · 64 bytes apart, from memory: the product alone, over
+    BLAS, [784 → 100] on 1,000 rows 1.33×, on 2,000 1.27×, on 3,000 0.99×, on 5,000 0.44× (and
     [784 → 256] 0.35×); [784 → 512] on 1,024 1.12× — whence PACKED_MAX_ROWS."""
     return (size == sizeof(float) and PACKED_ROWS <= m <= PACKED_MAX_ROWS
             and nj * size > ROWS_NEURON_BYTES and nj * ni >= FEW_WEIGHTS)
@@ -1097,45 +1096,43 @@ cdef inline bint _narrow_input(const Layout* lay, int l) noexcept nogil:
 
 
 cdef inline bint _wide_panelled(const Layout* lay, int l, Py_ssize_t n) noexcept nogil:
-    """Whether a call on n examples takes z^(l) of a layer wider than PANEL_OUTPUTS from panels
-    too (`_panelled`), on any BLAS (Design 10): from WIDE_PANEL_ROWS examples on, where the copy
-    (the call's first stage,
-    each part its share of the panels) is repaid, for a layer of at most WIDE_PANEL_INPUTS · n
-    inputs (its copy, n_l · n_(l−1) numbers, then at most WIDE_PANEL_INPUTS times z^(l)'s n · n_l:
-    the call's work stays in proportion to its rows). n counts the call's rows, not a part's: the
-    same rows go the same way on any number of threads. One thread, a C harness, z = a wᵀ,
-    OpenBLAS over the panels (the copy apart), float32 / float64: [784 → 512] on 128 rows
-    1.17–1.26× / 1.22–1.31×, on 256 1.16 / 1.28×, [512 → 512] on 128 1.25 / 1.17×, [784 → 1,024]
-    1.25 / 1.25×, [784 → 100] on 1,000 1.08 / 1.19× — the copy 115–140 µs for [784 → 512]
-    float32, 200–220 float64. In whole calls, where the copy counts, `predict` against panels for
-    narrow layers only (five rounds in turns in one process): [784, 512, 512, 10] float32 on 512
-    rows 1.12–1.35×, on 256 1.06–1.12×, [784, 1,024, 1,024, 10] float32 on 512 1.08–1.13×,
-    [784, 256, 10] float32 on 256 1.06–1.10×, [784, 100, 10] float64 on 10,000 1.14–1.20×;
-    float64 [784, 512, 512, 10] on 256 and [784, 1,024, 1,024, 10] on 256 even (0.83–1.11×); on
-    128 rows, two parts of 64, the copy costs more than it saves: [784, 1,024, 1,024, 10] float64
-    0.87–0.95×."""
+    """Whether a call on n examples takes z^(l) of a layer wider than PANEL_OUTPUTS from panels too
+    (`_panelled`), on any BLAS (Design 10): from WIDE_PANEL_ROWS examples on, where the copy (the
+    call's first stage, each part its share of the panels) is repaid, for a layer of at most
+    WIDE_PANEL_INPUTS · n inputs (its copy, n_l · n_(l−1) numbers, then at most WIDE_PANEL_INPUTS
+    times z^(l)'s n · n_l: the call's work stays in proportion to its rows). n counts the call's
+    rows, not a part's: the same rows go the same way on any number of threads. One thread, a C
+    harness, z = a wᵀ, OpenBLAS over the panels (the copy apart), float32 / float64: [784 → 512] on
+    128 rows 1.17–1.26× / 1.22–1.31×, on 256 1.16 / 1.28×, [512 → 512] on 128 1.25 / 1.17×,
+    [784 → 1,024] 1.25 / 1.25×, [784 → 100] on 1,000 1.08 / 1.19× — the copy 115–140 µs for
+    [784 → 512] float32, 200–220 float64. In whole calls, where the copy counts, `predict` against
+    panels for narrow layers only (five rounds in turns in one process): [784, 512, 512, 10]
+    float32 on 512 rows 1.12–1.35×, on 256 1.06–1.12×, [784, 1,024, 1,024, 10] float32 on 512
+    1.08–1.13×, [784, 256, 10] float32 on 256 1.06–1.10×, [784, 100, 10] float64 on 10,000
+    1.14–1.20×; float64 [784, 512, 512, 10] on 256 and [784, 1,024, 1,024, 10] on 256 even
+    (0.83–1.11×); on 128 rows, two parts of 64, the copy costs more than it saves:
+    [784, 1,024, 1,024, 10] float64 0.87–0.95×."""
     return n >= WIDE_PANEL_ROWS and lay.sizes[l - 1] <= WIDE_PANEL_INPUTS * n
 
 
 cdef inline bint _panelled(const Layout* lay, int l, Py_ssize_t n) noexcept nogil:
-    """Whether a call on NARROW_ROWS examples or more (`_copies_weights`) computes
-    z^(l) = a w^(l)ᵀ by bpfast's own product from w^(l) in panels (`_copy_weights`, `abt_panels`
-    in _microkernels_impl.h), for a layer of FEW_WEIGHTS weights or more: where BLAS packs every
+    """Whether a call on NARROW_ROWS examples or more (`_copies_weights`) computes z^(l) = a w^(l)ᵀ
+    by bpfast's own product from w^(l) in panels (`_copy_weights`, `abt_panels` in
+    _microkernels_impl.h), for a layer of FEW_WEIGHTS weights or more: where BLAS packs every
     product, of at most PANEL_OUTPUTS neurons; on any BLAS, a wider one on many rows
     (`_wide_panelled`) but for the layers BLAS takes transposed (`_narrow_input`). OpenBLAS's
-    Haswell kernels pack all
-    of a for every product, each number then serving n_l multiply-adds; bpfast's reads a in
-    place. One thread, a C harness on scipy's OpenBLAS (AVX2, Zen 3), GFLOP/s of the product,
-    BLAS / panels, and the speed-up with the copy: float64 on 500 rows [784 → 30] 29.2 / 40.6,
-    1.37×, on 64 [784 → 64] 34.2 / 43.2, 1.12×; float32 on 512 [784 → 16] 55.9 / 89.2, 1.56×, on
-    256 [784 → 64] 71.6 / 87.7, 1.17×. In whole calls (default threads, five rounds in turns in
-    one process, ms): `predict` on 1,000 examples of [784, 30, 10] 1.109 → 0.814, on 1,024 of
-    [784, 16, 10] in float32 0.349 → 0.236, the digits' [64, 30, 10] on 1,797 0.347 → 0.308; the
+    Haswell kernels pack all of a for every product, each number then serving n_l multiply-adds;
+    bpfast's reads a in place. One thread, a C harness on scipy's OpenBLAS (AVX2, Zen 3), GFLOP/s
+    of the product, BLAS / panels, and the speed-up with the copy: float64 on 500 rows [784 → 30]
+    29.2 / 40.6, 1.37×, on 64 [784 → 64] 34.2 / 43.2, 1.12×; float32 on 512 [784 → 16] 55.9 / 89.2,
+    1.56×, on 256 [784 → 64] 71.6 / 87.7, 1.17×. In whole calls (default threads, five rounds in
+    turns in one process, ms): `predict` on 1,000 examples of [784, 30, 10] 1.109 → 0.814, on 1,024
+    of [784, 16, 10] in float32 0.349 → 0.236, the digits' [64, 30, 10] on 1,797 0.347 → 0.308; the
     gradient on 1,000 of [784, 30, 10] 2.700 → 2.433, its per-example norms 1.316 → 1.077. Wider
-    layers gain on one thread too ([784 → 128] 1.06–1.25×, [784 → 512] 1.1–1.3×), but on few
-    rows the copy (then one thread's, before the parts started: 28–37 µs for [784 → 100] or
-    [784 → 128] in float64) takes what the product saves — `predict` on 128 examples of
-    [784, 128, 10] 0.532 → 0.582 —: they are panelled on many rows only (`_wide_panelled`)."""
+    layers gain on one thread too ([784 → 128] 1.06–1.25×, [784 → 512] 1.1–1.3×), but on few rows
+    the copy (then one thread's, before the parts started: 28–37 µs for [784 → 100] or [784 → 128]
+    in float64) takes what the product saves — `predict` on 128 examples of [784, 128, 10] 0.532 →
+    0.582 —: they are panelled on many rows only (`_wide_panelled`)."""
     return (lay.sizes[l] * lay.sizes[l - 1] >= FEW_WEIGHTS
             and ((not _blas_small_path and lay.sizes[l] <= PANEL_OUTPUTS)
                  or (_wide_panelled(lay, l, n) and not _narrow_input(lay, l))))
