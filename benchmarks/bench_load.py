@@ -119,10 +119,11 @@ def one_call_run(kind, sizes, call, X, Y, loops, n_threads):
     nets = [bpfast.Network(sizes, seed=s, dtype=X.dtype)
             for s in ((0, 1) if kind == "twofits" else (0,))]
     arguments = (X,) if call == "predict" else (X, Y)
-    kept = call.endswith("(out=kept)")
+    name = call.removesuffix("(out=kept)")
+    kept = name != call
 
     def loop(net):
-        method = getattr(net, call.removesuffix("(out=kept)"))
+        method = getattr(net, name)
         out = {"out": np.empty((X.shape[0], net.n_params), X.dtype)} if kept else {}
         for _ in range(loops):
             method(*arguments, n_threads=n_threads, **out)

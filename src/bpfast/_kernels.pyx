@@ -1692,7 +1692,10 @@ cdef inline bint _streamed(const void* out, Py_ssize_t nbytes, Py_ssize_t itemsi
     otherwise fetch from memory first. Against the stores, kept, two threads, five rounds:
     [784, 30, 10] on 1,000 (191 MB) 1.46–1.69×, [784, 512, 512, 10] float32 on 256 (686 MB)
     1.16–1.51×, [100, 100, 10] on 1,000 (89 MB) 1.11–1.36×, beside two busy processes 1.32–1.75×
-    and 1.23–1.40×. A fresh array's pages come from the kernel just zeroed, their lines in the
+    and 1.23–1.40× (AVX2, Zen 3). On an AVX-512 Zen 4 (2026-12-01) the two were even within that
+    machine's swings, idle and beside two busy loops: [784, 512, 512, 10] 27.3–31 ms by stores,
+    22.9–33.5 non-temporal; [784, 30, 10] 7.3–9.7 and 7.3–9.1. A fresh array's pages come from
+    the kernel just zeroed, their lines in the
     cache: there the stores win (C harness, [784, 30, 10]: non-temporal 0.89–1.0×). Smaller
     kept buffers may be in the cache from the caller's last read, and keep the stores. (A buffer
     whose numbers are not aligned — numpy allows it — is written by stores.)"""

@@ -670,7 +670,8 @@ class Network:
         of calls reuses one buffer; it must not overlap X, Y or θ. Nothing is written into it
         when the inputs are refused. A kept buffer larger than the last-level cache (more than
         32 MiB, `bpfast._kernels.streamed_bytes`) is written in non-temporal stores, straight to
-        memory (0.98–1.69× the stores' speed in the cases measured); a fresh array by stores.
+        memory (0.98–1.69× the stores' speed on an AVX2 Zen 3; even with them, within the noise,
+        on an AVX-512 Zen 4); a fresh array by stores.
         Threads share the examples: each row is computed the same way whatever their number."""
         X, Y = self._pair(X, Y, ndims=(2,), x_finite=False)
         rows = self._out_rows(out, X, Y)
