@@ -303,10 +303,10 @@ def test_the_reference_checks_its_arguments_as_the_network_does(call, error, mes
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_the_finiteness_check_finds_every_non_finite_value_wherever_it_is(dtype):
-    """The one-pass check every fit runs over X and Y (blocks of 4,096 numbers, the exponent's
-    bits tested as integers) against numpy's isfinite, at the edges of the array and of its
-    blocks; the largest, smallest and subnormal numbers and −0 are finite. Arrays it cannot read
-    in one pass (strided, big-endian) go to numpy."""
+    """The one-pass check of X and Y (blocks of 4,096 numbers, x − x summed in vectors) against
+    numpy's isfinite, at the edges of the array and of its blocks, and at every place of short
+    runs (the vectors' and the scalar tail's); the largest, smallest and subnormal numbers and
+    −0 are finite. Arrays it cannot read in one pass (strided, big-endian) go to numpy."""
     from bpfast._validation import all_finite
     info = np.finfo(dtype)
     X = np.random.default_rng(0).normal(size=(41, 250)).astype(dtype)     # 10,250 numbers
@@ -320,6 +320,11 @@ def test_the_finiteness_check_finds_every_non_finite_value_wherever_it_is(dtype)
             assert not all_finite(Y), (position, bad)
             assert not all_finite(Y.astype(Y.dtype.newbyteorder()))
             assert all_finite(Y[:, ::2]) == bool(np.isfinite(Y[:, ::2]).all())
+    for n in range(1, 70):                  # 4 vectors of up to 16 numbers, then 1, then one
+        for position in range(n):
+            run = X.flat[:n].copy()
+            run[position] = np.inf if position % 2 else np.nan
+            assert all_finite(X.flat[:n].copy()) and not all_finite(run), (n, position)
     # A NaN of any payload: the exponent is what makes it one.
     bits = np.uint32 if dtype == "float32" else np.uint64
     Y = X.copy()

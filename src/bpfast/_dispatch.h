@@ -196,6 +196,7 @@ typedef struct {
     void (*rows_close)(bpfast_rows_d*);
     void (*normals)(uint64_t, uint64_t, ptrdiff_t, double*);
     void (*row_squares)(ptrdiff_t, ptrdiff_t, const double*, double*);
+    int (*finite)(ptrdiff_t, const double*);
     void (*panels)(ptrdiff_t, ptrdiff_t, const double*, ptrdiff_t, double*);
     void (*abt_panels)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const double*, ptrdiff_t, const double*, double*,
                        ptrdiff_t);
@@ -209,7 +210,7 @@ static const bpfast_loops_d bpfast_loops_d_baseline = {
     bpfast_abt_d_baseline, bpfast_atb_d_baseline, bpfast_ab_d_baseline,
     bpfast_activate_d_baseline, bpfast_update_d_baseline, bpfast_outer_d_baseline,
     bpfast_rows_open_d_baseline, bpfast_rows_outer_d_baseline, bpfast_rows_close_d_baseline,
-    bpfast_normals_d_baseline, bpfast_row_squares_d_baseline,
+    bpfast_normals_d_baseline, bpfast_row_squares_d_baseline, bpfast_finite_d_baseline,
     bpfast_panels_d_baseline, bpfast_abt_panels_d_baseline, bpfast_atb_rows_d_baseline,
     bpfast_atb_packed_d_baseline};
 #if BPFAST_HAVE_AVX2_VARIANT
@@ -217,7 +218,7 @@ static const bpfast_loops_d bpfast_loops_d_avx2 = {
     bpfast_abt_d_avx2, bpfast_atb_d_avx2, bpfast_ab_d_avx2,
     bpfast_activate_d_avx2, bpfast_update_d_avx2, bpfast_outer_d_avx2,
     bpfast_rows_open_d_avx2, bpfast_rows_outer_d_avx2, bpfast_rows_close_d_avx2,
-    bpfast_normals_d_avx2, bpfast_row_squares_d_avx2,
+    bpfast_normals_d_avx2, bpfast_row_squares_d_avx2, bpfast_finite_d_avx2,
     bpfast_panels_d_avx2, bpfast_abt_panels_d_avx2, bpfast_atb_rows_d_avx2,
     bpfast_atb_packed_d_avx2};
 /* x86-64-v4: x86-64-v3's loops, the noise's and the activations' in their place
@@ -268,6 +269,9 @@ static void bpfast_normals_d(uint64_t base, uint64_t q0, ptrdiff_t pairs, double
 static void bpfast_row_squares_d(ptrdiff_t rows, ptrdiff_t width, const double* M, double* out) {
     bpfast_d->row_squares(rows, width, M, out);
 }
+static int bpfast_finite_d(ptrdiff_t n, const double* v) {
+    return bpfast_d->finite(n, v);
+}
 static void bpfast_panels_d(ptrdiff_t nj, ptrdiff_t ni, const double* W, ptrdiff_t ldw, double* P) {
     bpfast_d->panels(nj, ni, W, ldw, P);
 }
@@ -300,6 +304,7 @@ typedef struct {
     void (*rows_close)(bpfast_rows_s*);
     void (*normals)(uint64_t, uint64_t, ptrdiff_t, float*);
     void (*row_squares)(ptrdiff_t, ptrdiff_t, const float*, double*);
+    int (*finite)(ptrdiff_t, const float*);
     void (*panels)(ptrdiff_t, ptrdiff_t, const float*, ptrdiff_t, float*);
     void (*abt_panels)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const float*, ptrdiff_t, const float*, float*,
                        ptrdiff_t);
@@ -313,7 +318,7 @@ static const bpfast_loops_s bpfast_loops_s_baseline = {
     bpfast_abt_s_baseline, bpfast_atb_s_baseline, bpfast_ab_s_baseline,
     bpfast_activate_s_baseline, bpfast_update_s_baseline, bpfast_outer_s_baseline,
     bpfast_rows_open_s_baseline, bpfast_rows_outer_s_baseline, bpfast_rows_close_s_baseline,
-    bpfast_normals_s_baseline, bpfast_row_squares_s_baseline,
+    bpfast_normals_s_baseline, bpfast_row_squares_s_baseline, bpfast_finite_s_baseline,
     bpfast_panels_s_baseline, bpfast_abt_panels_s_baseline, bpfast_atb_rows_s_baseline,
     bpfast_atb_packed_s_baseline};
 #if BPFAST_HAVE_AVX2_VARIANT
@@ -321,7 +326,7 @@ static const bpfast_loops_s bpfast_loops_s_avx2 = {
     bpfast_abt_s_avx2, bpfast_atb_s_avx2, bpfast_ab_s_avx2,
     bpfast_activate_s_avx2, bpfast_update_s_avx2, bpfast_outer_s_avx2,
     bpfast_rows_open_s_avx2, bpfast_rows_outer_s_avx2, bpfast_rows_close_s_avx2,
-    bpfast_normals_s_avx2, bpfast_row_squares_s_avx2,
+    bpfast_normals_s_avx2, bpfast_row_squares_s_avx2, bpfast_finite_s_avx2,
     bpfast_panels_s_avx2, bpfast_abt_panels_s_avx2, bpfast_atb_rows_s_avx2,
     bpfast_atb_packed_s_avx2};
 /* x86-64-v4: x86-64-v3's loops, the noise's and the activations' in their place
@@ -371,6 +376,9 @@ static void bpfast_normals_s(uint64_t base, uint64_t q0, ptrdiff_t pairs, float*
 }
 static void bpfast_row_squares_s(ptrdiff_t rows, ptrdiff_t width, const float* M, double* out) {
     bpfast_s->row_squares(rows, width, M, out);
+}
+static int bpfast_finite_s(ptrdiff_t n, const float* v) {
+    return bpfast_s->finite(n, v);
 }
 static void bpfast_panels_s(ptrdiff_t nj, ptrdiff_t ni, const float* W, ptrdiff_t ldw, float* P) {
     bpfast_s->panels(nj, ni, W, ldw, P);

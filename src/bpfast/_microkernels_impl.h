@@ -482,4 +482,28 @@ ISA_TARGET static void NAME(row_squares)(ptrdiff_t rows, ptrdiff_t width, const 
         out[k] = (double) total;
     }
 }
+
+/* Whether every v_i is a finite number: x − x is 0 for a finite x and NaN for ±inf or NaN, and
+ * a NaN stays NaN through the sums: four chains of subtractions and adds, one test at the end
+ * (on 65,536 numbers in cache, 1.3× as fast in float64 and 1.7× in float32 as a test of each
+ * number's exponent bits as integers, which took a double's from every other 32-bit word). */
+ISA_TARGET static int NAME(finite)(ptrdiff_t n, const T* restrict v) {
+    V s0 = BPFAST_SPLAT(0), s1 = BPFAST_SPLAT(0), s2 = BPFAST_SPLAT(0), s3 = BPFAST_SPLAT(0);
+    ptrdiff_t i = 0;
+    for (; i + 4 * LANES <= n; i += 4 * LANES) {
+        V a = NAME(load)(v + i), b = NAME(load)(v + i + LANES);
+        V c = NAME(load)(v + i + 2 * LANES), d = NAME(load)(v + i + 3 * LANES);
+        s0 += a - a;
+        s1 += b - b;
+        s2 += c - c;
+        s3 += d - d;
+    }
+    for (; i + LANES <= n; i += LANES) {
+        V a = NAME(load)(v + i);
+        s0 += a - a;
+    }
+    T total = NAME(hsum)((s0 + s1) + (s2 + s3));
+    for (; i < n; i++) total += v[i] - v[i];
+    return total == total;
+}
 #undef BPFAST_SPLAT
