@@ -227,6 +227,39 @@ def test_fit_needs_a_batch_of_matching_inputs_and_targets():
         net.fit(np.full_like(X, np.nan), Y, epochs=1, batch_size=1, learning_rate=0.1)
 
 
+@pytest.mark.parametrize("sizes", [[20, 7, 3], [20, 3]])
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("sampling", ["shuffle", "ordered"])
+def test_fit_refuses_a_non_finite_row_of_X_found_as_the_first_epoch_gathers_it(
+        split, sizes, n_threads, sampling):
+    """fit checks X's rows as its first epoch gathers them (no pass over X of its own): a NaN or
+    an infinity in the last mini-batches, after steps were taken, raises validation's error and
+    leaves the network — and an optimizer state to resume — as they were; no ValueError from a
+    diverged step instead. With Poisson sampling, which may leave rows out, and with no epoch at
+    all, X is checked before anything runs."""
+    rng = np.random.default_rng(3)
+    for row, bad, message in ((290, np.nan, "Input X contains NaN"),
+                              (299, -np.inf, "Input X contains infinity")):
+        net, X, Y = make_problem(sizes, 300)
+        state = net.fit(X, Y, epochs=1, batch_size=64, learning_rate=0.5, seed=0,
+                        optimizer="adam").state
+        theta, v, r = net.parameters_vector().copy(), state.v.copy(), state.r.copy()
+        X[row, rng.integers(sizes[0])] = bad
+        with pytest.raises(ValueError, match=message) as caught:
+            net.fit(X, Y, epochs=2, batch_size=64, learning_rate=0.5, seed=0, sampling=sampling,
+                    n_threads=n_threads, optimizer="adam", resume=state)
+        assert caught.value.__context__ is None and caught.value.__cause__ is None
+        np.testing.assert_array_equal(net.parameters_vector(), theta)
+        np.testing.assert_array_equal(state.v, v)
+        np.testing.assert_array_equal(state.r, r)
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        net.fit(np.full_like(X, np.nan), Y, epochs=0, batch_size=64, learning_rate=0.5)
+    with pytest.raises(ValueError, match="Input X contains infinity"):
+        net.fit(X, Y, epochs=1, batch_size=64, learning_rate=0.5, clip_norm=1.0,
+                noise_multiplier=1.0, sampling="poisson")
+    np.testing.assert_array_equal(net.parameters_vector(), theta)
+
+
 def test_default_threads_leave_small_mini_batches_to_one_thread(monkeypatch):
     monkeypatch.setattr(bpfast.training, "available_cores", lambda: 8)   # an 8-core machine,
     monkeypatch.setattr(bpfast._kernels, "openmp_limit", lambda: 8)       # OMP_NUM_THREADS unset

@@ -2046,6 +2046,9 @@ cdef struct Epoch:
     bint catch_sigint                           # whether Ctrl-C stops the epoch (main thread)
     bint interrupted
     Py_ssize_t diverged                         # the mini-batch (from 1) whose step diverged
+    bint check_x                                # whether each row of X is checked as gathered
+    bint* x_bad                                 # each part's: a row it gathered was not finite
+    bint x_stopped                              # the epoch stopped at such a row
 
 
 cdef inline floating* _batch_half(void* buffer, Py_ssize_t i_batch, Py_ssize_t batch,
@@ -2078,9 +2081,10 @@ cdef inline Py_ssize_t _batch_size(const Epoch* e, Py_ssize_t i_batch) noexcept 
     return max(0, min(e.batch, e.N - i_batch * e.batch))
 
 
-cdef void _gather_rows(Epoch* e, Py_ssize_t i_batch, Py_ssize_t k0, Py_ssize_t k1,
+cdef void _gather_rows(Epoch* e, Py_ssize_t i_batch, Py_ssize_t k0, Py_ssize_t k1, int part,
                        floating* tag) noexcept nogil:
-    """Rows k0 ≤ k < k1 of mini-batch i_batch, from X and Y into their half of Xb and Yb"""
+    """Rows k0 ≤ k < k1 of mini-batch i_batch, from X and Y into their half of Xb and Yb — with
+    check_x, each row of X tested finite as it lands in cache (the part's x_bad otherwise)."""
     cdef Py_ssize_t n0 = e.lay.sizes[0], nL = e.lay.sizes[e.lay.L], k, row
     cdef floating* x = _batch_half(e.Xb, i_batch, e.batch, n0, tag)
     cdef floating* y = _batch_half(e.Yb, i_batch, e.batch, nL, tag)
@@ -2088,6 +2092,19 @@ cdef void _gather_rows(Epoch* e, Py_ssize_t i_batch, Py_ssize_t k0, Py_ssize_t k
         row = e.order[_batch_start(e, i_batch) + k]
         memcpy(x + k * n0, <const floating*> e.X + row * n0, n0 * sizeof(floating))
         memcpy(y + k * nL, <const floating*> e.Y + row * nL, nL * sizeof(floating))
+        if e.check_x and not _all_finite(x + k * n0, n0):
+            e.x_bad[part] = True
+
+
+cdef bint _x_stops(Epoch* e) noexcept nogil:
+    """Between phases, on one thread: whether a part gathered a row of X that is not finite —
+    then the epoch stops there, before any step uses that row (its caller puts θ back)."""
+    cdef int p
+    if e.check_x:
+        for p in range(e.n_parts):
+            if e.x_bad[p]:
+                e.x_stopped = True
+    return e.x_stopped
 
 
 cdef void _gather(Epoch* e, Py_ssize_t i_batch, int part, int n_parts,
@@ -2097,7 +2114,7 @@ cdef void _gather(Epoch* e, Py_ssize_t i_batch, int part, int n_parts,
     cdef Py_ssize_t m = _batch_size(e, i_batch)
     if m == 0 or _epoch_by_examples(e, m):
         return
-    _gather_rows(e, i_batch, _first(m, part, n_parts), _first(m, part + 1, n_parts), tag)
+    _gather_rows(e, i_batch, _first(m, part, n_parts), _first(m, part + 1, n_parts), part, tag)
 
 
 cdef void _prefetch_rows(Epoch* e, Py_ssize_t i_batch, int part, int n_parts,
@@ -2249,7 +2266,7 @@ cdef void _examples_sums(Epoch* e, int part, int n_parts, floating* tag) noexcep
         n = r1 - c0
         if lay.P * sizeof(floating) <= EXAMPLES_SUMS_BYTES:
             n = min(<Py_ssize_t> EXAMPLES_ROWS, n)
-        _gather_rows(e, e.i_batch, c0, c0 + n, tag)
+        _gather_rows(e, e.i_batch, c0, c0 + n, part, tag)
         x = _batch_half(e.Xb, e.i_batch, e.batch, lay.sizes[0], tag) + c0 * lay.sizes[0]
         y = _batch_half(e.Yb, e.i_batch, e.batch, lay.sizes[lay.L], tag) + c0 * lay.sizes[lay.L]
         A = <floating*> e.A + c0 * lay.width
@@ -2399,6 +2416,8 @@ cdef int _begin_step(Epoch* e, floating* tag) noexcept nogil:
     does next."""
     cdef Py_ssize_t P = e.lay.P
     cdef bint a_step_ended = e.stage != GATHER
+    if _x_stops(e):                             # the next mini-batch holds such a row
+        return BPFAST_FINISHED_STEP if a_step_ended else BPFAST_FINISHED
     if e.backup != NULL:
         if a_step_ended and not _all_finite(<floating*> e.theta, P):
             memcpy(e.theta, e.backup, P * sizeof(floating))
@@ -2429,6 +2448,8 @@ cdef int _epoch_close(Epoch* e, floating* tag) noexcept nogil:
     cdef bint split = _rows_are_split(e.lay)
     cdef int L = e.lay.L
     if e.stage == EXAMPLES:
+        if _x_stops(e):                         # before the sums make a step
+            return BPFAST_FINISHED
         e.stage = SUMS
     elif e.stage == FORWARD and e.l < L:
         e.l += 1
@@ -3004,9 +3025,10 @@ cdef _run_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1
                 const floating[:, ::1] Y, const Py_ssize_t[::1] order, Py_ssize_t batch,
                 Rule rule, Workspace workspace, Team team, int n_threads, bint catch_sigint,
                 Py_ssize_t steps, floating* backup, double clip_norm, double noise,
-                uint64_t key, offsets, double normaliser, weights):
+                uint64_t key, offsets, double normaliser, weights, bint check_x):
     """An epoch on the team: (Σ_k C_k, the mini-batch whose step diverged in a replay or 0,
-    whether Ctrl-C stopped it, the steps it completed)."""
+    whether Ctrl-C stopped it, the steps it completed, whether it stopped at a row of X that is
+    not finite — `check_x`)."""
     cdef Epoch e
     cdef double sum_C = 0
     cdef int t
@@ -3081,6 +3103,11 @@ cdef _run_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1
     e.shares = <double*> calloc(n_threads, sizeof(double))
     if e.shares == NULL:
         raise MemoryError()
+    e.check_x = check_x
+    e.x_bad = <bint*> calloc(n_threads, sizeof(bint))
+    if e.x_bad == NULL:
+        free(e.shares)
+        raise MemoryError()
     e.catch_sigint = catch_sigint and _catch_sigint() == 0
     try:
         with nogil:
@@ -3091,7 +3118,13 @@ cdef _run_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1
         if e.catch_sigint:
             _release_sigint()
         free(e.shares)
-    return sum_C, e.diverged, bool(e.interrupted), e.i_batch
+        free(e.x_bad)
+    return sum_C, e.diverged, bool(e.interrupted), e.i_batch, bool(e.x_stopped)
+
+
+class RowNotFinite(ValueError):
+    """`train_epoch` with check_x met a row of X holding a NaN or an infinity, and stopped before
+    any step used it; θ holds the steps taken before (its caller puts θ back)."""
 
 
 def train_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1] X,
@@ -3099,7 +3132,7 @@ def train_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1
                 Rule rule, Workspace workspace, Team team=None, int n_threads=1,
                 bint catch_sigint=False, Py_ssize_t steps=0, double clip_norm=0,
                 double noise=0, uint64_t noise_key=0, offsets=None, double normaliser=0,
-                weights=None):
+                weights=None, bint check_x=False):
     """One epoch of training on θ in place: a step of `rule` for each mini-batch of `batch`
     examples taken in `order` (each a row of X and Y), each split into n_threads parts (Design
     4) that the workers of `team` compute (none: the calling thread alone); BLAS should be
@@ -3120,13 +3153,17 @@ def train_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1
     ``normaliser`` (the expected mini-batch size), not by its count. ``weights`` (θ's dtype,
     one per entry of order; not with clipping): each example's δ_k^(L) and C_k scaled by its
     weight — each step's weights scaled to sum to its size make its step the weighted mean.
+    ``check_x``: X's finiteness is not known yet — each row is checked as it is gathered (in
+    cache: no pass over X of its own), and a row that is not finite stops the epoch before any
+    step uses it, raising `RowNotFinite`. An epoch that visits every row checks all of X.
     """
     if team is None:
         team = Team()
-    sum_C, _, interrupted, done = _run_epoch(layout, theta, X, Y, order, batch, rule, workspace,
-                                             team, n_threads, catch_sigint, steps,
-                                             <floating*> NULL, clip_norm, noise, noise_key,
-                                             offsets, normaliser, weights)
+    sum_C, _, interrupted, done, x_stopped = _run_epoch(
+        layout, theta, X, Y, order, batch, rule, workspace, team, n_threads, catch_sigint, steps,
+        <floating*> NULL, clip_norm, noise, noise_key, offsets, normaliser, weights, check_x)
+    if x_stopped:
+        raise RowNotFinite("a row of X is not finite")
     if interrupted:
         interrupt = KeyboardInterrupt("training interrupted at a mini-batch boundary")
         interrupt.mini_batches_done = done
@@ -3146,7 +3183,7 @@ def replay_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::
     cdef floating[::1] backup = np.empty_like(np.asarray(theta))
     if team is None:
         team = Team()
-    _, diverged, _, _ = _run_epoch(layout, theta, X, Y, order, batch, rule, workspace, team,
-                                   n_threads, False, steps, &backup[0], clip_norm, noise,
-                                   noise_key, offsets, normaliser, weights)
+    _, diverged, _, _, _ = _run_epoch(layout, theta, X, Y, order, batch, rule, workspace, team,
+                                      n_threads, False, steps, &backup[0], clip_norm, noise,
+                                      noise_key, offsets, normaliser, weights, False)
     return diverged

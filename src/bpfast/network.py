@@ -896,7 +896,10 @@ class Network:
         Parameters
         ----------
         X, Y : the training set, one example per row (converted to the network's dtype once,
-            and only if it is not already C-contiguous in that dtype).
+            and only if it is not already C-contiguous in that dtype). A NaN or an infinity in X
+            is found as the first epoch gathers its row, before a step uses it: the network is
+            put back as it was and ValueError raised (Poisson sampling, which may skip rows,
+            and epochs=0 check X first).
         epochs : int ≥ 0;  batch_size : int ≥ 1;  learning_rate : η > 0.
         seed : None, int or numpy.random.Generator, for the order of the examples.
         n_threads : int ≥ 1 or None
@@ -1007,7 +1010,8 @@ class Network:
         try:
             if callback is not None and not callable(callback):
                 raise TypeError(f"callback must be callable, got {type(callback).__name__}.")
-            X, Y = self._pair(X, Y, ndims=(2,))
+            # X's finiteness is checked below: by the first epoch, where it visits every row.
+            X, Y = self._pair(X, Y, ndims=(2,), x_finite=False)
             validate = None
             if validation_data is not None:
                 try:
@@ -1031,6 +1035,12 @@ class Network:
                 raise ValueError("sample_weight is not for private training (clip_norm, "
                                  "noise_multiplier): a weight above 1 raises an example's "
                                  "influence above the clip norm R that the privacy rests on.")
+            # A first epoch that visits every row checks each as it gathers it, in cache: a
+            # pass over X the less (1.7 ms of a 64 MB X, 2% of an epoch of [784, 256, 10] on
+            # it). Poisson sampling may leave rows out, and no epoch none in: X is checked here.
+            x_finite = settings.epochs == 0 or settings.sampling == "poisson"
+            if x_finite:
+                check_finite(X, "X")
             batch = min(settings.batch_size, X.shape[0])
             if settings.sampling == "poisson":
                 batch = training.poisson_rows(X.shape[0], batch)
@@ -1041,7 +1051,7 @@ class Network:
             try:
                 return training.train(self._layout, self._theta, X, Y, settings,
                                       validate=validate, callback=callback, workspace=workspace,
-                                      sample_weight=weights)
+                                      sample_weight=weights, x_finite=x_finite)
             finally:
                 if workspace.nbytes <= self.KEEP_WORKSPACE_BYTES:
                     self._fit_workspace = workspace

@@ -31,6 +31,7 @@ from ._validation import (
     PYTHON,
     check_choice,
     check_count,
+    check_finite,
     check_flag,
     check_fraction,
     check_positive_real,
@@ -373,9 +374,12 @@ def step_weights(sample_weight, order, batch, dtype):
 
 
 def train(layout, theta, X, Y, settings, *, validate=None, callback=None, workspace=None,
-          sample_weight=None):
+          sample_weight=None, x_finite=True):
     """Train θ (laid out by `layout`, in place) on the examples (X, Y) — validated, C-contiguous,
-    in θ's dtype — as `settings` say; `Network.fit` is its one caller. ``validate()``, if given,
+    in θ's dtype — as `settings` say; `Network.fit` is its one caller. ``x_finite=False``: X's
+    finiteness is left to the first epoch, which must visit every row (not Poisson sampling):
+    its kernels check each row as they gather it, and a row that is not finite puts θ and the
+    rule's state back as they were and raises validation's error. ``validate()``, if given,
     returns the (cost, accuracy) of the validation data after an epoch. ``sample_weight``:
     checked per-example weights (float64), or None. ``workspace``: a
     training workspace of the layout's to use if it has room for a mini-batch (the network
@@ -406,11 +410,11 @@ def train(layout, theta, X, Y, settings, *, validate=None, callback=None, worksp
     kind = ("fit", layout.sizes, layout.activation_codes, settings.rule, batch, n_threads)
     with _pool.team(min(n_threads, available_cores()), kind, _FORCED_MODE) as team:
         return _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch,
-                      n_threads, validate, callback, sample_weight)
+                      n_threads, validate, callback, sample_weight, x_finite)
 
 
 def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_threads, validate,
-           callback, sample_weight):
+           callback, sample_weight, x_finite):
     """`train`'s epochs, on a team lent for them."""
     N = X.shape[0]
     n_batches = -(-N // batch)
@@ -463,9 +467,16 @@ def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_t
             rule.state(into=state_before)
             steps = first_step + epoch * n_batches
             start = time.perf_counter()
+            row_not_finite = False
             try:
                 sum_C = _kernels.train_epoch(order=order, catch_sigint=catch_sigint, steps=steps,
-                                             **epoch_arguments)
+                                             check_x=not x_finite, **epoch_arguments)
+            except _kernels.RowNotFinite:
+                # Before any step used the row: the fit's first epoch, undone. (Validation's
+                # message, outside this handler: no internal exception chained to it.)
+                theta[...] = before
+                rule.restore(state_before)
+                row_not_finite = True
             except KeyboardInterrupt as caught:
                 # θ holds the parameters after the last completed step; the history is that of
                 # the completed epochs.
@@ -481,6 +492,10 @@ def _train(layout, theta, X, Y, settings, team, workspace, rule, rng, batch, n_t
                 if settings.target_delta is not None:   # the steps taken were private too
                     _account(history, settings, N, batch, steps - first_step + done)
                 raise interrupt from None
+            if row_not_finite:
+                check_finite(X, "X")
+                raise AssertionError("the kernels stopped at a row of X, yet X is finite")
+            x_finite = True                 # every row has been through the check
             seconds = time.perf_counter() - start
             finite = _kernels.all_finite(theta)
             if finite and not np.isfinite(sum_C):
