@@ -1036,8 +1036,9 @@ class Network:
                                  "noise_multiplier): a weight above 1 raises an example's "
                                  "influence above the clip norm R that the privacy rests on.")
             # A first epoch that visits every row checks each as it gathers it, in cache: a
-            # pass over X the less (1.7 ms of a 64 MB X, 2% of an epoch of [784, 256, 10] on
-            # it). Poisson sampling may leave rows out, and no epoch none in: X is checked here.
+            # pass over X the less (1.7 ms of a 64 MB X, 2% of a one-epoch fit of
+            # [784, 256, 10] on it). Poisson sampling may leave rows out, and epochs=0 visits
+            # none: X is checked here.
             x_finite = settings.epochs == 0 or settings.sampling == "poisson"
             if x_finite:
                 check_finite(X, "X")
