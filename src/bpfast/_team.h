@@ -39,7 +39,7 @@
  *
  * The choice: the seconds per step of the mode in force are measured over windows of about
  * BPFAST_TEAM_WINDOW seconds. At the end of a window the faster mode on record is kept; the other
- * is tried for two windows from time to time, less often the more its trials cost
+ * is tried for one window from time to time, less often the more its trials cost
  * (bpfast_team_judge). The record lives in the team, which a `fit` keeps for all its epochs.
  * "From time to time" counts the team's own time, spent in jobs: between single calls a program
  * does other work, and on the wall's clock a loop of 50 ms calls with pauses between them tried
@@ -72,7 +72,6 @@
                                            trial cost */
 #define BPFAST_TEAM_MIN_GAP 2e-2        /* seconds in jobs between two trials, at least */
 #define BPFAST_TEAM_MAX_GAP 2.0         /* and at most */
-#define BPFAST_TEAM_TRIAL_WINDOWS 2     /* windows a trial lasts, judged on the faster */
 #define BPFAST_TEAM_SPIN 1e-4           /* seconds a waiting worker spins before it sleeps */
 #define BPFAST_TEAM_MOVES 8              /* moves a job may make at most */
 #define BPFAST_TEAM_SETTLING 5e-3       /* seconds after a move during which it spins longer */
@@ -101,10 +100,7 @@ typedef struct {
     int finished;
     /* The choice of mode, kept from one job to the next (written by closers only). */
     _Alignas(64) int solo;              /* the mode in force */
-    int trial;                          /* windows left in the trial of the mode in force
-                                           (0: not on trial) */
-    double trial_best;                  /* its fastest window so far (seconds per step) */
-    double trial_cost;                  /* what its windows cost over the other mode's */
+    int trial;                          /* whether it is on trial for this window */
     int losses;                         /* trials lost in a row */
     double next_trial;                  /* when the mode not in force may be tried again, on
                                            the team's clock (bpfast_team_clock) */
@@ -284,15 +280,9 @@ static void bpfast_team_record(bpfast_team* team, int mode, double seconds_per_s
     if (team->n_windows[mode] < BPFAST_TEAM_WINDOWS) team->n_windows[mode]++;
 }
 
-/* Try `mode` for BPFAST_TEAM_TRIAL_WINDOWS windows (a trial), from now, judged on the faster
- * of them: the one window of a long call (a call of 20 ms is a window) fell now and then on a
- * call ten times as slow in either mode — on a virtual machine, a fresh output of 191 MB took
- * 160–340 ms instead of 12–22 now and then, no steal time counted (memory the guest had handed
- * back, faulted in again, most likely) —, and the lost trial kept the slower mode for the 2 s
- * of BPFAST_TEAM_MAX_GAP: solo, 1.6–1.8× as slow there as both threads faulting their halves. */
+/* Try `mode` for one window (a trial), from now, judged on that window alone. */
 static void bpfast_team_try(bpfast_team* team, int mode) {
-    team->trial = BPFAST_TEAM_TRIAL_WINDOWS;
-    team->trial_best = team->trial_cost = 0;
+    team->trial = 1;
     team->n_windows[mode] = 0;
     team->next_window[mode] = 0;
     if (mode != team->solo) { team->solo = mode; team->switches++; }
@@ -324,14 +314,12 @@ static void bpfast_team_judge(bpfast_team* team, int n_workers) {
     bpfast_team_record(team, mode, measured);
     double mine = bpfast_team_estimate(team, mode), theirs = bpfast_team_estimate(team, other);
     if (team->trial) {
-        if (team->trial_best == 0 || measured < team->trial_best) team->trial_best = measured;
-        team->trial_cost += elapsed - steps * theirs;
-        if (--team->trial > 0) return;
-        if (theirs > 0 && team->trial_best >= theirs) {
+        team->trial = 0;
+        if (theirs > 0 && measured >= theirs) {
             /* Lost: back to the other mode, and wait before the next trial in proportion to
              * what this one cost, doubled at each loss in a row: trials then take a bounded
              * share of the time (1 / BPFAST_TEAM_TRIAL_GAP at most) however costly they are. */
-            double cost = team->trial_cost, gap = BPFAST_TEAM_TRIAL_GAP * cost;
+            double cost = elapsed - steps * theirs, gap = BPFAST_TEAM_TRIAL_GAP * cost;
             for (int i = 0; i < team->losses && gap < BPFAST_TEAM_MAX_GAP; i++) gap *= 2;
             if (gap < BPFAST_TEAM_MIN_GAP) gap = BPFAST_TEAM_MIN_GAP;
             if (gap > BPFAST_TEAM_MAX_GAP) gap = BPFAST_TEAM_MAX_GAP;
