@@ -2048,7 +2048,6 @@ cdef struct Epoch:
     Py_ssize_t diverged                         # the mini-batch (from 1) whose step diverged
     bint check_x                                # whether each row of X is checked as gathered
     bint* x_bad                                 # each part's: a row it gathered was not finite
-    bint x_stopped                              # the epoch stopped at such a row
 
 
 cdef inline floating* _batch_half(void* buffer, Py_ssize_t i_batch, Py_ssize_t batch,
@@ -2096,15 +2095,14 @@ cdef void _gather_rows(Epoch* e, Py_ssize_t i_batch, Py_ssize_t k0, Py_ssize_t k
             e.x_bad[part] = True
 
 
-cdef bint _x_stops(Epoch* e) noexcept nogil:
+cdef bint _x_stops(const Epoch* e) noexcept nogil:
     """Between phases, on one thread: whether a part gathered a row of X that is not finite —
     then the epoch stops there, before any step uses that row (its caller puts θ back)."""
     cdef int p
-    if e.check_x:
-        for p in range(e.n_parts):
-            if e.x_bad[p]:
-                e.x_stopped = True
-    return e.x_stopped
+    for p in range(e.n_parts):
+        if e.x_bad[p]:
+            return True
+    return False
 
 
 cdef void _gather(Epoch* e, Py_ssize_t i_batch, int part, int n_parts,
@@ -3032,6 +3030,7 @@ cdef _run_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1
     cdef Epoch e
     cdef double sum_C = 0
     cdef int t
+    cdef bint x_stopped = False
     cdef floating[::1] Xb, Yb, A, S, T
     cdef Py_ssize_t copies
     cdef bpfast_task task = _epoch_task_d if floating is double else _epoch_task_s
@@ -3117,9 +3116,10 @@ cdef _run_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1
     finally:
         if e.catch_sigint:
             _release_sigint()
+        x_stopped = _x_stops(&e)
         free(e.shares)
         free(e.x_bad)
-    return sum_C, e.diverged, bool(e.interrupted), e.i_batch, bool(e.x_stopped)
+    return sum_C, e.diverged, bool(e.interrupted), e.i_batch, x_stopped
 
 
 class RowNotFinite(ValueError):

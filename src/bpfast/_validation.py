@@ -227,7 +227,7 @@ def as_real_array(value, name, dtype, finite=True):
 
 def all_finite(array):
     """Whether every number of the array is finite: for the networks' dtypes in C order, by the
-    kernels' one pass (large training sets are checked at every fit), else by numpy."""
+    kernels' one pass (every call's inputs are checked), else by numpy."""
     if (array.dtype in (np.float32, np.float64) and array.flags.c_contiguous
             and sys.byteorder == "little" and array.dtype.isnative):
         return _kernels.all_finite(array)
@@ -294,8 +294,8 @@ def as_pair(X, Y, sizes, dtype, ndims=(1, 2), names=("X", "Y"), x_finite=True):
 
     Beside a batch X, a 1-D Y holds integer class labels (converted to one-hot targets once);
     beside one example x, a number y is its label. ``x_finite=False`` leaves X's finiteness to
-    the kernels, which see it exactly on z^(1) (`bpfast._kernels.run_call`): a pass over X the
-    less.
+    the kernels, which see it exactly on z^(1) (`bpfast._kernels.run_call`) or as `fit`'s first
+    epoch gathers each row (`train_epoch`'s check_x): a pass over X the less.
     """
     X = as_examples(X, names[0], sizes[0], "n0 (sizes[0])", dtype, ndims, x_finite)
     y_ndim = Y.ndim if isinstance(Y, np.ndarray) else np.ndim(Y)
