@@ -1917,6 +1917,7 @@ cdef extern from "_team.h":
     bpfast_team* bpfast_team_new(int n_workers) noexcept nogil
     void bpfast_team_free(bpfast_team* team) noexcept nogil
     void bpfast_team_forget(bpfast_team* team) noexcept nogil
+    void bpfast_team_replay(bpfast_team* team, int n_workers, double seconds) noexcept nogil
     void bpfast_team_run(bpfast_team* team, int n_parts, void* job, bpfast_task task,
                          bpfast_close close) noexcept nogil
     enum:
@@ -2554,6 +2555,19 @@ cdef class Team:
         """Forget what was measured of the machine: the next job is of another kind (shape,
         batch, parts), whose times are not comparable with the last ones."""
         bpfast_team_forget(self.team)
+
+    @property
+    def solo(self):
+        """Whether one worker computes every part (solo mode) at present: the team's choice."""
+        return bool(self.team.solo)
+
+    def replay(self, double seconds):
+        """Tests: count a single call of two workers, one step, as if it took `seconds` in the
+        mode in force — the judgment of _team.h on a clock of the test's own, without the
+        machine's noise."""
+        if not seconds > 0:
+            raise ValueError(f"seconds must be positive, got {seconds!r}")
+        bpfast_team_replay(self.team, 2, seconds)
 
     @property
     def statistics(self):
