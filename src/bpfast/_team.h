@@ -39,11 +39,11 @@
  *
  * The choice: the seconds per step of the mode in force are measured over windows of about
  * BPFAST_TEAM_WINDOW seconds. At the end of a window the faster mode on record is kept; the other
- * is tried from time to time, less often the more its trials cost (bpfast_team_judge). A trial
- * lasts two windows and is judged on the second: the first pays for the switch (workers woken
- * and settled) and is where a slow first touch lands — on a VM, the first call into a fresh
- * output after a change of mode took 5–20 times as long in either mode, and a trial judged on
- * that call alone kept the slower mode for the longest gap. The record lives in the team, which
+ * is tried from time to time, less often the more its trials cost (bpfast_team_judge). A trial's
+ * first step is set apart and its window starts after it: the first step pays for the change
+ * (workers woken and settled) and is where a slow first touch lands — on a VM, the first call
+ * into a fresh output after a change of mode took 5–20 times as long in either mode, and a trial
+ * judged on that call kept the slower mode for the longest gap. The record lives in the team, which
  * a `fit` keeps for all its epochs.
  * "From time to time" counts the team's own time, spent in jobs: between single calls a program
  * does other work, and on the wall's clock a loop of 50 ms calls with pauses between them tried
@@ -104,9 +104,8 @@ typedef struct {
     int finished;
     /* The choice of mode, kept from one job to the next (written by closers only). */
     _Alignas(64) int solo;              /* the mode in force */
-    int trial;                          /* windows of the trial still to come (0: none) */
+    int trial;                          /* 2: a trial whose first step is to come, 1: on trial */
     int losses;                         /* trials lost in a row */
-    double trial_steps;                 /* steps in the trial's first window */
     double next_trial;                  /* when the mode not in force may be tried again, on
                                            the team's clock (bpfast_team_clock) */
     double worked;                      /* seconds spent in earlier jobs */
@@ -285,10 +284,10 @@ static void bpfast_team_record(bpfast_team* team, int mode, double seconds_per_s
     if (team->n_windows[mode] < BPFAST_TEAM_WINDOWS) team->n_windows[mode]++;
 }
 
-/* Try `mode` (a trial) for two windows from now, judged on the second alone. */
+/* Try `mode` (a trial) from the next step on: the step after it begins the window the trial is
+ * judged on. */
 static void bpfast_team_try(bpfast_team* team, int mode) {
     team->trial = 2;
-    team->trial_steps = 0;
     team->n_windows[mode] = 0;
     team->next_window[mode] = 0;
     if (mode != team->solo) { team->solo = mode; team->switches++; }
@@ -310,6 +309,14 @@ static void bpfast_team_judge_at(bpfast_team* team, int n_workers, double now) {
     }
     if (n_workers < 2) return;
     team->window_steps++;
+    if (team->trial == 2) {
+        /* The trial's first step: set apart, the window starts after it. */
+        team->trial = 1;
+        team->window_start = now;
+        team->window_carry = 0;
+        team->window_steps = 0;
+        return;
+    }
     double elapsed = team->window_carry + (now - team->window_start);
     if (elapsed < BPFAST_TEAM_WINDOW) return;
     double clock = bpfast_team_clock(team, now);
@@ -318,21 +325,16 @@ static void bpfast_team_judge_at(bpfast_team* team, int n_workers, double now) {
     team->window_start = now;
     team->window_carry = 0;
     team->window_steps = 0;
-    if (team->trial == 2) {
-        team->trial = 1;                        /* the trial's first window: set apart */
-        team->trial_steps = steps;
-        return;
-    }
     bpfast_team_record(team, mode, measured);
     double mine = bpfast_team_estimate(team, mode), theirs = bpfast_team_estimate(team, other);
     if (team->trial) {
         team->trial = 0;
         if (theirs > 0 && measured >= theirs) {
             /* Lost: back to the other mode, and wait before the next trial in proportion to
-             * what this one cost (both windows at the judged one's rate), doubled at each loss
+             * what this one cost (its first step too, at its window's rate), doubled at each loss
              * in a row: trials then take a bounded share of the time (1 / BPFAST_TEAM_TRIAL_GAP
              * at most) however costly they are. */
-            double cost = (steps + team->trial_steps) * (measured - theirs);
+            double cost = (steps + 1) * (measured - theirs);
             double gap = BPFAST_TEAM_TRIAL_GAP * cost;
             for (int i = 0; i < team->losses && gap < BPFAST_TEAM_MAX_GAP; i++) gap *= 2;
             if (gap < BPFAST_TEAM_MIN_GAP) gap = BPFAST_TEAM_MIN_GAP;
@@ -471,13 +473,12 @@ static void* bpfast_worker(void* argument) {
 #endif
 
 /* Forget what was measured (a job of another kind comes: its times are not comparable). The
- * first window in team mode is then set apart as a trial's first window is: it pays for cold
- * caches and the workers' first wake-up (a fresh team's first per-example call, recorded for
- * team mode at 195 ms where its calls take 12, let solo mode win at 25). */
+ * first step in team mode is then set apart as a trial's is: it pays for cold caches and the
+ * workers' first wake-up (a fresh team's first per-example call, recorded for team mode at
+ * 195 ms where its calls take 12, let solo mode win at 25). */
 static void bpfast_team_forget(bpfast_team* team) {
     team->solo = team->losses = 0;
     team->trial = 2;
-    team->trial_steps = 0;
     team->next_trial = team->window_carry = 0;
     team->window_steps = 0;
     team->n_windows[0] = team->n_windows[1] = 0;
