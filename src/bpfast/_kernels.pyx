@@ -2100,6 +2100,8 @@ cdef bint _x_stops(const Epoch* e) noexcept nogil:
     """Between phases, on one thread: whether a part gathered a row of X that is not finite —
     then the epoch stops there, before any step uses that row (its caller puts θ back)."""
     cdef int p
+    if not e.check_x:                           # every epoch after a fit's first
+        return False
     for p in range(e.n_parts):
         if e.x_bad[p]:
             return True

@@ -298,6 +298,24 @@ static double bpfast_team_clock(const bpfast_team* team, double now) {
     return team->worked + (now - team->job_start);
 }
 
+/* A window of measurement opens at `now`. */
+static void bpfast_team_open_window(bpfast_team* team, double now) {
+    team->window_start = now;
+    team->window_carry = 0;
+    team->window_steps = 0;
+}
+
+/* A job begins at `now`, and ends: the window goes on in the next job, short jobs (single calls)
+ * adding up; the time between jobs (Python's) is not the team's. */
+static void bpfast_team_job_begins(bpfast_team* team, double now) {
+    team->window_start = team->job_start = now;
+}
+
+static void bpfast_team_job_ends(bpfast_team* team, double now) {
+    team->window_carry += now - team->window_start;
+    team->worked += now - team->job_start;
+}
+
 /* At the end of a step (by the closer), at time `now`: count it, and at the end of a window,
  * judge the mode. */
 static void bpfast_team_judge_at(bpfast_team* team, int n_workers, double now) {
@@ -312,9 +330,7 @@ static void bpfast_team_judge_at(bpfast_team* team, int n_workers, double now) {
     if (team->trial == 2) {
         /* The trial's first step: set apart, the window starts after it. */
         team->trial = 1;
-        team->window_start = now;
-        team->window_carry = 0;
-        team->window_steps = 0;
+        bpfast_team_open_window(team, now);
         return;
     }
     double elapsed = team->window_carry + (now - team->window_start);
@@ -322,9 +338,7 @@ static void bpfast_team_judge_at(bpfast_team* team, int n_workers, double now) {
     double clock = bpfast_team_clock(team, now);
     int mode = team->solo, other = !mode;
     double steps = (double) team->window_steps, measured = elapsed / steps;
-    team->window_start = now;
-    team->window_carry = 0;
-    team->window_steps = 0;
+    bpfast_team_open_window(team, now);
     bpfast_team_record(team, mode, measured);
     double mine = bpfast_team_estimate(team, mode), theirs = bpfast_team_estimate(team, other);
     if (team->trial) {
@@ -362,10 +376,10 @@ static void bpfast_team_judge(bpfast_team* team, int n_workers) {
 /* Tests: a job of one step (a single call) on a team of `n_workers`, as if it took `seconds` in
  * the mode in force, on the team's clock of jobs rather than the wall's. */
 static void bpfast_team_replay(bpfast_team* team, int n_workers, double seconds) {
-    team->window_start = team->job_start = team->worked;
-    bpfast_team_judge_at(team, n_workers, team->worked + seconds);
-    team->window_carry += team->worked + seconds - team->window_start;
-    team->worked += seconds;
+    double start = team->worked;
+    bpfast_team_job_begins(team, start);
+    bpfast_team_judge_at(team, n_workers, start + seconds);
+    bpfast_team_job_ends(team, start + seconds);
 }
 
 /* Call the workers into the job in progress: at its start in team mode, or when a job begun in
@@ -418,11 +432,7 @@ static void bpfast_team_work(bpfast_team* team, int me, int n_workers, int n_par
                 bpfast_team_judge(team, n_workers);
             if (what == BPFAST_FINISHED_STEP) what = BPFAST_FINISHED;
             if (what == BPFAST_FINISHED) {
-                /* The window goes on in the next job, short jobs (single calls) adding up;
-                 * the time between jobs (Python's) is not the team's. */
-                double now = bpfast_now();
-                team->window_carry += now - team->window_start;
-                team->worked += now - team->job_start;
+                bpfast_team_job_ends(team, bpfast_now());
                 __atomic_store_n(&team->finished, 1, __ATOMIC_SEQ_CST);
             }
             uint32_t next = bpfast_phase_word((seen >> 8) + 1, team->solo, me);
@@ -546,7 +556,7 @@ static void bpfast_team_run(bpfast_team* team, int n_parts, void* job, bpfast_ta
     team->done = 0;
     team->sleepers = 0;
     team->phase = bpfast_phase_word(0, team->solo, 0);
-    team->window_start = team->job_start = bpfast_now();
+    bpfast_team_job_begins(team, bpfast_now());
     team->job = job;
     team->task = task;
     team->close = close;
