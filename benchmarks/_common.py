@@ -26,12 +26,28 @@ def best_time(function, repeat=5, min_seconds=0.2):
     return best
 
 
-def gemm_gflops(dtype, n=2000):
-    """The throughput numpy's matrix product reaches here: the ceiling for model FLOPs."""
+#: The side of the square matrix product whose throughput is the ceiling.
+GEMM_SIDE = 2000
+#: Its FLOPs: 2 per multiply-add.
+GEMM_FLOPS = 2 * GEMM_SIDE**3
+
+
+def gemm_call(dtype, n=GEMM_SIDE):
+    """numpy's large matrix product as a call to time, into a buffer kept (a fresh product of
+    32 MB pays a page fault every 4 KiB): the ceiling's own call, which a benchmark times in
+    the same turns as the calls it holds to it — on a machine whose speed drifts within a run,
+    a ceiling timed once at the start read 146 GFLOP/s in float32 where the calls after it
+    reached 158, and 213 in another run."""
     rng = np.random.default_rng(0)
     a = rng.random((n, n)).astype(dtype)
     b = rng.random((n, n)).astype(dtype)
-    return 2 * n**3 / best_time(lambda: a @ b, repeat=7) / 1e9
+    c = np.empty((n, n), dtype)
+    return lambda: np.matmul(a, b, out=c)
+
+
+def gemm_gflops(dtype, n=GEMM_SIDE):
+    """The throughput numpy's matrix product reaches here: the ceiling for model FLOPs."""
+    return 2 * n**3 / best_time(gemm_call(dtype, n), repeat=7) / 1e9
 
 
 def model_flops(sizes, n_examples):
