@@ -195,6 +195,34 @@ def _lent_team(monkeypatch):
     return team, int(worker), allowed[0]
 
 
+def test_a_late_workers_parts_are_taken_over_and_the_bits_hold(monkeypatch):
+    """The team's worker kept away 20 ms before each phase: the caller, done with its own parts,
+    takes the worker's over instead of waiting for it — in `fit` and in a call — and the bits are
+    those of one thread computing every part."""
+    team, _, _ = _lent_team(monkeypatch)
+    team.hold(0.02)
+    net, X, Y = make_problem([40, 30, 5], 600, seed=3)
+    solo = bpfast.Network.from_params(net.weights, net.biases)
+    history = net.fit(X, Y, epochs=2, batch_size=20, learning_rate=0.3, seed=1, n_threads=2)
+    rows = net.per_example_gradients(X, Y, n_threads=2).vector()
+    taken = team.statistics["taken_over"]
+    team.hold(0)
+    assert history.threads["steps_shared"] == 2 * 30
+    assert taken > 0
+    monkeypatch.undo()
+    from bpfast import training
+    monkeypatch.setattr(training, "_FORCED_MODE", 2)
+    solo.fit(X, Y, epochs=2, batch_size=20, learning_rate=0.3, seed=1, n_threads=2)
+    np.testing.assert_array_equal(net.parameters_vector(), solo.parameters_vector())
+    np.testing.assert_array_equal(rows, solo.per_example_gradients(X, Y, n_threads=1).vector())
+
+
+def test_a_team_holds_only_with_a_length_of_time():
+    from bpfast import _kernels
+    with pytest.raises(ValueError, match="seconds"):
+        _kernels.Team(2).hold(-1.0)
+
+
 def _last_core(thread_id):
     """The core a thread last ran on (field 39 of /proc's stat)."""
     with open(f"/proc/self/task/{thread_id}/stat") as stat:

@@ -1908,8 +1908,8 @@ cdef extern from "_team.h":
     ctypedef struct bpfast_team:
         int solo
         int forced
-        long switches, solo_steps, team_steps, moves
-        double worked
+        long switches, solo_steps, team_steps, moves, taken_over
+        double worked, held
         int n_threads
     ctypedef void (*bpfast_task)(void* job, int part, int n_parts) noexcept nogil
     ctypedef int (*bpfast_close)(void* job) noexcept nogil
@@ -2571,13 +2571,22 @@ cdef class Team:
             raise ValueError(f"seconds must be positive, got {seconds!r}")
         bpfast_team_replay(self.team, 2, seconds)
 
+    def hold(self, double seconds):
+        """Tests: keep the team's last worker away `seconds` before each phase's parts in team
+        mode (0: not at all), as a machine that has it elsewhere would."""
+        if not seconds >= 0:
+            raise ValueError(f"seconds must be ≥ 0, got {seconds!r}")
+        self.team.held = seconds
+
     @property
     def statistics(self):
         """Steps taken in each mode (all workers, one alone), the number of changes of mode, how
-        many times a worker found on another's core moved off it, and the seconds spent in jobs
-        (the team's clock, on which trials of the other mode are spaced)."""
+        many times a worker found on another's core moved off it, how many parts a worker took
+        over from one that had not come for them, and the seconds spent in jobs (the team's
+        clock, on which trials of the other mode are spaced)."""
         return dict(team_steps=self.team.team_steps, solo_steps=self.team.solo_steps,
-                    switches=self.team.switches, moves=self.team.moves, seconds=self.team.worked)
+                    switches=self.team.switches, moves=self.team.moves,
+                    taken_over=self.team.taken_over, seconds=self.team.worked)
 
 
 # --- single calls on the team: the examples shared between parts --------------------------------

@@ -7,8 +7,10 @@
  * barrier pays a wake-up of tens of microseconds per phase on an idle machine. So the team has
  * two ways of working and chooses between them at run time, by measuring:
  *
- *   team mode   part p is computed by worker p mod n_workers; a worker that is done waits for
- *               the others, spinning for a while, then asleep (futex);
+ *   team mode   part p is computed by worker p mod n_workers — or, if that worker has not
+ *               come for it by the time another is done with its own parts, by the other
+ *               (bpfast_team_take); a worker that is done waits for the others, spinning for
+ *               a while, then asleep (futex);
  *   solo mode   one worker, the leader, computes every part of every phase in order; the others
  *               sleep until the mode changes.
  *
@@ -94,6 +96,11 @@ typedef int (*bpfast_close)(void* job);
 #define BPFAST_SOLO_BIT 0x80u
 #define BPFAST_LEADER_MASK 0x7Fu
 #define BPFAST_MAX_WORKERS 128
+/* Parts of a phase that a worker may take over from another (bpfast_team_take); those past it
+ * are computed by their own worker only. */
+#define BPFAST_TAKEN_PARTS 256
+/* The phase word's counter: 24 bits. */
+#define BPFAST_COUNTER_MASK 0xFFFFFFu
 
 typedef struct {
     /* Each on its own cache line: workers spin on `phase` while they count on `done`. */
@@ -119,6 +126,9 @@ typedef struct {
     long switches;                      /* mode changes so far (for tests and benchmarks) */
     long solo_steps, team_steps;        /* steps taken in each mode so far */
     long moves;                         /* workers moved off a shared core (bpfast_team_move) */
+    long taken_over;                    /* parts computed by another worker than their own */
+    double held;                        /* tests: seconds the last worker waits before each
+                                           phase's parts (as if the machine had it elsewhere) */
     double moved_at;                    /* when the last move was made */
     int moves_left;                     /* moves this job may still make */
     /* The workers 1..n_threads (worker 0 is the thread that submits a job) and their job. */
@@ -131,6 +141,8 @@ typedef struct {
     bpfast_task task;
     bpfast_close close;
     int n_parts;
+    /* Each part's claim word: the counter of the phase in which it is still to be taken. */
+    _Alignas(64) uint32_t claims[BPFAST_TAKEN_PARTS];
     uint64_t cpus[BPFAST_MAX_WORKERS];  /* each worker's note: phase << 32 | (core + 1), 0: none */
     int stuck[BPFAST_MAX_WORKERS];      /* a core each could not move off in this job (-1: none;
                                            set for each job by bpfast_team_run) */
@@ -398,8 +410,33 @@ static uint32_t bpfast_phase_word(uint32_t counter, int solo, int leader) {
     return (counter << 8) | (solo ? BPFAST_SOLO_BIT : 0u) | ((uint32_t) leader & BPFAST_LEADER_MASK);
 }
 
+/* Whether the calling worker takes part `part` of the phase whose counter is `counter` — each
+ * part is taken once a phase: its claim word holds the counter of the phase in which it is still
+ * to be taken, and taking it moves the word on to the next phase's. A worker late for a phase
+ * already over finds none of its parts to take. Parts past BPFAST_TAKEN_PARTS are their own
+ * worker's alone. */
+static int bpfast_team_take(bpfast_team* team, int part, uint32_t counter) {
+    if (part >= BPFAST_TAKEN_PARTS) return 1;
+    uint32_t expected = counter & BPFAST_COUNTER_MASK;
+    return __atomic_compare_exchange_n(&team->claims[part], &expected,
+                                       (counter + 1) & BPFAST_COUNTER_MASK, 0,
+                                       __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+}
+
+/* Tests: the last worker kept away for `held` seconds before each phase's parts. */
+static void bpfast_team_hold(const bpfast_team* team, int me) {
+    if (team->held <= 0 || team->solo || me == 0 || me != team->n_threads) return;
+    struct timespec t;
+    t.tv_sec = (time_t) team->held;
+    t.tv_nsec = (long) ((team->held - (double) t.tv_sec) * 1e9);
+    nanosleep(&t, NULL);
+}
+
 /* Worker `me` of `n_workers`' share of the job in progress (bpfast_team_run); returns when
- * `close` has said it is finished. */
+ * `close` has said it is finished. In team mode, a worker done with its own parts takes those
+ * whose worker has not come for them yet: a worker the machine has put aside (a busy core, a
+ * virtual core lent away, a wake-up from sleep) no longer holds up the phase by all of its
+ * parts' time. The parts compute the same whoever takes them (see above). */
 static void bpfast_team_work(bpfast_team* team, int me, int n_workers, int n_parts,
                              void* job, bpfast_task task, bpfast_close close) {
     uint32_t seen = __atomic_load_n(&team->phase, __ATOMIC_ACQUIRE);
@@ -417,11 +454,19 @@ static void bpfast_team_work(bpfast_team* team, int me, int n_workers, int n_par
             continue;
         }
         if (!solo) bpfast_team_settle(team, me, seen >> 8);
-        uint32_t mine = 0;
+        bpfast_team_hold(team, me);
+        uint32_t mine = 0, counter = seen >> 8;
         int first = solo ? 0 : me, stride = solo ? 1 : n_workers;
         for (int part = first; part < n_parts; part += stride) {
+            if (!bpfast_team_take(team, part, counter)) continue;
             task(job, part, n_parts);
             mine++;
+        }
+        for (int part = 0; !solo && part < n_parts && part < BPFAST_TAKEN_PARTS; part++) {
+            if (!bpfast_team_take(team, part, counter)) continue;
+            task(job, part, n_parts);
+            mine++;
+            __atomic_add_fetch(&team->taken_over, 1, __ATOMIC_RELAXED);
         }
         if (mine && __atomic_add_fetch(&team->done, mine, __ATOMIC_ACQ_REL) == (uint32_t) n_parts) {
             /* The last part of the phase: this worker closes it and publishes the next one. */
@@ -561,6 +606,8 @@ static void bpfast_team_run(bpfast_team* team, int n_parts, void* job, bpfast_ta
     team->task = task;
     team->close = close;
     team->n_parts = n_parts;
+    for (int p = 0; p < n_parts && p < BPFAST_TAKEN_PARTS; p++)
+        team->claims[p] = 0;                        /* to be taken in the phase counted 0 */
     team->enlisted = 0;
     team->moves_left = BPFAST_TEAM_MOVES;
     for (int i = 0; i <= team->n_threads; i++) {     /* the last job's notes are not this one's */
