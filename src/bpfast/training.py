@@ -76,8 +76,10 @@ class History:
         How the steps were computed: ``n_threads`` (the parts of each step), ``workers`` (the
         threads that could compute them), ``steps_shared`` and ``steps_alone`` (steps computed
         by all workers, and by one of them while the others slept because sharing cost more
-        than it gained: a busy machine), ``switches`` between the two, and ``moves``: how many
-        times a thread found on another's core moved off it (the system had put two on one).
+        than it gained: a busy machine), ``switches`` between the two, ``moves``: how many
+        times a thread found on another's core moved off it (the system had put two on one),
+        and ``taken_over``: how many parts of a step a thread computed for another that had not
+        come for them (put aside by the system, or waking up).
     epsilon, delta, accountant, noise_multiplier, privacy : with `fit`'s target_delta, the ε
         that the private steps taken spent at δ_DP = delta by `bpfast.privacy`'s accountant
         ("pld" or "rdp"), with the ν used (chosen by fit for a target_epsilon) —
@@ -164,7 +166,8 @@ def _recording_threads(history, team, n_threads):
         after = team.statistics
         history.threads = dict(n_threads=n_threads, workers=team.n_workers)
         for name, counted in (("steps_shared", "team_steps"), ("steps_alone", "solo_steps"),
-                              ("switches", "switches"), ("moves", "moves")):
+                              ("switches", "switches"), ("moves", "moves"),
+                              ("taken_over", "taken_over")):
             history.threads[name] = after[counted] - before[counted]
 
 
