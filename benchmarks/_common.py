@@ -32,22 +32,27 @@ GEMM_SIDE = 2000
 GEMM_FLOPS = 2 * GEMM_SIDE**3
 
 
-def gemm_call(dtype, n=GEMM_SIDE):
+def gemm_call(dtype):
     """numpy's large matrix product as a call to time, into a buffer kept (a fresh product of
     32 MB pays a page fault every 4 KiB): the ceiling's own call, which a benchmark times in
     the same turns as the calls it holds to it — on a machine whose speed drifts within a run,
     a ceiling timed once at the start read 146 GFLOP/s in float32 where the calls after it
     reached 158, and 213 in another run."""
     rng = np.random.default_rng(0)
-    a = rng.random((n, n)).astype(dtype)
-    b = rng.random((n, n)).astype(dtype)
-    c = np.empty((n, n), dtype)
+    a = rng.random((GEMM_SIDE, GEMM_SIDE)).astype(dtype)
+    b = rng.random((GEMM_SIDE, GEMM_SIDE)).astype(dtype)
+    c = np.empty((GEMM_SIDE, GEMM_SIDE), dtype)
     return lambda: np.matmul(a, b, out=c)
 
 
-def gemm_gflops(dtype, n=GEMM_SIDE):
+def gemm_rate(seconds):
+    """The ceiling in GFLOP/s, from the time its product took (`gemm_call`)."""
+    return GEMM_FLOPS / seconds / 1e9
+
+
+def gemm_gflops(dtype):
     """The throughput numpy's matrix product reaches here: the ceiling for model FLOPs."""
-    return 2 * n**3 / best_time(gemm_call(dtype, n), repeat=7) / 1e9
+    return gemm_rate(best_time(gemm_call(dtype), repeat=7))
 
 
 def model_flops(sizes, n_examples):

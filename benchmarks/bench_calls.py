@@ -31,6 +31,7 @@ from _common import (
     GEMM_SIDE,
     best_time,
     gemm_call,
+    gemm_rate,
     numpy_sigmoid_forward,
     report_targets,
 )
@@ -292,7 +293,7 @@ def with_ceiling(calls, dtype):
 
 def ceiling_of(best):
     """The GFLOP/s of the ceiling's best time among a workload's (`with_ceiling`)."""
-    return GEMM_FLOPS / best[CEILING] / 1e9
+    return gemm_rate(best[CEILING])
 
 
 def take_turns(calls, repeat):
@@ -306,7 +307,7 @@ def take_turns(calls, repeat):
     return {name: (None if call is None else best[name]) for name, call in calls.items()}
 
 
-def report(title, rows, ceiling=None):
+def report(title, rows):
     print(f"\n{title}")
     for name, seconds, note in rows:
         shown = "skipped (not installed)" if seconds is None else f"{seconds * 1e3:10.3f} ms"

@@ -22,7 +22,7 @@ import numpy as np
 
 import bpfast
 
-from _common import GEMM_FLOPS, gemm_call, report_targets
+from _common import gemm_call, gemm_rate, report_targets
 from peers import make_torch_epoch, numpy_matrix_epoch
 
 N = 10_240
@@ -95,7 +95,7 @@ def main():
             line = f"{'h = ' + str(h):<14}"
             for batch in args.batches:
                 sizes, best = cell(h, batch, dtype, args.repeat, torch_epoch, gemm)
-                ceiling = GEMM_FLOPS / best[CEILING] / 1e9
+                ceiling = gemm_rate(best[CEILING])
                 ceilings.append(ceiling)
                 ours = best["bpfast"]
                 gflops = real_flops(sizes, N) / ours / 1e9
