@@ -533,9 +533,8 @@ static void* bpfast_worker(void* argument) {
  * 195 ms where its calls take 12, let solo mode win at 25). */
 static void bpfast_team_forget(bpfast_team* team) {
     team->solo = team->losses = 0;
-    team->trial = 2;
-    team->next_trial = team->window_carry = 0;
-    team->window_steps = 0;
+    team->trial = 2;                    /* its window opens after the first step, set apart */
+    team->next_trial = 0;
     team->n_windows[0] = team->n_windows[1] = 0;
     team->next_window[0] = team->next_window[1] = 0;
 }
