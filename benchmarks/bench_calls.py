@@ -27,7 +27,6 @@ import numpy as np
 import bpfast
 
 from _common import (
-    GEMM_FLOPS,
     GEMM_SIDE,
     best_time,
     gemm_call,
@@ -411,7 +410,7 @@ def gradient_rows(name, sizes, n, dtype, repeat):
     ceiling = ceiling_of(best)
     rows = []
     for label, seconds in best.items():
-        gflops = (GEMM_FLOPS if label == CEILING else flops(sizes, n)) / seconds / 1e9
+        gflops = gemm_rate(seconds) if label == CEILING else flops(sizes, n) / seconds / 1e9
         note = f"{gflops:.1f} GFLOP/s ({100 * gflops / ceiling:.0f}%)"
         if label.startswith("bpfast"):
             numpy_ratio = best["numpy matrix form (cost too)"] / seconds
@@ -440,8 +439,8 @@ def predict_rows(name, sizes, n, dtype, repeat):
     ceiling = ceiling_of(best)
     rows = []
     for label, seconds in best.items():
-        work = GEMM_FLOPS if label == CEILING else flops(sizes, n, backward=False)
-        gflops = work / seconds / 1e9
+        gflops = (gemm_rate(seconds) if label == CEILING
+                  else flops(sizes, n, backward=False) / seconds / 1e9)
         note = f"{gflops:.1f} GFLOP/s ({100 * gflops / ceiling:.0f}%)"
         if label.startswith("bpfast"):
             note += f", {best['numpy forward'] / seconds:.2f}× numpy"

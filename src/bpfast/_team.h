@@ -423,6 +423,15 @@ static int bpfast_team_take(bpfast_team* team, int part, uint32_t counter) {
                                        __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
 }
 
+/* Part `part` of the phase counted `counter`, computed if the calling worker takes it
+ * (bpfast_team_take); returns whether it did. */
+static int bpfast_team_compute(bpfast_team* team, int part, uint32_t counter, void* job,
+                               bpfast_task task, int n_parts) {
+    if (!bpfast_team_take(team, part, counter)) return 0;
+    task(job, part, n_parts);
+    return 1;
+}
+
 /* Tests: the last worker kept away for `held` seconds before each phase's parts. */
 static void bpfast_team_hold(const bpfast_team* team, int me) {
     if (team->held <= 0 || team->solo || me == 0 || me != team->n_threads) return;
@@ -457,14 +466,10 @@ static void bpfast_team_work(bpfast_team* team, int me, int n_workers, int n_par
         bpfast_team_hold(team, me);
         uint32_t mine = 0, counter = seen >> 8;
         int first = solo ? 0 : me, stride = solo ? 1 : n_workers;
-        for (int part = first; part < n_parts; part += stride) {
-            if (!bpfast_team_take(team, part, counter)) continue;
-            task(job, part, n_parts);
-            mine++;
-        }
+        for (int part = first; part < n_parts; part += stride)
+            mine += bpfast_team_compute(team, part, counter, job, task, n_parts);
         for (int part = 0; !solo && part < n_parts && part < BPFAST_TAKEN_PARTS; part++) {
-            if (!bpfast_team_take(team, part, counter)) continue;
-            task(job, part, n_parts);
+            if (!bpfast_team_compute(team, part, counter, job, task, n_parts)) continue;
             mine++;
             __atomic_add_fetch(&team->taken_over, 1, __ATOMIC_RELAXED);
         }
