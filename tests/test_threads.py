@@ -356,6 +356,26 @@ def test_the_teams_clock_counts_its_jobs_not_the_pauses_between_them(monkeypatch
         assert 0 < team.statistics["seconds"] - before <= call
 
 
+
+def test_a_jobs_wait_for_the_last_jobs_worker_is_on_the_teams_clock(monkeypatch):
+    """A job first waits for any worker still in the last one — on a busy machine, a worker
+    descheduled after its partner took its parts over — and that wait is team mode's cost: on
+    the team's clock, not left out of it as the pauses between jobs are. Left out, one busy
+    loop beside a loop of 60 µs gradients made team mode look faster than it ran."""
+    team, _, _ = _lent_team(monkeypatch)
+    net, X, Y = make_problem([40, 30, 5], 600, seed=3)
+    net.gradient(X, Y, n_threads=2)
+    before = team.statistics["seconds"]
+    team.hold(0.05)                     # the worker kept away: its partner computes every part
+    start = time.perf_counter()
+    net.gradient(X, Y, n_threads=2)
+    net.gradient(X, Y, n_threads=2)     # waits for the first call's worker, held 50 ms
+    both = time.perf_counter() - start
+    team.hold(0)
+    counted = team.statistics["seconds"] - before
+    assert both >= 0.04
+    assert 0.8 * both <= counted <= both
+
 def replay(calls, team_seconds, solo_seconds, since=0):
     """The share of single calls since:calls that a fresh team of two workers makes in solo
     mode, judged on a clock of the test's own: call i takes team_seconds(i, switched) in team
