@@ -356,7 +356,6 @@ def test_the_teams_clock_counts_its_jobs_not_the_pauses_between_them(monkeypatch
         assert 0 < team.statistics["seconds"] - before <= call
 
 
-
 def test_a_jobs_wait_for_the_last_jobs_worker_is_on_the_teams_clock(monkeypatch):
     """A job first waits for any worker still in the last one — on a busy machine, a worker
     descheduled after its partner took its parts over — and that wait is team mode's cost: on
@@ -378,6 +377,31 @@ def test_a_jobs_wait_for_the_last_jobs_worker_is_on_the_teams_clock(monkeypatch)
         # over and is never held: then no wait to count, and another try.
         if both >= 0.04:
             assert 0.8 * both <= counted <= both
+            return
+    pytest.skip("the worker was never held: it came after every call had ended")
+
+
+
+def test_the_teams_statistics_wait_for_a_worker_still_in_the_last_job(monkeypatch):
+    """A worker late for a call's last phase, its parts taken over, is still in the call when it
+    returns, and may yet count a move: the statistics are read once it has left, or fit's
+    History.threads missed it (CI: 6 moves recorded of 9). So the wait for the held worker
+    falls in the reading, not in the next call."""
+    team, _, _ = _lent_team(monkeypatch)
+    net, X, Y = make_problem([40, 30, 5], 600, seed=3)
+    net.gradient(X, Y, n_threads=2)
+    for _ in range(10):
+        team.hold(0.05)                 # the worker kept away 50 ms before its parts
+        start = time.perf_counter()
+        net.gradient(X, Y, n_threads=2)
+        team.hold(0)
+        before = team.statistics["seconds"]
+        net.gradient(X, Y, n_threads=2)
+        next_call = team.statistics["seconds"] - before
+        total = time.perf_counter() - start
+        # A worker that a busy machine wakes after the call has ended is never held: another try.
+        if total >= 0.04:
+            assert next_call < 0.5 * total
             return
     pytest.skip("the worker was never held: it came after every call had ended")
 
