@@ -109,3 +109,37 @@ def test_an_ignored_sigint_or_a_handler_of_ones_own_leaves_fit_running():
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
         assert result.stdout.split() == ["2", str(calls), "True"], (handler, result.stdout)
+
+
+ONE_STEP_EPOCHS = textwrap.dedent("""
+    import os, signal, threading
+    import numpy as np
+    import bpfast
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    rng = np.random.default_rng(0)
+    X = rng.random((8192, 784))
+    Y = np.eye(10)[rng.integers(0, 10, 8192)]
+    net = bpfast.Network([784, 256, 10], seed=0)
+    threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    try:
+        net.fit(X, Y, epochs=60, batch_size=8192, learning_rate=0.1, seed=0)
+    except KeyboardInterrupt as caught:
+        print("at", caught.epoch, caught.mini_batch, len(caught.history))
+    else:
+        print("not interrupted")
+""")
+
+
+def test_sigint_in_an_epochs_last_step_is_not_lost():
+    """The epoch looks for Ctrl-C between its steps: one that came during the last step, after
+    the last look, was dropped with the epoch's handler — with one step an epoch (a full batch),
+    every Ctrl-C was (60 epochs of 0.1 s ran to their end)."""
+    result = subprocess.run([sys.executable, "-c", ONE_STEP_EPOCHS], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    word, *figures = result.stdout.split()
+    assert word == "at", result.stdout
+    epoch, mini_batch, recorded = map(int, figures)
+    # Stopped after the epoch's one step; the history holds the epochs before it.
+    assert mini_batch == 1 and recorded == epoch - 1 and epoch < 60

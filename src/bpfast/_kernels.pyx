@@ -3152,6 +3152,10 @@ cdef _run_epoch(NetworkLayout layout, floating[::1] theta, const floating[:, ::1
     finally:
         if e.catch_sigint:
             _release_sigint()
+            # A Ctrl-C after the epoch last looked at the flag — in its last step, or as it
+            # ended — is the epoch's too: left there, it was lost, and an epoch of one step
+            # never stopped at all.
+            e.interrupted = e.interrupted or _sigint_pending()
         x_stopped = _x_stops(&e)
         free(e.shares)
         free(e.x_bad)
