@@ -141,5 +141,6 @@ def test_sigint_in_an_epochs_last_step_is_not_lost():
     word, *figures = result.stdout.split()
     assert word == "at", result.stdout
     epoch, mini_batch, recorded = map(int, figures)
-    # Stopped after the epoch's one step; the history holds the epochs before it.
-    assert mini_batch == 1 and recorded == epoch - 1 and epoch < 60
+    # Stopped at a boundary of the epoch's one step — after it, or before it where the signal
+    # came as the epoch began (CI's machine: 0) —; the history holds the epochs before it.
+    assert mini_batch in (0, 1) and recorded == epoch - 1 and epoch < 60

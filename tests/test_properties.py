@@ -168,7 +168,9 @@ def test_the_strategy_reaches_wide_layers_every_activation_and_the_blas_path():
     """What the properties above are tested on, counted over the strategy's draws."""
     seen = {"n >= 64": 0, "width > 64": 0, "activations": set(), "costs": set()}
 
-    @settings(max_examples=300, deadline=None, database=None)
+    # The same 300 draws at every run (64 batches of 64 examples or more among them): over
+    # random draws that count was 23–86 in 15 runs here, and 9 in one CI run.
+    @settings(max_examples=300, deadline=None, database=None, derandomize=True)
     @given(problems())
     def count(problem):
         net, X, _ = problem
